@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine: `make train` and `make test`.
+# Both create .venv (with cnnlab installed editable and its dev tools) when it is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# Point CNNLAB_DATA at the shared CIFAR-10 copy when it exists and the variable is unset.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin CNNLAB_DATA),undefined)
+ifneq ($(wildcard $(SHARED_DATA)/cifar-10-batches-py),)
+export CNNLAB_DATA := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: venv train test lint bench clean
+.DEFAULT_GOAL := test
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,launchers]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+train: venv
+	$(PY) train.py $(ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/layers.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

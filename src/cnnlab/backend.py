@@ -1,0 +1,57 @@
+"""The only table mapping each cnnlab layer to its ``torch.nn`` twin.
+
+Read by :func:`cnnlab.convert` (and by the model factories), so adding a layer pair here is all
+it takes for the rest of cnnlab to swap it. Each entry names the constructor arguments that both
+classes store as attributes under the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from . import nn as cnn
+
+__all__ = ["LAYER_PAIRS", "LayerPair", "cnnlab_twin", "torch_twin"]
+
+_CONV = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "bias",
+    "padding_mode",
+)
+_CONV_TRANSPOSE = (*_CONV, "output_padding")
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """A cnnlab layer, its torch twin, and the constructor arguments they share."""
+
+    cnnlab: type[nn.Module]
+    torch: type[nn.Module]
+    arguments: tuple[str, ...]
+
+
+LAYER_PAIRS: tuple[LayerPair, ...] = (
+    LayerPair(cnn.Conv1d, nn.Conv1d, _CONV),
+    LayerPair(cnn.Conv2d, nn.Conv2d, _CONV),
+    LayerPair(cnn.FFTConv2d, nn.Conv2d, _CONV),
+    LayerPair(cnn.ConvTranspose1d, nn.ConvTranspose1d, _CONV_TRANSPOSE),
+    LayerPair(cnn.ConvTranspose2d, nn.ConvTranspose2d, _CONV_TRANSPOSE),
+)
+
+
+def torch_twin(cls: type[nn.Module]) -> LayerPair | None:
+    """The pair whose cnnlab side is exactly ``cls`` (subclasses with other forwards are not twins)."""
+    return next((pair for pair in LAYER_PAIRS if pair.cnnlab is cls), None)
+
+
+def cnnlab_twin(cls: type[nn.Module]) -> LayerPair | None:
+    """The first pair whose torch side is exactly ``cls``."""
+    return next((pair for pair in LAYER_PAIRS if pair.torch is cls), None)

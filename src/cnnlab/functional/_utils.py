@@ -1,0 +1,159 @@
+"""Shape arithmetic shared by convolution, pooling, the shape table and receptive-field code.
+
+Everything that turns user arguments (``int``, tuples, ``'same'``/``'valid'``) into normalised
+per-dimension tuples, and every output-size formula, lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PADDING_MODES",
+    "check_floating",
+    "check_input_rank",
+    "check_non_negative",
+    "check_positive",
+    "conv_output_size",
+    "conv_transpose_output_size",
+    "ntuple",
+    "pad_input",
+    "pool_output_size",
+    "resolve_padding",
+    "same_padding",
+]
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("same", "valid")
+
+
+def ntuple(value: int | Sequence[int], n: int, name: str = "argument") -> tuple[int, ...]:
+    """Return ``value`` as an ``n``-tuple of ints (an int is repeated, a sequence must have ``n``)."""
+    if isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool):
+        return (int(value),) * n
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = tuple(value)
+        if len(items) == 1:
+            items = items * n
+        if len(items) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"{name} must be an int or a tuple of {n} ints, but got {name}={value!r}")
+        return items
+    raise TypeError(f"{name} must be an int or a tuple of {n} ints, but got {name}={value!r}")
+
+
+def check_positive(name: str, values: tuple[int, ...], layer: str = "") -> None:
+    """Raise ``RuntimeError`` (torch's type for these) unless every entry is > 0."""
+    if any(v <= 0 for v in values):
+        prefix = f"{layer}: " if layer else ""
+        raise RuntimeError(f"{prefix}{name} must be greater than zero, but got {name}={values}")
+
+
+def check_non_negative(name: str, values: tuple[int, ...], layer: str = "") -> None:
+    """Raise ``RuntimeError`` (torch's type for negative padding) unless every entry is >= 0."""
+    if any(v < 0 for v in values):
+        prefix = f"{layer}: " if layer else ""
+        raise RuntimeError(f"{prefix}negative {name} is not supported, but got {name}={values}")
+
+
+def same_padding(kernel_size: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Per-dimension ``(left, right)`` padding for ``padding='same'``, as torch computes it.
+
+    The total ``dilation * (kernel_size - 1)`` is split with the extra pixel (even kernels) on the
+    right/bottom side.
+    """
+    pads = []
+    for k, d in zip(kernel_size, dilation):
+        total = d * (k - 1)
+        left = total // 2
+        pads.append((left, total - left))
+    return tuple(pads)
+
+
+def resolve_padding(
+    padding: str | int | Sequence[int],
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[tuple[int, int], ...]:
+    """Normalise ``padding`` to per-dimension ``(left, right)`` pairs.
+
+    Raises ``ValueError`` for an unknown string or ``'same'`` with stride > 1 (torch's checks).
+    """
+    n = len(kernel_size)
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of {set(PADDING_STRINGS)}")
+        if padding == "valid":
+            return ((0, 0),) * n
+        if any(s != 1 for s in stride):
+            raise ValueError(f"padding='same' is not supported for strided convolutions, but got stride={stride}")
+        return same_padding(kernel_size, dilation)
+    return tuple((p, p) for p in ntuple(padding, n, "padding"))
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
+    """``floor((size + pad_l + pad_r - dilation * (kernel - 1) - 1) / stride) + 1``."""
+    return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_transpose_output_size(
+    size: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
+) -> int:
+    """``(size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+    """torch's pooling output size, including the ``ceil_mode`` rule that the last window must
+    start inside the input or the left padding (never entirely in the right padding)."""
+    effective = dilation * (kernel - 1) + 1
+    numerator = size + 2 * padding - effective
+    out = (math.ceil(numerator / stride) if ceil_mode else numerator // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def check_input_rank(input: Tensor, spatial_dims: int, op: str) -> bool:
+    """Check that ``input`` is unbatched ``(C, *spatial)`` or batched ``(N, C, *spatial)``.
+
+    Returns ``True`` if the input is batched. Raises ``RuntimeError`` with torch's wording.
+    """
+    if input.dim() == spatial_dims + 2:
+        return True
+    if input.dim() == spatial_dims + 1:
+        return False
+    raise RuntimeError(
+        f"Expected {spatial_dims + 1}D (unbatched) or {spatial_dims + 2}D (batched) input to {op}, "
+        f"but got input of size: {list(input.shape)}"
+    )
+
+
+def check_floating(input: Tensor, weight: Tensor, op: str) -> None:
+    """Input and weight must share a dtype and device (torch raises ``RuntimeError``)."""
+    if input.dtype != weight.dtype:
+        raise RuntimeError(f"{op}: input type ({input.dtype}) and weight type ({weight.dtype}) should be the same")
+    if input.device != weight.device:
+        raise RuntimeError(
+            f"{op}: input and weight should be on the same device, but got input on "
+            f"{input.device} and weight on {weight.device}"
+        )
+
+
+def pad_input(input: Tensor, pads: tuple[tuple[int, int], ...], mode: str = "zeros") -> Tensor:
+    """Pad the trailing ``len(pads)`` dimensions by ``(left, right)`` each with ``F.pad``.
+
+    ``mode`` is a ``padding_mode`` (``zeros``, ``reflect``, ``replicate``, ``circular``). Returns
+    ``input`` itself when all pads are zero.
+    """
+    if all(p == (0, 0) for p in pads):
+        return input
+    flat: list[int] = []
+    for left, right in reversed(pads):
+        flat.extend((left, right))
+    torch_mode = "constant" if mode == "zeros" else mode
+    return torch.nn.functional.pad(input, flat, mode=torch_mode)

@@ -1,0 +1,248 @@
+"""Convolution as pure functions with ``torch.nn.functional``'s signatures, built from tensor
+primitives (``F.unfold``/``F.fold``/``F.pad``, ``matmul``, ``torch.fft``).
+
+Validation, normalisation and padding happen once here; the arithmetic lives in
+:mod:`cnnlab.functional.algorithms`. 1-D convolution is 2-D convolution over a height-1 image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from ._utils import (
+    PADDING_MODES,
+    check_floating,
+    check_input_rank,
+    check_non_negative,
+    check_positive,
+    conv_transpose_output_size,
+    ntuple,
+    pad_input,
+    resolve_padding,
+)
+from .algorithms import gemm, get_conv2d_algorithm
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]
+
+IntOrTuple = int | Sequence[int]
+
+
+def _check_channels(input: Tensor, weight: Tensor, groups: int, transposed: bool) -> None:
+    if groups <= 0:
+        raise ValueError(f"groups must be a positive integer, but got groups={groups}")
+    channels = input.shape[1]
+    if transposed:
+        expected = weight.shape[0]
+        if channels != expected:
+            raise RuntimeError(
+                f"Given transposed=1, weight of size {list(weight.shape)}, expected input"
+                f"{list(input.shape)} to have {expected} channels, but got {channels} channels instead"
+            )
+        if expected % groups:
+            raise ValueError(
+                f"in_channels must be divisible by groups, but got in_channels={expected}, groups={groups}"
+            )
+    else:
+        expected = weight.shape[1] * groups
+        if channels != expected:
+            raise RuntimeError(
+                f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+                f"{list(input.shape)} to have {expected} channels, but got {channels} channels instead"
+            )
+        if weight.shape[0] % groups:
+            raise ValueError(
+                f"out_channels must be divisible by groups, but got out_channels={weight.shape[0]}, groups={groups}"
+            )
+
+
+def _conv(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: IntOrTuple,
+    padding: str | IntOrTuple,
+    dilation: IntOrTuple,
+    groups: int,
+    padding_mode: str,
+    algorithm: str,
+    spatial_dims: int,
+) -> Tensor:
+    op = f"conv{spatial_dims}d"
+    batched = check_input_rank(input, spatial_dims, op)
+    if not batched:
+        input = input.unsqueeze(0)
+    check_floating(input, weight, op)
+    if weight.dim() != spatial_dims + 2:
+        raise RuntimeError(f"{op}: weight must be {spatial_dims + 2}D, but got weight of size {list(weight.shape)}")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={padding_mode!r}")
+    kernel_size = tuple(weight.shape[2:])
+    stride = ntuple(stride, spatial_dims, "stride")
+    dilation = ntuple(dilation, spatial_dims, "dilation")
+    check_positive("kernel_size", kernel_size, op)
+    check_positive("stride", stride, op)
+    check_positive("dilation", dilation, op)
+    pads = resolve_padding(padding, kernel_size, stride, dilation)
+    check_non_negative("padding", tuple(p for pair in pads for p in pair), op)
+    _check_channels(input, weight, groups, transposed=False)
+
+    padded_size = [s + left + right for s, (left, right) in zip(input.shape[2:], pads)]
+    effective = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation)]
+    if any(e > s for e, s in zip(effective, padded_size)):
+        raise RuntimeError(
+            f"{op}: calculated padded input size per channel: {tuple(padded_size)}; effective kernel size "
+            f"(dilation * (kernel_size - 1) + 1): {tuple(effective)}. Kernel size can't be greater than "
+            f"actual input size"
+        )
+
+    # Symmetric zero padding is done inside the algorithm (F.unfold pads without a copy);
+    # other modes and the asymmetric 'same' padding of even kernels are applied here.
+    if padding_mode == "zeros" and all(left == right for left, right in pads):
+        inner = tuple(left for left, _ in pads)
+    else:
+        input = pad_input(input, pads, padding_mode)
+        inner = (0,) * spatial_dims
+
+    if spatial_dims == 1:
+        input, weight = input.unsqueeze(2), weight.unsqueeze(2)
+        stride, dilation, inner = (1, *stride), (1, *dilation), (0, *inner)
+    conv = get_conv2d_algorithm(algorithm, input, weight, stride, groups)
+    out = conv(input, weight, stride, inner, dilation, groups)
+    if spatial_dims == 1:
+        out = out.squeeze(2)
+    if bias is not None:
+        out = out + bias.view(1, -1, *([1] * spatial_dims))
+    return out if batched else out.squeeze(0)
+
+
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: str | IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    *,
+    padding_mode: str = "zeros",
+    algorithm: str = "auto",
+) -> Tensor:
+    """1-D convolution (cross-correlation) over ``(N, C, L)`` or ``(C, L)``. See :class:`cnnlab.nn.Conv1d`."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 1)
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: str | IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    *,
+    padding_mode: str = "zeros",
+    algorithm: str = "auto",
+) -> Tensor:
+    """2-D convolution (cross-correlation) over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.Conv2d`."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 2)
+
+
+def fft_conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: str | IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    *,
+    padding_mode: str = "zeros",
+) -> Tensor:
+    """:func:`conv2d` computed with ``torch.fft``. See :class:`cnnlab.nn.FFTConv2d`."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, "fft", 2)
+
+
+def _conv_transpose(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    groups: int,
+    dilation: IntOrTuple,
+    spatial_dims: int,
+) -> Tensor:
+    op = f"conv_transpose{spatial_dims}d"
+    batched = check_input_rank(input, spatial_dims, op)
+    if not batched:
+        input = input.unsqueeze(0)
+    check_floating(input, weight, op)
+    if weight.dim() != spatial_dims + 2:
+        raise RuntimeError(f"{op}: weight must be {spatial_dims + 2}D, but got weight of size {list(weight.shape)}")
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a tuple of ints, but got padding={padding!r}")
+    kernel_size = tuple(weight.shape[2:])
+    stride = ntuple(stride, spatial_dims, "stride")
+    padding = ntuple(padding, spatial_dims, "padding")
+    output_padding = ntuple(output_padding, spatial_dims, "output_padding")
+    dilation = ntuple(dilation, spatial_dims, "dilation")
+    check_positive("kernel_size", kernel_size, op)
+    check_positive("stride", stride, op)
+    check_positive("dilation", dilation, op)
+    check_non_negative("padding", padding, op)
+    check_non_negative("output_padding", output_padding, op)
+    if any(op_ >= s and op_ >= d for op_, s, d in zip(output_padding, stride, dilation)):
+        raise RuntimeError(
+            f"{op}: output padding must be smaller than either stride or dilation, but got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
+        )
+    _check_channels(input, weight, groups, transposed=True)
+    sizes = [
+        conv_transpose_output_size(size, k, s, p, o, d)
+        for size, k, s, p, o, d in zip(input.shape[2:], kernel_size, stride, padding, output_padding, dilation)
+    ]
+    if any(size <= 0 for size in sizes):
+        raise RuntimeError(
+            f"{op}: given input size {tuple(input.shape[2:])}, the output size {tuple(sizes)} is too small"
+        )
+
+    if spatial_dims == 1:
+        input, weight = input.unsqueeze(2), weight.unsqueeze(2)
+        stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
+    out = gemm.conv_transpose2d(input, weight, stride, padding, output_padding, dilation, groups)
+    if spatial_dims == 1:
+        out = out.squeeze(2)
+    if bias is not None:
+        out = out + bias.view(1, -1, *([1] * spatial_dims))
+    return out if batched else out.squeeze(0)
+
+
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> Tensor:
+    """1-D transposed convolution. See :class:`cnnlab.nn.ConvTranspose1d`."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> Tensor:
+    """2-D transposed convolution (the adjoint of :func:`conv2d`). See :class:`cnnlab.nn.ConvTranspose2d`."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)

@@ -1,0 +1,257 @@
+"""Convolution against torch over a grid of arguments, hypothesis properties, gradcheck and
+the circular-shift equivariance that parameter sharing buys."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import cnnlab.functional as CF
+from cnnlab import nn as cnn
+from tests.conftest import assert_close, compare_forward_backward, twin
+
+ALGORITHMS = ["gemm", "fft"]
+
+
+def conv2d_grid():
+    for kernel, stride, padding, dilation, groups in itertools.product(
+        [1, 3, (2, 3)], [1, 2, (2, 1)], [0, 1, (2, 0), "same", "valid"], [1, 2, (1, 3)], [1, 2]
+    ):
+        if padding == "same" and stride != 1:
+            continue
+        yield kernel, stride, padding, dilation, groups
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "groups"), list(conv2d_grid()))
+def test_conv2d_matches_torch(kernel, stride, padding, dilation, groups, algorithm):
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 6, kernel, stride, padding, dilation, groups)
+    ours.algorithm = algorithm
+    compare_forward_backward(reference, ours, torch.randn(2, 4, 11, 12))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize(("kernel", "padding", "dilation"), [(3, 1, 1), (4, "same", 1), (3, "same", 2), ((2, 5), 2, 1)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_padding_modes_match_torch(padding_mode, kernel, padding, dilation, bias, algorithm):
+    reference, ours = twin(
+        nn.Conv2d, cnn.Conv2d, 3, 5, kernel, padding=padding, dilation=dilation, bias=bias, padding_mode=padding_mode
+    )
+    ours.algorithm = algorithm
+    compare_forward_backward(reference, ours, torch.randn(2, 3, 9, 10))
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation", "groups"),
+    [
+        (1, 1, 0, 1, 1),
+        (3, 1, 1, 1, 1),
+        (4, 1, "same", 1, 1),
+        (3, 1, "same", 3, 3),
+        (5, 2, 2, 1, 3),
+        (2, 3, "valid", 2, 1),
+    ],
+)
+def test_conv1d_matches_torch(kernel, stride, padding, dilation, groups, padding_mode):
+    """Conv1d is the time-series case: (N, C, L) sequences."""
+    reference, ours = twin(
+        nn.Conv1d, cnn.Conv1d, 3, 6, kernel, stride, padding, dilation, groups, padding_mode=padding_mode
+    )
+    compare_forward_backward(reference, ours, torch.randn(3, 3, 40))
+
+
+def conv_transpose_grid():
+    for kernel, stride, padding, dilation, groups in itertools.product(
+        [1, 2, 3, (2, 3)], [1, 2, (3, 2)], [0, 1], [1, 2], [1, 2]
+    ):
+        yield kernel, stride, padding, 0, dilation, groups
+    yield 3, 2, 1, 1, 1, 1  # output_padding < stride
+    yield 3, (3, 2), 0, (2, 1), 1, 2
+    yield 3, 1, 1, 1, 2, 1  # output_padding allowed by dilation > output_padding
+    yield 3, 2, 0, 2, 3, 1  # output_padding >= stride, < dilation
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "output_padding", "dilation", "groups"), list(conv_transpose_grid())
+)
+def test_conv_transpose2d_matches_torch(kernel, stride, padding, output_padding, dilation, groups):
+    reference, ours = twin(
+        nn.ConvTranspose2d,
+        cnn.ConvTranspose2d,
+        4,
+        6,
+        kernel,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation=dilation,
+    )
+    compare_forward_backward(reference, ours, torch.randn(2, 4, 5, 6))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "output_padding", "dilation", "groups"),
+    [(2, 2, 0, 0, 1, 1), (3, 2, 1, 1, 1, 1), (4, 3, 2, 2, 2, 2), (3, 1, 0, 2, 3, 1), (1, 1, 0, 0, 1, 4)],
+)
+def test_conv_transpose1d_matches_torch(kernel, stride, padding, output_padding, dilation, groups):
+    reference, ours = twin(
+        nn.ConvTranspose1d,
+        cnn.ConvTranspose1d,
+        4,
+        8,
+        kernel,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation=dilation,
+    )
+    compare_forward_backward(reference, ours, torch.randn(2, 4, 13))
+
+
+@pytest.mark.parametrize("output_size", [(9, 11), (10, 12), [2, 6, 10, 11]])
+def test_conv_transpose_output_size(output_size):
+    reference, ours = twin(nn.ConvTranspose2d, cnn.ConvTranspose2d, 4, 6, 3, stride=2, padding=1)
+    compare_forward_backward(reference, ours, torch.randn(2, 4, 5, 6), output_size=output_size)
+
+
+def test_conv_transpose_output_size_out_of_range():
+    layer = cnn.ConvTranspose2d(4, 6, 3, stride=2)
+    with pytest.raises(
+        ValueError, match=r"output size of \[20, 8\].*valid sizes range from \[11, 11\] to \[12, 12\]"
+    ):
+        layer(torch.randn(1, 4, 5, 5), output_size=(20, 8))
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3, 4])
+def test_dilated_conv_receptive_field_and_output(dilation):
+    """A k×k conv with dilation d reads a (d(k-1)+1)² window with taps d apart, and matches torch."""
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 1, 1, 3, dilation=dilation, bias=False)
+    with torch.no_grad():
+        ours.weight.fill_(1.0)
+    x = torch.zeros(1, 1, 17, 17, requires_grad=True)
+    out = ours(x)
+    center = out.shape[-1] // 2
+    out[0, 0, center, center].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    span = dilation * 2 + 1
+    assert rows.max() - rows.min() + 1 == span and cols.max() - cols.min() + 1 == span
+    assert len(rows) == 9 and torch.all((rows - rows.min()) % dilation == 0)
+    reference.load_state_dict(ours.state_dict())
+    compare_forward_backward(reference, ours, torch.randn(2, 1, 17, 17))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    groups=st.sampled_from([1, 2, 3]),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding_mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
+    algorithm=st.sampled_from(ALGORITHMS),
+)
+def test_conv2d_property_random_configs(data, groups, kernel, stride, dilation, padding_mode, algorithm):
+    """Any valid configuration agrees with torch: output, input, weight and bias gradients."""
+    padding = data.draw(st.tuples(st.integers(0, 2), st.integers(0, 2)))
+    effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    height = data.draw(st.integers(max(effective[0] - 2 * padding[0], 3), 12))
+    width = data.draw(st.integers(max(effective[1] - 2 * padding[1], 3), 12))
+    reference, ours = twin(
+        nn.Conv2d,
+        cnn.Conv2d,
+        2 * groups,
+        3 * groups,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        groups,
+        padding_mode=padding_mode,
+    )
+    ours.algorithm = algorithm
+    compare_forward_backward(reference, ours, torch.randn(data.draw(st.integers(1, 3)), 2 * groups, height, width))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    size=st.integers(1, 7),
+)
+def test_conv_transpose_is_adjoint_of_conv(kernel, stride, padding, dilation, size):
+    """<conv(x), y> == <x, conv_transpose(y)>: the transposed conv is the conv's adjoint."""
+    assume((size - 1) * stride - 2 * padding + dilation * (kernel - 1) + 1 > 0)
+    weight = torch.randn(4, 3, kernel, kernel, dtype=torch.float64)
+    y = torch.randn(2, 4, size, size, dtype=torch.float64)
+    z = CF.conv_transpose2d(y, weight, stride=stride, padding=padding, dilation=dilation)
+    x = torch.randn_like(z)
+    conv_x = CF.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation)
+    assert conv_x.shape == y.shape
+    assert torch.allclose((conv_x * y).sum(), (x * z).sum())
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=st.floats(-3, 3), b=st.floats(-3, 3))
+def test_conv2d_is_linear(a, b):
+    x1, x2, w = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    left = CF.conv2d(a * x1 + b * x2, w, padding=1)
+    right = a * CF.conv2d(x1, w, padding=1) + b * CF.conv2d(x2, w, padding=1)
+    assert_close(left, right, scale=10)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(("shift_y", "shift_x"), [(1, 0), (0, 3), (-2, 5)])
+def test_circular_conv_is_translation_equivariant(shift_y, shift_x, algorithm):
+    """With circular padding, conv(roll(x)) == roll(conv(x)) exactly: the same weights at every position."""
+    layer = cnn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", algorithm=algorithm).double()
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    rolled_then_conv = layer(torch.roll(x, (shift_y, shift_x), dims=(2, 3)))
+    conv_then_rolled = torch.roll(layer(x), (shift_y, shift_x), dims=(2, 3))
+    torch.testing.assert_close(rolled_then_conv, conv_then_rolled, rtol=1e-12, atol=1e-12)
+
+
+def _double(*shape):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"stride": 1, "padding": 1}, {"stride": 2, "padding": 0, "dilation": 2}, {"groups": 2, "padding": "same"}],
+)
+def test_conv2d_gradcheck(kwargs, algorithm):
+    inputs = (_double(2, 4, 7, 6), _double(4, 4 // kwargs.get("groups", 1), 3, 2), _double(4))
+    fn = lambda x, w, b: CF.conv2d(x, w, b, algorithm=algorithm, **kwargs)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+    if algorithm == "gemm":
+        assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize(
+    ("fn", "inputs"),
+    [
+        (lambda x, w, b: CF.conv1d(x, w, b, stride=2, padding=2, dilation=2), ((2, 4, 9), (3, 4, 3), (3,))),
+        (
+            lambda x, w, b: CF.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1),
+            ((2, 4, 5), (4, 3, 3), (3,)),
+        ),
+        (
+            lambda x, w, b: CF.conv_transpose2d(x, w, b, stride=2, groups=2, dilation=2),
+            ((1, 4, 3, 4), (4, 2, 3, 2), (4,)),
+        ),
+        (lambda x, w, b: CF.conv2d(x, w, b, padding=2, padding_mode="reflect"), ((1, 2, 5, 5), (3, 2, 3, 3), (3,))),
+    ],
+)
+def test_other_convs_gradcheck(fn, inputs):
+    assert torch.autograd.gradcheck(fn, tuple(_double(*shape) for shape in inputs))

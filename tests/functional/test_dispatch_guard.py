@@ -1,0 +1,40 @@
+"""No cnnlab layer may reach torch's convolution or pooling kernels, forward or backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import nn as cnn
+from tests.conftest import ForbiddenOpGuard
+
+GUARDED_LAYERS = [
+    (lambda: cnn.Conv1d(4, 6, 3, padding="same", padding_mode="reflect"), (2, 4, 16)),
+    (lambda: cnn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=2), (2, 4, 12, 12)),
+    (lambda: cnn.Conv2d(4, 8, 3, groups=4, padding="same", padding_mode="circular"), (2, 4, 12, 12)),
+    (lambda: cnn.Conv2d(4, 8, 1), (2, 4, 12, 12)),
+    (lambda: cnn.FFTConv2d(4, 6, 7, padding=3), (2, 4, 12, 12)),
+    (lambda: cnn.ConvTranspose1d(4, 6, 3, stride=2), (2, 4, 9)),
+    (lambda: cnn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2), (2, 4, 5, 5)),
+    (lambda: cnn.DepthwiseSeparableConv2d(4, 6, 3, padding=1, depth_multiplier=2), (2, 4, 8, 8)),
+]
+
+
+def test_guard_catches_torch_convolution():
+    """The guard itself works: torch's own Conv2d and MaxPool2d are flagged."""
+    with ForbiddenOpGuard() as guard:
+        nn.MaxPool2d(2)(nn.Conv2d(3, 3, 3)(torch.randn(1, 3, 8, 8))).sum().backward()
+    assert any("convolution" in op for op in guard.forbidden)
+    assert any("max_pool2d" in op for op in guard.forbidden)
+
+
+@pytest.mark.parametrize(("make", "shape"), GUARDED_LAYERS)
+def test_layer_dispatches_no_conv_or_pool_op(make, shape):
+    layer = make()
+    x = torch.randn(shape, requires_grad=True)
+    with ForbiddenOpGuard() as guard:
+        layer(x).square().sum().backward()
+    assert x.grad is not None
+    assert guard.seen, "the guard recorded nothing"
+    assert guard.forbidden == [], f"{type(layer).__name__} dispatched {guard.forbidden}"
