@@ -15,7 +15,7 @@ import cnnlab.functional as CF
 from cnnlab import nn as cnn
 from tests.conftest import assert_close, compare_forward_backward, twin
 
-ALGORITHMS = ["gemm", "fft"]
+ALGORITHMS = ["gemm", "fft", "auto"]
 
 
 def conv2d_grid():
@@ -65,6 +65,17 @@ def test_conv1d_matches_torch(kernel, stride, padding, dilation, groups, padding
         nn.Conv1d, cnn.Conv1d, 3, 6, kernel, stride, padding, dilation, groups, padding_mode=padding_mode
     )
     compare_forward_backward(reference, ours, torch.randn(3, 3, 40))
+
+
+@pytest.mark.parametrize("algorithm", ["depthwise", "auto"])
+@pytest.mark.parametrize("multiplier", [1, 3])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"), [(3, 1, 1, 1), ((3, 2), 2, 0, 2), (5, 1, "same", 1)]
+)
+def test_depthwise_conv2d_matches_torch(kernel, stride, padding, dilation, multiplier, algorithm):
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 4 * multiplier, kernel, stride, padding, dilation, groups=4)
+    ours.algorithm = algorithm
+    compare_forward_backward(reference, ours, torch.randn(2, 4, 11, 12))
 
 
 def conv_transpose_grid():
@@ -125,9 +136,7 @@ def test_conv_transpose_output_size(output_size):
 
 def test_conv_transpose_output_size_out_of_range():
     layer = cnn.ConvTranspose2d(4, 6, 3, stride=2)
-    with pytest.raises(
-        ValueError, match=r"output size of \[20, 8\].*valid sizes range from \[11, 11\] to \[12, 12\]"
-    ):
+    with pytest.raises(ValueError, match=r"output size of \[20, 8\].*valid sizes range from \[11, 11\] to \[12, 12\]"):
         layer(torch.randn(1, 4, 5, 5), output_size=(20, 8))
 
 
@@ -236,6 +245,14 @@ def test_conv2d_gradcheck(kwargs, algorithm):
     assert torch.autograd.gradcheck(fn, inputs)
     if algorithm == "gemm":
         assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "dilation": 2}])
+def test_depthwise_gradcheck(kwargs):
+    fn = lambda x, w, b: CF.conv2d(x, w, b, groups=3, algorithm="depthwise", **kwargs)  # noqa: E731
+    inputs = (_double(2, 3, 7, 6), _double(6, 1, 3, 2), _double(6))
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
 
 
 @pytest.mark.parametrize(

@@ -11,22 +11,30 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from . import fft, gemm
+from . import depthwise, fft, gemm
 
 __all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
 
 CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
     "gemm": gemm.conv2d,
     "fft": fft.conv2d,
+    "depthwise": depthwise.conv2d,
 }
 
 
 def select_conv2d_algorithm(input: Tensor, weight: Tensor, stride: tuple[int, int], groups: int) -> str:
-    """The rule behind ``algorithm="auto"``: im2col + GEMM for every shape.
+    """The rule behind ``algorithm="auto"``:
+
+    - ``depthwise`` when every group holds one input channel (``groups == in_channels > 1``): a
+      GEMM with a k²-long inner dimension is ~25× slower than torch there, k² shifted
+      multiply-adds are not (``benchmarks/layers.py``, depthwise row);
+    - ``gemm`` (im2col + GEMM) for everything else.
 
     FFT is exact but only pays for large kernels at stride 1; it stays opt-in (``algorithm="fft"``
-    or ``FFTConv2d``) until the CPU benchmark (``benchmarks/layers.py``) shows it faster.
+    or ``FFTConv2d``) until the CPU benchmark shows it faster than ``gemm``.
     """
+    if groups > 1 and weight.shape[1] == 1 and input.shape[1] == groups:
+        return "depthwise"
     return "gemm"
 
 

@@ -1,0 +1,229 @@
+"""Time cnnlab layers against torch's native ones in the same run, and print ratios.
+
+Usage:
+    python benchmarks/layers.py                      # every case, CPU, batch 128
+    python benchmarks/layers.py --group conv --repeats 5
+    python benchmarks/layers.py --device cuda
+
+For each case it reports the median time of forward (no grad) and forward+backward for torch and
+cnnlab, their ratio (cnnlab / torch: below 1 means cnnlab is faster), and peak memory of one
+forward+backward, measured as the rise of the process's peak RSS (CPU; every allocation,
+including oneDNN's scratch space, in a fresh subprocess per layer) or ``max_memory_allocated``
+(CUDA). Results go to stdout as a Markdown table (``--output`` writes it to a file too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import cnnlab.nn as cnn
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    group: str
+    make_torch: Callable[[], nn.Module]
+    make_cnnlab: Callable[[], nn.Module]
+    shape: tuple[int, ...]  # input shape without the batch dimension
+
+
+def conv_cases() -> list[Case]:
+    def conv(c_in, c_out, size, k=3, **kw):
+        pad = kw.pop("padding", k // 2)
+        return (
+            lambda: nn.Conv2d(c_in, c_out, k, padding=pad, **kw),
+            lambda: cnn.Conv2d(c_in, c_out, k, padding=pad, **kw),
+            (c_in, size, size),
+        )
+
+    cases = [
+        ("conv 3→64 3×3 @32²", *conv(3, 64, 32)),
+        ("conv 64→64 3×3 @32²", *conv(64, 64, 32)),
+        ("conv 128→128 3×3 @16²", *conv(128, 128, 16)),
+        ("conv 256→256 3×3 @8²", *conv(256, 256, 8)),
+        ("conv 512→512 3×3 @4²", *conv(512, 512, 4)),
+        ("depthwise 128 3×3 @16²", *conv(128, 128, 16, groups=128)),
+        (
+            "transposed 128→64 2×2 s2 @16²",
+            lambda: nn.ConvTranspose2d(128, 64, 2, stride=2),
+            lambda: cnn.ConvTranspose2d(128, 64, 2, stride=2),
+            (128, 16, 16),
+        ),
+        (
+            "fft 64→64 7×7 @32²",
+            lambda: nn.Conv2d(64, 64, 7, padding=3),
+            lambda: cnn.FFTConv2d(64, 64, 7, padding=3),
+            (64, 32, 32),
+        ),
+    ]
+    return [Case(name, "conv", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
+
+
+def all_cases() -> list[Case]:
+    return conv_cases()
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_time(fn: Callable[[], None], repeats: int, device: str) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _forward_backward(layer: nn.Module, x: torch.Tensor) -> None:
+    x.grad = None
+    layer.zero_grad(set_to_none=True)
+    layer(x).sum().backward()
+
+
+def time_case(case: Case, impl: str, batch: int, repeats: int, device: str) -> tuple[float, float]:
+    torch.manual_seed(0)
+    layer = (case.make_torch if impl == "torch" else case.make_cnnlab)().to(device)
+    x = torch.randn(batch, *case.shape, device=device, requires_grad=True)
+
+    def forward():
+        with torch.no_grad():
+            layer(x)
+
+    return (
+        _median_time(forward, repeats, device),
+        _median_time(lambda: _forward_backward(layer, x), repeats, device),
+    )
+
+
+def _status_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in bytes."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def peak_memory(case: Case, impl: str, batch: int, device: str) -> int:
+    """Bytes by which one forward+backward raises peak memory above what the layer and input hold."""
+    if device == "cuda":
+        torch.manual_seed(0)
+        layer = (case.make_torch if impl == "torch" else case.make_cnnlab)().to(device)
+        x = torch.randn(batch, *case.shape, device=device, requires_grad=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        _forward_backward(layer, x)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    # CPU: a fresh process per measurement, so the allocator holds nothing from earlier cases.
+    result = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", case.name, impl, "--batch", str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe(name: str, impl: str, batch: int) -> None:
+    case = next(c for c in all_cases() if c.name == name)
+    torch.manual_seed(0)
+    layer = (case.make_torch if impl == "torch" else case.make_cnnlab)()
+    x = torch.randn(batch, *case.shape, requires_grad=True)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
+    base = _status_bytes("VmRSS")
+    _forward_backward(layer, x)
+    print(max(_status_bytes("VmHWM") - base, 0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--group", choices=["conv", "pool", "all"], default="all")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    parser.add_argument("--output", help="also write the table (Markdown) and raw numbers (JSON) here")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        _memory_probe(*args.memory_probe, args.batch)
+        return
+
+    cases = [c for c in all_cases() if args.group in ("all", c.group)]
+    header = (
+        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}, batch {args.batch}, median of {args.repeats}"
+    )
+    lines = [
+        header,
+        "",
+        "| layer | fwd torch ms | fwd cnnlab ms | fwd ratio | f+b torch ms | f+b cnnlab ms | f+b ratio "
+        "| peak MB torch | peak MB cnnlab | mem ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(lines), flush=True)
+    rows = []
+    for case in cases:
+        t_fwd, t_fb = time_case(case, "torch", args.batch, args.repeats, args.device)
+        c_fwd, c_fb = time_case(case, "cnnlab", args.batch, args.repeats, args.device)
+        row = {
+            "layer": case.name,
+            "group": case.group,
+            "fwd_torch": t_fwd,
+            "fwd_cnnlab": c_fwd,
+            "fb_torch": t_fb,
+            "fb_cnnlab": c_fb,
+        }
+        mem = "| – | – | – |"
+        if not args.no_memory:
+            row["mem_torch"] = peak_memory(case, "torch", args.batch, args.device)
+            row["mem_cnnlab"] = peak_memory(case, "cnnlab", args.batch, args.device)
+            ratio = row["mem_cnnlab"] / max(row["mem_torch"], 1)
+            mem = f"| {row['mem_torch'] / 2**20:.1f} | {row['mem_cnnlab'] / 2**20:.1f} | {ratio:.2f} |"
+        rows.append(row)
+        line = (
+            f"| {case.name} | {t_fwd * 1e3:.2f} | {c_fwd * 1e3:.2f} | {c_fwd / t_fwd:.2f} "
+            f"| {t_fb * 1e3:.2f} | {c_fb * 1e3:.2f} | {c_fb / t_fb:.2f} {mem}"
+        )
+        lines.append(line)
+        print(line, flush=True)
+    summary = []
+    for group in sorted({r["group"] for r in rows}):
+        group_rows = [r for r in rows if r["group"] == group]
+        fwd = statistics.median(r["fwd_cnnlab"] / r["fwd_torch"] for r in group_rows)
+        fb = statistics.median(r["fb_cnnlab"] / r["fb_torch"] for r in group_rows)
+        worst = max(group_rows, key=lambda r: r["fb_cnnlab"] / r["fb_torch"])
+        summary.append(
+            f"{group}: median ratio forward {fwd:.2f}×, forward+backward {fb:.2f}× "
+            f"(worst f+b: {worst['layer']} {worst['fb_cnnlab'] / worst['fb_torch']:.2f}×)"
+        )
+    lines += ["", *summary]
+    print("\n" + "\n".join(summary))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(args.output + ".json", "w") as f:
+            json.dump({"header": header, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Depthwise convolution (``groups == in_channels``): each channel is filtered on its own, so
+instead of a GEMM with a k²-long inner dimension it is ``k²`` multiply-adds of shifted views:
+
+    out[n, c·m + j] = Σ_{u, v} w[c·m + j, 0, u, v] · x_pad[n, c, y·s + u·d, x·s + v·d]
+
+No column buffer is built. Same contract as :mod:`.gemm`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["conv2d"]
+
+
+def _tap(padded: Tensor, i: int, j: int, stride, dilation, output_size) -> Tensor:
+    """The strided view of ``padded`` that kernel tap ``(i, j)`` reads, shape ``(N, C, H_out, W_out)``."""
+    top, left = i * dilation[0], j * dilation[1]
+    return padded[
+        :,
+        :,
+        top : top + stride[0] * (output_size[0] - 1) + 1 : stride[0],
+        left : left + stride[1] * (output_size[1] - 1) + 1 : stride[1],
+    ]
+
+
+class _DepthwiseConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, padded: Tensor, weight: Tensor, stride, dilation) -> Tensor:
+        n, channels, height, width = padded.shape
+        out_channels, _, kh, kw = weight.shape
+        multiplier = out_channels // channels
+        size = (
+            (height - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+            (width - dilation[1] * (kw - 1) - 1) // stride[1] + 1,
+        )
+        w = weight.view(channels, multiplier, kh, kw)
+        out = padded.new_zeros(n, channels, multiplier, *size)
+        for i in range(kh):
+            for j in range(kw):
+                out += _tap(padded, i, j, stride, dilation, size).unsqueeze(2) * w[:, :, i, j, None, None]
+        ctx.save_for_backward(padded, weight)
+        ctx.geometry = (stride, dilation, size)
+        return out.view(n, out_channels, *size)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        padded, weight = ctx.saved_tensors
+        stride, dilation, size = ctx.geometry
+        n, channels = padded.shape[:2]
+        out_channels, _, kh, kw = weight.shape
+        w = weight.view(channels, out_channels // channels, kh, kw)
+        grad = grad_out.reshape(n, channels, out_channels // channels, *size)
+        grad_input = torch.zeros_like(padded) if ctx.needs_input_grad[0] else None
+        grad_taps = []
+        for i in range(kh):
+            for j in range(kw):
+                if grad_input is not None:
+                    _tap(grad_input, i, j, stride, dilation, size).add_((grad * w[:, :, i, j, None, None]).sum(2))
+                if ctx.needs_input_grad[1]:
+                    grad_taps.append((grad * _tap(padded, i, j, stride, dilation, size).unsqueeze(2)).sum((0, 3, 4)))
+        grad_weight = torch.stack(grad_taps, -1).view_as(weight) if grad_taps else None
+        return grad_input, grad_weight, None, None
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> Tensor:
+    """Depthwise convolution; ``groups`` must equal the input channels (one input channel per group)."""
+    if weight.shape[1] != 1 or groups != input.shape[1]:
+        raise ValueError(
+            f"depthwise algorithm needs groups == in_channels, but got groups={groups}, in_channels={input.shape[1]}"
+        )
+    padded = F.pad(input, [padding[1], padding[1], padding[0], padding[0]]) if any(padding) else input
+    return _DepthwiseConv2d.apply(padded, weight, stride, dilation)
