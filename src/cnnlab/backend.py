@@ -27,6 +27,9 @@ _CONV = (
     "padding_mode",
 )
 _CONV_TRANSPOSE = (*_CONV, "output_padding")
+_MAX_POOL = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
+_AVG_POOL = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+_LP_POOL = ("norm_type", "kernel_size", "stride", "ceil_mode")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,17 @@ LAYER_PAIRS: tuple[LayerPair, ...] = (
     LayerPair(cnn.FFTConv2d, nn.Conv2d, _CONV),
     LayerPair(cnn.ConvTranspose1d, nn.ConvTranspose1d, _CONV_TRANSPOSE),
     LayerPair(cnn.ConvTranspose2d, nn.ConvTranspose2d, _CONV_TRANSPOSE),
+    LayerPair(cnn.MaxPool1d, nn.MaxPool1d, _MAX_POOL),
+    LayerPair(cnn.MaxPool2d, nn.MaxPool2d, _MAX_POOL),
+    LayerPair(cnn.MaxUnpool2d, nn.MaxUnpool2d, ("kernel_size", "stride", "padding")),
+    LayerPair(cnn.AvgPool1d, nn.AvgPool1d, _AVG_POOL),
+    LayerPair(cnn.AvgPool2d, nn.AvgPool2d, (*_AVG_POOL, "divisor_override")),
+    LayerPair(cnn.LPPool1d, nn.LPPool1d, _LP_POOL),
+    LayerPair(cnn.LPPool2d, nn.LPPool2d, _LP_POOL),
+    LayerPair(cnn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool1d, ("output_size",)),
+    LayerPair(cnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ("output_size",)),
+    LayerPair(cnn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool1d, ("output_size", "return_indices")),
+    LayerPair(cnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ("output_size", "return_indices")),
 )
 
 

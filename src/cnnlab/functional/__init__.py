@@ -2,5 +2,49 @@
 signatures, built from tensor primitives only."""
 
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d, fft_conv2d
+from .pool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    binomial_filter,
+    blur_pool2d,
+    channel_max_pool,
+    distance_weighted_pool2d,
+    distance_weights,
+    lp_pool1d,
+    lp_pool2d,
+    max_blur_pool2d,
+    max_pool1d,
+    max_pool2d,
+    max_unpool1d,
+    max_unpool2d,
+)
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]
+__all__ = [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "binomial_filter",
+    "blur_pool2d",
+    "channel_max_pool",
+    "conv1d",
+    "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "distance_weighted_pool2d",
+    "distance_weights",
+    "fft_conv2d",
+    "lp_pool1d",
+    "lp_pool2d",
+    "max_blur_pool2d",
+    "max_pool1d",
+    "max_pool2d",
+    "max_unpool1d",
+    "max_unpool2d",
+]

@@ -1,0 +1,515 @@
+"""Pooling as pure functions with ``torch.nn.functional``'s signatures, built from strided views
+(``Tensor.unfold``), reductions, ``gather``/``scatter`` and ``matmul``: never torch's pooling ops.
+
+Every 2-D pool here is separable: a rectangle's max is the max over rows of the per-row maxima,
+and its average the average of per-row averages. So each pool runs as two 1-D passes (along W,
+then along H) over windows that are strided views of the input, and 1-D pooling is one pass.
+
+Max pooling picks its index exactly as torch does (scan in row-major order, a later element wins
+only if strictly greater or NaN; padding is never picked), and its output is
+``input.gather(index)``, so the gradient flows to that index (``scatter_add`` in backward).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._utils import check_input_rank, ntuple, pool_output_size
+
+__all__ = [
+    "pool_geometry",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "blur_pool2d",
+    "channel_max_pool",
+    "distance_weighted_pool2d",
+    "distance_weights",
+    "binomial_filter",
+    "lp_pool1d",
+    "lp_pool2d",
+    "max_blur_pool2d",
+    "max_pool1d",
+    "max_pool2d",
+    "max_unpool1d",
+    "max_unpool2d",
+]
+
+IntOrTuple = int | Sequence[int]
+
+
+# --------------------------------------------------------------------------- argument handling
+def pool_geometry(op: str, spatial_dims: int, kernel_size, stride, padding, dilation=1):
+    """Validate and normalise pooling geometry (torch's ``RuntimeError`` for bad values).
+
+    ``stride=None`` means ``stride = kernel_size``; padding may be at most half the effective
+    kernel ``d(k-1)+1``, so every window holds at least one input element.
+    """
+    k = ntuple(kernel_size, spatial_dims, "kernel_size")
+    empty = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+    s = k if empty else ntuple(stride, spatial_dims, "stride")
+    p = ntuple(padding, spatial_dims, "padding")
+    d = ntuple(dilation, spatial_dims, "dilation")
+    if any(v <= 0 for v in k):
+        raise RuntimeError(f"{op}: kernel_size must be greater than zero, but got kernel_size={k}")
+    if any(v <= 0 for v in s):
+        raise RuntimeError(f"{op}: stride must be greater than zero, but got stride={s}")
+    if any(v <= 0 for v in d):
+        raise RuntimeError(f"{op}: dilation must be greater than zero, but got dilation={d}")
+    if any(v < 0 for v in p):
+        raise RuntimeError(f"{op}: padding must be non-negative, but got padding={p}")
+    if any(pp > (dd * (kk - 1) + 1) // 2 for kk, dd, pp in zip(k, d, p)):
+        raise RuntimeError(
+            f"{op}: pad should be at most half of effective kernel size, but got padding={p}, "
+            f"kernel_size={k} and dilation={d}"
+        )
+    return k, s, p, d
+
+
+def _check_not_empty(op: str, input: Tensor, x: Tensor) -> None:
+    if any(size == 0 for size in x.shape[1:]):
+        raise RuntimeError(
+            f"{op}: expected non-empty channel and spatial dimensions, but got input of size {list(input.shape)}"
+        )
+
+
+def _pool_args(
+    op: str, input: Tensor, spatial_dims: int, kernel_size, stride, padding, dilation=1, ceil_mode: bool = False
+):
+    """Validate input and arguments; returns ``(batched input, batched?, k, s, p, d, output size)``."""
+    batched = check_input_rank(input, spatial_dims, op)
+    x = input if batched else input.unsqueeze(0)
+    k, s, p, d = pool_geometry(op, spatial_dims, kernel_size, stride, padding, dilation)
+    _check_not_empty(op, input, x)
+    out = tuple(
+        pool_output_size(size, kk, ss, pp, dd, ceil_mode) for size, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d)
+    )
+    if any(o <= 0 for o in out):
+        raise RuntimeError(
+            f"{op}: given input size {tuple(x.shape[1:])}, kernel_size={k}, stride={s}, padding={p}, "
+            f"dilation={d}: calculated output size {out} is too small"
+        )
+    return x, batched, k, s, p, d, out
+
+
+def _windows(x: Tensor, kernel: int, stride: int, padding: int, dilation: int, out: int, value: float) -> Tensor:
+    """Windows along the last dim as a strided view ``(..., out, kernel)``; padding filled with ``value``.
+
+    The right side gets the padding plus what ``ceil_mode`` needs for the last window.
+    """
+    effective = dilation * (kernel - 1) + 1
+    right = max((out - 1) * stride + effective - x.shape[-1] - padding, 0)
+    if padding or right:
+        x = F.pad(x, [padding, right], value=value)
+    return x.unfold(-1, effective, stride)[..., ::dilation]
+
+
+def _window_positions(size: int, kernel: int, stride: int, padding: int, dilation: int, out: int, device) -> Tensor:
+    """Input index read by tap ``j`` of window ``o``: ``o·stride − padding + j·dilation``, shape ``(out, kernel)``."""
+    o = torch.arange(out, device=device).unsqueeze(1)
+    j = torch.arange(kernel, device=device)
+    return o * stride - padding + j * dilation
+
+
+def _scan_argmax(windows: Tensor, positions: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """torch's max-pool rule over the last dim of ``windows (..., out, K)``.
+
+    Starts at the first in-bounds tap with ``-inf``, then a tap wins if it is strictly greater
+    or NaN. Returns the maxima ``(..., out)`` and the input index of each ``(..., out)``.
+    """
+    valid = (positions >= 0) & (positions < size)
+    first = positions.gather(1, valid.to(torch.uint8).argmax(1, keepdim=True)).squeeze(1)
+    best = torch.full(windows.shape[:-1], -math.inf, dtype=windows.dtype, device=windows.device)
+    index = first.expand(windows.shape[:-1]).clone()
+    for j in range(windows.shape[-1]):
+        if not bool(valid[:, j].any()):
+            continue
+        value = windows[..., j]
+        take = ((value > best) | value.isnan()) & valid[:, j]
+        best = torch.where(take, value, best)
+        index = torch.where(take, positions[:, j], index)
+    return best, index
+
+
+def _max_indices_1d(x: Tensor, kernel, stride, padding, dilation, out) -> Tensor:
+    """Index along the last dim of the maximum of every window of ``x``."""
+    windows = _windows(x, kernel, stride, padding, dilation, out, -math.inf)
+    positions = _window_positions(x.shape[-1], kernel, stride, padding, dilation, out, x.device)
+    return _scan_argmax(windows, positions, x.shape[-1])[1]
+
+
+def _max_indices_2d(x: Tensor, index_w_fn, index_h_fn) -> Tensor:
+    """Flat ``h·W + w`` index of each window maximum of ``x (N, C, H, W)``, found separably.
+
+    ``index_*_fn(t)`` returns the argmax index along the last dim of ``t`` for each window. Rows
+    first keeps torch's row-major tie and NaN order: the winning row is the first (or, for NaN,
+    last) row holding the maximum, and in it the first (last NaN) column.
+    """
+    width = x.shape[-1]
+    col = index_w_fn(x)  # (N, C, H, OW): best column per row and output column
+    row_max = x.gather(-1, col)
+    row = index_h_fn(row_max.transpose(-1, -2))  # (N, C, OW, OH): best row per output
+    col = col.transpose(-1, -2).gather(-1, row)
+    return (row * width + col).transpose(-1, -2)
+
+
+def _gather_flat(x: Tensor, index: Tensor) -> Tensor:
+    """``x (N, C, *S)`` gathered at flat spatial ``index (N, C, *S_out)``; gradient goes to that index."""
+    n, c = x.shape[:2]
+    return x.reshape(n, c, -1).gather(-1, index.reshape(n, c, -1)).view(index.shape)
+
+
+def _finish(out: Tensor, index: Tensor | None, batched: bool, return_indices: bool):
+    if not batched:
+        out = out.squeeze(0)
+        index = index.squeeze(0) if index is not None else None
+    return (out, index) if return_indices else out
+
+
+# --------------------------------------------------------------------------- max pooling
+def max_pool1d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """1-D max pooling over ``(N, C, L)`` or ``(C, L)``. See :class:`cnnlab.nn.MaxPool1d`."""
+    x, batched, (k,), (s,), (p,), (d,), (o,) = _pool_args(
+        "max_pool1d", input, 1, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    with torch.no_grad():
+        index = _max_indices_1d(x, k, s, p, d, o)
+    return _finish(x.gather(-1, index), index, batched, return_indices)
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """2-D max pooling over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.MaxPool2d`."""
+    x, batched, k, s, p, d, o = _pool_args("max_pool2d", input, 2, kernel_size, stride, padding, dilation, ceil_mode)
+    with torch.no_grad():
+        index = _max_indices_2d(
+            x,
+            lambda t: _max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
+            lambda t: _max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
+        )
+    return _finish(_gather_flat(x, index), index, batched, return_indices)
+
+
+def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, padding, output_size, spatial_dims):
+    batched = check_input_rank(input, spatial_dims, op)
+    k = ntuple(kernel_size, spatial_dims, "kernel_size")
+    s = k if stride is None else ntuple(stride, spatial_dims, "stride")
+    p = ntuple(padding, spatial_dims, "padding")
+    if indices.shape != input.shape:
+        raise RuntimeError(
+            f"{op}: indices must have the shape of input {list(input.shape)}, but got {list(indices.shape)}"
+        )
+    default = [(size - 1) * ss - 2 * pp + kk for size, kk, ss, pp in zip(input.shape[-spatial_dims:], k, s, p)]
+    if output_size is None:
+        size = default
+    else:
+        size = list(output_size)[-spatial_dims:]
+        for dim, (want, base, ss) in enumerate(zip(size, default, s)):
+            if not base - ss < want < base + ss:
+                raise ValueError(
+                    f"{op}: invalid output_size={list(output_size)} (dim {dim} must be between "
+                    f"{base - ss + 1} and {base + ss - 1})"
+                )
+    x = input if batched else input.unsqueeze(0)
+    idx = indices if batched else indices.unsqueeze(0)
+    n, c = x.shape[:2]
+    numel = math.prod(size)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= numel):
+        raise RuntimeError(f"{op}: found an index outside the output of size {size}: indices must be in [0, {numel})")
+    out = x.new_zeros(n, c, numel).scatter(-1, idx.reshape(n, c, -1), x.reshape(n, c, -1)).view(n, c, *size)
+    return out if batched else out.squeeze(0)
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """Inverse of :func:`max_pool1d`: each value goes back to its index, zeros elsewhere."""
+    return _max_unpool("max_unpool1d", input, indices, kernel_size, stride, padding, output_size, 1)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """Inverse of :func:`max_pool2d`. See :class:`cnnlab.nn.MaxUnpool2d`."""
+    return _max_unpool("max_unpool2d", input, indices, kernel_size, stride, padding, output_size, 2)
+
+
+# --------------------------------------------------------------------------- average pooling
+def _avg_divisor(size: int, kernel: int, stride: int, padding: int, out: int, count_include_pad: bool, device):
+    """torch's per-window divisor along one dim: the window clipped to the padded input
+    (``count_include_pad``) or to the input itself."""
+    start = torch.arange(out, device=device) * stride - padding
+    end = torch.clamp(start + kernel, max=size + padding)
+    if not count_include_pad:
+        start, end = start.clamp(min=0), end.clamp(max=size)
+    return end - start
+
+
+def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, spatial_dims):
+    x, batched, k, s, p, _, o = _pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError(f"{op}: divisor_override must be non-zero, but got divisor_override={divisor_override}")
+    out = x
+    divisor = None
+    for axis in range(spatial_dims):  # last dim first, then (for 2-D) the one before it
+        dim = -1 - axis
+        kk, ss, pp, oo = k[dim], s[dim], p[dim], o[dim]
+        size = out.shape[dim]
+        t = out.transpose(dim, -1) if dim != -1 else out
+        t = _windows(t, kk, ss, pp, 1, oo, 0.0).sum(-1)
+        out = t.transpose(dim, -1) if dim != -1 else t
+        d = _avg_divisor(size, kk, ss, pp, oo, count_include_pad, x.device)
+        divisor = d if divisor is None else d.unsqueeze(1) * divisor
+    out = out / (divisor_override if divisor_override is not None else divisor.to(out.dtype))
+    return out if batched else out.squeeze(0)
+
+
+def avg_pool1d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """1-D average pooling. See :class:`cnnlab.nn.AvgPool1d`."""
+    return _avg_pool("avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1)
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """2-D average pooling. See :class:`cnnlab.nn.AvgPool2d`."""
+    return _avg_pool(
+        "avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2
+    )
+
+
+def _lp_finish(pooled: Tensor, norm_type: float, window: int) -> Tensor:
+    # torch's formula: (sign(avg) · relu(|avg|) · window) ** (1/p)
+    return (torch.sign(pooled) * torch.relu(torch.abs(pooled))).mul(window).pow(1.0 / norm_type)
+
+
+def lp_pool1d(
+    input: Tensor, norm_type: float, kernel_size: int, stride: IntOrTuple | None = None, ceil_mode: bool = False
+) -> Tensor:
+    """1-D power-average pooling ``(Σ x^p)^(1/p)``. See :class:`cnnlab.nn.LPPool1d`."""
+    (k,) = ntuple(kernel_size, 1, "kernel_size")
+    return _lp_finish(avg_pool1d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, k)
+
+
+def lp_pool2d(
+    input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
+) -> Tensor:
+    """2-D power-average pooling; ``norm_type=2`` is L2-norm pooling. See :class:`cnnlab.nn.LPPool2d`."""
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    return _lp_finish(avg_pool2d(input.pow(norm_type), (kh, kw), stride, 0, ceil_mode), norm_type, kh * kw)
+
+
+# --------------------------------------------------------------------------- adaptive pooling
+def _adaptive_output_size(
+    op: str, input: Tensor, output_size, spatial_dims: int
+) -> tuple[Tensor, bool, tuple[int, ...]]:
+    batched = check_input_rank(input, spatial_dims, op)
+    x = input if batched else input.unsqueeze(0)
+    sizes = output_size if isinstance(output_size, Sequence) else (output_size,) * spatial_dims
+    if len(sizes) != spatial_dims:
+        raise ValueError(f"{op}: output_size must have {spatial_dims} elements, but got output_size={output_size!r}")
+    out = tuple(x.shape[2 + i] if v is None else int(v) for i, v in enumerate(sizes))
+    if any(v < 0 for v in out):
+        raise RuntimeError(f"{op}: output_size must be non-negative, but got output_size={out}")
+    _check_not_empty(op, input, x)
+    return x, batched, out
+
+
+def _adaptive_bounds(size: int, out: int, device) -> tuple[Tensor, Tensor]:
+    """torch's window of output ``o``: ``[floor(o·size/out), ceil((o+1)·size/out))``."""
+    o = torch.arange(out, device=device)
+    return (o * size) // out, ((o + 1) * size + out - 1) // out
+
+
+def _adaptive_matrix(size: int, out: int, like: Tensor) -> Tensor:
+    """``(out, size)`` averaging matrix: row ``o`` is ``1/len`` over window ``o``."""
+    start, end = _adaptive_bounds(size, out, like.device)
+    j = torch.arange(size, device=like.device)
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def _adaptive_argmax_1d(x: Tensor, out: int) -> Tensor:
+    size = x.shape[-1]
+    start, end = _adaptive_bounds(size, out, x.device)
+    kernel = int((end - start).max()) if out else 1
+    positions = start[:, None] + torch.arange(kernel, device=x.device)
+    positions = torch.where(positions < end[:, None], positions, size)  # beyond the window: invalid
+    windows = F.pad(x, [0, 1], value=-math.inf)[..., positions.clamp(max=size)]
+    return _scan_argmax(windows, positions, size)[1]
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
+    """Average over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveAvgPool1d`."""
+    x, batched, (o,) = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
+    out = torch.matmul(x, _adaptive_matrix(x.shape[-1], o, x).t())
+    return out if batched else out.squeeze(0)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: int | None | Sequence[int | None]) -> Tensor:
+    """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
+    x, batched, (oh, ow) = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
+    rows = _adaptive_matrix(x.shape[-2], oh, x)
+    cols = _adaptive_matrix(x.shape[-1], ow, x)
+    out = torch.matmul(torch.matmul(rows, x), cols.t())
+    return out if batched else out.squeeze(0)
+
+
+def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_indices: bool = False):
+    """Max over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveMaxPool1d`."""
+    x, batched, (o,) = _adaptive_output_size("adaptive_max_pool1d", input, output_size, 1)
+    with torch.no_grad():
+        index = _adaptive_argmax_1d(x, o)
+    return _finish(x.gather(-1, index), index, batched, return_indices)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size: int | None | Sequence[int | None], return_indices: bool = False):
+    """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
+    x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
+    with torch.no_grad():
+        index = _max_indices_2d(x, lambda t: _adaptive_argmax_1d(t, ow), lambda t: _adaptive_argmax_1d(t, oh))
+    return _finish(_gather_flat(x, index), index, batched, return_indices)
+
+
+# --------------------------------------------------------------------------- layers torch lacks
+def channel_max_pool(input: Tensor, kernel_size: int) -> Tensor:
+    """Maxout: max over groups of ``kernel_size`` consecutive channels. See :class:`cnnlab.nn.ChannelMaxPool`."""
+    if input.dim() < 2:
+        raise RuntimeError(f"channel_max_pool: expected input with channels at dim 1, but got size {list(input.shape)}")
+    channels = input.shape[1]
+    if kernel_size <= 0 or channels % kernel_size:
+        raise RuntimeError(
+            f"channel_max_pool: channels ({channels}) must be divisible by kernel_size, but got kernel_size={kernel_size}"
+        )
+    grouped = input.reshape(input.shape[0], channels // kernel_size, kernel_size, *input.shape[2:])
+    return grouped.max(dim=2).values
+
+
+def distance_weights(
+    kernel_size: tuple[int, int], kind: str, sigma: Tensor | float, *, device=None, dtype=None
+) -> Tensor:
+    """``(kH, kW)`` weights that fall with the distance ``r`` from the window centre, summing to 1:
+    ``exp(-r²/(2σ²))`` (``gaussian``) or ``1/(1 + r)`` (``inverse``). The centre of an even window
+    lies between pixels, at ``((kH-1)/2, (kW-1)/2)``."""
+    kh, kw = kernel_size
+    y = torch.arange(kh, device=device, dtype=dtype) - (kh - 1) / 2
+    x = torch.arange(kw, device=device, dtype=dtype) - (kw - 1) / 2
+    r2 = y[:, None] ** 2 + x[None, :] ** 2
+    if kind == "gaussian":
+        weights = torch.exp(-r2 / (2 * torch.as_tensor(sigma, device=device, dtype=dtype) ** 2))
+    elif kind == "inverse":
+        weights = 1.0 / (1.0 + r2.sqrt())
+    else:
+        raise ValueError(f"distance_weights: kind must be 'gaussian' or 'inverse', but got kind={kind!r}")
+    return weights / weights.sum()
+
+
+def _weighted_pool(x: Tensor, weights: Tensor, stride, padding, out, mode: str) -> Tensor:
+    """``Σ_{u,v} weights[u, v] · x_pad[..., y·s + u, x·s + v]`` over ``(N, C, H, W)``: one
+    multiply-add per tap on strided views, no window buffer."""
+    kh, kw = weights.shape
+    pads = [
+        padding[1],
+        padding[1] + max((out[1] - 1) * stride[1] + kw - x.shape[-1] - 2 * padding[1], 0),
+        padding[0],
+        padding[0] + max((out[0] - 1) * stride[0] + kh - x.shape[-2] - 2 * padding[0], 0),
+    ]
+    if any(pads):
+        x = F.pad(x, pads, mode="constant" if mode == "zeros" else mode)
+    result = None
+    for u in range(kh):
+        for v in range(kw):
+            tap = x[
+                ..., u : u + stride[0] * (out[0] - 1) + 1 : stride[0], v : v + stride[1] * (out[1] - 1) + 1 : stride[1]
+            ]
+            term = tap * weights[u, v]
+            result = term if result is None else result + term
+    return result
+
+
+def distance_weighted_pool2d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    *,
+    kind: str = "gaussian",
+    sigma: Tensor | float = 1.0,
+) -> Tensor:
+    """Weighted average, weights falling with distance from the window centre (zero padding
+    counts as zeros). See :class:`cnnlab.nn.DistanceWeightedPool2d`."""
+    x, batched, k, s, p, _, o = _pool_args(
+        "distance_weighted_pool2d", input, 2, kernel_size, stride, padding, 1, ceil_mode
+    )
+    weights = distance_weights(k, kind, sigma, device=x.device, dtype=x.dtype)
+    out = _weighted_pool(x, weights, s, p, o, "zeros")
+    return out if batched else out.squeeze(0)
+
+
+def binomial_filter(size: int, *, device=None, dtype=None) -> Tensor:
+    """Normalised 1-D binomial filter, row ``size - 1`` of Pascal's triangle: 3 → [1, 2, 1] / 4."""
+    if not 1 <= size <= 7:
+        raise ValueError(f"binomial_filter: filter_size must be in 1..7, but got filter_size={size}")
+    coefficients = torch.tensor([math.comb(size - 1, i) for i in range(size)], device=device, dtype=dtype)
+    return coefficients / coefficients.sum()
+
+
+def blur_pool2d(input: Tensor, filter_size: int = 3, stride: IntOrTuple = 2) -> Tensor:
+    """Anti-aliased downsampling: binomial blur (reflect padding) then subsample, per channel.
+    See :class:`cnnlab.nn.BlurPool2d`."""
+    batched = check_input_rank(input, 2, "blur_pool2d")
+    x = input if batched else input.unsqueeze(0)
+    s = ntuple(stride, 2, "stride")
+    if any(v <= 0 for v in s):
+        raise RuntimeError(f"blur_pool2d: stride must be greater than zero, but got stride={s}")
+    taps = binomial_filter(filter_size, device=x.device, dtype=x.dtype)
+    left, right = (filter_size - 1) // 2, filter_size // 2
+    if left or right:
+        if min(x.shape[-2:]) <= max(left, right):
+            raise RuntimeError(
+                f"blur_pool2d: reflect padding of {max(left, right)} needs an input larger than that, "
+                f"but got input of size {list(input.shape)}"
+            )
+        x = F.pad(x, [left, right, left, right], mode="reflect")
+    out_size = tuple((size - filter_size) // st + 1 for size, st in zip(x.shape[-2:], s))
+    out = _weighted_pool(x, torch.outer(taps, taps), s, (0, 0), out_size, "zeros")
+    return out if batched else out.squeeze(0)
+
+
+def max_blur_pool2d(input: Tensor, kernel_size: IntOrTuple = 2, filter_size: int = 3, stride: IntOrTuple = 2) -> Tensor:
+    """Max with stride 1 (dense, no aliasing) then :func:`blur_pool2d` with ``stride`` (Zhang 2019).
+    See :class:`cnnlab.nn.MaxBlurPool2d`."""
+    return blur_pool2d(max_pool2d(input, kernel_size, stride=1), filter_size, stride)
