@@ -1,4 +1,4 @@
-"""No cnnlab layer may reach torch's convolution or pooling kernels, forward or backward."""
+"""No cnnlab conv or pool layer may reach torch's convolution or pooling kernels, forward or backward."""
 
 from __future__ import annotations
 
@@ -18,7 +18,31 @@ GUARDED_LAYERS = [
     (lambda: cnn.ConvTranspose1d(4, 6, 3, stride=2), (2, 4, 9)),
     (lambda: cnn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2), (2, 4, 5, 5)),
     (lambda: cnn.DepthwiseSeparableConv2d(4, 6, 3, padding=1, depth_multiplier=2), (2, 4, 8, 8)),
+    (lambda: cnn.MaxPool1d(3, 2, 1), (2, 4, 9)),
+    (lambda: cnn.MaxPool2d(3, 2, 1, dilation=1, ceil_mode=True), (2, 4, 9, 9)),
+    (lambda: cnn.AvgPool1d(3, 2, 1), (2, 4, 9)),
+    (lambda: cnn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 4, 9, 9)),
+    (lambda: cnn.LPPool1d(2, 3), (2, 4, 9)),
+    (lambda: cnn.LPPool2d(2, 2), (2, 4, 8, 8)),
+    (lambda: cnn.AdaptiveAvgPool1d(4), (2, 4, 9)),
+    (lambda: cnn.AdaptiveAvgPool2d((3, 4)), (2, 4, 9, 9)),
+    (lambda: cnn.AdaptiveMaxPool1d(4), (2, 4, 9)),
+    (lambda: cnn.AdaptiveMaxPool2d((3, 4)), (2, 4, 9, 9)),
+    (lambda: cnn.GlobalAvgPool2d(flatten=True), (2, 4, 8, 8)),
+    (lambda: cnn.GlobalMaxPool2d(), (2, 4, 8, 8)),
+    (lambda: cnn.ChannelMaxPool(2), (2, 4, 8, 8)),
+    (lambda: cnn.DistanceWeightedPool2d(3, 2, 1, learnable_sigma=True), (2, 4, 8, 8)),
+    (lambda: cnn.BlurPool2d(3, 2), (2, 4, 8, 8)),
+    (lambda: cnn.MaxBlurPool2d(2, 3, 2), (2, 4, 8, 8)),
 ]
+
+
+def test_max_unpool_dispatches_no_conv_or_pool_op():
+    values, indices = cnn.MaxPool2d(2, return_indices=True)(torch.randn(2, 4, 8, 8))
+    values.requires_grad_(True)
+    with ForbiddenOpGuard() as guard:
+        cnn.MaxUnpool2d(2)(values, indices).square().sum().backward()
+    assert guard.seen and guard.forbidden == []
 
 
 def test_guard_catches_torch_convolution():

@@ -22,18 +22,17 @@ from torch import Tensor
 from ._utils import check_input_rank, ntuple, pool_output_size
 
 __all__ = [
-    "pool_geometry",
     "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
     "avg_pool1d",
     "avg_pool2d",
+    "binomial_filter",
     "blur_pool2d",
     "channel_max_pool",
     "distance_weighted_pool2d",
     "distance_weights",
-    "binomial_filter",
     "lp_pool1d",
     "lp_pool2d",
     "max_blur_pool2d",
@@ -41,6 +40,7 @@ __all__ = [
     "max_pool2d",
     "max_unpool1d",
     "max_unpool2d",
+    "pool_geometry",
 ]
 
 IntOrTuple = int | Sequence[int]
@@ -164,7 +164,8 @@ def _max_indices_2d(x: Tensor, index_w_fn, index_h_fn) -> Tensor:
 def _gather_flat(x: Tensor, index: Tensor) -> Tensor:
     """``x (N, C, *S)`` gathered at flat spatial ``index (N, C, *S_out)``; gradient goes to that index."""
     n, c = x.shape[:2]
-    return x.reshape(n, c, -1).gather(-1, index.reshape(n, c, -1)).view(index.shape)
+    flat_x = x.reshape(n, c, x.shape[2:].numel())
+    return flat_x.gather(-1, index.reshape(n, c, index.shape[2:].numel())).view(index.shape)
 
 
 def _finish(out: Tensor, index: Tensor | None, batched: bool, return_indices: bool):
@@ -239,7 +240,8 @@ def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, pa
     numel = math.prod(size)
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= numel):
         raise RuntimeError(f"{op}: found an index outside the output of size {size}: indices must be in [0, {numel})")
-    out = x.new_zeros(n, c, numel).scatter(-1, idx.reshape(n, c, -1), x.reshape(n, c, -1)).view(n, c, *size)
+    flat = x.shape[2:].numel()
+    out = x.new_zeros(n, c, numel).scatter(-1, idx.reshape(n, c, flat), x.reshape(n, c, flat)).view(n, c, *size)
     return out if batched else out.squeeze(0)
 
 
@@ -378,7 +380,7 @@ def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tens
     return out if batched else out.squeeze(0)
 
 
-def adaptive_avg_pool2d(input: Tensor, output_size: int | None | Sequence[int | None]) -> Tensor:
+def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
     """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
     rows = _adaptive_matrix(x.shape[-2], oh, x)
@@ -395,7 +397,7 @@ def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_
     return _finish(x.gather(-1, index), index, batched, return_indices)
 
 
-def adaptive_max_pool2d(input: Tensor, output_size: int | None | Sequence[int | None], return_indices: bool = False):
+def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
     """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
     with torch.no_grad():
@@ -405,13 +407,15 @@ def adaptive_max_pool2d(input: Tensor, output_size: int | None | Sequence[int | 
 
 # --------------------------------------------------------------------------- layers torch lacks
 def channel_max_pool(input: Tensor, kernel_size: int) -> Tensor:
-    """Maxout: max over groups of ``kernel_size`` consecutive channels. See :class:`cnnlab.nn.ChannelMaxPool`."""
-    if input.dim() < 2:
-        raise RuntimeError(f"channel_max_pool: expected input with channels at dim 1, but got size {list(input.shape)}")
+    """Maxout: max over groups of ``kernel_size`` consecutive channels of ``(N, C, H, W)`` or
+    ``(C, H, W)``. See :class:`cnnlab.nn.ChannelMaxPool`."""
+    if not check_input_rank(input, 2, "channel_max_pool"):
+        return channel_max_pool(input.unsqueeze(0), kernel_size).squeeze(0)
     channels = input.shape[1]
     if kernel_size <= 0 or channels % kernel_size:
         raise RuntimeError(
-            f"channel_max_pool: channels ({channels}) must be divisible by kernel_size, but got kernel_size={kernel_size}"
+            f"channel_max_pool: channels ({channels}) must be divisible by kernel_size, "
+            f"but got kernel_size={kernel_size}"
         )
     grouped = input.reshape(input.shape[0], channels // kernel_size, kernel_size, *input.shape[2:])
     return grouped.max(dim=2).values

@@ -66,8 +66,7 @@ def _to_batch_first(y: Tensor, batch: int, size) -> Tensor:
 
 def _to_group_first(x: Tensor, groups: int) -> Tensor:
     """``(N, C, H, W)`` → ``(groups, C/groups, N·H·W)`` (a copy)."""
-    n, c = x.shape[:2]
-    return x.transpose(0, 1).reshape(groups, c // groups, -1)
+    return x.transpose(0, 1).reshape(groups, x.shape[1] // groups, -1)
 
 
 class _Im2colConv2d(torch.autograd.Function):
@@ -92,7 +91,7 @@ class _Im2colConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         padded, weight, cols = ctx.saved_tensors
-        stride, dilation, groups, size = ctx.geometry
+        stride, dilation, groups, _ = ctx.geometry
         out_channels, _, kh, kw = weight.shape
         grad = _to_group_first(grad_out, groups)
         grad_input = grad_weight = None
