@@ -71,8 +71,62 @@ def conv_cases() -> list[Case]:
     return [Case(name, "conv", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
 
 
+class _FilterByConv(nn.Module):
+    """torch reference for the pools torch lacks: the same fixed filter through ``F.conv2d``."""
+
+    def __init__(self, channels: int, weights: torch.Tensor, stride: int, padding: int, mode: str):
+        super().__init__()
+        self.register_buffer("weight", weights.expand(channels, 1, *weights.shape).clone())
+        self.stride, self.padding, self.mode, self.channels = stride, padding, mode, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        x = torch.nn.functional.pad(x, [p, p, p, p], mode=self.mode)
+        return torch.nn.functional.conv2d(x, self.weight, stride=self.stride, groups=self.channels)
+
+
+def pool_cases() -> list[Case]:
+    import cnnlab.functional as CF
+
+    blur = torch.outer(CF.binomial_filter(3), CF.binomial_filter(3))
+    gaussian = CF.distance_weights((3, 3), "gaussian", 1.0)
+    cases = [
+        ("max 2×2 64ch @32²", lambda: nn.MaxPool2d(2), lambda: cnn.MaxPool2d(2), (64, 32, 32)),
+        ("max 3×3/2 128ch @16²", lambda: nn.MaxPool2d(3, 2, 1), lambda: cnn.MaxPool2d(3, 2, 1), (128, 16, 16)),
+        ("avg 2×2 64ch @32²", lambda: nn.AvgPool2d(2), lambda: cnn.AvgPool2d(2), (64, 32, 32)),
+        ("avg 3×3/2 128ch @16²", lambda: nn.AvgPool2d(3, 2, 1), lambda: cnn.AvgPool2d(3, 2, 1), (128, 16, 16)),
+        ("LP2 2×2 128ch @16²", lambda: nn.LPPool2d(2, 2), lambda: cnn.LPPool2d(2, 2), (128, 16, 16)),
+        (
+            "adaptive avg →3×3 256ch @8²",
+            lambda: nn.AdaptiveAvgPool2d(3),
+            lambda: cnn.AdaptiveAvgPool2d(3),
+            (256, 8, 8),
+        ),
+        (
+            "adaptive max →3×3 256ch @8²",
+            lambda: nn.AdaptiveMaxPool2d(3),
+            lambda: cnn.AdaptiveMaxPool2d(3),
+            (256, 8, 8),
+        ),
+        ("global avg 256ch @8²", lambda: nn.AdaptiveAvgPool2d(1), lambda: cnn.GlobalAvgPool2d(), (256, 8, 8)),
+        (
+            "blur 3 s2 64ch @32² (vs F.conv2d)",
+            lambda: _FilterByConv(64, blur, 2, 1, "reflect"),
+            lambda: cnn.BlurPool2d(3, 2),
+            (64, 32, 32),
+        ),
+        (
+            "gaussian 3×3/2 64ch @32² (vs F.conv2d)",
+            lambda: _FilterByConv(64, gaussian, 2, 1, "constant"),
+            lambda: cnn.DistanceWeightedPool2d(3, 2, 1),
+            (64, 32, 32),
+        ),
+    ]
+    return [Case(name, "pool", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
+
+
 def all_cases() -> list[Case]:
-    return conv_cases()
+    return conv_cases() + pool_cases()
 
 
 def _sync(device: str) -> None:

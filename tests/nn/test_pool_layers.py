@@ -45,12 +45,14 @@ def _input(shape, cls, **kwargs):
     return x if cls in (cnn.LPPool1d, cnn.LPPool2d) else x - x.mean()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("spec", TWINNED, ids=_ids(TWINNED))
-def test_matches_torch_twin(spec):
+def test_matches_torch_twin(spec, dtype, device):
     torch_cls, cnnlab_cls, args, kwargs, shape = spec
     reference, ours = torch_cls(*args, **kwargs), cnnlab_cls(*args, **kwargs)
     assert repr(ours).split("(", 1)[1] == repr(reference).split("(", 1)[1]
-    compare_forward_backward(reference, ours, _input(shape, cnnlab_cls))
+    compare_forward_backward(reference, ours, _input(shape, cnnlab_cls, dtype=dtype, device=device))
     converted = cnnlab.convert(nn.Sequential(reference), to="cnnlab")
     assert type(converted[0]) is cnnlab_cls
     assert type(cnnlab.convert(converted, to="torch")[0]) is torch_cls

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._utils import check_input_rank, ntuple, pool_output_size
+from .algorithms import depthwise
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -206,12 +207,35 @@ def max_pool2d(
     """2-D max pooling over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.MaxPool2d`."""
     x, batched, k, s, p, d, o = _pool_args("max_pool2d", input, 2, kernel_size, stride, padding, dilation, ceil_mode)
     with torch.no_grad():
+        index = _max_indices_2d_direct(x, k, s, p, d, o)
+    if index is None:  # NaN or -inf present: the exact scan keeps torch's NaN / first-valid rule
         index = _max_indices_2d(
             x,
             lambda t: _max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
             lambda t: _max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
         )
     return _finish(_gather_flat(x, index), index, batched, return_indices)
+
+
+def _max_indices_2d_direct(x: Tensor, k, s, p, d, o) -> Tensor | None:
+    """Flat index of each window maximum from one ``amax`` over the 2-D window view and the first
+    position equal to it (row-major: torch's tie rule). About 2.5× faster than the separable scan
+    (max 2×2, 64ch @32², batch 128, ``benchmarks/layers.py``). Returns ``None`` when the result
+    holds NaN or −inf, where equality cannot tell torch's pick (last NaN, first in-bounds −inf).
+    """
+    rows = _windows(x.transpose(-1, -2), k[0], s[0], p[0], d[0], o[0], -math.inf)  # (N, C, W, OH, kH)
+    windows = _windows(rows.permute(0, 1, 3, 4, 2), k[1], s[1], p[1], d[1], o[1], -math.inf)  # (N, C, OH, kH, OW, kW)
+    windows = windows.transpose(-2, -3)  # (N, C, OH, OW, kH, kW)
+    values = windows.amax((-2, -1))
+    if bool((values.isnan() | (values == -math.inf)).any()):
+        return None
+    position = (windows == values[..., None, None]).flatten(-2).to(torch.uint8).argmax(-1)
+    device = x.device
+    top = (torch.arange(o[0], device=device) * s[0] - p[0])[:, None]
+    left = torch.arange(o[1], device=device) * s[1] - p[1]
+    row = top + torch.div(position, k[1], rounding_mode="floor") * d[0]
+    col = left + (position % k[1]) * d[1]
+    return row * x.shape[-1] + col
 
 
 def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, padding, output_size, spatial_dims):
@@ -440,27 +464,16 @@ def distance_weights(
     return weights / weights.sum()
 
 
-def _weighted_pool(x: Tensor, weights: Tensor, stride, padding, out, mode: str) -> Tensor:
-    """``Σ_{u,v} weights[u, v] · x_pad[..., y·s + u, x·s + v]`` over ``(N, C, H, W)``: one
-    multiply-add per tap on strided views, no window buffer."""
+def _weighted_pool(x: Tensor, weights: Tensor, stride, padding, out) -> Tensor:
+    """``Σ_{u,v} weights[u, v] · x_pad[..., y·s + u, x·s + v]`` over ``(N, C, H, W)`` with zero
+    padding: the same filter for every channel, i.e. a depthwise convolution (cnnlab's own)."""
     kh, kw = weights.shape
-    pads = [
-        padding[1],
-        padding[1] + max((out[1] - 1) * stride[1] + kw - x.shape[-1] - 2 * padding[1], 0),
-        padding[0],
-        padding[0] + max((out[0] - 1) * stride[0] + kh - x.shape[-2] - 2 * padding[0], 0),
-    ]
+    right = [max((o - 1) * st + k - n - p, 0) for o, st, k, n, p in zip(out, stride, (kh, kw), x.shape[-2:], padding)]
+    pads = [padding[1], right[1], padding[0], right[0]]
     if any(pads):
-        x = F.pad(x, pads, mode="constant" if mode == "zeros" else mode)
-    result = None
-    for u in range(kh):
-        for v in range(kw):
-            tap = x[
-                ..., u : u + stride[0] * (out[0] - 1) + 1 : stride[0], v : v + stride[1] * (out[1] - 1) + 1 : stride[1]
-            ]
-            term = tap * weights[u, v]
-            result = term if result is None else result + term
-    return result
+        x = F.pad(x, pads)
+    channels = x.shape[1]
+    return depthwise.conv2d(x, weights.expand(channels, 1, kh, kw), stride, (0, 0), (1, 1), channels)
 
 
 def distance_weighted_pool2d(
@@ -479,7 +492,7 @@ def distance_weighted_pool2d(
         "distance_weighted_pool2d", input, 2, kernel_size, stride, padding, 1, ceil_mode
     )
     weights = distance_weights(k, kind, sigma, device=x.device, dtype=x.dtype)
-    out = _weighted_pool(x, weights, s, p, o, "zeros")
+    out = _weighted_pool(x, weights, s, p, o)
     return out if batched else out.squeeze(0)
 
 
@@ -509,7 +522,7 @@ def blur_pool2d(input: Tensor, filter_size: int = 3, stride: IntOrTuple = 2) -> 
             )
         x = F.pad(x, [left, right, left, right], mode="reflect")
     out_size = tuple((size - filter_size) // st + 1 for size, st in zip(x.shape[-2:], s))
-    out = _weighted_pool(x, torch.outer(taps, taps), s, (0, 0), out_size, "zeros")
+    out = _weighted_pool(x, torch.outer(taps, taps), s, (0, 0), out_size)
     return out if batched else out.squeeze(0)
 
 

@@ -295,8 +295,9 @@ class GlobalAvgPool2d(nn.Module):
         return f"flatten={self.flatten}"
 
     def forward(self, input: Tensor) -> Tensor:
-        out = CF.adaptive_avg_pool2d(input, 1)
-        return out.flatten(-3) if self.flatten else out
+        if input.dim() not in (3, 4):
+            CF.adaptive_avg_pool2d(input, 1)  # raises torch's rank error
+        return input.mean((-2, -1)) if self.flatten else input.mean((-2, -1), keepdim=True)
 
 
 class GlobalMaxPool2d(GlobalAvgPool2d):

@@ -40,7 +40,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
         out = padded.new_zeros(n, channels, multiplier, *size)
         for i in range(kh):
             for j in range(kw):
-                out += _tap(padded, i, j, stride, dilation, size).unsqueeze(2) * w[:, :, i, j, None, None]
+                out.addcmul_(_tap(padded, i, j, stride, dilation, size).unsqueeze(2), w[:, :, i, j, None, None])
         ctx.save_for_backward(padded, weight)
         ctx.geometry = (stride, dilation, size)
         return out.view(n, out_channels, *size)
@@ -58,7 +58,11 @@ class _DepthwiseConv2d(torch.autograd.Function):
         for i in range(kh):
             for j in range(kw):
                 if grad_input is not None:
-                    _tap(grad_input, i, j, stride, dilation, size).add_((grad * w[:, :, i, j, None, None]).sum(2))
+                    target = _tap(grad_input, i, j, stride, dilation, size)
+                    if grad.shape[2] == 1:  # depth multiplier 1: no sum over multiplier copies
+                        target.addcmul_(grad[:, :, 0], w[:, 0, i, j, None, None])
+                    else:
+                        target.add_((grad * w[:, :, i, j, None, None]).sum(2))
                 if ctx.needs_input_grad[1]:
                     grad_taps.append((grad * _tap(padded, i, j, stride, dilation, size).unsqueeze(2)).sum((0, 3, 4)))
         grad_weight = torch.stack(grad_taps, -1).view_as(weight) if grad_taps else None
