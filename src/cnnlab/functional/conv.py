@@ -57,6 +57,24 @@ def _check_channels(input: Tensor, weight: Tensor, groups: int, transposed: bool
             )
 
 
+def _batch_input(input: Tensor, weight: Tensor, spatial_dims: int, op: str) -> tuple[bool, Tensor]:
+    """Check input rank, dtype and device against ``weight``; returns ``(batched?, batched input)``."""
+    batched = check_input_rank(input, spatial_dims, op)
+    if not batched:
+        input = input.unsqueeze(0)
+    check_floating(input, weight, op)
+    if weight.dim() != spatial_dims + 2:
+        raise RuntimeError(f"{op}: weight must be {spatial_dims + 2}D, but got weight of size {list(weight.shape)}")
+    return batched, input
+
+
+def _add_bias(out: Tensor, bias: Tensor | None, batched: bool) -> Tensor:
+    """Add a per-channel ``bias`` to ``(N, C, *spatial)`` and drop the batch dim again if unbatched."""
+    if bias is not None:
+        out = out + bias.view(1, -1, *([1] * (out.dim() - 2)))
+    return out if batched else out.squeeze(0)
+
+
 def _conv(
     input: Tensor,
     weight: Tensor,
@@ -70,12 +88,7 @@ def _conv(
     spatial_dims: int,
 ) -> Tensor:
     op = f"conv{spatial_dims}d"
-    batched = check_input_rank(input, spatial_dims, op)
-    if not batched:
-        input = input.unsqueeze(0)
-    check_floating(input, weight, op)
-    if weight.dim() != spatial_dims + 2:
-        raise RuntimeError(f"{op}: weight must be {spatial_dims + 2}D, but got weight of size {list(weight.shape)}")
+    batched, input = _batch_input(input, weight, spatial_dims, op)
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={padding_mode!r}")
     kernel_size = tuple(weight.shape[2:])
@@ -112,9 +125,7 @@ def _conv(
     out = conv(input, weight, stride, inner, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
-    if bias is not None:
-        out = out + bias.view(1, -1, *([1] * spatial_dims))
-    return out if batched else out.squeeze(0)
+    return _add_bias(out, bias, batched)
 
 
 def conv1d(
@@ -176,12 +187,7 @@ def _conv_transpose(
     spatial_dims: int,
 ) -> Tensor:
     op = f"conv_transpose{spatial_dims}d"
-    batched = check_input_rank(input, spatial_dims, op)
-    if not batched:
-        input = input.unsqueeze(0)
-    check_floating(input, weight, op)
-    if weight.dim() != spatial_dims + 2:
-        raise RuntimeError(f"{op}: weight must be {spatial_dims + 2}D, but got weight of size {list(weight.shape)}")
+    batched, input = _batch_input(input, weight, spatial_dims, op)
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a tuple of ints, but got padding={padding!r}")
     kernel_size = tuple(weight.shape[2:])
@@ -215,9 +221,7 @@ def _conv_transpose(
     out = gemm.conv_transpose2d(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
-    if bias is not None:
-        out = out + bias.view(1, -1, *([1] * spatial_dims))
-    return out if batched else out.squeeze(0)
+    return _add_bias(out, bias, batched)
 
 
 def conv_transpose1d(
