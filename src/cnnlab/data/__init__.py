@@ -1,0 +1,16 @@
+"""Datasets as whole uint8 tensors, and batched augmentation that runs on the training device."""
+
+from .augment import augment_batch, normalize
+from .cifar10 import CIFAR10_CLASSES, DatasetNotFoundError, load_cifar10
+from .loader import TensorImageLoader
+from .synthetic import make_synthetic
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DatasetNotFoundError",
+    "TensorImageLoader",
+    "augment_batch",
+    "load_cifar10",
+    "make_synthetic",
+    "normalize",
+]

@@ -1,0 +1,68 @@
+"""Minibatches from whole-dataset tensors, with an explicit, checkpointable shuffle order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from .augment import augment_batch, normalize
+
+__all__ = ["TensorImageLoader"]
+
+
+class TensorImageLoader:
+    """Iterate ``(images, labels)`` float batches from uint8 tensors held in memory (or on the GPU).
+
+    Args:
+        images: ``(N, C, H, W)`` uint8. labels: ``(N,)`` int64.
+        batch_size: images per batch. shuffle: a new permutation each epoch from ``seed + epoch``.
+        drop_last: skip the last incomplete batch. augment: ``{"crop_padding": int, "flip": bool}``
+        or None. mean/std: per-channel normalisation. device: where batches are produced.
+    """
+
+    def __init__(
+        self, images: Tensor, labels: Tensor, batch_size: int, mean: Tensor, std: Tensor, *, shuffle: bool = False,
+        drop_last: bool = False, augment: dict | None = None, seed: int = 0, device: torch.device | str = "cpu",
+        limit_batches: int | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, but got batch_size={batch_size}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.augment = augment or {}
+        self.seed = seed
+        self.mean, self.std = mean, std
+        self.limit_batches = limit_batches
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return min(batches, self.limit_batches) if self.limit_batches else batches
+
+    def order(self, epoch: int) -> Tensor:
+        """The sample order of ``epoch``: a function of ``seed`` and ``epoch`` only, so resuming repeats it."""
+        if not self.shuffle:
+            return torch.arange(len(self.images))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(len(self.images), generator=generator)
+
+    def iterate(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of ``epoch`` from ``start_batch`` on (augmentation randomness also depends only on them)."""
+        order = self.order(epoch).to(self.device)
+        for index in range(start_batch, len(self)):
+            chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+            images = self.images[chosen]
+            if self.augment:
+                generator = torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_000_003 + index)
+                images = augment_batch(
+                    images, int(self.augment.get("crop_padding", 0)), bool(self.augment.get("flip", False)), generator
+                )
+            yield normalize(images, self.mean, self.std), self.labels[chosen]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.iterate(self.epoch)
