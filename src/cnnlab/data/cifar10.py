@@ -45,8 +45,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, bytes, ints and "
-            f"numpy arrays"
+            f"refusing to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, bytes, ints and numpy arrays"
         )
 
 
@@ -84,9 +83,7 @@ def _download(root: Path) -> None:
         tar.extractall(root, filter="data")
 
 
-def load_cifar10(
-    root: str | os.PathLike | None = None, download: bool = False
-) -> dict[str, torch.Tensor]:
+def load_cifar10(root: str | os.PathLike | None = None, download: bool = False) -> dict[str, torch.Tensor]:
     """Return ``{"train_images", "train_labels", "test_images", "test_labels"}``: images as
     ``(N, 3, 32, 32)`` uint8, labels int64. Raises :class:`DatasetNotFoundError` with the places
     looked at and the fixes when the files are missing."""

@@ -23,8 +23,18 @@ class TensorImageLoader:
     """
 
     def __init__(
-        self, images: Tensor, labels: Tensor, batch_size: int, mean: Tensor, std: Tensor, *, shuffle: bool = False,
-        drop_last: bool = False, augment: dict | None = None, seed: int = 0, device: torch.device | str = "cpu",
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        mean: Tensor,
+        std: Tensor,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        augment: dict | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
         limit_batches: int | None = None,
     ) -> None:
         if batch_size <= 0:

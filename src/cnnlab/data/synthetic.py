@@ -15,7 +15,11 @@ __all__ = ["make_synthetic"]
 
 
 def make_synthetic(
-    num_train: int = 2048, num_test: int = 512, image_size: int = 32, num_classes: int = 10, seed: int = 0,
+    num_train: int = 2048,
+    num_test: int = 512,
+    image_size: int = 32,
+    num_classes: int = 10,
+    seed: int = 0,
     noise: float = 0.25,
 ) -> dict[str, torch.Tensor]:
     """Return the same dict as :func:`cnnlab.data.load_cifar10` (uint8 images, int64 labels)."""

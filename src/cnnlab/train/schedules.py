@@ -1,0 +1,27 @@
+"""Learning-rate schedules as ``LambdaLR`` factories, built with the run's total step count."""
+
+from __future__ import annotations
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = ["constant", "warmup_linear_decay"]
+
+
+def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.2) -> LambdaLR:
+    """Linear warm-up from 0 over ``warmup_fraction·total_steps`` steps, then linear decay to 0."""
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(f"scheduler.warmup_fraction must be in [0, 1), but got {warmup_fraction}")
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return LambdaLR(optimizer, factor)
+
+
+def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaLR:
+    """The optimiser's learning rate throughout."""
+    return LambdaLR(optimizer, lambda step: 1.0)

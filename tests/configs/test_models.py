@@ -1,0 +1,117 @@
+"""Every model family × every conv option × every pool option composes, builds, and runs forward
+and backward; impossible configs fail at build time naming the layer's config path."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from cnnlab import nn as cnn
+from cnnlab.models import ModelConfigError, build_model, format_shape_table
+from tests.conftest import ForbiddenOpGuard
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+CONVS = sorted(p.stem for p in (CONFIGS / "conv").glob("*.yaml"))
+POOLS = sorted(p.stem for p in (CONFIGS / "pool").glob("*.yaml"))
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def group_configs():
+    """Each group option's config, composed once."""
+    cfg = {name: compose_cfg(f"model={name}").model for name in MODELS}
+    convs = {name: compose_cfg(f"conv={name}").conv for name in CONVS}
+    pools = {name: compose_cfg(f"pool={name}").pool for name in POOLS}
+    return cfg, convs, pools
+
+
+def test_every_family_and_option_is_there():
+    assert set(MODELS) >= {"simple", "vgg", "resnet", "mobilenet", "dilated", "allconv", "fast", "autoencoder"}
+    assert set(CONVS) == {"standard", "separable", "dilated", "fft", "torch"}
+    assert set(POOLS) == {"max", "avg", "lp2", "gaussian", "blur", "maxout", "torch_max"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "conv", "pool"), list(itertools.product(MODELS, CONVS, POOLS)))
+def test_model_builds_and_trains_one_step(group_configs, model, conv, pool):
+    models, convs, pools = group_configs
+    net, rows = build_model(models[model], convs[conv], pools[pool])
+    x = torch.randn(2, 3, 32, 32)
+    out = net(x)
+    expected = (2, 3, 32, 32) if models[model].task == "reconstruction" else (2, 10)
+    assert out.shape == expected and rows[-1].output_shape == expected[1:]
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_cnnlab_models_never_reach_torch_conv_or_pool(group_configs, model):
+    models, convs, pools = group_configs
+    net, _ = build_model(models[model], convs["standard"], pools["max"])
+    with ForbiddenOpGuard() as guard:
+        net(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    assert guard.forbidden == []
+
+
+def test_torch_backend_builds_the_torch_twin(group_configs):
+    """conv=torch pool=torch_max gives the same architecture on torch.nn layers, with the same
+    parameter names and shapes, so weights move across and outputs agree."""
+    models, convs, pools = group_configs
+    ours, _ = build_model(models["vgg"], convs["standard"], pools["max"])
+    twin, _ = build_model(models["vgg"], convs["torch"], pools["torch_max"])
+    assert any(type(m) is torch.nn.Conv2d for m in twin.modules())
+    assert not any(type(m) is torch.nn.Conv2d for m in ours.modules())
+    twin.load_state_dict(ours.state_dict())
+    ours.eval(), twin.eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(ours(x), twin(x), rtol=1e-4, atol=1e-4)
+
+
+def test_pool_and_conv_slots_are_filled_from_the_groups(group_configs):
+    models, convs, pools = group_configs
+    net, _ = build_model(models["resnet"], convs["separable"], pools["blur"])
+    assert any(isinstance(m, cnn.DepthwiseSeparableConv2d) for m in net.modules())
+    assert any(isinstance(m, cnn.MaxBlurPool2d) for m in net.modules())
+    net, _ = build_model(models["simple"], convs["fft"], pools["gaussian"])
+    assert any(isinstance(m, cnn.FFTConv2d) for m in net.modules())
+    assert any(isinstance(m, cnn.DistanceWeightedPool2d) for m in net.modules())
+
+
+def test_shape_table_lists_every_layer_with_parameters(group_configs):
+    models, convs, pools = group_configs
+    net, rows = build_model(models["simple"], convs["standard"], pools["max"])
+    assert [r.output_shape for r in rows] == [(32, 32, 32), (32, 32, 32), (32, 16, 16), (64, 16, 16), (64, 16, 16),
+                                              (64, 8, 8), (4096,), (10,)]
+    assert sum(r.parameters for r in rows) == sum(p.numel() for p in net.parameters())
+    table = format_shape_table(rows, (3, 32, 32))
+    assert "model.layers[7]" in table and "linear" in table
+
+
+def _model(*layers):
+    return OmegaConf.create({"task": "classification", "layers": list(layers)})
+
+
+@pytest.mark.parametrize(("layers", "message"), [
+    ([{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6,
+     r"model\.layers\[6\] \(pool\)"),
+    ([{"conv": {"out_channels": 8, "kernel_size": 40, "padding": 0}}], r"model\.layers\[0\] \(conv\).*greater than"),
+    ([{"conv": {"out_channels": 8}}, {"linear": {"out_features": 10}}], r"model\.layers\[1\] \(linear\).*flatten"),
+    ([{"conv": {"out_channels": 8, "groups": 3}}], r"model\.layers\[0\] \(conv\)"),
+    ([{"convolution": {"out_channels": 8}}], r"model\.layers\[0\]: unknown layer type 'convolution'"),
+    ([{"conv": {"out_channels": 8, "kernal_size": 3}}], r"model\.layers\[0\] \(conv\): unknown argument.*kernal_size"),
+    (["relu", {"residual": [{"conv": {"out_channels": 8, "stride": 3}}]}], r"model\.layers\[1\] \(residual\)"),
+])
+def test_impossible_models_fail_at_build_time_with_the_config_path(group_configs, layers, message):
+    _, convs, pools = group_configs
+    with pytest.raises(ModelConfigError, match=message):
+        build_model(_model(*layers), convs["standard"], pools["max"])
