@@ -90,8 +90,16 @@ def test_pool_and_conv_slots_are_filled_from_the_groups(group_configs):
 def test_shape_table_lists_every_layer_with_parameters(group_configs):
     models, convs, pools = group_configs
     net, rows = build_model(models["simple"], convs["standard"], pools["max"])
-    assert [r.output_shape for r in rows] == [(32, 32, 32), (32, 32, 32), (32, 16, 16), (64, 16, 16), (64, 16, 16),
-                                              (64, 8, 8), (4096,), (10,)]
+    assert [r.output_shape for r in rows] == [
+        (32, 32, 32),
+        (32, 32, 32),
+        (32, 16, 16),
+        (64, 16, 16),
+        (64, 16, 16),
+        (64, 8, 8),
+        (4096,),
+        (10,),
+    ]
     assert sum(r.parameters for r in rows) == sum(p.numel() for p in net.parameters())
     table = format_shape_table(rows, (3, 32, 32))
     assert "model.layers[7]" in table and "linear" in table
@@ -101,17 +109,46 @@ def _model(*layers):
     return OmegaConf.create({"task": "classification", "layers": list(layers)})
 
 
-@pytest.mark.parametrize(("layers", "message"), [
-    ([{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6,
-     r"model\.layers\[6\] \(pool\)"),
-    ([{"conv": {"out_channels": 8, "kernel_size": 40, "padding": 0}}], r"model\.layers\[0\] \(conv\).*greater than"),
-    ([{"conv": {"out_channels": 8}}, {"linear": {"out_features": 10}}], r"model\.layers\[1\] \(linear\).*flatten"),
-    ([{"conv": {"out_channels": 8, "groups": 3}}], r"model\.layers\[0\] \(conv\)"),
-    ([{"convolution": {"out_channels": 8}}], r"model\.layers\[0\]: unknown layer type 'convolution'"),
-    ([{"conv": {"out_channels": 8, "kernal_size": 3}}], r"model\.layers\[0\] \(conv\): unknown argument.*kernal_size"),
-    (["relu", {"residual": [{"conv": {"out_channels": 8, "stride": 3}}]}], r"model\.layers\[1\] \(residual\)"),
-])
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6, r"model\.layers\[6\] \(pool\)"),
+        (
+            [{"conv": {"out_channels": 8, "kernel_size": 40, "padding": 0}}],
+            r"model\.layers\[0\] \(conv\).*greater than",
+        ),
+        ([{"conv": {"out_channels": 8}}, {"linear": {"out_features": 10}}], r"model\.layers\[1\] \(linear\).*flatten"),
+        ([{"conv": {"out_channels": 8, "groups": 3}}], r"model\.layers\[0\] \(conv\)"),
+        ([{"convolution": {"out_channels": 8}}], r"model\.layers\[0\]: unknown layer type 'convolution'"),
+        (
+            [{"conv": {"out_channels": 8, "kernal_size": 3}}],
+            r"model\.layers\[0\] \(conv\): unknown argument.*kernal_size",
+        ),
+        (["relu", {"residual": [{"conv": {"out_channels": 8, "stride": 3}}]}], r"model\.layers\[1\] \(residual\)"),
+    ],
+)
 def test_impossible_models_fail_at_build_time_with_the_config_path(group_configs, layers, message):
     _, convs, pools = group_configs
     with pytest.raises(ModelConfigError, match=message):
         build_model(_model(*layers), convs["standard"], pools["max"])
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")))
+def test_experiments_compose(experiment):
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert cfg.trainer.max_epochs > 0 and "readme-results" in cfg.tags
+
+
+def test_torch_experiment_only_swaps_the_backend():
+    ours, twin = compose_cfg("experiment=cifar_fast"), compose_cfg("experiment=cifar_fast_torch")
+    assert (twin.conv.kind, twin.pool.kind) == ("torch", "torch_max")
+    assert ours.trainer == twin.trainer and ours.model == twin.model and ours.optimizer == twin.optimizer
+
+
+@pytest.mark.parametrize(("launcher", "target"), [
+    ("basic", "BasicLauncher"), ("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
+])
+def test_launchers_compose(launcher, target):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)

@@ -134,7 +134,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     max_epochs = math.ceil(total_steps / steps_per_epoch)
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=total_steps)
 
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_val_acc": -1.0, "train_images": 0, "train_seconds": 0.0}
+    state = {
+        "epoch": 0,
+        "batch": 0,
+        "step": 0,
+        "best_val_acc": -1.0,
+        "train_images": 0,
+        "train_seconds": 0.0,
+        "history": [],
+    }
     checkpoint_dir = run_dir / "checkpoints"
 
     def checkpoint(path: Path) -> None:
@@ -180,7 +188,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger.close()
         return metrics
 
-    history: list[dict[str, Any]] = []
     train_loss = math.nan
     while state["epoch"] < max_epochs and state["step"] < total_steps:
         epoch = state["epoch"]
@@ -236,9 +243,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger.scalar("lr", scheduler.get_last_lr()[0], state["step"])
         if result["acc"] is not None:
             logger.scalar("val/acc", result["acc"], state["step"])
-        history.append(
+        state["history"].append(
             {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": result["loss"], "val_acc": result["acc"]}
         )
+        score = result["acc"] if result["acc"] is not None else -result["loss"]
+        improved = score > state["best_val_acc"]
+        state["best_val_acc"] = max(score, state["best_val_acc"])
+        checkpoint(checkpoint_dir / "last.pt")
+        if improved:
+            checkpoint(checkpoint_dir / "best.pt")
         print(
             f"epoch {epoch + 1}/{max_epochs}: train_loss {train_loss:.4f} train_acc {train_acc:.4f} "
             f"val_loss {result['loss']:.4f}"
@@ -246,11 +259,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             + f" | {images_per_sec:.0f} img/s",
             flush=True,
         )
-        checkpoint(checkpoint_dir / "last.pt")
-        score = result["acc"] if result["acc"] is not None else -result["loss"]
-        if score > state["best_val_acc"]:
-            state["best_val_acc"] = score
-            checkpoint(checkpoint_dir / "best.pt")
 
     # ---- final report
     final = evaluate(step_model, val_loader, task, trainer, autocast)
@@ -262,7 +270,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "steps": state["step"],
         "images_per_sec": state["train_images"] / max(state["train_seconds"], 1e-9),
         "wall_s": state["train_seconds"],
-        "history": history,
+        "history": state["history"],
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.logger.log_images:

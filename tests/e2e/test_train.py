@@ -1,0 +1,103 @@
+"""train.py end to end on data=synthetic: the run directory, TensorBoard tags, resume, eval-only,
+multirun, and the messages bad overrides produce. Each test runs train.py in a subprocess, as a
+user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["data=synthetic", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.progress_bar=false"]
+pytestmark = pytest.mark.slow
+
+
+def train(*overrides: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_run_directory_and_tensorboard(tmp_path):
+    result = train(*FAST, "model=simple", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
+    assert "model.layers[7]" in result.stdout and "epoch 2/2" in result.stdout  # shape table, epoch summaries
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("train_loss", "val_loss", "val_acc", "epochs", "steps", "images_per_sec", "wall_s"):
+        assert key in metrics, key
+    assert metrics["epochs"] == 2 and metrics["steps"] == 6 and 0 <= metrics["val_acc"] <= 1
+    assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()
+    assert "model:" in (tmp_path / "config.yaml").read_text()
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    tags = events.Tags()
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/images_per_sec",
+                "hparam/val_acc", "val/acc_class/0"):
+        assert tag in tags["scalars"], tag
+    for tag in ("train/samples", "model/first_layer_filters", "val/confusion_matrix"):
+        assert tag in tags["images"], tag
+    assert "config/text_summary" in tags["tensors"]
+    assert len(events.Scalars("val/acc")) == 2
+    hparams_files = list((tmp_path / "tb").glob("*/events*"))
+    assert hparams_files == [], "hparams must go into the run's own directory, not a timestamped subdirectory"
+
+    evaluation = train(*FAST, "model=simple", "trainer.eval_only=true",
+                       f"ckpt_path={tmp_path / 'checkpoints' / 'best.pt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert "val_acc" in evaluation.stdout
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["val_acc"] is not None
+
+
+def test_resume_after_kill_equals_continuing(tmp_path):
+    """SIGKILL a run after its first epoch's checkpoint, resume=auto: the final weights equal an
+    uninterrupted run's exactly (data order, RNG states and schedule all restored)."""
+    common = [*FAST, "model=simple", "trainer.max_epochs=3", "trainer.deterministic=true"]
+    train(*common, f"hydra.run.dir={tmp_path / 'straight'}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *common, f"hydra.run.dir={tmp_path / 'cut'}"],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch 1/3"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    resumed = train(*common, "resume=auto", f"hydra.run.dir={tmp_path / 'cut'}")
+    assert "Resumed from" in resumed.stdout
+    straight, cut = final_weights(tmp_path / "straight"), final_weights(tmp_path / "cut")
+    assert straight.keys() == cut.keys()
+    for name in straight:
+        assert torch.equal(straight[name], cut[name]), name
+    assert len(json.loads((tmp_path / "cut" / "metrics.json").read_text())["history"]) == 3
+
+
+def test_multirun_produces_one_readable_directory_per_job(tmp_path):
+    train("-m", *FAST, "model=simple", "trainer.max_epochs=1", "pool=max,avg", f"hydra.sweep.dir={tmp_path}")
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "metrics.json").exists())
+    assert len(jobs) == 2
+    assert any("pool=max" in p.name for p in jobs) and any("pool=avg" in p.name for p in jobs)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model=transformer"], "Could not find 'model/transformer'"),
+    (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive int"),
+    (["trainer.precision=fp8"], "config key trainer.precision"),
+    (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers[5] (pool)"),
+    (["data=cifar10", "data.root=/nonexistent/cifar"], "CIFAR-10 not found: looked for /nonexistent/cifar"),
+])
+def test_bad_overrides_fail_with_clear_messages(tmp_path, overrides, message):
+    result = train(*FAST, *overrides, f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
