@@ -145,9 +145,14 @@ def test_torch_experiment_only_swaps_the_backend():
     assert ours.trainer == twin.trainer and ours.model == twin.model and ours.optimizer == twin.optimizer
 
 
-@pytest.mark.parametrize(("launcher", "target"), [
-    ("basic", "BasicLauncher"), ("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
-])
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("basic", "BasicLauncher"),
+        ("joblib", "JoblibLauncher"),
+        ("slurm", "SlurmLauncher"),
+    ],
+)
 def test_launchers_compose(launcher, target):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnnlab.data import DatasetNotFoundError, TensorImageLoader, augment_batch, load_cifar10, make_synthetic
-from cnnlab.data.cifar10 import restricted_load, resolve_root
+from cnnlab.data.cifar10 import resolve_root, restricted_load
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 REAL = Path(os.environ.get("CNNLAB_DATA", SHARED))
@@ -27,7 +27,7 @@ class _Exploit:
 
 def test_restricted_unpickler_refuses_code_execution(tmp_path):
     payload = pickle.dumps({b"data": _Exploit(), b"labels": [0]})
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.system"):
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load posix\.system"):
         restricted_load(payload)
     assert not Path("/tmp/cnnlab_pwned").exists()
 
@@ -48,7 +48,9 @@ def test_root_resolution_order(monkeypatch, tmp_path):
 
 
 def test_missing_dataset_message_says_where_and_how(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"looked for .*cifar-10-batches-py.*CNNLAB_DATA.*data.download=true"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"looked for .*cifar-10-batches-py.*CNNLAB_DATA.*data.download=true"
+    ):
         load_cifar10(tmp_path)
 
 

@@ -22,8 +22,15 @@ pytestmark = pytest.mark.slow
 
 def train(*overrides: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, **kwargs)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -44,8 +51,16 @@ def test_run_directory_and_tensorboard(tmp_path):
     assert "model:" in (tmp_path / "config.yaml").read_text()
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
     tags = events.Tags()
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/images_per_sec",
-                "hparam/val_acc", "val/acc_class/0"):
+    for tag in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "lr",
+        "throughput/images_per_sec",
+        "hparam/val_acc",
+        "val/acc_class/0",
+    ):
         assert tag in tags["scalars"], tag
     for tag in ("train/samples", "model/first_layer_filters", "val/confusion_matrix"):
         assert tag in tags["images"], tag
@@ -54,8 +69,13 @@ def test_run_directory_and_tensorboard(tmp_path):
     hparams_files = list((tmp_path / "tb").glob("*/events*"))
     assert hparams_files == [], "hparams must go into the run's own directory, not a timestamped subdirectory"
 
-    evaluation = train(*FAST, "model=simple", "trainer.eval_only=true",
-                       f"ckpt_path={tmp_path / 'checkpoints' / 'best.pt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    evaluation = train(
+        *FAST,
+        "model=simple",
+        "trainer.eval_only=true",
+        f"ckpt_path={tmp_path / 'checkpoints' / 'best.pt'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
     assert "val_acc" in evaluation.stdout
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["val_acc"] is not None
 
@@ -66,8 +86,14 @@ def test_resume_after_kill_equals_continuing(tmp_path):
     common = [*FAST, "model=simple", "trainer.max_epochs=3", "trainer.deterministic=true"]
     train(*common, f"hydra.run.dir={tmp_path / 'straight'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *common, f"hydra.run.dir={tmp_path / 'cut'}"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *common, f"hydra.run.dir={tmp_path / 'cut'}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in process.stdout:
         if line.startswith("epoch 1/3"):
             process.send_signal(signal.SIGKILL)
@@ -90,13 +116,16 @@ def test_multirun_produces_one_readable_directory_per_job(tmp_path):
     assert any("pool=max" in p.name for p in jobs) and any("pool=avg" in p.name for p in jobs)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["model=transformer"], "Could not find 'model/transformer'"),
-    (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive int"),
-    (["trainer.precision=fp8"], "config key trainer.precision"),
-    (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers[5] (pool)"),
-    (["data=cifar10", "data.root=/nonexistent/cifar"], "CIFAR-10 not found: looked for /nonexistent/cifar"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=transformer"], "Could not find 'model/transformer'"),
+        (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive int"),
+        (["trainer.precision=fp8"], "config key trainer.precision"),
+        (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers[5] (pool)"),
+        (["data=cifar10", "data.root=/nonexistent/cifar"], "CIFAR-10 not found: looked for /nonexistent/cifar"),
+    ],
+)
 def test_bad_overrides_fail_with_clear_messages(tmp_path, overrides, message):
     result = train(*FAST, *overrides, f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode != 0

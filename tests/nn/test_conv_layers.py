@@ -85,6 +85,17 @@ def test_bfloat16_forward(spec):
     assert_close(out.float(), reference(x), torch.bfloat16, scale=4)
 
 
+def test_autocast_runs_in_the_autocast_dtype_like_torch(spec):
+    """Under torch.autocast(bfloat16) the layer computes in bfloat16, as torch's convolutions do."""
+    torch_cls, cnnlab_cls, args, kwargs, shape = spec
+    reference, ours = twin(torch_cls, cnnlab_cls, *args, **kwargs)
+    x = torch.randn(shape)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, out = reference(x), ours(x)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    assert_close(out.float(), expected.float(), torch.bfloat16, scale=4)
+
+
 def test_unbatched_input(spec):
     torch_cls, cnnlab_cls, args, kwargs, shape = spec
     reference, ours = twin(torch_cls, cnnlab_cls, *args, **kwargs)

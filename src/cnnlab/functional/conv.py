@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from ._utils import (
@@ -57,6 +58,16 @@ def _check_channels(input: Tensor, weight: Tensor, groups: int, transposed: bool
             )
 
 
+def _autocast(input: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Under ``torch.autocast``, convolutions run in the autocast dtype, as torch's do; casting
+    before im2col also halves the column copy (instead of autocast casting it inside the GEMM)."""
+    device = input.device.type
+    if not torch.is_autocast_enabled(device):
+        return input, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+    return input.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None
+
+
 def _batch_input(input: Tensor, weight: Tensor, spatial_dims: int, op: str) -> tuple[bool, Tensor]:
     """Check input rank, dtype and device against ``weight``; returns ``(batched?, batched input)``."""
     batched = check_input_rank(input, spatial_dims, op)
@@ -88,6 +99,7 @@ def _conv(
     spatial_dims: int,
 ) -> Tensor:
     op = f"conv{spatial_dims}d"
+    input, weight, bias = _autocast(input, weight, bias)
     batched, input = _batch_input(input, weight, spatial_dims, op)
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={padding_mode!r}")
@@ -187,6 +199,7 @@ def _conv_transpose(
     spatial_dims: int,
 ) -> Tensor:
     op = f"conv_transpose{spatial_dims}d"
+    input, weight, bias = _autocast(input, weight, bias)
     batched, input = _batch_input(input, weight, spatial_dims, op)
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a tuple of ints, but got padding={padding!r}")

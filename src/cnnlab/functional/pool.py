@@ -230,12 +230,13 @@ def _max_indices_2d_direct(x: Tensor, k, s, p, d, o) -> Tensor | None:
     if bool((values.isnan() | (values == -math.inf)).any()):
         return None
     position = (windows == values[..., None, None]).flatten(-2).to(torch.uint8).argmax(-1)
-    device = x.device
-    top = (torch.arange(o[0], device=device) * s[0] - p[0])[:, None]
+    # flat index = window origin (per output) + tap offset (per window position): two small tables
+    device, width = x.device, x.shape[-1]
+    top = torch.arange(o[0], device=device) * s[0] - p[0]
     left = torch.arange(o[1], device=device) * s[1] - p[1]
-    row = top + torch.div(position, k[1], rounding_mode="floor") * d[0]
-    col = left + (position % k[1]) * d[1]
-    return row * x.shape[-1] + col
+    origin = top[:, None] * width + left
+    taps = torch.arange(k[0], device=device)[:, None] * (d[0] * width) + torch.arange(k[1], device=device) * d[1]
+    return origin + taps.flatten()[position]
 
 
 def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, padding, output_size, spatial_dims):
