@@ -47,6 +47,7 @@ def test_run_directory_and_tensorboard(tmp_path):
     for key in ("train_loss", "val_loss", "val_acc", "epochs", "steps", "images_per_sec", "wall_s"):
         assert key in metrics, key
     assert metrics["epochs"] == 2 and metrics["steps"] == 6 and 0 <= metrics["val_acc"] <= 1
+    assert metrics["analysis"]["analysis/receptive_field"] == 10  # simple: 3, 4, 8, 10
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()
     assert "model:" in (tmp_path / "config.yaml").read_text()
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
@@ -62,7 +63,13 @@ def test_run_directory_and_tensorboard(tmp_path):
         "val/acc_class/0",
     ):
         assert tag in tags["scalars"], tag
-    for tag in ("train/samples", "model/first_layer_filters", "val/confusion_matrix"):
+    for tag in (
+        "train/samples",
+        "model/first_layer_filters",
+        "val/confusion_matrix",
+        "analysis/effective_receptive_field",
+        "analysis/receptive_field_growth",
+    ):
         assert tag in tags["images"], tag
     assert "config/text_summary" in tags["tensors"]
     assert len(events.Scalars("val/acc")) == 2

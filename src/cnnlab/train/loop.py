@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ..analysis.tensorboard import log_analysis
 from ..data import CIFAR10_CLASSES, TensorImageLoader, load_cifar10, make_synthetic
 from ..models import build_model, format_shape_table
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -171,6 +172,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             print(f"Resumed from {path} at epoch {state['epoch']}, batch {state['batch']}, step {state['step']}")
 
     logger = RunLogger(run_dir, bool(cfg.logger.enabled))
+
+    def analysis_images() -> torch.Tensor:
+        """The first ``logger.analysis_images`` test images, normalised, for the invariance measures."""
+        return next(iter(val_loader))[0][: int(cfg.logger.analysis_images)]
+
     logger.text("config", OmegaConf.to_yaml(cfg, resolve=True))
     logger.text("model/shape_table", table)
 
@@ -259,6 +265,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             + f" | {images_per_sec:.0f} img/s",
             flush=True,
         )
+        every = cfg.logger.analysis_every_n_epochs
+        if cfg.logger.analysis and every and state["epoch"] % every == 0 and state["epoch"] < max_epochs:
+            log_analysis(logger, model, input_shape, analysis_images(), task == "classification", state["step"])
 
     # ---- final report
     final = evaluate(step_model, val_loader, task, trainer, autocast)
@@ -272,6 +281,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "wall_s": state["train_seconds"],
         "history": state["history"],
     }
+    if cfg.logger.analysis:
+        metrics["analysis"] = log_analysis(
+            logger, model, input_shape, analysis_images(), task == "classification", state["step"]
+        )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.logger.log_images:
         sample, _ = next(train_loader.iterate(0))
@@ -297,6 +310,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "epochs": state["epoch"],
     }
     final_metrics = {"hparam/val_loss": final["loss"], "hparam/images_per_sec": metrics["images_per_sec"]}
+    final_metrics.update({f"hparam/{key}": value for key, value in metrics.get("analysis", {}).items()})
     if final["acc"] is not None:
         final_metrics["hparam/val_acc"] = final["acc"]
     logger.hparams(hparams, final_metrics)

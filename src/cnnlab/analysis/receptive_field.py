@@ -1,0 +1,192 @@
+"""Receptive fields, analytically and empirically.
+
+Analytic (Araujo et al. 2019, "Computing Receptive Fields of Convolutional Neural Networks"):
+each layer with effective kernel ``k' = d(k−1)+1``, stride ``s`` and padding ``p`` maps the
+receptive field size ``r``, the jump ``j`` (input pixels between adjacent outputs) and the centre
+``c`` of the first output's field as
+
+    r_out = r_in + (k' − 1)·j_in,    j_out = j_in·s,    c_out = c_in + ((k' − 1)/2 − p)·j_in.
+
+A transposed convolution divides the jump by its stride; a residual block takes its body (the
+longest path); adaptive and global pooling see the whole input.
+
+Empirical: the gradient of one central output unit with respect to the input is non-zero exactly
+on the pixels that unit depends on; its magnitude is the effective receptive field (Luo et al.
+2016), which is concentrated in the centre of the analytic one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .. import nn as cnn
+from ..models import Residual
+
+__all__ = ["ReceptiveField", "config_path", "empirical_receptive_field", "layer_geometry", "receptive_fields"]
+
+
+def config_path(module_name: str) -> str:
+    """``named_modules`` name of a built model → its config path: ``3.body.0`` → ``model.layers[3].layers[0]``."""
+    parts = module_name.split(".") if module_name else []
+    path = "model"
+    for index, part in enumerate(parts):
+        if index == 0:
+            path += f".layers[{part}]"
+        elif part == "body":
+            path += ".layers"
+        elif part.isdigit():
+            path += f"[{part}]"
+        else:
+            path += f".{part}"
+    return path
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field after one layer: ``size`` (pixels), ``jump`` and first centre ``start``."""
+
+    path: str
+    layer: str
+    size: float
+    jump: float
+    start: float
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def layer_geometry(module: nn.Module) -> tuple[int, int, int, int] | str | None:
+    """``(kernel, stride, padding, dilation)`` along one spatial axis (the first), ``"global"``
+    for layers that see the whole input, ``"transposed"`` handled by the caller, or None for
+    pointwise layers (activations, norms, 1×1 channel maxout)."""
+    if isinstance(module, (nn.Conv2d, cnn.Conv2d, nn.Conv1d, cnn.Conv1d)):
+        padding = module.padding
+        kernel, dilation = _pair(module.kernel_size)[0], _pair(module.dilation)[0]
+        if isinstance(padding, str):
+            padding = 0 if padding == "valid" else dilation * (kernel - 1) // 2
+        return kernel, _pair(module.stride)[0], _pair(padding)[0], dilation
+    if isinstance(module, (nn.MaxPool2d, cnn.MaxPool2d)):
+        return (
+            _pair(module.kernel_size)[0],
+            _pair(module.stride)[0],
+            _pair(module.padding)[0],
+            _pair(module.dilation)[0],
+        )
+    if isinstance(module, (nn.AvgPool2d, cnn.AvgPool2d, cnn.DistanceWeightedPool2d)):
+        return _pair(module.kernel_size)[0], _pair(module.stride)[0], _pair(module.padding)[0], 1
+    if isinstance(module, (nn.LPPool2d, cnn.LPPool2d)):
+        kernel = _pair(module.kernel_size)[0]
+        stride = kernel if module.stride is None else _pair(module.stride)[0]
+        return kernel, stride, 0, 1
+    if isinstance(module, cnn.BlurPool2d):
+        return module.filter_size, module.stride[0], (module.filter_size - 1) // 2, 1
+    if isinstance(
+        module,
+        (
+            nn.AdaptiveAvgPool2d,
+            nn.AdaptiveMaxPool2d,
+            cnn.AdaptiveAvgPool2d,
+            cnn.AdaptiveMaxPool2d,
+            cnn.GlobalAvgPool2d,
+            cnn.GlobalMaxPool2d,
+        ),
+    ):
+        return "global"
+    return None
+
+
+def _walk(
+    module: nn.Module,
+    names: dict[nn.Module, str],
+    size: float,
+    jump: float,
+    start: float,
+    image: int,
+    rows: list[ReceptiveField],
+) -> tuple[float, float, float]:
+    """Propagate ``(size, jump, start)`` through ``module``, appending a row per spatial layer."""
+    path = config_path(names.get(module, ""))
+    if isinstance(module, Residual):
+        size, jump, start = _walk(module.body, names, size, jump, start, image, rows)
+        rows.append(ReceptiveField(path, "residual (sum)", size, jump, start))
+        return size, jump, start
+    if isinstance(module, cnn.DepthwiseSeparableConv2d):
+        return _walk(module.depthwise, names, size, jump, start, image, rows)
+    if isinstance(module, cnn.MaxBlurPool2d):
+        k = _pair(module.kernel_size)[0]
+        size, jump = size + (k - 1) * jump, jump
+        start = start + (k - 1) / 2 * jump
+        f, s = module.filter_size, module.stride[0]
+        size, start, jump = size + (f - 1) * jump, start + ((f - 1) / 2 - (f - 1) // 2) * jump, jump * s
+        rows.append(ReceptiveField(path, type(module).__name__, size, jump, start))
+        return size, jump, start
+    if isinstance(module, (nn.ConvTranspose2d, cnn.ConvTranspose2d)):
+        k, s = _pair(module.kernel_size)[0], _pair(module.stride)[0]
+        d, p = _pair(module.dilation)[0], _pair(module.padding)[0]
+        effective = d * (k - 1) + 1
+        new_jump = jump / s
+        # an output reads the inputs whose scattered kernels reach it: ceil(k'/s) of them
+        size = size + (-(-effective // s) - 1) * jump
+        start = start + (p - (effective - 1) / 2) * new_jump  # centre moves by the cropped padding
+        rows.append(ReceptiveField(path, type(module).__name__, size, new_jump, start))
+        return size, new_jump, start
+    children = list(module.named_children())
+    if children:
+        for _, child in children:
+            size, jump, start = _walk(child, names, size, jump, start, image, rows)
+        return size, jump, start
+    geometry = layer_geometry(module)
+    if geometry == "global":
+        size, start = max(size, float(image)), (image - 1) / 2
+    elif geometry is not None:
+        k, s, p, d = geometry
+        effective = d * (k - 1) + 1
+        size, start, jump = size + (effective - 1) * jump, start + ((effective - 1) / 2 - p) * jump, jump * s
+    else:
+        return size, jump, start  # pointwise: nothing changes, no row
+    rows.append(ReceptiveField(path, type(module).__name__, size, jump, start))
+    return size, jump, start
+
+
+def receptive_fields(model: nn.Module, image_size: int = 32) -> list[ReceptiveField]:
+    """Analytic receptive field after every spatial layer of ``model`` (first spatial axis), with
+    the layers' config paths."""
+    rows: list[ReceptiveField] = []
+    names = {module: name for name, module in model.named_modules()}
+    _walk(model, names, 1.0, 1.0, 0.0, image_size, rows)
+    return rows
+
+
+def empirical_receptive_field(
+    model: nn.Module, input_shape: Sequence[int] = (3, 32, 32), trials: int = 8, seed: int = 0
+) -> tuple[int, Tensor]:
+    """Height of the input region that the central output unit of ``model``'s output feature map
+    depends on, and its effective-receptive-field heat map ``(H, W)`` (mean |∂out/∂x|, max 1).
+
+    The union of the non-zero gradients over ``trials`` random inputs is taken, since a max or a
+    ReLU passes the gradient through only part of its window for any one input.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    heat = torch.zeros(tuple(input_shape[1:]))
+    try:
+        for _ in range(trials):
+            x = torch.randn(1, *input_shape, generator=generator).requires_grad_(True)
+            out = model(x)
+            if out.dim() != 4:
+                raise ValueError(
+                    f"empirical_receptive_field needs a spatial output (N, C, H, W), got {tuple(out.shape)}"
+                )
+            out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+            heat += x.grad[0].abs().sum(0)
+    finally:
+        model.train(was_training)
+    rows = torch.nonzero(heat.sum(1) > 0).flatten()
+    height = int(rows.max() - rows.min() + 1) if len(rows) else 0
+    return height, heat / heat.max().clamp(min=1e-12)

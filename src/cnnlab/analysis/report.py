@@ -1,0 +1,147 @@
+"""All measurements of :mod:`cnnlab.analysis` for one model, as tables and as numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .equivariance import EquivarianceError, conv_equivariance
+from .invariance import classification_consistency, feature_change, feature_extractor
+from .receptive_field import ReceptiveField, empirical_receptive_field, receptive_fields
+from .sparsity import LayerCost, layer_costs
+
+__all__ = ["ModelReport", "accepted_input_sizes", "analyze", "format_report", "report_metrics"]
+
+SIZES = ((32, 32), (40, 40), (57, 43))
+
+
+def accepted_input_sizes(
+    model: nn.Module, channels: int = 3, sizes: Sequence[tuple[int, int]] = SIZES
+) -> dict[str, str]:
+    """For each ``H×W``: ``"ok → shape"`` if the model runs on it, else the error it raises."""
+    result = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for height, width in sizes:
+            try:
+                with torch.no_grad():
+                    out = model(torch.zeros(1, channels, height, width))
+                result[f"{height}x{width}"] = f"ok → {tuple(out.shape[1:])}"
+            except (RuntimeError, ValueError) as error:
+                result[f"{height}x{width}"] = f"fails: {str(error).splitlines()[0][:120]}"
+    finally:
+        model.train(was_training)
+    return result
+
+
+@dataclass
+class ModelReport:
+    receptive_fields: list[ReceptiveField]
+    empirical_size: int | None
+    erf: Tensor | None
+    costs: list[LayerCost]
+    equivariance: list[EquivarianceError]
+    consistency: float | None
+    feature_change: float | None
+    input_sizes: dict[str, str] = field(default_factory=dict)
+
+
+def analyze(
+    model: nn.Sequential,
+    input_shape: Sequence[int] = (3, 32, 32),
+    images: Tensor | None = None,
+    classifier: bool = True,
+) -> ModelReport:
+    """Measure everything for ``model``; ``images`` (normalised, ``(N, C, H, W)``) drive the
+    invariance measures (random images when None)."""
+    image_size = int(input_shape[-1])
+    spatial = feature_extractor(model)[:-1] if classifier else model
+    empirical, erf = (None, None)
+    if len(spatial) and any(p.requires_grad for p in spatial.parameters()):
+        empirical, erf = empirical_receptive_field(spatial, input_shape)
+    if images is None:
+        images = torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0))
+    return ModelReport(
+        receptive_fields=receptive_fields(model, image_size),
+        empirical_size=empirical,
+        erf=erf,
+        costs=layer_costs(model, input_shape),
+        equivariance=conv_equivariance(model, input_shape),
+        consistency=classification_consistency(model, images) if classifier else None,
+        feature_change=feature_change(model, images) if classifier else None,
+        input_sizes=accepted_input_sizes(model, int(input_shape[0])),
+    )
+
+
+def report_metrics(report: ModelReport) -> dict[str, float]:
+    """The report's numbers, flat, for ``metrics.json`` and the HParams tab."""
+    metrics: dict[str, float] = {}
+    if report.receptive_fields:
+        metrics["analysis/receptive_field"] = report.receptive_fields[-1].size
+    if report.empirical_size is not None:
+        metrics["analysis/empirical_receptive_field"] = float(report.empirical_size)
+    parameters = sum(c.parameters for c in report.costs)
+    dense = sum(c.dense_parameters for c in report.costs)
+    metrics["analysis/parameters"] = float(parameters)
+    metrics["analysis/dense_parameter_ratio"] = dense / max(parameters, 1)
+    metrics["analysis/macs"] = float(sum(c.macs for c in report.costs))
+    for shift in sorted({e.shift for e in report.equivariance}):
+        errors = [e.error for e in report.equivariance if e.shift == shift and not math.isnan(e.error)]
+        if errors:
+            metrics[f"analysis/equivariance_error_shift{shift}"] = sum(errors) / len(errors)
+    if report.consistency is not None:
+        metrics["analysis/consistency"] = report.consistency
+        metrics["analysis/feature_change_1px"] = report.feature_change
+    return metrics
+
+
+def format_report(report: ModelReport) -> str:
+    """Plain-text tables: receptive fields, parameters/MACs vs dense, equivariance, invariance, sizes."""
+    lines = [
+        "Receptive field (analytic, per spatial layer)",
+        f"{'layer':<34} {'type':<22} {'size':>6} {'jump':>6} {'start':>7}",
+    ]
+    for row in report.receptive_fields:
+        lines.append(f"{row.path:<34} {row.layer:<22} {row.size:>6g} {row.jump:>6g} {row.start:>7g}")
+    if report.empirical_size is not None:
+        lines.append(f"empirical receptive field of the last spatial layer: {report.empirical_size} px")
+    lines += [
+        "",
+        "Sparse interactions and parameter sharing (vs a dense layer, same input and output volumes)",
+        f"{'layer':<34} {'params':>10} {'MACs':>13} {'dense params':>15} {'ratio':>10}",
+    ]
+    for c in report.costs:
+        lines.append(
+            f"{c.path:<34} {c.parameters:>10,} {c.macs:>13,} {c.dense_parameters:>15,} {c.parameter_ratio:>10.3g}"
+        )
+    total, dense = sum(c.parameters for c in report.costs), sum(c.dense_parameters for c in report.costs)
+    lines.append(
+        f"{'total':<34} {total:>10,} {sum(c.macs for c in report.costs):>13,} {dense:>15,} "
+        f"{dense / max(total, 1):>10.3g}"
+    )
+    lines += [
+        "",
+        "Equivariance error ‖f(shift x) − shift f(x)‖/‖f(x)‖ (zero padding: interior only)",
+        f"{'layer':<34} {'padding':<9} {'stride':>6} " + " ".join(f"{'shift ' + str(s):>9}" for s in (1, 2, 3, 4)),
+    ]
+    by_layer: dict[str, list[EquivarianceError]] = {}
+    for e in report.equivariance:
+        by_layer.setdefault(e.path, []).append(e)
+    for path, errors in by_layer.items():
+        lines.append(
+            f"{path:<34} {errors[0].padding_mode:<9} {errors[0].stride:>6} "
+            + " ".join(f"{e.error:>9.2e}" for e in errors)
+        )
+    if report.consistency is not None:
+        lines += [
+            "",
+            f"classification consistency under random shifts: {report.consistency:.3f}",
+            f"mean pooled-feature change under a 1-pixel shift: {report.feature_change:.3f}",
+        ]
+    lines += ["", "Input sizes: " + ", ".join(f"{size} {result}" for size, result in report.input_sizes.items())]
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Log a model's analysis to TensorBoard: tables as text, receptive-field growth and the
+effective receptive field as images, feature maps of one image, and the numbers as scalars."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor, nn
+
+from .report import analyze, format_report, report_metrics
+
+__all__ = ["feature_maps", "log_analysis"]
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Sequential, image: Tensor, layers: int = 2, channels: int = 16) -> list[tuple[str, Tensor]]:
+    """The first ``channels`` feature maps after each of the first ``layers`` convolutions for
+    one image ``(C, H, W)``, each map rescaled to [0, 1]: ``[(name, (channels, 1, H', W'))]``."""
+    maps: list[tuple[str, Tensor]] = []
+    for index in range(1, len(model) + 1):
+        if len(maps) == layers:
+            break
+        layer = model[index - 1]
+        if not any(p.dim() == 4 for p in layer.parameters(recurse=False)):
+            continue
+        out = model[:index](image[None])[0, :channels]
+        low, high = out.amin((1, 2), keepdim=True), out.amax((1, 2), keepdim=True)
+        maps.append((f"layers[{index - 1}]", ((out - low) / (high - low + 1e-8))[:, None]))
+    return maps
+
+
+def log_analysis(
+    logger, model: nn.Module, input_shape: Sequence[int], images: Tensor, classifier: bool, step: int
+) -> dict[str, float]:
+    """Analyse a CPU float copy of ``model`` on ``images`` and log it through ``logger``
+    (a :class:`cnnlab.train.tensorboard.RunLogger`); returns the numbers."""
+    model = copy.deepcopy(model).cpu().float().eval()
+    images = images.cpu().float()
+    report = analyze(model, input_shape, images, classifier)
+    metrics = report_metrics(report)
+    for tag, value in metrics.items():
+        logger.scalar(tag, value, step)
+    logger.text("analysis/report", format_report(report))
+    if logger.writer is None:
+        return metrics
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    sizes = [row.size for row in report.receptive_fields]
+    axis.plot(range(1, len(sizes) + 1), sizes, marker="o")
+    axis.set_xlabel("spatial layer")
+    axis.set_ylabel("receptive field (pixels)")
+    axis.set_title("receptive field growth")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    logger.writer.add_figure("analysis/receptive_field_growth", figure, step)
+    if report.erf is not None:
+        logger.writer.add_image("analysis/effective_receptive_field", report.erf[None], step)
+    for name, maps in feature_maps(model, images[0]):
+        logger.writer.add_images(f"analysis/feature_maps/{name}", maps, step)
+    return metrics
