@@ -4,6 +4,7 @@ and backward; impossible configs fail at build time naming the layer's config pa
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,40 @@ def test_launchers_compose(launcher, target):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_slurm_launcher_sets_up_ddp_and_requeue():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            return_hydra_config=True,
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.nodes=2",
+                "hydra.launcher.tasks_per_node=4",
+            ],
+        )
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.max_num_timeout) == (2, 4, 3)
+    assert launcher.signal_delay_s > 0
+
+
+def test_slurm_environment_becomes_torch_distributed_environment(monkeypatch):
+    """srun with 8 tasks: cnnlab exports RANK/WORLD_SIZE/MASTER_ADDR for torch.distributed."""
+    from cnnlab.train.distributed import _export_slurm_environment
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # set in every job hydra-submitit-launcher starts
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node[07-08]")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    monkeypatch.setenv("SLURM_NODEID", "1")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node[07-08]")
+    _export_slurm_environment()
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("5", "8", "1")
+    assert os.environ["MASTER_ADDR"] == "node07" and int(os.environ["MASTER_PORT"]) > 0

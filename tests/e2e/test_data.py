@@ -88,3 +88,26 @@ def test_loader_order_depends_only_on_seed_and_epoch():
     first = [y for _, y in loader.iterate(1)]
     resumed = [y for _, y in loader.iterate(1, start_batch=1)]
     assert all(torch.equal(a, b) for a, b in zip(first[1:], resumed))
+
+
+def test_loader_rejects_uneven_global_batches():
+    images, labels = torch.zeros(10, 3, 4, 4, dtype=torch.uint8), torch.arange(10)
+    with pytest.raises(ValueError, match=r"data\.batch_size=100 must be divisible by the number of processes \(3\)"):
+        TensorImageLoader(images, labels, 100, torch.zeros(3), torch.ones(3), rank=0, world_size=3)
+
+
+def test_loader_shards_batches_and_datasets_across_ranks():
+    images, labels = torch.zeros(12, 3, 4, 4, dtype=torch.uint8), torch.arange(12)
+    kwargs = {"mean": torch.zeros(3), "std": torch.ones(3), "shuffle": True, "seed": 1}
+    whole = [y for _, y in TensorImageLoader(images, labels, 4, **kwargs).iterate(0)]
+    shards = [
+        [y for _, y in TensorImageLoader(images, labels, 4, **kwargs, rank=r, world_size=2).iterate(0)]
+        for r in range(2)
+    ]
+    assert all(torch.equal(torch.cat([a, b]), w) for a, b, w in zip(*shards, whole))
+    evaluation = [
+        TensorImageLoader(images, labels, 5, torch.zeros(3), torch.ones(3), rank=r, world_size=2, split="dataset")
+        for r in range(2)
+    ]
+    seen = torch.cat([y for loader in evaluation for _, y in loader])
+    assert sorted(seen.tolist()) == list(range(12))

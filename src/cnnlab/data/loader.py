@@ -20,6 +20,10 @@ class TensorImageLoader:
         batch_size: images per batch. shuffle: a new permutation each epoch from ``seed + epoch``.
         drop_last: skip the last incomplete batch. augment: ``{"crop_padding": int, "flip": bool}``
         or None. mean/std: per-channel normalisation. device: where batches are produced.
+        rank, world_size, split: for distributed runs, ``split="batch"`` gives each rank its slice
+        of every global batch (augmented as a whole first, so N processes see exactly the images
+        one process would); ``split="dataset"`` gives each rank every world_size-th sample
+        (evaluation).
     """
 
     def __init__(
@@ -36,6 +40,9 @@ class TensorImageLoader:
         seed: int = 0,
         device: torch.device | str = "cpu",
         limit_batches: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        split: str = "batch",
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, but got batch_size={batch_size}")
@@ -47,10 +54,17 @@ class TensorImageLoader:
         self.seed = seed
         self.mean, self.std = mean, std
         self.limit_batches = limit_batches
+        self.rank, self.world_size, self.split = rank, world_size, split
+        if split == "batch" and batch_size % world_size:
+            raise ValueError(
+                f"data.batch_size={batch_size} must be divisible by the number of processes ({world_size})"
+            )
         self.epoch = 0
 
     def __len__(self) -> int:
         n = len(self.images)
+        if self.split == "dataset" and self.world_size > 1:
+            n = len(range(self.rank, n, self.world_size))
         batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return min(batches, self.limit_batches) if self.limit_batches else batches
 
@@ -64,6 +78,8 @@ class TensorImageLoader:
     def iterate(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches of ``epoch`` from ``start_batch`` on (augmentation randomness also depends only on them)."""
         order = self.order(epoch).to(self.device)
+        if self.split == "dataset" and self.world_size > 1:
+            order = order[self.rank :: self.world_size]
         for index in range(start_batch, len(self)):
             chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
             images = self.images[chosen]
@@ -72,7 +88,12 @@ class TensorImageLoader:
                 images = augment_batch(
                     images, int(self.augment.get("crop_padding", 0)), bool(self.augment.get("flip", False)), generator
                 )
-            yield normalize(images, self.mean, self.std), self.labels[chosen]
+            labels = self.labels[chosen]
+            if self.split == "batch" and self.world_size > 1:
+                local = self.batch_size // self.world_size
+                mine = slice(self.rank * local, (self.rank + 1) * local)
+                images, labels = images[mine], labels[mine]
+            yield normalize(images, self.mean, self.std), labels
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.iterate(self.epoch)

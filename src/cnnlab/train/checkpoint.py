@@ -15,23 +15,44 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = [
+    "CheckpointManager",
+    "CheckpointWriteError",
+    "capture_rng",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only directory); the previous one is intact."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same directory, flushed and
     fsynced, then renamed over ``path``. A crash leaves either the old file or the new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise CheckpointWriteError(
+            error.errno,
+            f"could not write checkpoint {path}: {error.strerror or error}. The previous checkpoint "
+            f"is intact; free disk space or point hydra.run.dir at a writable directory",
+        ) from error
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -39,7 +60,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary objects); a damaged file raises
     ``RuntimeError`` naming it."""
-    path = Path(path)
+    path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -77,3 +98,41 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CheckpointManager:
+    """Step checkpoints ``step-00000123.pt`` in one directory, the newest ``keep_last_k`` kept, and
+    ``last.pt`` always a complete copy of the newest (a hard link swapped in atomically)."""
+
+    def __init__(self, directory: str | os.PathLike, keep_last_k: int = 2) -> None:
+        self.directory = Path(directory)
+        self.keep_last_k = max(1, keep_last_k)
+
+    def step_files(self) -> list[Path]:
+        """Step checkpoints, newest first."""
+        return sorted(self.directory.glob("step-*.pt"), reverse=True)
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        path = save_checkpoint(state, self.directory / f"step-{step:08d}.pt")
+        link = self.directory / ".last.pt.link"
+        link.unlink(missing_ok=True)
+        try:
+            os.link(path, link)
+            os.replace(link, self.directory / "last.pt")
+        except OSError:  # no hard links on this filesystem: write a second copy
+            save_checkpoint(state, self.directory / "last.pt")
+        for old in self.step_files()[self.keep_last_k :]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
+        """The newest checkpoint that loads, falling back past damaged ones (each reported by name)."""
+        candidates = [self.directory / "last.pt", *self.step_files()]
+        for path in candidates:
+            if not path.is_file():
+                continue
+            try:
+                return load_checkpoint(path, map_location), path
+            except RuntimeError as error:
+                print(f"WARNING: {error}; falling back to the previous checkpoint", flush=True)
+        return None

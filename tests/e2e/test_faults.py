@@ -1,0 +1,190 @@
+"""Runs that survive: kill and resume bit-identically, stop cleanly on signals, fall back past
+damaged checkpoints, refuse unsafe files, stop with a hint on NaN, report an unwritable disk,
+and train with 2 processes (DDP, gloo) exactly like 1 process with the same global batch."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.train.checkpoint import CheckpointManager, CheckpointWriteError, load_checkpoint, save_checkpoint
+from tests.e2e.test_train import FAST, ROOT, final_weights, train
+
+pytestmark = pytest.mark.slow
+DETERMINISTIC = [*FAST, "model=simple", "trainer.deterministic=true", "logger.analysis=false"]
+
+
+def start(*overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_step_checkpoint(run_dir: Path, step: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(int(p.stem.split("-")[1]) >= step for p in (run_dir / "checkpoints").glob("step-*.pt")):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no checkpoint for step {step} in {run_dir}")
+
+
+def test_sigkill_at_an_arbitrary_step_then_resume_is_bit_identical(tmp_path):
+    common = [*DETERMINISTIC, "trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=1"]
+    train(*common, f"hydra.run.dir={tmp_path / 'straight'}")
+    process = start(*common, f"hydra.run.dir={tmp_path / 'killed'}")
+    wait_for_step_checkpoint(tmp_path / "killed", 2)  # mid-epoch: 3 steps per epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    resumed = train(*common, "resume=auto", f"hydra.run.dir={tmp_path / 'killed'}")
+    assert "Resumed from" in resumed.stdout
+    straight, killed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert all(torch.equal(straight[name], killed[name]) for name in straight)
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("straight", "killed")]
+    assert metrics[0]["history"] == metrics[1]["history"] and metrics[0]["val_acc"] == metrics[1]["val_acc"]
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_exits_143(tmp_path):
+    common = [*DETERMINISTIC, "trainer.max_epochs=50"]
+    process = start(*common, f"hydra.run.dir={tmp_path}")
+    output = ""
+    for line in process.stdout:
+        output += line
+        if line.startswith("epoch 1/50"):
+            process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "Received SIGTERM" in output and "Continue with resume=auto" in output
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert saved["state"]["step"] >= 3
+
+
+def test_damaged_checkpoints_are_reported_and_skipped(tmp_path, capsys):
+    manager = CheckpointManager(tmp_path, keep_last_k=3)
+    for step in (1, 2, 3):
+        manager.save({"state": {"step": step}}, step)
+    assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == [
+        "step-00000001.pt",
+        "step-00000002.pt",
+        "step-00000003.pt",
+    ]
+    newest = tmp_path / "step-00000003.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated (last.pt is the same file: a hard link)
+    saved, path = manager.load_latest()
+    assert path.name == "step-00000002.pt" and saved["state"]["step"] == 2
+    assert "last.pt is damaged" in capsys.readouterr().out
+
+
+def test_keep_last_k(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last_k=2)
+    for step in range(1, 6):
+        manager.save({"step": step}, step)
+    assert [p.name for p in manager.step_files()] == ["step-00000005.pt", "step-00000004.pt"]
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 5
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/cnnlab_ckpt_pwned",))
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    """A checkpoint that would run code if unpickled naively is refused, by name."""
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": _Exploit()}, path)
+    with pytest.raises(RuntimeError, match=r"evil\.pt is damaged or not a cnnlab checkpoint"):
+        load_checkpoint(path)
+    assert not Path("/tmp/cnnlab_ckpt_pwned").exists()
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint({"step": 1}, tmp_path / "last.pt")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointWriteError, match=r"No space left on device\. The previous checkpoint is intact"):
+        save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_nan_loss_stops_with_a_hint_or_is_skipped(tmp_path):
+    exploding = [*DETERMINISTIC, "trainer.max_epochs=2", "optimizer.lr=1e12", "scheduler=constant"]
+    result = train(*exploding, f"hydra.run.dir={tmp_path / 'stop'}", check=False)
+    assert result.returncode != 0
+    assert "became non-finite at step" in result.stderr and "lower optimizer.lr" in result.stderr
+    skipped = train(*exploding, "trainer.skip_nonfinite_steps=true", f"hydra.run.dir={tmp_path / 'skip'}")
+    assert json.loads((tmp_path / "skip" / "metrics.json").read_text())["skipped_steps"] > 0, skipped.stdout
+
+
+def test_two_processes_with_ddp_equal_one_process(tmp_path):
+    """torchrun --nproc_per_node=2 (gloo) gives the same model as one process with the same global batch."""
+    common = [*DETERMINISTIC, "trainer.max_epochs=2", "data.batch_size=64"]
+    train(*common, f"hydra.run.dir={tmp_path / 'single'}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            str(ROOT / "train.py"),
+            *common,
+            f"hydra.run.dir={tmp_path / 'ddp'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    single, ddp = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
+    for name in single:
+        torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5)
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("single", "ddp")]
+    assert metrics[1]["world_size"] == 2
+    assert abs(metrics[0]["val_loss"] - metrics[1]["val_loss"]) < 1e-4
+    assert metrics[0]["val_acc"] == pytest.approx(metrics[1]["val_acc"], abs=1 / 512)
+
+
+def test_gpu_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
+    """Simulated in-process (CI has no GPU): a CUDA OOM inside a step becomes a hint."""
+    from hydra import compose, initialize_config_dir
+
+    import cnnlab.train.loop as loop
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(loop, "compute_loss", out_of_memory)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*DETERMINISTIC, f"paths.output_dir={tmp_path}"])
+    with pytest.raises(RuntimeError, match=r"CUDA out of memory at data\.batch_size=64: try data\.batch_size=32"):
+        loop.run(cfg)
+
+
+def test_missing_checkpoint_path_is_reported_resolved(tmp_path):
+    result = train(
+        *FAST, "trainer.eval_only=true", "ckpt_path=nowhere/best.pt", f"hydra.run.dir={tmp_path}", check=False
+    )
+    assert result.returncode != 0 and f"checkpoint not found: {ROOT / 'nowhere' / 'best.pt'}" in result.stderr
