@@ -188,3 +188,42 @@ def test_missing_checkpoint_path_is_reported_resolved(tmp_path):
         *FAST, "trainer.eval_only=true", "ckpt_path=nowhere/best.pt", f"hydra.run.dir={tmp_path}", check=False
     )
     assert result.returncode != 0 and f"checkpoint not found: {ROOT / 'nowhere' / 'best.pt'}" in result.stderr
+
+
+def test_ddp_run_killed_then_resumed_matches_uninterrupted_ddp(tmp_path):
+    common = [*DETERMINISTIC, "trainer.max_epochs=2", "data.batch_size=64", "trainer.checkpoint_every_n_steps=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(run_dir: Path, *extra: str, port: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                f"--master_port={port}",
+                str(ROOT / "train.py"),
+                *common,
+                *extra,
+                f"hydra.run.dir={run_dir}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    straight = torchrun(tmp_path / "straight", port=29521)
+    assert straight.wait(timeout=300) == 0, straight.stdout.read()
+    killed = torchrun(tmp_path / "killed", port=29522)
+    wait_for_step_checkpoint(tmp_path / "killed", 2)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=60)
+    resumed = torchrun(tmp_path / "killed", "resume=auto", port=29523)
+    output = resumed.stdout.read()
+    assert resumed.wait(timeout=300) == 0 and "Resumed from" in output, output
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=0)
