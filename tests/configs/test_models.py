@@ -180,8 +180,17 @@ def test_slurm_environment_becomes_torch_distributed_environment(monkeypatch):
     """srun with 8 tasks: cnnlab exports RANK/WORLD_SIZE/MASTER_ADDR for torch.distributed."""
     from cnnlab.train.distributed import _export_slurm_environment
 
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+    # submitit writes os.environ directly: give it a copy that this test's teardown throws away,
+    # so no RANK/WORLD_SIZE leaks into later tests (or the train.py subprocesses they start)
+    monkeypatch.setattr(
+        os,
+        "environ",
+        {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+        },
+    )
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # set in every job hydra-submitit-launcher starts
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_NTASKS", "8")

@@ -4,12 +4,14 @@ and train with 2 processes (DDP, gloo) exactly like 1 process with the same glob
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 import torch
 
 from cnnlab.train.checkpoint import CheckpointManager, CheckpointWriteError, load_checkpoint, save_checkpoint
-from tests.e2e.test_train import FAST, ROOT, final_weights, train
+from tests.e2e.test_train import FAST, ROOT, clean_env, final_weights, train
 
 pytestmark = pytest.mark.slow
 DETERMINISTIC = [*FAST, "model=simple", "trainer.deterministic=true", "logger.analysis=false"]
@@ -139,7 +141,7 @@ def test_two_processes_with_ddp_equal_one_process(tmp_path):
     """torchrun --nproc_per_node=2 (gloo) gives the same model as one process with the same global batch."""
     common = [*DETERMINISTIC, "trainer.max_epochs=2", "data.batch_size=64"]
     train(*common, f"hydra.run.dir={tmp_path / 'single'}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = clean_env()
     result = subprocess.run(
         [
             sys.executable,
@@ -192,7 +194,7 @@ def test_missing_checkpoint_path_is_reported_resolved(tmp_path):
 
 def test_ddp_run_killed_then_resumed_matches_uninterrupted_ddp(tmp_path):
     common = [*DETERMINISTIC, "trainer.max_epochs=2", "data.batch_size=64", "trainer.checkpoint_every_n_steps=1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = clean_env()
 
     def torchrun(run_dir: Path, *extra: str, port: int) -> subprocess.Popen:
         return subprocess.Popen(

@@ -20,8 +20,17 @@ FAST = ["data=synthetic", "trainer.limit_train_batches=3", "trainer.limit_val_ba
 pytestmark = pytest.mark.slow
 
 
+DISTRIBUTED_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS")
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without launcher variables (a single-process run must stay single), one thread."""
+    env = {key: value for key, value in os.environ.items() if key not in DISTRIBUTED_VARIABLES}
+    return {**env, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+
+
 def train(*overrides: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    env = clean_env()
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *overrides],
         cwd=ROOT,
