@@ -25,16 +25,20 @@ pytestmark = pytest.mark.slow
 DETERMINISTIC = [*FAST, "model=simple", "trainer.deterministic=true", "logger.analysis=false"]
 
 
-def start(*overrides: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
+def start(*overrides: str, kill_after: float = 240) -> subprocess.Popen:
+    """Start train.py; a watchdog kills it after ``kill_after`` seconds so no test can hang."""
+    process = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *overrides],
         cwd=ROOT,
-        env=env,
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    watchdog = threading.Timer(kill_after, process.kill)
+    watchdog.daemon = True
+    watchdog.start()
+    return process
 
 
 def wait_for_step_checkpoint(run_dir: Path, step: int, timeout: float = 120) -> None:
@@ -194,28 +198,27 @@ def test_missing_checkpoint_path_is_reported_resolved(tmp_path):
 
 def test_ddp_run_killed_then_resumed_matches_uninterrupted_ddp(tmp_path):
     common = [*DETERMINISTIC, "trainer.max_epochs=2", "data.batch_size=64", "trainer.checkpoint_every_n_steps=1"]
-    env = clean_env()
 
     def torchrun(run_dir: Path, *extra: str, port: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node=2",
-                f"--master_port={port}",
-                str(ROOT / "train.py"),
-                *common,
-                *extra,
-                f"hydra.run.dir={run_dir}",
-            ],
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+        process = subprocess.Popen(
+            [*command, str(ROOT / "train.py"), *common, *extra, f"hydra.run.dir={run_dir}"],
             cwd=ROOT,
-            env=env,
+            env=clean_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
+
+        def kill_group() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(240, kill_group)
+        watchdog.daemon = True
+        watchdog.start()
+        return process
 
     straight = torchrun(tmp_path / "straight", port=29521)
     assert straight.wait(timeout=300) == 0, straight.stdout.read()

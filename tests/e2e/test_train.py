@@ -101,7 +101,7 @@ def test_resume_after_kill_equals_continuing(tmp_path):
     uninterrupted run's exactly (data order, RNG states and schedule all restored)."""
     common = [*FAST, "model=simple", "trainer.max_epochs=3", "trainer.deterministic=true"]
     train(*common, f"hydra.run.dir={tmp_path / 'straight'}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = clean_env()
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *common, f"hydra.run.dir={tmp_path / 'cut'}"],
         cwd=ROOT,
