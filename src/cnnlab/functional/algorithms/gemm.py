@@ -72,9 +72,9 @@ def _to_group_first(x: Tensor, groups: int) -> Tensor:
 # Columns per GEMM: the batch is processed in chunks of about this many output positions, so
 # the column buffer stays cache-sized and is never held for backward. One 576×131072 column
 # matrix (64→64 3×3 @32², batch 128) took 147 ms to multiply vs 67 ms as 128 per-image GEMMs
-# (2-core x86, 2026-11-23). A sweep of the chunk over 512..16384 columns (/tmp/mm4.py, f+b ratio to
-# torch on the benchmark's 3×3 shapes) put 1024–4096 in front and 8192+ clearly behind; the
-# differences inside that band were within this VM's run-to-run noise.
+# (2-core x86, 2026-11-23). Sweeping this constant over 512..16384 (forward+backward ratio to
+# torch on the 3×3 shapes of benchmarks/layers.py, batch 128) put 1024–4096 in front and 8192+
+# clearly behind; the differences inside that band were within this VM's run-to-run noise.
 _CHUNK_COLUMNS = 2048
 
 
