@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from .. import nn as cnn
+from .. import nn as layers
 
 __all__ = ["CONV_KINDS", "POOL_KINDS", "create_conv", "create_conv_transpose", "create_global_pool", "create_pool"]
 
@@ -58,10 +58,10 @@ def create_conv(
     if kind == "torch":
         return nn.Conv2d(*args, groups=groups, bias=bias)  # torch-backend
     if kind == "fft":
-        return cnn.FFTConv2d(*args, groups=groups, bias=bias)
+        return layers.FFTConv2d(*args, groups=groups, bias=bias)
     if kind == "separable" and kernel_size > 1 and groups == 1:
-        return cnn.DepthwiseSeparableConv2d(*args, bias=bias)
-    return cnn.Conv2d(*args, groups=groups, bias=bias, algorithm=cfg.get("algorithm", "auto"))
+        return layers.DepthwiseSeparableConv2d(*args, bias=bias)
+    return layers.Conv2d(*args, groups=groups, bias=bias, algorithm=cfg.get("algorithm", "auto"))
 
 
 def create_conv_transpose(
@@ -75,7 +75,7 @@ def create_conv_transpose(
     bias: bool = True,
 ) -> nn.Module:
     """A transposed convolution (decoder upsampling) from the conv backend."""
-    cls = nn.ConvTranspose2d if _is_torch(cfg) else cnn.ConvTranspose2d
+    cls = nn.ConvTranspose2d if _is_torch(cfg) else layers.ConvTranspose2d
     return cls(in_channels, out_channels, kernel_size, stride, padding, output_padding, bias=bias)
 
 
@@ -88,17 +88,17 @@ def create_pool(
     if kind == "torch_max":
         return nn.MaxPool2d(kernel_size, stride, padding)  # torch-backend
     if kind == "max":
-        return cnn.MaxPool2d(kernel_size, stride, padding)
+        return layers.MaxPool2d(kernel_size, stride, padding)
     if kind == "avg":
-        return cnn.AvgPool2d(kernel_size, stride, padding)
+        return layers.AvgPool2d(kernel_size, stride, padding)
     if kind == "lp":
         if padding:
             raise ValueError(
                 f"pool.kind=lp has no padding (as torch.nn.LPPool2d), but the layer asks padding={padding}"
             )
-        return cnn.LPPool2d(float(cfg.get("norm_type", 2)), kernel_size, stride)
+        return layers.LPPool2d(float(cfg.get("norm_type", 2)), kernel_size, stride)
     if kind == "gaussian":
-        return cnn.DistanceWeightedPool2d(
+        return layers.DistanceWeightedPool2d(
             kernel_size,
             stride,
             padding,
@@ -107,13 +107,13 @@ def create_pool(
             learnable_sigma=bool(cfg.get("learnable_sigma", False)),
         )
     if kind == "blur":
-        return cnn.MaxBlurPool2d(kernel_size, int(cfg.get("filter_size", 3)), stride)
+        return layers.MaxBlurPool2d(kernel_size, int(cfg.get("filter_size", 3)), stride)
     # maxout: separately parameterised 1×1 filters, max over each group of them, then max pooling
     pieces = int(cfg.get("pieces", 2))
     return nn.Sequential(
-        cnn.Conv2d(channels, channels * pieces, 1),
-        cnn.ChannelMaxPool(pieces),
-        cnn.MaxPool2d(kernel_size, stride, padding),
+        layers.Conv2d(channels, channels * pieces, 1),
+        layers.ChannelMaxPool(pieces),
+        layers.MaxPool2d(kernel_size, stride, padding),
     )
 
 
@@ -124,4 +124,4 @@ def create_global_pool(cfg: Mapping[str, Any], kind: str = "avg") -> nn.Module:
     if _is_torch(cfg):
         pool = nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.AdaptiveMaxPool2d(1)  # torch-backend
         return nn.Sequential(pool, nn.Flatten())
-    return cnn.GlobalAvgPool2d(flatten=True) if kind == "avg" else cnn.GlobalMaxPool2d(flatten=True)
+    return layers.GlobalAvgPool2d(flatten=True) if kind == "avg" else layers.GlobalMaxPool2d(flatten=True)

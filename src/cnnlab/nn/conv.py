@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import init
 
-from .. import functional as CF
+from .. import functional
 from ..functional._utils import (
     PADDING_MODES,
     PADDING_STRINGS,
@@ -173,7 +173,7 @@ class _Conv(_ConvNd):
             self.algorithm = algorithm
 
     def forward(self, input: Tensor) -> Tensor:
-        conv = CF.conv1d if self.spatial_dims == 1 else CF.conv2d
+        conv = functional.conv1d if self.spatial_dims == 1 else functional.conv2d
         return conv(
             input,
             self.weight,
@@ -308,7 +308,7 @@ class _ConvTranspose(_ConvNd):
         return tuple(size - lo for size, lo in zip(spatial, min_sizes))
 
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        conv = CF.conv_transpose1d if self.spatial_dims == 1 else CF.conv_transpose2d
+        conv = functional.conv_transpose1d if self.spatial_dims == 1 else functional.conv_transpose2d
         output_padding = self._output_padding(input, output_size)
         return conv(
             input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .. import functional as CF
+from .. import functional
 from ..functional.pool import pool_geometry
 
 __all__ = [
@@ -67,7 +67,7 @@ class _MaxPoolNd(nn.Module):
         )
 
     def forward(self, input: Tensor):
-        pool = CF.max_pool1d if self.spatial_dims == 1 else CF.max_pool2d
+        pool = functional.max_pool1d if self.spatial_dims == 1 else functional.max_pool2d
         return pool(
             input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
         )
@@ -121,7 +121,7 @@ class MaxUnpool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        return CF.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        return functional.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class AvgPool1d(nn.Module):
@@ -145,7 +145,9 @@ class AvgPool1d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+        return functional.avg_pool1d(
+            input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
+        )
 
 
 class AvgPool2d(nn.Module):
@@ -184,7 +186,7 @@ class AvgPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.avg_pool2d(
+        return functional.avg_pool2d(
             input,
             self.kernel_size,
             self.stride,
@@ -217,7 +219,7 @@ class _LPPoolNd(nn.Module):
         )
 
     def forward(self, input: Tensor) -> Tensor:
-        pool = CF.lp_pool1d if self.spatial_dims == 1 else CF.lp_pool2d
+        pool = functional.lp_pool1d if self.spatial_dims == 1 else functional.lp_pool2d
         return pool(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
 
 
@@ -256,7 +258,7 @@ class AdaptiveAvgPool1d(_AdaptivePoolNd):
         super().__init__(output_size)
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.adaptive_avg_pool1d(input, self.output_size)
+        return functional.adaptive_avg_pool1d(input, self.output_size)
 
 
 class AdaptiveAvgPool2d(_AdaptivePoolNd):
@@ -267,21 +269,21 @@ class AdaptiveAvgPool2d(_AdaptivePoolNd):
         super().__init__(output_size)
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.adaptive_avg_pool2d(input, self.output_size)
+        return functional.adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveMaxPool1d(_AdaptivePoolNd):
     """Max over the windows of :class:`AdaptiveAvgPool1d`; ``return_indices`` as MaxPool1d."""
 
     def forward(self, input: Tensor):
-        return CF.adaptive_max_pool1d(input, self.output_size, self.return_indices)
+        return functional.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool2d(_AdaptivePoolNd):
     """Max over the windows of :class:`AdaptiveAvgPool2d`; ``return_indices`` as MaxPool2d."""
 
     def forward(self, input: Tensor):
-        return CF.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return functional.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class GlobalAvgPool2d(nn.Module):
@@ -296,7 +298,7 @@ class GlobalAvgPool2d(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() not in (3, 4):
-            CF.adaptive_avg_pool2d(input, 1)  # raises torch's rank error
+            functional.adaptive_avg_pool2d(input, 1)  # raises torch's rank error
         return input.mean((-2, -1)) if self.flatten else input.mean((-2, -1), keepdim=True)
 
 
@@ -304,7 +306,7 @@ class GlobalMaxPool2d(GlobalAvgPool2d):
     """Max over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten=True``."""
 
     def forward(self, input: Tensor) -> Tensor:
-        out = CF.adaptive_max_pool2d(input, 1)
+        out = functional.adaptive_max_pool2d(input, 1)
         return out.flatten(-3) if self.flatten else out
 
 
@@ -333,7 +335,7 @@ class ChannelMaxPool(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.channel_max_pool(input, self.kernel_size)
+        return functional.channel_max_pool(input, self.kernel_size)
 
 
 class DistanceWeightedPool2d(nn.Module):
@@ -393,7 +395,7 @@ class DistanceWeightedPool2d(nn.Module):
         )
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.distance_weighted_pool2d(
+        return functional.distance_weighted_pool2d(
             input, self.kernel_size, self.stride, self.padding, self.ceil_mode, kind=self.kind, sigma=self.sigma
         )
 
@@ -412,7 +414,7 @@ class BlurPool2d(nn.Module):
 
     def __init__(self, filter_size: int = 3, stride: IntOrTuple = 2) -> None:
         super().__init__()
-        CF.binomial_filter(filter_size)  # validates 1..7
+        functional.binomial_filter(filter_size)  # validates 1..7
         self.filter_size = filter_size
         _, self.stride, _, _ = pool_geometry("BlurPool2d", 2, 1, stride, 0)
 
@@ -420,7 +422,7 @@ class BlurPool2d(nn.Module):
         return f"filter_size={self.filter_size}, stride={self.stride}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.blur_pool2d(input, self.filter_size, self.stride)
+        return functional.blur_pool2d(input, self.filter_size, self.stride)
 
 
 class MaxBlurPool2d(nn.Module):
@@ -429,7 +431,7 @@ class MaxBlurPool2d(nn.Module):
 
     def __init__(self, kernel_size: IntOrTuple = 2, filter_size: int = 3, stride: IntOrTuple = 2) -> None:
         super().__init__()
-        CF.binomial_filter(filter_size)
+        functional.binomial_filter(filter_size)
         self.kernel_size, self.stride, _, _ = pool_geometry("MaxBlurPool2d", 2, kernel_size, stride, 0)
         self.filter_size = filter_size
 
@@ -437,4 +439,4 @@ class MaxBlurPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, filter_size={self.filter_size}, stride={self.stride}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return CF.max_blur_pool2d(input, self.kernel_size, self.filter_size, self.stride)
+        return functional.max_blur_pool2d(input, self.kernel_size, self.filter_size, self.stride)
