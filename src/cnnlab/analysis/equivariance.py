@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .receptive_field import config_path
+from .receptive_field import config_path, first
 
 __all__ = ["EquivarianceError", "conv_equivariance", "equivariance_error"]
 
@@ -33,15 +33,15 @@ class EquivarianceError:
 
 def equivariance_error(layer: nn.Module, x: Tensor, shift: int) -> float:
     """Relative error of ``layer`` commuting with a horizontal shift of ``shift`` pixels."""
-    stride = layer.stride[0] if isinstance(layer.stride, tuple) else layer.stride
+    stride = first(layer.stride)
     circular = getattr(layer, "padding_mode", "zeros") == "circular"
     with torch.no_grad():
         out = layer(x)
         shifted_out = layer(torch.roll(x, shift, dims=-1))
         expected = torch.roll(out, shift // stride, dims=-1)
     if not circular:
-        kernel = layer.kernel_size[0] if isinstance(layer.kernel_size, tuple) else layer.kernel_size
-        dilation = layer.dilation[0] if isinstance(layer.dilation, tuple) else layer.dilation
+        kernel = first(layer.kernel_size)
+        dilation = first(layer.dilation)
         reach = dilation * (kernel - 1) // 2
         # output columns whose windows see neither the wrapped-around columns nor the padding
         left, right = -(-(shift + reach) // stride), -(-reach // stride) + 1
@@ -80,7 +80,7 @@ def conv_equivariance(
         if layer not in inputs:
             continue
         x = torch.randn(inputs[layer].shape, generator=generator)
-        stride = layer.stride[0] if isinstance(layer.stride, tuple) else layer.stride
+        stride = first(layer.stride)
         for shift in shifts:
             results.append(
                 EquivarianceError(

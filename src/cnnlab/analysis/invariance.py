@@ -14,22 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .receptive_field import GLOBAL_POOLS
+
 __all__ = ["classification_consistency", "feature_change", "feature_extractor"]
 
 
 def feature_extractor(model: nn.Sequential) -> nn.Sequential:
     """The layers of ``model`` up to and including its global/adaptive pooling (or flatten)."""
-    from .. import nn as cnn
-
-    pools = (
-        cnn.GlobalAvgPool2d,
-        cnn.GlobalMaxPool2d,
-        cnn.AdaptiveAvgPool2d,
-        cnn.AdaptiveMaxPool2d,
-        nn.AdaptiveAvgPool2d,
-        nn.AdaptiveMaxPool2d,
-        nn.Flatten,
-    )
+    pools = (*GLOBAL_POOLS, nn.Flatten)
     for index, layer in enumerate(model):
         if isinstance(layer, pools) or (isinstance(layer, nn.Sequential) and any(isinstance(m, pools) for m in layer)):
             return model[: index + 1]

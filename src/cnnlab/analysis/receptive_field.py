@@ -56,8 +56,20 @@ class ReceptiveField:
     start: float
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+# Layers whose output sees the whole input, whatever its size (adaptive pooling counts too).
+GLOBAL_POOLS = (
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    cnn.AdaptiveAvgPool2d,
+    cnn.AdaptiveMaxPool2d,
+    cnn.GlobalAvgPool2d,
+    cnn.GlobalMaxPool2d,
+)
+
+
+def first(value) -> int:
+    """The first spatial entry of an int-or-tuple layer argument."""
+    return value if isinstance(value, int) else value[0]
 
 
 def layer_geometry(module: nn.Module) -> tuple[int, int, int, int] | str | None:
@@ -66,36 +78,26 @@ def layer_geometry(module: nn.Module) -> tuple[int, int, int, int] | str | None:
     pointwise layers (activations, norms, 1×1 channel maxout)."""
     if isinstance(module, (nn.Conv2d, cnn.Conv2d, nn.Conv1d, cnn.Conv1d)):
         padding = module.padding
-        kernel, dilation = _pair(module.kernel_size)[0], _pair(module.dilation)[0]
+        kernel, dilation = first(module.kernel_size), first(module.dilation)
         if isinstance(padding, str):
             padding = 0 if padding == "valid" else dilation * (kernel - 1) // 2
-        return kernel, _pair(module.stride)[0], _pair(padding)[0], dilation
+        return kernel, first(module.stride), first(padding), dilation
     if isinstance(module, (nn.MaxPool2d, cnn.MaxPool2d)):
         return (
-            _pair(module.kernel_size)[0],
-            _pair(module.stride)[0],
-            _pair(module.padding)[0],
-            _pair(module.dilation)[0],
+            first(module.kernel_size),
+            first(module.stride),
+            first(module.padding),
+            first(module.dilation),
         )
     if isinstance(module, (nn.AvgPool2d, cnn.AvgPool2d, cnn.DistanceWeightedPool2d)):
-        return _pair(module.kernel_size)[0], _pair(module.stride)[0], _pair(module.padding)[0], 1
+        return first(module.kernel_size), first(module.stride), first(module.padding), 1
     if isinstance(module, (nn.LPPool2d, cnn.LPPool2d)):
-        kernel = _pair(module.kernel_size)[0]
-        stride = kernel if module.stride is None else _pair(module.stride)[0]
+        kernel = first(module.kernel_size)
+        stride = kernel if module.stride is None else first(module.stride)
         return kernel, stride, 0, 1
     if isinstance(module, cnn.BlurPool2d):
         return module.filter_size, module.stride[0], (module.filter_size - 1) // 2, 1
-    if isinstance(
-        module,
-        (
-            nn.AdaptiveAvgPool2d,
-            nn.AdaptiveMaxPool2d,
-            cnn.AdaptiveAvgPool2d,
-            cnn.AdaptiveMaxPool2d,
-            cnn.GlobalAvgPool2d,
-            cnn.GlobalMaxPool2d,
-        ),
-    ):
+    if isinstance(module, GLOBAL_POOLS):
         return "global"
     return None
 
@@ -118,7 +120,7 @@ def _walk(
     if isinstance(module, cnn.DepthwiseSeparableConv2d):
         return _walk(module.depthwise, names, size, jump, start, image, rows)
     if isinstance(module, cnn.MaxBlurPool2d):
-        k = _pair(module.kernel_size)[0]
+        k = first(module.kernel_size)
         size, jump = size + (k - 1) * jump, jump
         start = start + (k - 1) / 2 * jump
         f, s = module.filter_size, module.stride[0]
@@ -126,8 +128,8 @@ def _walk(
         rows.append(ReceptiveField(path, type(module).__name__, size, jump, start))
         return size, jump, start
     if isinstance(module, (nn.ConvTranspose2d, cnn.ConvTranspose2d)):
-        k, s = _pair(module.kernel_size)[0], _pair(module.stride)[0]
-        d, p = _pair(module.dilation)[0], _pair(module.padding)[0]
+        k, s = first(module.kernel_size), first(module.stride)
+        d, p = first(module.dilation), first(module.padding)
         effective = d * (k - 1) + 1
         new_jump = jump / s
         # an output reads the inputs whose scattered kernels reach it: ceil(k'/s) of them

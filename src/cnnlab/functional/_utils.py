@@ -21,6 +21,7 @@ __all__ = [
     "conv_output_size",
     "conv_transpose_output_size",
     "ntuple",
+    "output_size_unpadded",
     "pad_input",
     "pool_output_size",
     "resolve_padding",
@@ -98,6 +99,13 @@ def resolve_padding(
 def conv_output_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
     """``floor((size + pad_l + pad_r - dilation * (kernel - 1) - 1) / stride) + 1``."""
     return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def output_size_unpadded(
+    size: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[int, ...]:
+    """:func:`conv_output_size` per dimension for an input that is already padded."""
+    return tuple(conv_output_size(n, k, s, (0, 0), d) for n, k, s, d in zip(size, kernel_size, stride, dilation))
 
 
 def conv_transpose_output_size(

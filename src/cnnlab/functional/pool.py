@@ -19,7 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import check_input_rank, ntuple, pool_output_size
+from ._utils import (
+    check_input_rank,
+    check_non_negative,
+    check_positive,
+    conv_transpose_output_size,
+    ntuple,
+    output_size_unpadded,
+    pool_output_size,
+)
 from .algorithms import depthwise
 
 __all__ = [
@@ -59,14 +67,10 @@ def pool_geometry(op: str, spatial_dims: int, kernel_size, stride, padding, dila
     s = k if empty else ntuple(stride, spatial_dims, "stride")
     p = ntuple(padding, spatial_dims, "padding")
     d = ntuple(dilation, spatial_dims, "dilation")
-    if any(v <= 0 for v in k):
-        raise RuntimeError(f"{op}: kernel_size must be greater than zero, but got kernel_size={k}")
-    if any(v <= 0 for v in s):
-        raise RuntimeError(f"{op}: stride must be greater than zero, but got stride={s}")
-    if any(v <= 0 for v in d):
-        raise RuntimeError(f"{op}: dilation must be greater than zero, but got dilation={d}")
-    if any(v < 0 for v in p):
-        raise RuntimeError(f"{op}: padding must be non-negative, but got padding={p}")
+    check_positive("kernel_size", k, op)
+    check_positive("stride", s, op)
+    check_positive("dilation", d, op)
+    check_non_negative("padding", p, op)
     if any(pp > (dd * (kk - 1) + 1) // 2 for kk, dd, pp in zip(k, d, p)):
         raise RuntimeError(
             f"{op}: pad should be at most half of effective kernel size, but got padding={p}, "
@@ -248,7 +252,10 @@ def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, pa
         raise RuntimeError(
             f"{op}: indices must have the shape of input {list(input.shape)}, but got {list(indices.shape)}"
         )
-    default = [(size - 1) * ss - 2 * pp + kk for size, kk, ss, pp in zip(input.shape[-spatial_dims:], k, s, p)]
+    default = [
+        conv_transpose_output_size(size, kk, ss, pp, 0, 1)
+        for size, kk, ss, pp in zip(input.shape[-spatial_dims:], k, s, p)
+    ]
     if output_size is None:
         size = default
     else:
@@ -522,7 +529,7 @@ def blur_pool2d(input: Tensor, filter_size: int = 3, stride: IntOrTuple = 2) -> 
                 f"but got input of size {list(input.shape)}"
             )
         x = F.pad(x, [left, right, left, right], mode="reflect")
-    out_size = tuple((size - filter_size) // st + 1 for size, st in zip(x.shape[-2:], s))
+    out_size = output_size_unpadded(x.shape[-2:], (filter_size,) * 2, s, (1, 1))
     out = _weighted_pool(x, torch.outer(taps, taps), s, (0, 0), out_size)
     return out if batched else out.squeeze(0)
 

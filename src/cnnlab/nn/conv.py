@@ -19,6 +19,7 @@ from ..functional._utils import (
     PADDING_STRINGS,
     check_non_negative,
     check_positive,
+    conv_transpose_output_size,
     ntuple,
     resolve_padding,
 )
@@ -295,7 +296,7 @@ class _ConvTranspose(_ConvNd):
                 f"elements, but got output_size={list(output_size)}"
             )
         min_sizes = [
-            (size - 1) * s - 2 * p + d * (k - 1) + 1
+            conv_transpose_output_size(size, k, s, p, 0, d)
             for size, s, p, d, k in zip(input.shape[-n:], self.stride, self.padding, self.dilation, self.kernel_size)
         ]
         max_sizes = [m + s - 1 for m, s in zip(min_sizes, self.stride)]

@@ -9,8 +9,9 @@ No column buffer is built. Same contract as :mod:`.gemm`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .._utils import output_size_unpadded, pad_input
 
 __all__ = ["conv2d"]
 
@@ -32,10 +33,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
         n, channels, height, width = padded.shape
         out_channels, _, kh, kw = weight.shape
         multiplier = out_channels // channels
-        size = (
-            (height - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
-            (width - dilation[1] * (kw - 1) - 1) // stride[1] + 1,
-        )
+        size = output_size_unpadded((height, width), (kh, kw), stride, dilation)
         w = weight.view(channels, multiplier, kh, kw)
         out = padded.new_zeros(n, channels, multiplier, *size)
         for i in range(kh):
@@ -82,5 +80,5 @@ def conv2d(
         raise ValueError(
             f"depthwise algorithm needs groups == in_channels, but got groups={groups}, in_channels={input.shape[1]}"
         )
-    padded = F.pad(input, [padding[1], padding[1], padding[0], padding[0]]) if any(padding) else input
+    padded = pad_input(input, tuple((p, p) for p in padding))
     return _DepthwiseConv2d.apply(padded, weight, stride, dilation)

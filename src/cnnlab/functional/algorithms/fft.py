@@ -9,9 +9,9 @@ every valid output position ``y <= H - (d(k-1)+1)`` reads ``x[y + i*d]`` without
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .._utils import pad_input
 from . import gemm
 
 __all__ = ["conv2d"]
@@ -45,7 +45,7 @@ def conv2d(
         return gemm.conv2d(input, weight, stride, padding, dilation, groups)
     dtype = input.dtype
     compute = dtype if dtype in _FFT_DTYPES else torch.float32
-    x = F.pad(input.to(compute), [padding[1], padding[1], padding[0], padding[0]])
+    x = pad_input(input.to(compute), tuple((p, p) for p in padding))
     w = dilate_kernel(weight.to(compute), dilation)
     n, _, height, width = x.shape
     out_channels, group_channels, kh, kw = w.shape

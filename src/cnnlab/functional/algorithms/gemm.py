@@ -15,11 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._utils import output_size_unpadded, pad_input
+
 __all__ = ["col2im", "conv2d", "conv_transpose2d", "im2col"]
-
-
-def _output_size(size, kernel_size, stride, dilation) -> tuple[int, int]:
-    return tuple((n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(size, kernel_size, stride, dilation))
 
 
 def im2col(padded: Tensor, kernel_size, stride, dilation, groups: int) -> Tensor:
@@ -32,7 +30,7 @@ def im2col(padded: Tensor, kernel_size, stride, dilation, groups: int) -> Tensor
     2026-11-23).
     """
     n, c, height, width = padded.shape
-    oh, ow = _output_size((height, width), kernel_size, stride, dilation)
+    oh, ow = output_size_unpadded((height, width), kernel_size, stride, dilation)
     sn, sc, sh, sw = padded.stride()
     windows = padded.as_strided(
         (c, *kernel_size, n, oh, ow),
@@ -47,7 +45,7 @@ def col2im(cols: Tensor, batch: int, padded_size, kernel_size, stride, dilation)
     ``(N, C, H, W)``, summing where windows overlap. One strided add per kernel tap (about 2×
     faster than ``F.fold``)."""
     kh, kw = kernel_size
-    oh, ow = _output_size(padded_size, kernel_size, stride, dilation)
+    oh, ow = output_size_unpadded(padded_size, kernel_size, stride, dilation)
     channels = cols.shape[0] * cols.shape[1] // (kh * kw)
     taps = cols.reshape(channels, kh, kw, batch, oh, ow).permute(3, 0, 1, 2, 4, 5)
     out = cols.new_zeros(batch, channels, *padded_size)
@@ -94,7 +92,7 @@ class _Im2colConv2d(torch.autograd.Function):
     def forward(ctx, padded: Tensor, weight: Tensor, stride, dilation, groups: int) -> Tensor:
         n = padded.shape[0]
         out_channels, _, kh, kw = weight.shape
-        size = _output_size(padded.shape[2:], (kh, kw), stride, dilation)
+        size = output_size_unpadded(padded.shape[2:], (kh, kw), stride, dilation)
         w = weight.reshape(groups, out_channels // groups, -1)
         out = torch.empty(
             n, out_channels, *size, dtype=padded.dtype, device=padded.device, memory_format=_memory_format(padded)
@@ -160,7 +158,7 @@ def conv2d(
         x = input.reshape(n, groups, c // groups, h * w)
         out = torch.matmul(weight.reshape(groups, out_channels // groups, c // groups), x)
         return out.view(n, out_channels, h, w)
-    padded = F.pad(input, [padding[1], padding[1], padding[0], padding[0]]) if any(padding) else input
+    padded = pad_input(input, tuple((p, p) for p in padding))
     return _Im2colConv2d.apply(padded, weight, stride, dilation, groups)
 
 
