@@ -1,142 +1,233 @@
-"""im2col + GEMM convolution.
+"""im2col + GEMM convolution on channels-last data, and the transposed convolution built from it.
 
-``im2col`` gathers every receptive field of the padded input into a column (one strided copy),
-one grouped matrix multiply applies all filters, and ``col2im`` (its adjoint: ``k²`` strided
-adds) scatters columns back, which is both the input gradient of the convolution and the forward
-of the transposed convolution.
+Everything here works on ``(N, H, W, C)`` (channels-last) tensors. There a receptive field is
+``kH·kW`` runs of ``C`` contiguous numbers, so ``im2col`` is one strided copy of long runs and its
+result is a plain ``(N·H_out·W_out, kH·kW·C)`` row matrix; one GEMM with the filters
+``(O, kH·kW·C)`` gives the output already in channels-last order, with no transpose.
 
-Contract (shared by every algorithm): 4-D batched input ``(N, C, H, W)`` already validated;
-``padding`` is symmetric zero padding per dimension, applied here.
+The three products of a convolution, all through :func:`matmul_nt`:
+
+- forward ``out = cols(x) · Wᵀ``;
+- weight gradient ``∂W = ∂outᵀ · cols(x)`` (columns rebuilt chunk by chunk, never stored);
+- input gradient: for stride 1 it is itself a stride-1 convolution of ``∂out`` with the flipped,
+  transposed filters (``conv_nhwc`` again, no scatter); otherwise ``col2im(∂out · W)``, the
+  adjoint of im2col as ``kH·kW`` strided adds.
+
+The transposed convolution's forward is the convolution's input gradient, and its backward the
+convolution's forward and weight gradient: one machinery, no zero-dilated input.
+
+The batch is processed in chunks so the column buffer stays about ``_CHUNK_ELEMENTS`` numbers.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .._utils import output_size_unpadded, pad_input
+from .._utils import output_size_unpadded
+from .matmul import matmul_nt
 
-__all__ = ["col2im", "conv2d", "conv_transpose2d", "im2col"]
+__all__ = [
+    "Geometry",
+    "conv2d",
+    "conv_nhwc",
+    "conv_transpose2d",
+    "im2col_nhwc",
+    "input_grad_nhwc",
+    "memory_format_of",
+    "pad_nhwc",
+    "weight_grad_nhwc",
+    "weight_matrix",
+]
 
-
-def im2col(padded: Tensor, kernel_size, stride, dilation, groups: int) -> Tensor:
-    """``(N, C, H, W)`` → columns ``(groups, C/groups·kH·kW, N·H_out·W_out)``.
-
-    Column ``(n, y, x)`` holds the receptive field of output ``(y, x)`` of image ``n``. Batch and
-    positions share one axis, so every GEMM below is a single large one (not ``N`` small ones
-    followed by a reduction). Built as an ``as_strided`` view that one ``reshape`` materialises:
-    about 1.6× faster than ``F.unfold`` (64→64 3×3 @32², batch 128: 83 vs 131 ms, 2-core x86,
-    2026-11-23).
-    """
-    n, c, height, width = padded.shape
-    oh, ow = output_size_unpadded((height, width), kernel_size, stride, dilation)
-    sn, sc, sh, sw = padded.stride()
-    windows = padded.as_strided(
-        (c, *kernel_size, n, oh, ow),
-        (sc, sh * dilation[0], sw * dilation[1], sn, sh * stride[0], sw * stride[1]),
-        padded.storage_offset(),
-    )
-    return windows.reshape(groups, c // groups * kernel_size[0] * kernel_size[1], n * oh * ow)
+# Numbers per column buffer (8 MiB in float32). Sweeping 1M, 2M, 4M, 8M on the 3×3 shapes of
+# benchmarks/layers.py (2-core x86, batch 128, 2026-11-24): speed was flat from 2M up (within
+# run-to-run noise), 1M made the GEMMs too thin, and peak memory grew with the buffer (64→64 @32²:
+# 0.93× torch's at 2M, 1.50× at 8M).
+_CHUNK_ELEMENTS = 2 * 1024 * 1024
 
 
-def col2im(cols: Tensor, batch: int, padded_size, kernel_size, stride, dilation) -> Tensor:
-    """Adjoint of :func:`im2col`: columns ``(groups, C/groups·kH·kW, N·H_out·W_out)`` →
-    ``(N, C, H, W)``, summing where windows overlap. One strided add per kernel tap (about 2×
-    faster than ``F.fold``)."""
-    kh, kw = kernel_size
-    oh, ow = output_size_unpadded(padded_size, kernel_size, stride, dilation)
-    channels = cols.shape[0] * cols.shape[1] // (kh * kw)
-    taps = cols.reshape(channels, kh, kw, batch, oh, ow).permute(3, 0, 1, 2, 4, 5)
-    out = cols.new_zeros(batch, channels, *padded_size)
-    for i in range(kh):
-        for j in range(kw):
-            top, left = i * dilation[0], j * dilation[1]
-            bottom, right = top + stride[0] * (oh - 1) + 1, left + stride[1] * (ow - 1) + 1
-            out[:, :, top : bottom : stride[0], left : right : stride[1]] += taps[:, :, i, j]
+class Geometry(NamedTuple):
+    """Everything but the tensors: ``kernel``, ``stride``, ``dilation`` (pairs) and ``groups``."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """``channels_last`` when ``x`` is stored that way (and not also plainly contiguous)."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:
+    """``(N, H, W, C)`` → ``(N, C, H, W)`` stored in ``memory_format`` (a copy only for contiguous)."""
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
+
+
+def pad_nhwc(x: Tensor, pads: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
+    """Zero-pad ``(N, H, W, C)`` (any strides) by ``((top, bottom), (left, right))`` into a
+    contiguous channels-last tensor: one copy."""
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x.contiguous()
+    n, h, w, c = x.shape
+    out = x.new_zeros(n, h + top + bottom, w + left + right, c)
+    out[:, top : top + h, left : left + w] = x
     return out
 
 
-def _to_batch_first(y: Tensor, batch: int, size) -> Tensor:
-    """``(groups, C_g, N·H·W)`` → ``(N, groups·C_g, H, W)``."""
-    return y.reshape(y.shape[0] * y.shape[1], batch, *size).transpose(0, 1)
+def weight_matrix(weight: Tensor, groups: int) -> Tensor:
+    """Filters ``(O, C/G, kH, kW)`` → ``(G, O/G, kH·kW·C/G)`` in the column order of :func:`im2col_nhwc`."""
+    return weight.permute(0, 2, 3, 1).reshape(groups, weight.shape[0] // groups, -1)
 
 
-def _to_group_first(x: Tensor, groups: int) -> Tensor:
-    """``(N, C, H, W)`` → ``(groups, C/groups, N·H·W)`` (a copy)."""
-    return x.transpose(0, 1).reshape(groups, x.shape[1] // groups, -1)
+def im2col_nhwc(padded: Tensor, geometry: Geometry, out_size: tuple[int, int], group: int) -> Tensor:
+    """Columns of ``group``: ``(N, H, W, C)`` → ``(N·H_out·W_out, kH·kW·C/G)``; row ``(n, y, x)``
+    holds the receptive field of output ``(y, x)`` of image ``n`` (one strided copy)."""
+    n, _, _, c = padded.shape
+    group_channels = c // geometry.groups
+    (kh, kw), (sy, sx), (dy, dx) = geometry.kernel, geometry.stride, geometry.dilation
+    sn, sh, sw, sc = padded.stride()
+    windows = padded.as_strided(
+        (n, *out_size, kh, kw, group_channels),
+        (sn, sh * sy, sw * sx, sh * dy, sw * dx, sc),
+        padded.storage_offset() + group * group_channels * sc,
+    )
+    return windows.reshape(n * out_size[0] * out_size[1], kh * kw * group_channels)
 
 
-# Columns per GEMM: the batch is processed in chunks of about this many output positions, so
-# the column buffer stays cache-sized and is never held for backward. One 576×131072 column
-# matrix (64→64 3×3 @32², batch 128) took 147 ms to multiply vs 67 ms as 128 per-image GEMMs
-# (2-core x86, 2026-11-23). Sweeping this constant over 512..16384 (forward+backward ratio to
-# torch on the 3×3 shapes of benchmarks/layers.py, batch 128) put 1024–4096 in front and 8192+
-# clearly behind; the differences inside that band were within this VM's run-to-run noise.
-_CHUNK_COLUMNS = 2048
+def _chunks(batch: int, rows_per_image: int, row_length: int) -> list[slice]:
+    step = max(1, _CHUNK_ELEMENTS // max(rows_per_image * row_length, 1))
+    return [slice(start, min(start + step, batch)) for start in range(0, batch, step)] or [slice(0, 0)]
 
 
-def _chunks(batch: int, positions: int) -> list[slice]:
-    step = max(1, _CHUNK_COLUMNS // max(positions, 1))
-    return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
+def _group_rows(x: Tensor, group: int, groups: int) -> Tensor:
+    """``(N, H, W, C)`` → the ``(N·H·W, C/G)`` rows of one channel group (a view when possible)."""
+    rows = x.reshape(-1, x.shape[-1])
+    width = rows.shape[1] // groups
+    return rows if groups == 1 else rows[:, group * width : (group + 1) * width]
 
 
-class _Im2colConv2d(torch.autograd.Function):
-    """``out = W · im2col(x)``, a chunk of the batch at a time, with a hand-written backward that
-    rebuilds each chunk's columns instead of keeping them: ``∂W = Σ ∂out · colsᵀ`` and
-    ``∂x = col2im(Wᵀ · ∂out)``. Under ``create_graph`` the backward is built from differentiable
-    ops on the whole batch, so double backward works.
+def conv_nhwc(
+    padded: Tensor, wmat: Tensor, geometry: Geometry, out_size: tuple[int, int] | None = None
+) -> Tensor:
+    """Convolution of zero-padded ``(N, H, W, C)`` with :func:`weight_matrix` filters
+    ``(G, O/G, kH·kW·C/G)`` → ``(N, H_out, W_out, O)``.
+
+    ``out[n, y, x, o] = Σ_{i, j, c} W[o, c, i, j] · x[n, y·s + i·d, x·s + j·d, g(o)·C/G + c]``
     """
+    n = padded.shape[0]
+    groups, group_out, row_length = wmat.shape
+    if out_size is None:
+        out_size = output_size_unpadded(padded.shape[1:3], geometry.kernel, geometry.stride, geometry.dilation)
+    parts = _chunks(n, out_size[0] * out_size[1], row_length)
+    if len(parts) == 1 and groups == 1:
+        return matmul_nt(im2col_nhwc(padded, geometry, out_size, 0), wmat[0]).view(n, *out_size, group_out)
+    out = padded.new_empty(n, *out_size, groups * group_out)
+    for part in parts:
+        for g in range(groups):
+            result = matmul_nt(im2col_nhwc(padded[part], geometry, out_size, g), wmat[g])
+            out[part, :, :, g * group_out : (g + 1) * group_out] = result.view(-1, *out_size, group_out)
+    return out
+
+
+def weight_grad_nhwc(padded: Tensor, grad_out: Tensor, geometry: Geometry, weight_shape) -> Tensor:
+    """``∂W[o, c, i, j] = Σ_{n, y, x} ∂out[n, y, x, o] · x[n, y·s + i·d, x·s + j·d, c]`` for padded
+    ``(N, H, W, C)`` and ``∂out (N, H_out, W_out, O)`` → ``(O, C/G, kH, kW)``."""
+    out_channels, group_channels, kh, kw = weight_shape
+    groups = geometry.groups
+    out_size = tuple(grad_out.shape[1:3])
+    grad = None
+    for part in _chunks(padded.shape[0], out_size[0] * out_size[1], kh * kw * group_channels):
+        per_group = [
+            matmul_nt(
+                _group_rows(grad_out[part], g, groups).t(), im2col_nhwc(padded[part], geometry, out_size, g).t()
+            )
+            for g in range(groups)
+        ]
+        chunk = torch.stack(per_group) if groups > 1 else per_group[0]
+        if grad is None:
+            grad = chunk
+        else:
+            grad += chunk
+    grad = grad.reshape(out_channels, kh, kw, group_channels)
+    return grad.permute(0, 3, 1, 2).contiguous()
+
+
+def input_grad_nhwc(
+    grad_out: Tensor, weight: Tensor, geometry: Geometry, padding: tuple[int, int], input_size: tuple[int, int]
+) -> Tensor:
+    """``∂x`` of :func:`conv_nhwc` for ``∂out (N, H_out, W_out, O)`` and filters ``(O, C/G, kH, kW)``
+    → ``(N, H, W, C)`` with ``(H, W) = input_size`` (unpadded; ``padding`` is cropped)."""
+    out_channels, group_channels, kh, kw = weight.shape
+    groups = geometry.groups
+    reach = [d * (k - 1) for k, d in zip(geometry.kernel, geometry.dilation)]
+    before = [r - p for r, p in zip(reach, padding)]
+    after = [size + r - g - b for size, r, g, b in zip(input_size, reach, grad_out.shape[1:3], before)]
+    if geometry.stride == (1, 1) and min(before + after) >= 0:
+        # ∂x is the correlation of ∂out, padded by d(k-1)-p, with the flipped filters transposed
+        # per group: W'[c, o, i, j] = W[o, c, kH-1-i, kW-1-j].
+        flipped = weight.view(groups, out_channels // groups, group_channels, kh, kw).transpose(1, 2).flip(3, 4)
+        wmat = flipped.permute(0, 1, 3, 4, 2).reshape(groups, group_channels, -1)
+        padded = pad_nhwc(grad_out, tuple(zip(before, after)))
+        return conv_nhwc(padded, wmat, geometry, input_size)
+    return _col2im_input_grad(grad_out, weight, geometry, padding, input_size)
+
+
+def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, padding, input_size) -> Tensor:
+    """``∂x = col2im(∂out · W)``: each chunk's column gradient scattered by ``kH·kW`` strided adds."""
+    out_channels, group_channels, kh, kw = weight.shape
+    groups = geometry.groups
+    (sy, sx), (dy, dx) = geometry.stride, geometry.dilation
+    n, oh, ow, _ = grad_out.shape
+    wmat = weight_matrix(weight, groups)
+    grad = grad_out.new_zeros(n, input_size[0] + 2 * padding[0], input_size[1] + 2 * padding[1], group_channels * groups)
+    for part in _chunks(n, oh * ow, kh * kw * group_channels):
+        for g in range(groups):
+            cols = matmul_nt(_group_rows(grad_out[part], g, groups), wmat[g].t())
+            taps = cols.view(-1, oh, ow, kh, kw, group_channels)
+            channels = slice(g * group_channels, (g + 1) * group_channels)
+            for i in range(kh):
+                for j in range(kw):
+                    rows = slice(i * dy, i * dy + sy * (oh - 1) + 1, sy)
+                    columns = slice(j * dx, j * dx + sx * (ow - 1) + 1, sx)
+                    grad[part, rows, columns, channels] += taps[:, :, :, i, j]
+    return grad[:, padding[0] : padding[0] + input_size[0], padding[1] : padding[1] + input_size[1]]
+
+
+class _Conv2d(torch.autograd.Function):
+    """Forward through :func:`conv_nhwc`; backward through :func:`input_grad_nhwc` and
+    :func:`weight_grad_nhwc`, rebuilding columns instead of keeping them. Under ``create_graph``
+    the same functions run on autograd-recording ops (``matmul_nt`` falls back to
+    ``torch.matmul``), so double backward works."""
 
     @staticmethod
-    def forward(ctx, padded: Tensor, weight: Tensor, stride, dilation, groups: int) -> Tensor:
-        n = padded.shape[0]
-        out_channels, _, kh, kw = weight.shape
-        size = output_size_unpadded(padded.shape[2:], (kh, kw), stride, dilation)
-        w = weight.reshape(groups, out_channels // groups, -1)
-        out = torch.empty(
-            n, out_channels, *size, dtype=padded.dtype, device=padded.device, memory_format=_memory_format(padded)
-        )
-        for part in _chunks(n, size[0] * size[1]):
-            cols = im2col(padded[part], (kh, kw), stride, dilation, groups)
-            out[part] = _to_batch_first(torch.matmul(w, cols), part.stop - part.start, size)
-        ctx.save_for_backward(padded, weight)
-        ctx.geometry = (stride, dilation, groups)
-        return out
+    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+        geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
+        padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
+        out = conv_nhwc(padded, weight_matrix(weight, groups), geometry)
+        ctx.save_for_backward(input, weight)
+        ctx.geometry, ctx.padding = geometry, padding
+        return to_nchw(out, memory_format_of(input))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        padded, weight = ctx.saved_tensors
-        stride, dilation, groups = ctx.geometry
-        out_channels, _, kh, kw = weight.shape
-        w = weight.reshape(groups, out_channels // groups, -1)
-        need_input, need_weight = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # create_graph: differentiable ops over the whole batch
-            grad = _to_group_first(grad_out, groups)
-            grad_input = grad_weight = None
-            if need_input:
-                cols = torch.matmul(w.transpose(1, 2), grad)
-                grad_input = col2im(cols, padded.shape[0], padded.shape[2:], (kh, kw), stride, dilation)
-            if need_weight:
-                cols = im2col(padded, (kh, kw), stride, dilation, groups)
-                grad_weight = torch.matmul(grad, cols.transpose(1, 2)).view_as(weight)
-            return grad_input, grad_weight, None, None, None
-        grad_input = torch.empty_like(padded) if need_input else None
-        grad_weight = torch.zeros_like(w) if need_weight else None
-        for part in _chunks(padded.shape[0], grad_out.shape[2] * grad_out.shape[3]):
-            grad = _to_group_first(grad_out[part], groups)
-            if need_input:
-                cols = torch.matmul(w.transpose(1, 2), grad)
-                grad_input[part] = col2im(cols, part.stop - part.start, padded.shape[2:], (kh, kw), stride, dilation)
-            if need_weight:
-                cols = im2col(padded[part], (kh, kw), stride, dilation, groups)
-                grad_weight.baddbmm_(grad, cols.transpose(1, 2))
-        return grad_input, grad_weight.view_as(weight) if need_weight else None, None, None, None
-
-
-def _memory_format(x: Tensor) -> torch.memory_format:
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
+        input, weight = ctx.saved_tensors
+        geometry, padding = ctx.geometry, ctx.padding
+        grad = grad_out.permute(0, 2, 3, 1).contiguous()
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
+            grad_input = to_nchw(grad_input, memory_format_of(input))
+        if ctx.needs_input_grad[1]:
+            padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
+            grad_weight = weight_grad_nhwc(padded, grad, geometry, weight.shape)
+        return grad_input, grad_weight, None, None, None, None
 
 
 def conv2d(
@@ -149,46 +240,36 @@ def conv2d(
 ) -> Tensor:
     """``out[n, o, y, x] = Σ_{c, i, j} w[o, c, i, j] · x_pad[n, g(o)·C_g + c, y·s + i·d, x·s + j·d]``.
 
-    ``input (N, C, H, W)``, ``weight (O, C/groups, kH, kW)`` → ``(N, O, H_out, W_out)``.
+    ``input (N, C, H, W)``, ``weight (O, C/groups, kH, kW)`` → ``(N, O, H_out, W_out)``, in the
+    input's memory format (channels-last input gives channels-last output without a copy).
     """
-    if (*weight.shape[2:], *stride, *padding) == (1, 1, 1, 1, 0, 0):
-        # 1×1: the input already is the column matrix, so the convolution is one GEMM.
-        n, c, h, w = input.shape
-        out_channels = weight.shape[0]
-        x = input.reshape(n, groups, c // groups, h * w)
-        out = torch.matmul(weight.reshape(groups, out_channels // groups, c // groups), x)
-        return out.view(n, out_channels, h, w)
-    padded = pad_input(input, tuple((p, p) for p in padding))
-    return _Im2colConv2d.apply(padded, weight, stride, dilation, groups)
+    return _Conv2d.apply(input, weight, stride, padding, dilation, groups)
 
 
-class _Col2imConvTranspose2d(torch.autograd.Function):
-    """``out = col2im(Wᵀ · x)``; backward is the convolution's forward:
-    ``∂x = W · im2col(∂out)`` and ``∂W = x · im2col(∂out)ᵀ``."""
+class _ConvTranspose2d(torch.autograd.Function):
+    """The adjoint of :class:`_Conv2d` for a convolution from the output size back to the input
+    size: forward is its input gradient; backward its forward (``∂x``) and weight gradient."""
 
     @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, dilation, groups: int, full_size) -> Tensor:
-        n = input.shape[0]
-        _, group_out, kh, kw = weight.shape
-        x = _to_group_first(input, groups)
-        w = weight.reshape(groups, x.shape[1], group_out * kh * kw).transpose(1, 2)
-        ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, dilation, groups, input.shape)
-        return col2im(torch.matmul(w, x), n, full_size, (kh, kw), stride, dilation)
+    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size) -> Tensor:
+        geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
+        out = input_grad_nhwc(input.permute(0, 2, 3, 1).contiguous(), weight, geometry, padding, out_size)
+        ctx.save_for_backward(input, weight)
+        ctx.geometry, ctx.padding = geometry, padding
+        return to_nchw(out, memory_format_of(input))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, weight = ctx.saved_tensors
-        stride, dilation, groups, input_shape = ctx.geometry
-        _, group_out, kh, kw = weight.shape
-        grad_cols = im2col(grad_out, (kh, kw), stride, dilation, groups)  # (G, C_out/G·k², N·H·W)
+        input, weight = ctx.saved_tensors
+        geometry, padding = ctx.geometry, ctx.padding
+        padded = pad_nhwc(grad_out.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
-            w = weight.reshape(groups, x.shape[1], group_out * kh * kw)
-            grad_input = _to_batch_first(torch.matmul(w, grad_cols), input_shape[0], input_shape[2:])
+            grad_input = conv_nhwc(padded, weight_matrix(weight, geometry.groups), geometry, tuple(input.shape[2:]))
+            grad_input = to_nchw(grad_input, memory_format_of(input))
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.matmul(x, grad_cols.transpose(1, 2)).view_as(weight)
-        return grad_input, grad_weight, None, None, None, None
+            grad_weight = weight_grad_nhwc(padded, input.permute(0, 2, 3, 1).contiguous(), geometry, weight.shape)
+        return grad_input, grad_weight, None, None, None, None, None
 
 
 def conv_transpose2d(
@@ -200,16 +281,13 @@ def conv_transpose2d(
     dilation: tuple[int, int],
     groups: int,
 ) -> Tensor:
-    """The adjoint of :func:`conv2d`: ``cols = Wᵀ x`` then :func:`col2im` scatters the columns.
+    """The adjoint of :func:`conv2d`: scatters every input position through the filters.
 
     ``input (N, C_in, H, W)``, ``weight (C_in, C_out/groups, kH, kW)`` →
     ``(N, C_out, (H-1)s - 2p + d(k-1) + output_padding + 1, ...)``.
     """
-    kernel_size = weight.shape[2:]
-    full = tuple(
-        (size - 1) * s + d * (k - 1) + 1 for size, s, d, k in zip(input.shape[2:], stride, dilation, kernel_size)
+    out_size = tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        for size, s, p, d, k, extra in zip(input.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)
     )
-    out = _Col2imConvTranspose2d.apply(input, weight, stride, dilation, groups, full)
-    # Crop `padding` on the left; on the right, crop `padding` and add `output_padding` (zeros
-    # where it reaches past the last window).
-    return F.pad(out, [-padding[1], output_padding[1] - padding[1], -padding[0], output_padding[0] - padding[0]])
+    return _ConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size)
