@@ -113,9 +113,7 @@ def _group_rows(x: Tensor, group: int, groups: int) -> Tensor:
     return rows if groups == 1 else rows[:, group * width : (group + 1) * width]
 
 
-def conv_nhwc(
-    padded: Tensor, wmat: Tensor, geometry: Geometry, out_size: tuple[int, int] | None = None
-) -> Tensor:
+def conv_nhwc(padded: Tensor, wmat: Tensor, geometry: Geometry, out_size: tuple[int, int] | None = None) -> Tensor:
     """Convolution of zero-padded ``(N, H, W, C)`` with :func:`weight_matrix` filters
     ``(G, O/G, kH·kW·C/G)`` → ``(N, H_out, W_out, O)``.
 
@@ -145,9 +143,7 @@ def weight_grad_nhwc(padded: Tensor, grad_out: Tensor, geometry: Geometry, weigh
     grad = None
     for part in _chunks(padded.shape[0], out_size[0] * out_size[1], kh * kw * group_channels):
         per_group = [
-            matmul_nt(
-                _group_rows(grad_out[part], g, groups).t(), im2col_nhwc(padded[part], geometry, out_size, g).t()
-            )
+            matmul_nt(_group_rows(grad_out[part], g, groups).t(), im2col_nhwc(padded[part], geometry, out_size, g).t())
             for g in range(groups)
         ]
         chunk = torch.stack(per_group) if groups > 1 else per_group[0]
@@ -181,12 +177,13 @@ def input_grad_nhwc(
 
 def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, padding, input_size) -> Tensor:
     """``∂x = col2im(∂out · W)``: each chunk's column gradient scattered by ``kH·kW`` strided adds."""
-    out_channels, group_channels, kh, kw = weight.shape
+    _, group_channels, kh, kw = weight.shape
     groups = geometry.groups
     (sy, sx), (dy, dx) = geometry.stride, geometry.dilation
     n, oh, ow, _ = grad_out.shape
     wmat = weight_matrix(weight, groups)
-    grad = grad_out.new_zeros(n, input_size[0] + 2 * padding[0], input_size[1] + 2 * padding[1], group_channels * groups)
+    padded_size = [size + 2 * p for size, p in zip(input_size, padding)]
+    grad = grad_out.new_zeros(n, *padded_size, group_channels * groups)
     for part in _chunks(n, oh * ow, kh * kw * group_channels):
         for g in range(groups):
             cols = matmul_nt(_group_rows(grad_out[part], g, groups), wmat[g].t())
