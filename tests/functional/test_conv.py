@@ -15,7 +15,30 @@ import cnnlab.functional as CF
 from cnnlab import nn as cnn
 from tests.conftest import assert_close, compare_forward_backward, twin
 
-ALGORITHMS = ["gemm", "fft", "auto"]
+ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "auto"]
+
+
+def supports(algorithm: str, layer: cnn.Conv2d) -> bool:
+    """Whether ``algorithm`` covers the layer's geometry (the rest must raise a clear ValueError)."""
+    kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
+    if algorithm == "shift":
+        return stride == (1, 1)
+    if algorithm == "winograd":
+        return kernel == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+    if algorithm == "pointwise":  # padding other than zeros is applied before the algorithm runs
+        zero_padding = isinstance(layer.padding, str) or not any(layer.padding)
+        return kernel == (1, 1) and (zero_padding or layer.padding_mode != "zeros")
+    return True
+
+
+def compare_algorithm(reference, ours, x, algorithm, **kwargs):
+    """``ours`` with ``algorithm`` agrees with torch, or refuses a geometry it does not cover."""
+    ours.algorithm = algorithm
+    if supports(algorithm, ours):
+        compare_forward_backward(reference, ours, x, **kwargs)
+    else:
+        with pytest.raises(ValueError, match=f"the '{algorithm}' algorithm needs"):
+            ours(x)
 
 
 def conv2d_grid():
@@ -31,8 +54,7 @@ def conv2d_grid():
 @pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "groups"), list(conv2d_grid()))
 def test_conv2d_matches_torch(kernel, stride, padding, dilation, groups, algorithm):
     reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 6, kernel, stride, padding, dilation, groups)
-    ours.algorithm = algorithm
-    compare_forward_backward(reference, ours, torch.randn(2, 4, 11, 12))
+    compare_algorithm(reference, ours, torch.randn(2, 4, 11, 12), algorithm)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -43,8 +65,7 @@ def test_conv2d_padding_modes_match_torch(padding_mode, kernel, padding, dilatio
     reference, ours = twin(
         nn.Conv2d, cnn.Conv2d, 3, 5, kernel, padding=padding, dilation=dilation, bias=bias, padding_mode=padding_mode
     )
-    ours.algorithm = algorithm
-    compare_forward_backward(reference, ours, torch.randn(2, 3, 9, 10))
+    compare_algorithm(reference, ours, torch.randn(2, 3, 9, 10), algorithm)
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular"])
@@ -186,8 +207,7 @@ def test_conv2d_property_random_configs(data, groups, kernel, stride, dilation, 
         groups,
         padding_mode=padding_mode,
     )
-    ours.algorithm = algorithm
-    compare_forward_backward(reference, ours, torch.randn(data.draw(st.integers(1, 3)), 2 * groups, height, width))
+    compare_algorithm(reference, ours, torch.randn(data.draw(st.integers(1, 3)), 2 * groups, height, width), algorithm)
 
 
 @settings(max_examples=40, deadline=None)
@@ -222,28 +242,59 @@ def test_conv2d_is_linear(a, b):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize(("shift_y", "shift_x"), [(1, 0), (0, 3), (-2, 5)])
 def test_circular_conv_is_translation_equivariant(shift_y, shift_x, algorithm):
-    """With circular padding, conv(roll(x)) == roll(conv(x)) exactly: the same weights at every position."""
-    layer = cnn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", algorithm=algorithm).double()
+    """With circular padding, conv(roll(x)) == roll(conv(x)): the same weights at every position."""
+    kernel = 1 if algorithm == "pointwise" else 3
+    layer = cnn.Conv2d(3, 4, kernel, padding=kernel // 2, padding_mode="circular", algorithm=algorithm).double()
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     rolled_then_conv = layer(torch.roll(x, (shift_y, shift_x), dims=(2, 3)))
     conv_then_rolled = torch.roll(layer(x), (shift_y, shift_x), dims=(2, 3))
     torch.testing.assert_close(rolled_then_conv, conv_then_rolled, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_output_keeps_the_input_memory_format(algorithm, channels_last):
+    """channels_last in, channels_last out (no copy back); contiguous in, contiguous out, as torch."""
+    kernel = 1 if algorithm == "pointwise" else 3
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 8, 6, kernel, padding=kernel // 2)
+    ours.algorithm = algorithm
+    x = torch.randn(2, 8, 9, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    out = ours(x)
+    expected = torch.channels_last if channels_last else torch.contiguous_format
+    assert out.is_contiguous(memory_format=expected)
+    out.backward(torch.ones_like(out))
+    assert x.grad.is_contiguous(memory_format=expected)
+    assert_close(out, reference(x))
+
+
 def _double(*shape):
     return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"stride": 1, "padding": 1}, {"stride": 2, "padding": 0, "dilation": 2}, {"groups": 2, "padding": "same"}],
+    ("algorithm", "kernel", "kwargs"),
+    [
+        *[
+            (algorithm, (3, 2), kwargs)
+            for algorithm in ("gemm", "fft", "auto")
+            for kwargs in ({"stride": 1, "padding": 1}, {"stride": 2, "dilation": 2}, {"groups": 2, "padding": "same"})
+        ],
+        ("shift", (3, 2), {"padding": 1, "dilation": 2}),
+        ("shift", (2, 3), {"groups": 2, "padding": 2}),
+        ("winograd", (3, 3), {"padding": 1}),
+        ("winograd", (3, 3), {"groups": 2, "padding": 3}),
+        ("pointwise", (1, 1), {"stride": 2}),
+        ("pointwise", (1, 1), {"groups": 2}),
+    ],
 )
-def test_conv2d_gradcheck(kwargs, algorithm):
-    inputs = (_double(2, 4, 7, 6), _double(4, 4 // kwargs.get("groups", 1), 3, 2), _double(4))
+def test_conv2d_gradcheck(algorithm, kernel, kwargs):
+    inputs = (_double(2, 4, 7, 6), _double(4, 4 // kwargs.get("groups", 1), *kernel), _double(4))
     fn = lambda x, w, b: CF.conv2d(x, w, b, algorithm=algorithm, **kwargs)  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
-    if algorithm == "gemm":
+    if algorithm != "fft":
         assert torch.autograd.gradgradcheck(fn, inputs)
 
 

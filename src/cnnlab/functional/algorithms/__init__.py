@@ -2,7 +2,8 @@
 
 Each entry is ``conv2d(input, weight, stride, padding, dilation, groups) -> Tensor`` taking a
 validated, batched 4-D input and symmetric zero ``padding`` (other padding modes and asymmetric
-``'same'`` padding are applied before dispatch).
+``'same'`` padding are applied before dispatch). Algorithms that only cover some geometries
+(``shift``, ``winograd``, ``pointwise``, ``depthwise``) raise ``ValueError`` naming what they need.
 """
 
 from __future__ import annotations
@@ -11,37 +12,68 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from . import depthwise, fft, gemm
+from . import depthwise, fft, gemm, shift, winograd
 
-__all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
+__all__ = ["CONV2D_ALGORITHMS", "WINOGRAD_MIN_CHANNELS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
+
+WINOGRAD_MIN_CHANNELS = 256
+
+
+def _pointwise(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+    """1×1 convolution as one GEMM: on channels-last data the input rows already are the columns."""
+    if tuple(weight.shape[2:]) != (1, 1) or tuple(padding) != (0, 0):
+        raise ValueError(
+            "the 'pointwise' algorithm needs a 1×1 kernel and padding=0, but got "
+            f"kernel_size={tuple(weight.shape[2:])}, padding={tuple(padding)}"
+        )
+    return gemm.conv2d(input, weight, stride, padding, dilation, groups)
+
 
 CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
     "gemm": gemm.conv2d,
+    "shift": shift.conv2d,
+    "winograd": winograd.conv2d,
     "fft": fft.conv2d,
     "depthwise": depthwise.conv2d,
+    "pointwise": _pointwise,
 }
 
 
-def select_conv2d_algorithm(input: Tensor, weight: Tensor, stride: tuple[int, int], groups: int) -> str:
-    """The rule behind ``algorithm="auto"``:
+def select_conv2d_algorithm(
+    input: Tensor,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> str:
+    """The rule behind ``algorithm="auto"`` (timings: ``docs/benchmarks.md``):
 
     - ``depthwise`` when every group holds one input channel (``groups == in_channels > 1``): a
-      GEMM with a k²-long inner dimension is ~25× slower than torch there, k² shifted
-      multiply-adds are not (``benchmarks/layers.py``, depthwise row);
-    - ``gemm`` (im2col + GEMM) for everything else.
-
-    FFT is exact but only pays for large kernels at stride 1; it stays opt-in (``algorithm="fft"``
-    or ``FFTConv2d``) until the CPU benchmark shows it faster than ``gemm``.
+      GEMM with a k²-long inner dimension starves the CPU, k² shifted multiply-adds do not;
+    - ``pointwise`` for unpadded 1×1 filters: one GEMM, no column copy on channels-last input;
+    - ``winograd`` for 3×3, stride-1, dilation-1 filters over at least ``WINOGRAD_MIN_CHANNELS``
+      input channels per group: there its 2.25× fewer multiplies outweigh the transforms
+      (256→256 @8²: 65 vs 75 ms forward+backward; 128→128 @16²: 92 vs 83 ms, so not below);
+    - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``shift`` (k² passes over
+      the output) lost to it on every 3×3 shape of ``benchmarks/layers.py``, and ``fft`` only
+      approaches it at 7×7 while holding complex spectra; both stay opt-in.
     """
     if groups > 1 and weight.shape[1] == 1 and input.shape[1] == groups:
         return "depthwise"
+    if (*weight.shape[2:], *padding) == (1, 1, 0, 0):
+        return "pointwise"
+    if (*weight.shape[2:], *stride, *dilation) == (3, 3, 1, 1, 1, 1) and weight.shape[1] >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
     return "gemm"
 
 
-def get_conv2d_algorithm(name: str, input: Tensor, weight: Tensor, stride: tuple[int, int], groups: int):
+def get_conv2d_algorithm(
+    name: str, input: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int], dilation, groups: int
+):
     """Look up ``name`` (or resolve ``"auto"``); unknown names list the registered choices."""
     if name == "auto":
-        name = select_conv2d_algorithm(input, weight, stride, groups)
+        name = select_conv2d_algorithm(input, weight, stride, padding, dilation, groups)
     try:
         return CONV2D_ALGORITHMS[name]
     except KeyError:

@@ -34,6 +34,7 @@ __all__ = [
     "conv2d",
     "conv_nhwc",
     "conv_transpose2d",
+    "flipped_filters",
     "im2col_nhwc",
     "input_grad_nhwc",
     "memory_format_of",
@@ -84,6 +85,14 @@ def pad_nhwc(x: Tensor, pads: tuple[tuple[int, int], tuple[int, int]]) -> Tensor
 def weight_matrix(weight: Tensor, groups: int) -> Tensor:
     """Filters ``(O, C/G, kH, kW)`` → ``(G, O/G, kH·kW·C/G)`` in the column order of :func:`im2col_nhwc`."""
     return weight.permute(0, 2, 3, 1).reshape(groups, weight.shape[0] // groups, -1)
+
+
+def flipped_filters(weight: Tensor, groups: int) -> Tensor:
+    """The filters whose stride-1 correlation with ``∂out`` is ``∂x``: per group, transposed and
+    rotated by 180°, ``W'[c, o, i, j] = W[o, c, kH-1-i, kW-1-j]``; ``(O, C/G, kH, kW)`` → ``(C, O/G, kH, kW)``."""
+    out_channels, group_channels, kh, kw = weight.shape
+    flipped = weight.view(groups, out_channels // groups, group_channels, kh, kw).transpose(1, 2).flip(3, 4)
+    return flipped.reshape(groups * group_channels, out_channels // groups, kh, kw)
 
 
 def im2col_nhwc(padded: Tensor, geometry: Geometry, out_size: tuple[int, int], group: int) -> Tensor:
@@ -160,18 +169,14 @@ def input_grad_nhwc(
 ) -> Tensor:
     """``∂x`` of :func:`conv_nhwc` for ``∂out (N, H_out, W_out, O)`` and filters ``(O, C/G, kH, kW)``
     → ``(N, H, W, C)`` with ``(H, W) = input_size`` (unpadded; ``padding`` is cropped)."""
-    out_channels, group_channels, kh, kw = weight.shape
     groups = geometry.groups
     reach = [d * (k - 1) for k, d in zip(geometry.kernel, geometry.dilation)]
     before = [r - p for r, p in zip(reach, padding)]
     after = [size + r - g - b for size, r, g, b in zip(input_size, reach, grad_out.shape[1:3], before)]
     if geometry.stride == (1, 1) and min(before + after) >= 0:
-        # ∂x is the correlation of ∂out, padded by d(k-1)-p, with the flipped filters transposed
-        # per group: W'[c, o, i, j] = W[o, c, kH-1-i, kW-1-j].
-        flipped = weight.view(groups, out_channels // groups, group_channels, kh, kw).transpose(1, 2).flip(3, 4)
-        wmat = flipped.permute(0, 1, 3, 4, 2).reshape(groups, group_channels, -1)
+        # ∂x is the correlation of ∂out, padded by d(k-1)-p, with the flipped filters
         padded = pad_nhwc(grad_out, tuple(zip(before, after)))
-        return conv_nhwc(padded, wmat, geometry, input_size)
+        return conv_nhwc(padded, weight_matrix(flipped_filters(weight, groups), groups), geometry, input_size)
     return _col2im_input_grad(grad_out, weight, geometry, padding, input_size)
 
 

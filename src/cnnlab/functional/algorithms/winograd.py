@@ -1,0 +1,131 @@
+"""Winograd F(2×2, 3×3) convolution for 3×3, stride-1, dilation-1 filters.
+
+Each 2×2 block of outputs needs a 4×4 tile of input. In the transformed domain the tile's
+convolution with a 3×3 filter is an element-wise product (Lavin & Gray, 2015):
+
+    Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+
+with ``Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]``, ``G = [[1,0,0],[½,½,½],[½,-½,½],[0,0,1]]``
+and ``Aᵀ = [[1,1,1,0],[0,1,-1,-1]]``. Summed over channels, the 16 element-wise products become
+16 GEMMs ``(tiles, C) · (C, O)``: 16 multiplies per 4 outputs instead of 36, 2.25× fewer
+flops than im2col, paid for with the transforms (additions only) on channels-last data.
+
+Backward: the input gradient of a stride-1 3×3 convolution is another one (the gradient
+correlated with the flipped, transposed filters), so it runs through Winograd too; the weight
+gradient is the GEMM algorithm's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .gemm import Geometry, flipped_filters, input_grad_nhwc, memory_format_of, pad_nhwc, to_nchw, weight_grad_nhwc
+from .matmul import matmul_nt
+
+__all__ = ["conv2d"]
+
+_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+def _b_transpose(d: Tensor, out: Tensor | None) -> Tensor:
+    """``Bᵀ`` applied along dim 0 (length 4) of ``d``; written into ``out`` when given (saves a
+    pass; ``out=`` ops do not record autograd, so double backward passes ``None``)."""
+    terms = ((torch.sub, 0, 2), (torch.add, 1, 2), (torch.sub, 2, 1), (torch.sub, 1, 3))
+    if out is None:
+        return torch.stack([op(d[a], d[b]) for op, a, b in terms])
+    for row, (op, a, b) in enumerate(terms):
+        op(d[a], d[b], out=out[row])
+    return out
+
+
+def _input_transform(tiles: Tensor) -> Tensor:
+    """``Bᵀ d B`` for tiles ``(N, Th, Tw, 4, 4, C)`` → ``(16, N·Th·Tw, C)``, ordered ``(column, row)``."""
+    n, th, tw, _, _, c = tiles.shape
+    recording = torch.is_grad_enabled() and tiles.requires_grad
+    rows = _b_transpose(tiles.movedim(3, 0), None if recording else tiles.new_empty(4, n, th, tw, 4, c))
+    both = _b_transpose(rows.movedim(4, 0), None if recording else tiles.new_empty(4, 4, n, th, tw, c))
+    return both.reshape(16, n * th * tw, c)
+
+
+def _filter_transform(weight: Tensor) -> Tensor:
+    """``G g Gᵀ`` for filters ``(O, C, 3, 3)`` → ``(16, O, C)``, ordered ``(column, row)``."""
+    g = torch.tensor(_G, dtype=weight.dtype, device=weight.device)
+    return torch.einsum("ai,ocij,bj->baoc", g, weight, g).reshape(16, *weight.shape[:2])
+
+
+def _output_transform(products: list[Tensor], n: int, th: int, tw: int) -> Tensor:
+    """``Aᵀ M A`` for the 16 products ``(N·Th·Tw, O)`` (``(column, row)`` order) → ``(N, 2·Th, 2·Tw, O)``."""
+    m = [products[a::4] for a in range(4)]  # m[row][column]
+    rows = [[m[0][b] + m[1][b] + m[2][b] for b in range(4)], [m[1][b] - m[2][b] - m[3][b] for b in range(4)]]
+    out = products[0].new_empty(n, th, 2, tw, 2, products[0].shape[1])
+    for r, row in enumerate(rows):
+        out[:, :, r, :, 0] = (row[0] + row[1] + row[2]).view(n, th, tw, -1)
+        out[:, :, r, :, 1] = (row[1] - row[2] - row[3]).view(n, th, tw, -1)
+    return out.view(n, 2 * th, 2 * tw, -1)
+
+
+def winograd_nhwc(x: Tensor, weight: Tensor, padding: tuple[int, int], groups: int) -> Tensor:
+    """``(N, H, W, C)`` * ``(O, C/G, 3, 3)``, zero padding ``padding``, stride 1 → ``(N, H_out, W_out, O)``."""
+    n, h, w, c = x.shape
+    out_channels, group_channels = weight.shape[:2]
+    group_out = out_channels // groups
+    out_size = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    th, tw = (out_size[0] + 1) // 2, (out_size[1] + 1) // 2
+    # pad so that the output is a whole number of 2×2 blocks; the extra row/column is cropped
+    padded = pad_nhwc(x, tuple((p, p + s % 2) for p, s in zip(padding, out_size)))
+    sn, sh, sw, sc = padded.stride()
+    tiles = padded.as_strided((n, th, tw, 4, 4, c), (sn, 2 * sh, 2 * sw, sh, sw, sc))
+    v = _input_transform(tiles)
+    u = _filter_transform(weight)
+    out = x.new_empty(n, 2 * th, 2 * tw, out_channels)
+    for g in range(groups):
+        channels = slice(g * group_channels, (g + 1) * group_channels)
+        outputs = slice(g * group_out, (g + 1) * group_out)
+        products = [matmul_nt(v[k][:, channels], u[k][outputs]) for k in range(16)]
+        out[..., outputs] = _output_transform(products, n, th, tw)
+    return out[:, : out_size[0], : out_size[1]]
+
+
+class _WinogradConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input: Tensor, weight: Tensor, padding, groups: int) -> Tensor:
+        out = winograd_nhwc(input.permute(0, 2, 3, 1), weight, padding, groups)
+        ctx.save_for_backward(input, weight)
+        ctx.padding, ctx.groups = padding, groups
+        return to_nchw(out, memory_format_of(input))
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        input, weight = ctx.saved_tensors
+        padding, groups = ctx.padding, ctx.groups
+        geometry = Geometry((3, 3), (1, 1), (1, 1), groups)
+        grad = grad_out.permute(0, 2, 3, 1).contiguous()
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            if max(padding) <= 2:
+                grad_input = winograd_nhwc(grad, flipped_filters(weight, groups), tuple(2 - p for p in padding), groups)
+            else:
+                grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
+            grad_input = to_nchw(grad_input, memory_format_of(input))
+        if ctx.needs_input_grad[1]:
+            padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
+            grad_weight = weight_grad_nhwc(padded, grad, geometry, weight.shape)
+        return grad_input, grad_weight, None, None
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> Tensor:
+    """Winograd F(2×2, 3×3); same contract and result (to float rounding) as :func:`.gemm.conv2d`."""
+    if tuple(weight.shape[2:]) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1):
+        raise ValueError(
+            "the 'winograd' algorithm needs a 3×3 kernel with stride=(1, 1) and dilation=(1, 1), but got "
+            f"kernel_size={tuple(weight.shape[2:])}, stride={tuple(stride)}, dilation={tuple(dilation)}"
+        )
+    return _WinogradConv2d.apply(input, weight, padding, groups)
