@@ -56,4 +56,4 @@ def conv2d(
     y_hat = torch.einsum("ngchw,gochw->ngohw", x_hat, w_hat).reshape(n, out_channels, height, -1)
     y = torch.fft.irfft2(y_hat, s=size)
     y = y[:, :, : height - kh + 1 : stride[0], : width - kw + 1 : stride[1]]
-    return y.to(dtype).contiguous()
+    return y.to(dtype).contiguous(memory_format=gemm.memory_format_of(input))
