@@ -385,13 +385,14 @@ def test_max_pooling_buys_invariance_to_one_pixel_shifts():
 
 @pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "ceil_mode"), list(max_pool_grid()))
 def test_max_pool2d_fast_path_picks_the_scan_index(kernel, stride, padding, dilation, ceil_mode):
-    """The amax + first-equal path agrees with the exact separable scan wherever it applies."""
+    """The one-``max`` path agrees with the exact separable scan wherever it applies."""
     from cnnlab.functional import pool
 
     x = tied_input(2, 3, 9, 10)
     _, _, k, s, p, d, o = pool._pool_args("max_pool2d", x, 2, kernel, stride, padding, dilation, ceil_mode)
-    fast = pool._max_indices_2d_direct(x, k, s, p, d, o)
+    values, fast = pool._max_pool2d_direct(x, k, s, p, d, o)
     assert fast is not None
+    assert torch.equal(values, pool._gather_flat(x, fast))
     scan = pool._max_indices_2d(
         x,
         lambda t: pool._max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),

@@ -210,37 +210,60 @@ def max_pool2d(
 ):
     """2-D max pooling over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.MaxPool2d`."""
     x, batched, k, s, p, d, o = _pool_args("max_pool2d", input, 2, kernel_size, stride, padding, dilation, ceil_mode)
-    with torch.no_grad():
-        index = _max_indices_2d_direct(x, k, s, p, d, o)
-    if index is None:  # NaN or -inf present: the exact scan keeps torch's NaN / first-valid rule
-        index = _max_indices_2d(
-            x,
-            lambda t: _max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
-            lambda t: _max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
-        )
-    return _finish(_gather_flat(x, index), index, batched, return_indices)
+    out, index = _MaxPool2d.apply(x, k, s, p, d, o)
+    return _finish(out, index, batched, return_indices)
 
 
-def _max_indices_2d_direct(x: Tensor, k, s, p, d, o) -> Tensor | None:
-    """Flat index of each window maximum from one ``amax`` over the 2-D window view and the first
-    position equal to it (row-major: torch's tie rule). About 2.5× faster than the separable scan
-    (max 2×2, 64ch @32², batch 128, ``benchmarks/layers.py``). Returns ``None`` when the result
-    holds NaN or −inf, where equality cannot tell torch's pick (last NaN, first in-bounds −inf).
-    """
-    rows = _windows(x.transpose(-1, -2), k[0], s[0], p[0], d[0], o[0], -math.inf)  # (N, C, W, OH, kH)
-    windows = _windows(rows.permute(0, 1, 3, 4, 2), k[1], s[1], p[1], d[1], o[1], -math.inf)  # (N, C, OH, kH, OW, kW)
-    windows = windows.transpose(-2, -3)  # (N, C, OH, OW, kH, kW)
-    values = windows.amax((-2, -1))
+class _MaxPool2d(torch.autograd.Function):
+    """Forward: one reduction over the window view gives maxima and their positions; backward:
+    the gradient scattered to the saved flat indices (``scatter_add``, itself differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, k, s, p, d, o):
+        values, index = _max_pool2d_direct(x, k, s, p, d, o)
+        if index is None:  # NaN or -inf present: the exact scan keeps torch's NaN / first-valid rule
+            index = _max_indices_2d(
+                x,
+                lambda t: _max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
+                lambda t: _max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
+            )
+            values = _gather_flat(x, index)
+        ctx.save_for_backward(index)
+        ctx.input_shape = x.shape
+        ctx.mark_non_differentiable(index)
+        return values, index
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _grad_index):
+        (index,) = ctx.saved_tensors
+        n, c = ctx.input_shape[:2]
+        flat = grad.new_zeros(n, c, ctx.input_shape[2:].numel())
+        flat = flat.scatter_add(-1, index.reshape(n, c, -1), grad.reshape(n, c, -1))
+        return flat.view(ctx.input_shape), None, None, None, None, None
+
+
+def _max_pool2d_direct(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor | None]:
+    """Maxima and flat indices from one ``max`` over the windows laid out as ``(N, C, OH, OW, kH·kW)``
+    (one strided copy). ``max`` returns the first maximum in row-major window order: torch's tie
+    rule. The index is ``None`` when the maxima hold NaN or −inf, where that rule and torch's
+    differ (torch takes the last NaN and never a padded −inf)."""
+    n, c, height, width = x.shape
+    effective = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    right = [max((oo - 1) * ss + e - size - pp, 0) for oo, ss, e, size, pp in zip(o, s, effective, (height, width), p)]
+    if any(p) or any(right):
+        x = F.pad(x, [p[1], right[1], p[0], right[0]], value=-math.inf)
+    sn, sc, sh, sw = x.stride()
+    windows = x.as_strided((n, c, *o, *k), (sn, sc, sh * s[0], sw * s[1], sh * d[0], sw * d[1]), x.storage_offset())
+    values, position = windows.reshape(n, c, *o, k[0] * k[1]).max(-1)
     if bool((values.isnan() | (values == -math.inf)).any()):
-        return None
-    position = (windows == values[..., None, None]).flatten(-2).to(torch.uint8).argmax(-1)
+        return values, None
     # flat index = window origin (per output) + tap offset (per window position): two small tables
-    device, width = x.device, x.shape[-1]
+    device = x.device
     top = torch.arange(o[0], device=device) * s[0] - p[0]
     left = torch.arange(o[1], device=device) * s[1] - p[1]
     origin = top[:, None] * width + left
     taps = torch.arange(k[0], device=device)[:, None] * (d[0] * width) + torch.arange(k[1], device=device) * d[1]
-    return origin + taps.flatten()[position]
+    return values, origin + taps.flatten()[position]
 
 
 def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, padding, output_size, spatial_dims):
@@ -298,6 +321,54 @@ def _avg_divisor(size: int, kernel: int, stride: int, padding: int, out: int, co
     return end - start
 
 
+def _tap_ranges(size: int, kernel: int, stride: int, padding: int, out: int) -> list[tuple[int, int, int]]:
+    """For each window tap ``j``: the outputs ``[lo, hi)`` whose tap is inside the input, and the
+    input index read by output ``lo`` (``lo·stride − padding + j``); taps in padding are skipped."""
+    ranges = []
+    for j in range(kernel):
+        lo = max(0, -((j - padding) // stride))  # ceil((padding - j) / stride)
+        hi = min(out, (size - 1 - j + padding) // stride + 1)
+        if lo < hi:
+            ranges.append((lo, hi, lo * stride - padding + j))
+    return ranges
+
+
+def _along(dim: int, index: slice) -> tuple:
+    return (..., index) if dim == -1 else (..., index, slice(None))
+
+
+def _sum_taps(source: Tensor, dim: int, ranges, stride: int, out_len: int, adjoint: bool) -> Tensor:
+    """Window sums along ``dim`` as one strided add per tap (no window buffer); ``adjoint`` sends
+    each output back to the inputs of its window (the backward)."""
+    shape = list(source.shape)
+    shape[dim] = out_len
+    out = source.new_zeros(shape)
+    for lo, hi, start in ranges:
+        outputs = _along(dim, slice(lo, hi))
+        inputs = _along(dim, slice(start, start + stride * (hi - lo - 1) + 1, stride))
+        if adjoint:
+            out[inputs] += source[outputs]
+        else:
+            out[outputs] += source[inputs]
+    return out
+
+
+class _WindowSum(torch.autograd.Function):
+    """Sum over windows along ``dim`` (−1 or −2); backward is the adjoint scatter, itself built
+    from differentiable ops so double backward works."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dim: int, kernel: int, stride: int, padding: int, out: int) -> Tensor:
+        ranges = _tap_ranges(x.shape[dim], kernel, stride, padding, out)
+        ctx.geometry = (dim, ranges, stride, x.shape[dim])
+        return _sum_taps(x, dim, ranges, stride, out, adjoint=False)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        dim, ranges, stride, size = ctx.geometry
+        return _sum_taps(grad, dim, ranges, stride, size, adjoint=True), None, None, None, None, None
+
+
 def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, spatial_dims):
     x, batched, k, s, p, _, o = _pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
@@ -306,12 +377,9 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     divisor = None
     for axis in range(spatial_dims):  # last dim first, then (for 2-D) the one before it
         dim = -1 - axis
-        kk, ss, pp, oo = k[dim], s[dim], p[dim], o[dim]
         size = out.shape[dim]
-        t = out.transpose(dim, -1) if dim != -1 else out
-        t = _windows(t, kk, ss, pp, 1, oo, 0.0).sum(-1)
-        out = t.transpose(dim, -1) if dim != -1 else t
-        d = _avg_divisor(size, kk, ss, pp, oo, count_include_pad, x.device)
+        out = _WindowSum.apply(out, dim, k[dim], s[dim], p[dim], o[dim])
+        d = _avg_divisor(size, k[dim], s[dim], p[dim], o[dim], count_include_pad, x.device)
         divisor = d if divisor is None else d.unsqueeze(1) * divisor
     out = out / (divisor_override if divisor_override is not None else divisor.to(out.dtype))
     return out if batched else out.squeeze(0)

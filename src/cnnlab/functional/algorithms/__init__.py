@@ -14,9 +14,7 @@ from torch import Tensor
 
 from . import depthwise, fft, gemm, shift, winograd
 
-__all__ = ["CONV2D_ALGORITHMS", "WINOGRAD_MIN_CHANNELS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
-
-WINOGRAD_MIN_CHANNELS = 256
+__all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
 
 
 def _pointwise(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
@@ -52,19 +50,17 @@ def select_conv2d_algorithm(
     - ``depthwise`` when every group holds one input channel (``groups == in_channels > 1``): a
       GEMM with a k²-long inner dimension starves the CPU, k² shifted multiply-adds do not;
     - ``pointwise`` for unpadded 1×1 filters: one GEMM, no column copy on channels-last input;
-    - ``winograd`` for 3×3, stride-1, dilation-1 filters over at least ``WINOGRAD_MIN_CHANNELS``
-      input channels per group: there its 2.25× fewer multiplies outweigh the transforms
-      (256→256 @8²: 65 vs 75 ms forward+backward; 128→128 @16²: 92 vs 83 ms, so not below);
-    - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``shift`` (k² passes over
-      the output) lost to it on every 3×3 shape of ``benchmarks/layers.py``, and ``fft`` only
-      approaches it at 7×7 while holding complex spectra; both stay opt-in.
+    - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``winograd`` needs 2.25×
+      fewer multiplies but its transformed tiles and 16 products are memory passes: it matched or
+      beat ``gemm`` only from 256 channels (256→256 @8²: 65 vs 75 ms forward+backward in one run,
+      94 vs 76 ms in another) at 2–4× its peak memory. ``shift`` (k² passes over the output) lost
+      on every 3×3 shape of ``benchmarks/layers.py``, and ``fft`` only approaches ``gemm`` at 7×7
+      while holding complex spectra. All three stay opt-in.
     """
     if groups > 1 and weight.shape[1] == 1 and input.shape[1] == groups:
         return "depthwise"
     if (*weight.shape[2:], *padding) == (1, 1, 0, 0):
         return "pointwise"
-    if (*weight.shape[2:], *stride, *dilation) == (3, 3, 1, 1, 1, 1) and weight.shape[1] >= WINOGRAD_MIN_CHANNELS:
-        return "winograd"
     return "gemm"
 
 

@@ -1,0 +1,109 @@
+"""Images per second of a full training step (forward, loss, backward, SGD step) for config-built
+models on cnnlab layers against the same model on ``torch.nn`` layers (``conv=torch pool=torch_max``),
+timed alternately in the same run.
+
+Usage:
+    python benchmarks/train.py                            # fast + resnet, both memory formats
+    python benchmarks/train.py --models fast --formats channels_last --steps 10 --repeats 5
+    python benchmarks/train.py --precision bf16 --device cuda
+
+The ratio is cnnlab's throughput over torch's (above 1 means cnnlab is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from cnnlab.models import build_model
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BACKENDS = {"cnnlab": ("standard", "max"), "torch": ("torch", "torch_max")}
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def make_model(name: str, backend: str, device: str, memory_format: torch.memory_format) -> nn.Module:
+    conv, pool = BACKENDS[backend]
+    load = lambda group, item: OmegaConf.load(CONFIGS / group / f"{item}.yaml")  # noqa: E731
+    torch.manual_seed(0)
+    model, _ = build_model(load("model", name), load("conv", conv), load("pool", pool))
+    return model.to(device=device, memory_format=memory_format)
+
+
+def time_steps(model: nn.Module, batch: int, steps: int, device: str, memory_format, precision: str) -> float:
+    """Seconds per training step, averaged over ``steps`` steps."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    images = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 10, (batch,), device=device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+    def step():
+        with torch.autocast(device, dtype=dtype, enabled=precision == "bf16"):
+            loss = nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["fast", "resnet"])
+    parser.add_argument("--formats", nargs="+", choices=sorted(FORMATS), default=["contiguous", "channels_last"])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timing")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per backend (median reported)")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", help="also write the Markdown table here")
+    args = parser.parse_args()
+
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {args.device}, batch {args.batch}, precision {args.precision}\n"
+    )
+    lines = [
+        "| model | memory format | torch img/s | cnnlab img/s | cnnlab / torch |",
+        "|---|---|---:|---:|---:|",
+    ]
+    print("\n".join(lines), flush=True)
+    for name in args.models:
+        for format_name in args.formats:
+            memory_format = FORMATS[format_name]
+            models = {b: make_model(name, b, args.device, memory_format) for b in BACKENDS}
+            seconds: dict[str, list[float]] = {b: [] for b in BACKENDS}
+            for model in models.values():  # warm-up (oneDNN primitive creation, allocator)
+                time_steps(model, args.batch, 2, args.device, memory_format, args.precision)
+            for _ in range(args.repeats):  # alternate, so drift in the machine hits both alike
+                for b, model in models.items():
+                    seconds[b].append(
+                        time_steps(model, args.batch, args.steps, args.device, memory_format, args.precision)
+                    )
+            rate = {b: args.batch / statistics.median(s) for b, s in seconds.items()}
+            line = (
+                f"| {name} | {format_name} | {rate['torch']:.0f} | {rate['cnnlab']:.0f} | "
+                f"{rate['cnnlab'] / rate['torch']:.2f} |"
+            )
+            lines.append(line)
+            print(line, flush=True)
+    if args.output:
+        Path(args.output).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
