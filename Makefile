@@ -34,6 +34,7 @@ test: lint
 
 bench: venv
 	$(PY) benchmarks/layers.py $(ARGS)
+	$(PY) benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -336,8 +336,9 @@ class ConvTranspose1d(_ConvTranspose):
 
 
 class ConvTranspose2d(_ConvTranspose):
-    r"""2-D transposed convolution: the adjoint (gradient) of :class:`Conv2d`, computed as ``Wᵀx``
-    followed by col2im (``F.fold``), never by dilating the input with zeros.
+    r"""2-D transposed convolution: the adjoint (gradient) of :class:`Conv2d`, computed as that
+    convolution's input gradient (``∂out · W`` then col2im, or for stride 1 a correlation with the
+    flipped filters), never by dilating the input with zeros.
 
     Shape:
         ``(N, C_in, H, W)`` or ``(C_in, H, W)`` → ``(N, C_out, H_out, W_out)`` with
