@@ -58,7 +58,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
         # The weight gradient multiplies whole tensors before reducing: a batch chunk at a time,
         # so the products stay small enough for the allocator to reuse (one 33 MB product per
         # tap cost 50 ms for 128 3×3 @16², batch 128; 16-image chunks 12 ms; 2-core x86).
-        step = max(1, _CHUNK_ELEMENTS // max(grad[0].numel(), 1))
+        step = max(1, _CHUNK_ELEMENTS // max(grad[0].numel(), 1)) if n else 1
         for i in range(kh):
             for j in range(kw):
                 if grad_input is not None:
