@@ -50,6 +50,34 @@ def test_max_pool2d_matches_torch_with_ties(kernel, stride, padding, dilation, c
     compare_max(lambda x: F.max_pool2d(x, *args), lambda x: CF.max_pool2d(x, *args), tied_input(2, 3, 9, 10))
 
 
+def compare_max_without_indices(args, x):
+    """The route without indices (taps, taken for channels-last input and under no_grad) agrees
+    with torch: values, and the gradient lands where torch's index points."""
+    x_ref, x_our = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_ref, out_our = F.max_pool2d(x_ref, *args), CF.max_pool2d(x_our, *args)
+    torch.testing.assert_close(out_our, out_ref, equal_nan=True, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(CF.max_pool2d(x, *args), out_ref.detach(), equal_nan=True, rtol=0, atol=0)
+    grad = torch.randn_like(out_ref)
+    out_ref.backward(grad)
+    out_our.backward(grad)
+    torch.testing.assert_close(x_our.grad, x_ref.grad, equal_nan=True)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "ceil_mode"), list(max_pool_grid()))
+def test_max_pool2d_by_taps_matches_torch_with_ties(kernel, stride, padding, dilation, ceil_mode):
+    x = tied_input(2, 3, 9, 10).contiguous(memory_format=torch.channels_last)
+    compare_max_without_indices((kernel, stride, padding, dilation, ceil_mode), x)
+
+
+@pytest.mark.parametrize("special", [math.nan, -math.inf, math.inf])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool2d_by_taps_nan_and_infinities(special, kernel, stride, padding):
+    x = tied_input(2, 2, 8, 8)
+    x[torch.rand_like(x) < 0.15] = special
+    compare_max_without_indices((kernel, stride, padding), x.contiguous(memory_format=torch.channels_last))
+
+
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding", "dilation", "ceil_mode"),
     [(2, None, 0, 1, False), (3, 2, 1, 1, True), (4, 3, 2, 2, True), (2, 1, 1, 3, False), (5, 2, 0, 1, True)],
