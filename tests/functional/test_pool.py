@@ -427,3 +427,14 @@ def test_max_pool2d_fast_path_picks_the_scan_index(kernel, stride, padding, dila
         lambda t: pool._max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
     )
     assert torch.equal(fast, scan)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool2d_tiling_without_ties_routes_the_gradient(channels_last):
+    """Windows that tile the input with one maximum each take the one-pass backward; it agrees
+    with torch, also when double backward records it."""
+    x = torch.randn(2, 3, 8, 6, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    compare_max_without_indices((2,), x.float())
+    assert torch.autograd.gradgradcheck(lambda t: CF.max_pool2d(t, 2), (x.requires_grad_(True),))

@@ -276,7 +276,20 @@ class _MaxPool2d(torch.autograd.Function):
 
 def _max_pool2d_backward_by_taps(grad: Tensor, x: Tensor, out: Tensor, k, s, p, d, o) -> Tensor:
     """The winning tap of every window (the first, in row-major order, equal to the maximum: a
-    reverse scan where the last write wins), then the gradient routed to it."""
+    reverse scan where the last write wins), then the gradient routed to it. Windows that tile
+    the input without ties take a one-pass shortcut."""
+    n, c, h, w = x.shape
+    if k == s and d == (1, 1) and p == (0, 0) and (h, w) == (o[0] * k[0], o[1] * k[1]):
+        # Windows tile the input: one broadcast compare marks every maximum. If each window has
+        # exactly one (no ties, the usual case before a ReLU), the gradient goes straight there.
+        hit = x.view(n, c, o[0], k[0], o[1], k[1]) == out.view(n, c, o[0], 1, o[1], 1)
+        if int(torch.count_nonzero(hit)) == out.numel():
+            routed = grad.view(n, c, o[0], 1, o[1], 1)
+            if torch.is_grad_enabled():  # double backward: out= does not record
+                return torch.where(hit, routed, 0).reshape(n, c, h, w)
+            grad_input = torch.empty_like(x)  # the input's memory format; written in place below
+            torch.where(hit, routed, grad.new_zeros(()), out=grad_input.view(n, c, o[0], k[0], o[1], k[1]))
+            return grad_input
     taps = list(_tap_slices(x.shape[2:], k, s, p, d, o))
     winner = torch.empty_like(out, dtype=torch.uint8)
     for t, (outputs, inputs) in reversed(list(enumerate(taps))):
