@@ -72,12 +72,20 @@ def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:
 
 def pad_nhwc(x: Tensor, pads: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
     """Zero-pad ``(N, H, W, C)`` (any strides) by ``((top, bottom), (left, right))`` into a
-    contiguous channels-last tensor: one copy."""
+    contiguous channels-last tensor: one copy, and zeros written only to the border."""
     (top, bottom), (left, right) = pads
     if top == bottom == left == right == 0:
         return x.contiguous()
     n, h, w, c = x.shape
-    out = x.new_zeros(n, h + top + bottom, w + left + right, c)
+    if torch.is_grad_enabled() and x.requires_grad:  # double backward: plain ops that record
+        out = x.new_zeros(n, h + top + bottom, w + left + right, c)
+        out[:, top : top + h, left : left + w] = x
+        return out
+    out = x.new_empty(n, h + top + bottom, w + left + right, c)
+    out[:, :top].zero_()
+    out[:, top + h :].zero_()
+    out[:, top : top + h, :left].zero_()
+    out[:, top : top + h, left + w :].zero_()
     out[:, top : top + h, left : left + w] = x
     return out
 
@@ -213,13 +221,15 @@ class _Conv2d(torch.autograd.Function):
         geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
         padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
         out = conv_nhwc(padded, weight_matrix(weight, groups), geometry)
-        ctx.save_for_backward(input, weight)
+        # The padded copy is kept for the weight gradient (about the input's size; rebuilding it
+        # cost a copy and a fill per step); `input` itself is only referenced, for double backward.
+        ctx.save_for_backward(input, weight, padded)
         ctx.geometry, ctx.padding = geometry, padding
         return to_nchw(out, memory_format_of(input))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
+        input, weight, padded = ctx.saved_tensors
         geometry, padding = ctx.geometry, ctx.padding
         grad = grad_out.permute(0, 2, 3, 1).contiguous()
         grad_input = grad_weight = None
@@ -227,7 +237,8 @@ class _Conv2d(torch.autograd.Function):
             grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
             grad_input = to_nchw(grad_input, memory_format_of(input))
         if ctx.needs_input_grad[1]:
-            padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
+            if torch.is_grad_enabled():  # create_graph: rebuild the padding from `input` so it records
+                padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
             grad_weight = weight_grad_nhwc(padded, grad, geometry, weight.shape)
         return grad_input, grad_weight, None, None, None, None
 
