@@ -15,7 +15,8 @@ import cnnlab.functional as CF
 from cnnlab import nn as cnn
 from tests.conftest import assert_close, compare_forward_backward, twin
 
-ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "auto"]
+ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "triton", "auto"]
+CPU_ALGORITHMS = [name for name in ALGORITHMS if name != "triton"]
 
 
 def supports(algorithm: str, layer: cnn.Conv2d) -> bool:
@@ -25,6 +26,8 @@ def supports(algorithm: str, layer: cnn.Conv2d) -> bool:
         return stride == (1, 1)
     if algorithm == "winograd":
         return kernel == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+    if algorithm == "triton":  # CUDA only (CPU under TRITON_INTERPRET): tests/functional/test_triton_kernels.py
+        return False
     if algorithm == "pointwise":  # padding other than zeros is applied before the algorithm runs
         zero_padding = isinstance(layer.padding, str) or not any(layer.padding)
         return kernel == (1, 1) and (zero_padding or layer.padding_mode != "zeros")
@@ -239,7 +242,7 @@ def test_conv2d_is_linear(a, b):
     assert_close(left, right, scale=10)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", CPU_ALGORITHMS)
 @pytest.mark.parametrize(("shift_y", "shift_x"), [(1, 0), (0, 3), (-2, 5)])
 def test_circular_conv_is_translation_equivariant(shift_y, shift_x, algorithm):
     """With circular padding, conv(roll(x)) == roll(conv(x)): the same weights at every position."""
@@ -251,7 +254,7 @@ def test_circular_conv_is_translation_equivariant(shift_y, shift_x, algorithm):
     torch.testing.assert_close(rolled_then_conv, conv_then_rolled, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", CPU_ALGORITHMS)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_output_keeps_the_input_memory_format(algorithm, channels_last):
     """channels_last in, channels_last out (no copy back); contiguous in, contiguous out, as torch.

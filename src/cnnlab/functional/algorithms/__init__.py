@@ -3,7 +3,8 @@
 Each entry is ``conv2d(input, weight, stride, padding, dilation, groups) -> Tensor`` taking a
 validated, batched 4-D input and symmetric zero ``padding`` (other padding modes and asymmetric
 ``'same'`` padding are applied before dispatch). Algorithms that only cover some geometries
-(``shift``, ``winograd``, ``pointwise``, ``depthwise``) raise ``ValueError`` naming what they need.
+(``shift``, ``winograd``, ``pointwise``, ``depthwise``, ``triton``) raise ``ValueError`` naming what
+they need.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from . import depthwise, fft, gemm, shift, winograd
+from . import depthwise, fft, gemm, shift, triton_conv, winograd
 
 __all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
 
@@ -34,6 +35,7 @@ CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
     "fft": fft.conv2d,
     "depthwise": depthwise.conv2d,
     "pointwise": _pointwise,
+    "triton": triton_conv.conv2d,
 }
 
 
@@ -49,6 +51,8 @@ def select_conv2d_algorithm(
 
     - ``depthwise`` when every group holds one input channel (``groups == in_channels > 1``): a
       GEMM with a k²-long inner dimension starves the CPU, k² shifted multiply-adds do not;
+    - ``triton`` (implicit-GEMM kernels) for every other convolution of a CUDA tensor when
+      triton is installed;
     - ``pointwise`` for unpadded 1×1 filters: one GEMM, no column copy on channels-last input;
     - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``winograd`` needs 2.25×
       fewer multiplies but its transformed tiles and 16 products are memory passes: it matched or
@@ -59,6 +63,8 @@ def select_conv2d_algorithm(
     """
     if groups > 1 and weight.shape[1] == 1 and input.shape[1] == groups:
         return "depthwise"
+    if input.is_cuda and triton_conv.available(input):
+        return "triton"
     if (*weight.shape[2:], *padding) == (1, 1, 0, 0):
         return "pointwise"
     return "gemm"

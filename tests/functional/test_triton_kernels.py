@@ -1,0 +1,128 @@
+"""The Triton implicit-GEMM kernels (``algorithm="triton"``) against torch.
+
+On CPU, CI runs them under Triton's interpreter (``TRITON_INTERPRET=1``, in a subprocess so the
+rest of the suite keeps compiled Triton); on a CUDA machine the ``gpu`` tests run the compiled
+kernels in float32, bfloat16 and float16, channels-last included.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnlab.functional as CF
+from tests.conftest import ForbiddenOpGuard
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+
+# kernel, stride, padding, dilation, groups
+GEOMETRIES = [
+    (3, 1, 1, 1, 1),
+    (3, 2, 1, 1, 2),
+    ((2, 3), (2, 1), (1, 0), 2, 1),
+    (1, 1, 0, 1, 1),
+    (3, 1, 2, 1, 2),
+    (3, 1, 0, 2, 1),
+    (5, 2, 2, 1, 1),
+]
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+
+
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual.float() - expected.float()).abs().max() / expected.float().abs().max().clamp(min=1e-6))
+
+
+def check_against_torch(device: str, dtype: torch.dtype, channels_last: bool = False) -> None:
+    """Forward, input gradient and weight gradient of conv2d (every geometry above) and of
+    conv_transpose2d agree with torch's, relative to the largest value."""
+    torch.manual_seed(0)
+    tolerance = TOLERANCE[dtype]
+    for kernel, stride, padding, dilation, groups in GEOMETRIES:
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        x = torch.randn(2, 4, 9, 10, device=device, dtype=dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(6, 4 // groups, kh, kw, device=device, dtype=dtype)
+        args = (stride, padding, dilation, groups)
+        xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        xr, wr = x.float().clone().requires_grad_(True), w.float().clone().requires_grad_(True)
+        out, expected = CF.conv2d(xs, ws, None, *args, algorithm="triton"), F.conv2d(xr, wr, None, *args)
+        grad = torch.randn_like(expected)
+        out.backward(grad.to(dtype))
+        expected.backward(grad)
+        for name, a, e in (
+            ("output", out, expected),
+            ("input grad", xs.grad, xr.grad),
+            ("weight grad", ws.grad, wr.grad),
+        ):
+            error = _relative_error(a, e)
+            assert error < tolerance, f"{name} of {kernel, stride, padding, dilation, groups}: {error}"
+        if channels_last:
+            assert out.is_contiguous(memory_format=torch.channels_last)
+    # transposed convolution through the TRANSPOSED kernel
+    from cnnlab.functional.algorithms import triton_conv
+
+    x = torch.randn(2, 4, 5, 6, device=device, dtype=dtype, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, device=device, dtype=dtype, requires_grad=True)
+    out = triton_conv.conv_transpose2d(x, w, (2, 2), (1, 1), (1, 1), (1, 1), 1)
+    xr, wr = x.detach().float().requires_grad_(True), w.detach().float().requires_grad_(True)
+    expected = F.conv_transpose2d(xr, wr, None, 2, 1, 1, 1, 1)
+    grad = torch.randn_like(expected)
+    out.backward(grad.to(dtype))
+    expected.backward(grad)
+    for a, e in ((out, expected), (x.grad, xr.grad), (w.grad, wr.grad)):
+        assert _relative_error(a, e) < tolerance
+
+
+@needs_triton
+@pytest.mark.slow
+def test_kernels_match_torch_in_the_interpreter():
+    """float32 and float16 through Triton's interpreter on CPU tensors (bfloat16 needs a GPU:
+    the interpreter computes through NumPy, which has no bfloat16)."""
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import torch; from tests.functional.test_triton_kernels import check_against_torch as c; "
+        "c('cpu', torch.float32); c('cpu', torch.float32, channels_last=True); c('cpu', torch.float16)"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_triton_refuses_cpu_tensors_without_the_interpreter():
+    from cnnlab.functional.algorithms import triton_conv
+
+    if triton_conv.available(torch.zeros(1)):
+        pytest.skip("running under TRITON_INTERPRET")
+    with pytest.raises(ValueError, match="the 'triton' algorithm needs triton installed and a CUDA tensor"):
+        CF.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), algorithm="triton")
+
+
+@pytest.mark.gpu
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_kernels_match_cudnn(dtype, channels_last):
+    check_against_torch("cuda", dtype, channels_last)
+
+
+@pytest.mark.gpu
+@needs_triton
+def test_auto_picks_triton_on_cuda_and_calls_no_torch_conv():
+    from cnnlab.functional.algorithms import select_conv2d_algorithm
+
+    x = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
+    w = torch.randn(8, 8, 3, 3, device="cuda", requires_grad=True)
+    assert select_conv2d_algorithm(x, w, (1, 1), (1, 1), (1, 1), 1) == "triton"
+    with ForbiddenOpGuard() as guard:
+        CF.conv2d(x, w, padding=1).sum().backward()
+    assert not guard.forbidden, guard.forbidden
