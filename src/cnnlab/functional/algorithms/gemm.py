@@ -221,15 +221,15 @@ class _Conv2d(torch.autograd.Function):
         geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
         padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
         out = conv_nhwc(padded, weight_matrix(weight, groups), geometry)
-        # The padded copy is kept for the weight gradient (about the input's size; rebuilding it
-        # cost a copy and a fill per step); `input` itself is only referenced, for double backward.
-        ctx.save_for_backward(input, weight, padded)
+        # Only `input` is kept: backward rebuilds the padded copy (keeping it raised peak memory
+        # of 256→256 3×3 @8² from 1.27× to 1.63× torch's for no measurable speed-up).
+        ctx.save_for_backward(input, weight)
         ctx.geometry, ctx.padding = geometry, padding
         return to_nchw(out, memory_format_of(input))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        input, weight, padded = ctx.saved_tensors
+        input, weight = ctx.saved_tensors
         geometry, padding = ctx.geometry, ctx.padding
         grad = grad_out.permute(0, 2, 3, 1).contiguous()
         grad_input = grad_weight = None
@@ -237,8 +237,7 @@ class _Conv2d(torch.autograd.Function):
             grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
             grad_input = to_nchw(grad_input, memory_format_of(input))
         if ctx.needs_input_grad[1]:
-            if torch.is_grad_enabled():  # create_graph: rebuild the padding from `input` so it records
-                padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
+            padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
             grad_weight = weight_grad_nhwc(padded, grad, geometry, weight.shape)
         return grad_input, grad_weight, None, None, None, None
 
