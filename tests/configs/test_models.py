@@ -136,8 +136,11 @@ def test_impossible_models_fail_at_build_time_with_the_config_path(group_configs
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")))
 def test_experiments_compose(experiment):
+    from cnnlab.train.config import validate_config
+
     cfg = compose_cfg(f"experiment={experiment}")
-    assert cfg.trainer.max_epochs > 0 and "readme-results" in cfg.tags
+    validate_config(cfg)
+    assert cfg.trainer.max_epochs > 0 and cfg.tags
 
 
 def test_torch_experiment_only_swaps_the_backend():

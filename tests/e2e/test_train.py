@@ -96,6 +96,21 @@ def test_run_directory_and_tensorboard(tmp_path):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["val_acc"] is not None
 
 
+def test_fast94_recipe_runs_channels_last_with_test_time_flip(tmp_path):
+    """experiment=fast94 (channels-last batches and model, TTA flip, bf16) runs end to end; the
+    batch size is cut for the CPU, everything else is the recipe."""
+    train(
+        "experiment=fast94",
+        *FAST,
+        "data.batch_size=32",
+        "data.eval_batch_size=64",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and 0 <= metrics["val_acc"] <= 1
+
+
 def test_resume_after_kill_equals_continuing(tmp_path):
     """SIGKILL a run after its first epoch's checkpoint, resume=auto: the final weights equal an
     uninterrupted run's exactly (data order, RNG states and schedule all restored)."""

@@ -43,6 +43,7 @@ class TensorImageLoader:
         rank: int = 0,
         world_size: int = 1,
         split: str = "batch",
+        channels_last: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, but got batch_size={batch_size}")
@@ -55,6 +56,7 @@ class TensorImageLoader:
         self.mean, self.std = mean, std
         self.limit_batches = limit_batches
         self.rank, self.world_size, self.split = rank, world_size, split
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if split == "batch" and batch_size % world_size:
             raise ValueError(
                 f"data.batch_size={batch_size} must be divisible by the number of processes ({world_size})"
@@ -93,7 +95,7 @@ class TensorImageLoader:
                 local = self.batch_size // self.world_size
                 mine = slice(self.rank * local, (self.rank + 1) * local)
                 images, labels = images[mine], labels[mine]
-            yield normalize(images, self.mean, self.std), labels
+            yield normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format), labels
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.iterate(self.epoch)

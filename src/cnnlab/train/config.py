@@ -40,6 +40,8 @@ def validate_config(cfg: DictConfig) -> None:
         _require(value is None or _positive_int(value), f"trainer.{key}", value, "null or a positive int")
     _require(trainer.device in ("auto", "cpu", "cuda"), "trainer.device", trainer.device, "'auto', 'cpu' or 'cuda'")
     _require(str(trainer.precision) in ("32", "bf16"), "trainer.precision", trainer.precision, "'32' or 'bf16'")
+    for key in ("tta_flip", "channels_last"):
+        _require(isinstance(trainer[key], bool), f"trainer.{key}", trainer[key], "true or false")
     _require(0 <= trainer.label_smoothing < 1, "trainer.label_smoothing", trainer.label_smoothing, "a float in [0, 1)")
     _require(cfg.conv.kind in CONV_KINDS, "conv.kind", cfg.conv.kind, f"one of {list(CONV_KINDS)}")
     _require(cfg.pool.kind in POOL_KINDS, "pool.kind", cfg.pool.kind, f"one of {list(POOL_KINDS)}")

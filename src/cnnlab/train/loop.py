@@ -71,6 +71,8 @@ def evaluate(model, loader: TensorImageLoader, task: str, trainer, autocast, num
     for images, labels in loader:
         with autocast():
             output = model(images)
+            if trainer.tta_flip and task == "classification":  # test-time augmentation: average with the mirror
+                output = (output.float() + model(images.flip(-1)).float()) / 2
         loss_sum += compute_loss(task, output, images, labels, trainer).item() * len(labels)
         seen += len(labels)
         if task == "classification":
@@ -131,6 +133,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         rank=rank,
         world_size=world_size,
         split="batch",
+        channels_last=trainer.channels_last,
     )
     val_loader = TensorImageLoader(
         data["test_images"],
@@ -143,6 +146,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         rank=rank,
         world_size=world_size,
         split="dataset",
+        channels_last=trainer.channels_last,
     )
 
     # ---- model, traced once on a dummy input
@@ -151,7 +155,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     table = format_shape_table(rows, input_shape)
     if main:
         print(table, flush=True)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if trainer.channels_last else torch.preserve_format)
     step_model = model
     if world_size > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(
