@@ -29,6 +29,85 @@ def dilate_kernel(weight: Tensor, dilation: tuple[int, int]) -> Tensor:
     return out
 
 
+def _spectrum(t: Tensor, size) -> Tensor:
+    return torch.fft.rfft2(t, s=size)
+
+
+def _correlate(x: Tensor, w_hat: Tensor, groups: int, size) -> Tensor:
+    """Circular cross-correlation of ``x (N, C, H, W)`` with filters given by their conjugated
+    spectra ``w_hat (G, O/G, C/G, H, W/2+1)`` → ``(N, O, H, W)``."""
+    n = x.shape[0]
+    x_hat = _spectrum(x, size).reshape(n, groups, w_hat.shape[2], size[0], -1)
+    y_hat = torch.einsum("ngchw,gochw->ngohw", x_hat, w_hat).reshape(n, -1, size[0], x_hat.shape[-1])
+    return torch.fft.irfft2(y_hat, s=size)
+
+
+class _FFTConv2d(torch.autograd.Function):
+    """FFT convolution that keeps only input and filters for backward (not their complex spectra,
+    which took peak memory to 2.4× torch's at 7×7), a chunk of the batch at a time:
+
+    - forward ``y = IFFT(FFT(x) · conj(FFT(w)))``, cropped to valid positions and strided;
+    - ``∂x = IFFT(FFT(∂y) · FFT(w))`` (circular convolution with ``∂y`` scattered back onto the
+      full grid), transposed over channels;
+    - ``∂w = IFFT(Σ_n conj(FFT(∂y)) · FFT(x))``, cropped to the (dilated) kernel support.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, stride, groups: int) -> Tensor:
+        n, _, height, width = x.shape
+        out_channels, group_channels, kh, kw = w.shape
+        size = (height, width)
+        w_hat = _spectrum(w, size).conj().reshape(groups, out_channels // groups, group_channels, height, -1)
+        rows = slice(0, height - kh + 1, stride[0])
+        cols = slice(0, width - kw + 1, stride[1])
+        out = None
+        for part in _batch_chunks(x):
+            y = _correlate(x[part], w_hat, groups, size)[:, :, rows, cols]
+            if out is None:
+                out = y.new_empty(n, *y.shape[1:])
+            out[part] = y
+        ctx.save_for_backward(x, w)
+        ctx.geometry = (stride, groups)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, w = ctx.saved_tensors
+        stride, groups = ctx.geometry
+        channels, height, width = x.shape[1:]
+        out_channels, group_channels, kh, kw = w.shape
+        size, group_out = (height, width), out_channels // groups
+        w_hat = _spectrum(w, size).reshape(groups, group_out, group_channels, height, -1)
+        spectrum_shape = (groups, group_out, height, w_hat.shape[-1])
+        grad_x = x.new_empty(x.shape) if ctx.needs_input_grad[0] else None
+        grad_w_hat = None
+        for part in _batch_chunks(x):
+            full = grad.new_zeros(part.stop - part.start, out_channels, height, width)
+            full[:, :, : height - kh + 1 : stride[0], : width - kw + 1 : stride[1]] = grad[part]
+            g_hat = _spectrum(full, size).reshape(-1, *spectrum_shape)
+            del full
+            if grad_x is not None:
+                x_hat = torch.einsum("ngohw,gochw->ngchw", g_hat, w_hat).reshape(-1, channels, height, w_hat.shape[-1])
+                grad_x[part] = torch.fft.irfft2(x_hat, s=size)
+            if ctx.needs_input_grad[1]:
+                x_hat = _spectrum(x[part], size).reshape(-1, groups, group_channels, height, w_hat.shape[-1])
+                term = torch.einsum("ngohw,ngchw->gochw", g_hat.conj(), x_hat)
+                grad_w_hat = term if grad_w_hat is None else grad_w_hat.add_(term)
+        grad_w = None
+        if grad_w_hat is not None:
+            grad_w = torch.fft.irfft2(grad_w_hat.reshape(out_channels, group_channels, height, -1), s=size)
+            grad_w = grad_w[:, :, :kh, :kw].contiguous()
+        return grad_x, grad_w, None, None
+
+
+# About 2 Mi complex numbers of spectrum per chunk of the batch: 64→64 7×7 @32², batch 128 took
+# 752 / 529 / 402 ms forward+backward at 0.5 / 1 / 2 Mi (peak memory 1.86 / 1.95 / 2.19× torch's).
+def _batch_chunks(x: Tensor) -> list[slice]:
+    per_image = x.shape[1] * x.shape[2] * (x.shape[3] // 2 + 1)
+    step = max(1, (2 * 1024 * 1024) // max(per_image, 1))
+    return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)] or [slice(0, 0)]
+
+
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -47,13 +126,5 @@ def conv2d(
     compute = dtype if dtype in _FFT_DTYPES else torch.float32
     x = pad_input(input.to(compute), tuple((p, p) for p in padding))
     w = dilate_kernel(weight.to(compute), dilation)
-    n, _, height, width = x.shape
-    out_channels, group_channels, kh, kw = w.shape
-    size = (height, width)
-    x_hat = torch.fft.rfft2(x, s=size).reshape(n, groups, group_channels, height, -1)
-    w_hat = torch.fft.rfft2(w, s=size).conj()
-    w_hat = w_hat.reshape(groups, out_channels // groups, group_channels, height, -1)
-    y_hat = torch.einsum("ngchw,gochw->ngohw", x_hat, w_hat).reshape(n, out_channels, height, -1)
-    y = torch.fft.irfft2(y_hat, s=size)
-    y = y[:, :, : height - kh + 1 : stride[0], : width - kw + 1 : stride[1]]
+    y = _FFTConv2d.apply(x, w, stride, groups)
     return y.to(dtype).contiguous(memory_format=gemm.memory_format_of(input))
