@@ -26,6 +26,7 @@ __all__ = [
     "pool_output_size",
     "resolve_padding",
     "same_padding",
+    "tap_ranges",
 ]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -165,3 +166,22 @@ def pad_input(input: Tensor, pads: tuple[tuple[int, int], ...], mode: str = "zer
         flat.extend((left, right))
     torch_mode = "constant" if mode == "zeros" else mode
     return torch.nn.functional.pad(input, flat, mode=torch_mode)
+
+
+def tap_ranges(
+    size: int, kernel: int, stride: int, padding: int, out: int, dilation: int = 1, skip_empty: bool = True
+) -> list[tuple[int, int, int]]:
+    """For each window tap ``j``: the outputs ``[lo, hi)`` whose tap is inside the input, and the
+    input index read by output ``lo`` (``lo·stride − padding + j·dilation``). Taps that read only
+    padding are skipped (or, with ``skip_empty=False``, listed as ``(0, 0, 0)``), so no padded
+    copy is ever needed. ``padding`` may be negative (a crop)."""
+    ranges = []
+    for j in range(kernel):
+        offset = j * dilation - padding
+        lo = max(0, -(offset // stride))  # ceil(-offset / stride)
+        hi = min(out, (size - 1 - offset) // stride + 1)
+        if lo < hi:
+            ranges.append((lo, hi, lo * stride + offset))
+        elif not skip_empty:
+            ranges.append((0, 0, 0))
+    return ranges

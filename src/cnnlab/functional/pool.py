@@ -27,6 +27,7 @@ from ._utils import (
     ntuple,
     output_size_unpadded,
     pool_output_size,
+    tap_ranges,
 )
 from .algorithms import depthwise
 
@@ -308,8 +309,8 @@ def _memory_format(x: Tensor) -> torch.memory_format:
 def _tap_slices(size, k, s, p, d, o):
     """``(output index, input index)`` pairs, one per in-bounds 2-D window tap in row-major order:
     output ``[y, x]`` of the first reads input ``[y·s + i·d − p, x·s + j·d − p]`` of the second."""
-    rows = _tap_ranges(size[0], k[0], s[0], p[0], o[0], d[0])
-    cols = _tap_ranges(size[1], k[1], s[1], p[1], o[1], d[1])
+    rows = tap_ranges(size[0], k[0], s[0], p[0], o[0], d[0])
+    cols = tap_ranges(size[1], k[1], s[1], p[1], o[1], d[1])
     for lo_h, hi_h, top in rows:
         for lo_w, hi_w, left in cols:
             outputs = (..., slice(lo_h, hi_h), slice(lo_w, hi_w))
@@ -400,22 +401,6 @@ def _avg_divisor(size: int, kernel: int, stride: int, padding: int, out: int, co
     return end - start
 
 
-def _tap_ranges(
-    size: int, kernel: int, stride: int, padding: int, out: int, dilation: int = 1
-) -> list[tuple[int, int, int]]:
-    """For each window tap ``j``: the outputs ``[lo, hi)`` whose tap is inside the input, and the
-    input index read by output ``lo`` (``lo·stride − padding + j·dilation``); taps in padding are
-    skipped, so no padded copy is ever made."""
-    ranges = []
-    for j in range(kernel):
-        offset = j * dilation - padding
-        lo = max(0, -(offset // stride))  # ceil(-offset / stride)
-        hi = min(out, (size - 1 - offset) // stride + 1)
-        if lo < hi:
-            ranges.append((lo, hi, lo * stride + offset))
-    return ranges
-
-
 def _along(dim: int, index: slice) -> tuple:
     return (..., index) if dim == -1 else (..., index, slice(None))
 
@@ -442,7 +427,7 @@ class _WindowSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dim: int, kernel: int, stride: int, padding: int, out: int) -> Tensor:
-        ranges = _tap_ranges(x.shape[dim], kernel, stride, padding, out)
+        ranges = tap_ranges(x.shape[dim], kernel, stride, padding, out)
         ctx.geometry = (dim, ranges, stride, x.shape[dim])
         return _sum_taps(x, dim, ranges, stride, out, adjoint=False)
 

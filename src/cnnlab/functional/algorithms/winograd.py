@@ -109,8 +109,8 @@ class _WinogradConv2d(torch.autograd.Function):
                 grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
             grad_input = to_nchw(grad_input, memory_format_of(input))
         if ctx.needs_input_grad[1]:
-            padded = pad_nhwc(input.permute(0, 2, 3, 1), tuple((p, p) for p in padding))
-            grad_weight = weight_grad_nhwc(padded, grad, geometry, weight.shape)
+            x = input.permute(0, 2, 3, 1).contiguous()
+            grad_weight = weight_grad_nhwc(x, grad, geometry, weight.shape, padding)
         return grad_input, grad_weight, None, None
 
 
