@@ -36,7 +36,8 @@ TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
 
 
 def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((actual.float() - expected.float()).abs().max() / expected.float().abs().max().clamp(min=1e-6))
+    actual, expected = actual.detach().float(), expected.detach().float()
+    return float((actual - expected).abs().max() / expected.abs().max().clamp(min=1e-6))
 
 
 def check_against_torch(device: str, dtype: torch.dtype, channels_last: bool = False) -> None:
@@ -79,6 +80,17 @@ def check_against_torch(device: str, dtype: torch.dtype, channels_last: bool = F
     expected.backward(grad)
     for a, e in ((out, expected), (x.grad, xr.grad), (w.grad, wr.grad)):
         assert _relative_error(a, e) < tolerance
+
+
+def run_interpreted(calls: str) -> None:
+    """Run ``calls`` (on this module's checks) in a fresh interpreter with ``TRITON_INTERPRET=1``."""
+    root = Path(__file__).resolve().parents[2]
+    script = f"import torch\nfrom tests.functional.test_triton_kernels import *\n{calls}"
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 @needs_triton
@@ -126,3 +138,51 @@ def test_auto_picks_triton_on_cuda_and_calls_no_torch_conv():
     with ForbiddenOpGuard() as guard:
         CF.conv2d(x, w, padding=1).sum().backward()
     assert not guard.forbidden, guard.forbidden
+
+
+# kernel, stride, padding, dilation, ceil_mode
+POOL_GEOMETRIES = [(2, 2, 0, 1, False), (3, 2, 1, 1, True), ((2, 3), (2, 1), (1, 0), 2, False), (3, 1, 1, 1, False)]
+
+
+def check_pools_against_torch(device: str, dtype: torch.dtype) -> None:
+    """Max pooling (values, torch's indices with ties and NaN, gradient) and average pooling (every
+    divisor rule, gradient) through the Triton pool kernels agree with torch."""
+    torch.manual_seed(0)
+    tolerance = TOLERANCE[dtype]
+    for kernel, stride, padding, dilation, ceil_mode in POOL_GEOMETRIES:
+        x = torch.randint(-3, 4, (2, 3, 9, 10), device=device).to(dtype)  # many ties
+        x[0, 0, 1, 1] = float("nan")
+        args = (kernel, stride, padding, dilation, ceil_mode, True)
+        ours_x, ref_x = x.clone().requires_grad_(True), x.float().clone().requires_grad_(True)
+        (out, index), (expected, expected_index) = CF.max_pool2d(ours_x, *args), F.max_pool2d(ref_x, *args)
+        assert torch.equal(index, expected_index)
+        torch.testing.assert_close(out.float(), expected, equal_nan=True)
+        grad = torch.randn_like(expected)
+        out.backward(grad.to(dtype))
+        expected.backward(grad)
+        torch.testing.assert_close(ours_x.grad.float(), ref_x.grad, atol=tolerance, rtol=tolerance)
+        if dilation != 1:
+            continue
+        for count_include_pad, divisor in ((True, None), (False, None), (True, 5)):
+            y = torch.randn(2, 3, 9, 10, device=device, dtype=dtype)
+            avg_args = (kernel, stride, padding, ceil_mode, count_include_pad, divisor)
+            ours_y, ref_y = y.clone().requires_grad_(True), y.float().clone().requires_grad_(True)
+            out, expected = CF.avg_pool2d(ours_y, *avg_args), F.avg_pool2d(ref_y, *avg_args)
+            assert _relative_error(out, expected) < tolerance
+            grad = torch.randn_like(expected)
+            out.backward(grad.to(dtype))
+            expected.backward(grad)
+            assert _relative_error(ours_y.grad, ref_y.grad) < tolerance
+
+
+@needs_triton
+@pytest.mark.slow
+def test_pool_kernels_match_torch_in_the_interpreter():
+    run_interpreted("check_pools_against_torch('cpu', torch.float32)")
+
+
+@pytest.mark.gpu
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_pool_kernels_match_torch_on_cuda(dtype):
+    check_pools_against_torch("cuda", dtype)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import triton_pool
 from ._utils import (
     check_input_rank,
     check_non_negative,
@@ -238,6 +239,9 @@ class _MaxPool2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, k, s, p, d, o, need_index: bool):
         ctx.geometry = (k, s, p, d, o)
+        if triton_pool.available(x):  # CUDA: one kernel finds values and torch's indices
+            values, index = triton_pool.max_pool2d(x, k, s, p, d, o)
+            return _MaxPool2d._keep_index(ctx, x, values, index)
         if not need_index:
             out = torch.empty(*x.shape[:2], *o, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
             out.fill_(-math.inf)
@@ -249,7 +253,6 @@ class _MaxPool2d(torch.autograd.Function):
                 index = torch.empty(0, dtype=torch.long, device=x.device)
                 ctx.mark_non_differentiable(index)
                 return out, index
-        ctx.by_taps = False
         values, index = _max_pool2d_direct(x, k, s, p, d, o)
         if index is None:  # NaN or -inf present: the exact scan keeps torch's NaN / first-valid rule
             index = _max_indices_2d(
@@ -258,6 +261,11 @@ class _MaxPool2d(torch.autograd.Function):
                 lambda t: _max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
             )
             values = _gather_flat(x, index)
+        return _MaxPool2d._keep_index(ctx, x, values, index)
+
+    @staticmethod
+    def _keep_index(ctx, x: Tensor, values: Tensor, index: Tensor):
+        ctx.by_taps = False
         ctx.save_for_backward(index)
         ctx.input_shape = x.shape
         ctx.mark_non_differentiable(index)
@@ -441,6 +449,12 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     x, batched, k, s, p, _, o = _pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor_override must be non-zero, but got divisor_override={divisor_override}")
+    if spatial_dims == 2 and triton_pool.available(x):
+        divisors = [_avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1)]
+        if divisor_override is not None:
+            divisors = [torch.full_like(divisors[0], divisor_override), torch.ones_like(divisors[1])]
+        out = triton_pool.avg_pool2d(x, k, s, p, o, *divisors)
+        return out if batched else out.squeeze(0)
     out = x
     divisor = None
     for axis in range(spatial_dims):  # last dim first, then (for 2-D) the one before it
