@@ -23,6 +23,7 @@ so the column buffer stays about ``_CHUNK_ELEMENTS`` numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -32,6 +33,10 @@ from .._utils import conv_output_size, tap_ranges
 from .matmul import matmul_nt
 
 __all__ = [
+    "GEMM",
+    "ChannelsLastConv2d",
+    "ChannelsLastConvTranspose2d",
+    "ConvProducts",
     "Geometry",
     "conv2d",
     "conv_nhwc",
@@ -42,6 +47,8 @@ __all__ = [
     "input_grad_nhwc",
     "memory_format_of",
     "pad_nhwc",
+    "to_nchw",
+    "transposed_output_size",
     "weight_grad_nhwc",
     "weight_matrix",
 ]
@@ -254,38 +261,100 @@ def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, pad
     return grad[:, padding[0] : padding[0] + input_size[0], padding[1] : padding[1] + input_size[1]]
 
 
-class _Conv2d(torch.autograd.Function):
-    """Forward through :func:`conv_nhwc`; backward through :func:`input_grad_nhwc` and
-    :func:`weight_grad_nhwc`, rebuilding columns instead of keeping them. Under ``create_graph``
-    the same functions run on autograd-recording ops (``matmul_nt`` falls back to
-    ``torch.matmul``), so double backward works."""
+class ConvProducts(NamedTuple):
+    """The three products of one convolution algorithm, all on channels-last tensors:
+
+    - ``forward(x, weight, geometry, padding, out_size)`` → ``(N, H_out, W_out, O)``;
+    - ``input_grad(grad, weight, geometry, padding, input_size)`` → ``(N, H, W, C)``;
+    - ``weight_grad(x, grad, geometry, weight_shape, padding)`` → ``(O, C/G, kH, kW)``.
+
+    :class:`ChannelsLastConv2d` and :class:`ChannelsLastConvTranspose2d` turn them into
+    autograd Functions: the transposed convolution's forward is the input gradient and its
+    backward the forward and the weight gradient with roles swapped.
+    """
+
+    forward: Callable[..., Tensor]
+    input_grad: Callable[..., Tensor]
+    weight_grad: Callable[..., Tensor]
+
+
+def _nhwc(x: Tensor) -> Tensor:
+    return x.permute(0, 2, 3, 1).contiguous()  # free for channels-last input
+
+
+class ChannelsLastConv2d(torch.autograd.Function):
+    """A convolution from an algorithm's :class:`ConvProducts`. Keeps only input and filters for
+    backward; output and input gradient come back in the input's memory format. The products run
+    on autograd-recording ops under ``create_graph`` (``matmul_nt`` then uses ``torch.matmul``),
+    so double backward works."""
 
     @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-        geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
+    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, products) -> Tensor:
+        geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
         out_size = tuple(
             conv_output_size(size, k, s, (p, p), d)
             for size, k, s, p, d in zip(input.shape[2:], geometry.kernel, stride, padding, dilation)
         )
-        x = input.permute(0, 2, 3, 1).contiguous()  # free for channels-last input
-        out = conv_nhwc(x, weight_matrix(weight, groups), geometry, out_size, padding)
+        out = products.forward(_nhwc(input), weight, geometry, padding, out_size)
         ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding = geometry, padding
+        ctx.geometry, ctx.padding, ctx.products = geometry, padding, products
         return to_nchw(out, memory_format_of(input))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         input, weight = ctx.saved_tensors
-        geometry, padding = ctx.geometry, ctx.padding
-        grad = grad_out.permute(0, 2, 3, 1).contiguous()
+        geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
+        grad = _nhwc(grad_out)
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
+            grad_input = products.input_grad(grad, weight, geometry, padding, tuple(input.shape[2:]))
             grad_input = to_nchw(grad_input, memory_format_of(input))
         if ctx.needs_input_grad[1]:
-            x = input.permute(0, 2, 3, 1).contiguous()
-            grad_weight = weight_grad_nhwc(x, grad, geometry, weight.shape, padding)
-        return grad_input, grad_weight, None, None, None, None
+            grad_weight = products.weight_grad(_nhwc(input), grad, geometry, weight.shape, padding)
+        return grad_input, grad_weight, None, None, None, None, None
+
+
+class ChannelsLastConvTranspose2d(torch.autograd.Function):
+    """The adjoint of :class:`ChannelsLastConv2d` (a convolution from the output size back to the
+    input size): forward is its input gradient; backward its forward and weight gradient."""
+
+    @staticmethod
+    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size, products):
+        geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
+        out = products.input_grad(_nhwc(input), weight, geometry, padding, out_size)
+        ctx.save_for_backward(input, weight)
+        ctx.geometry, ctx.padding, ctx.products = geometry, padding, products
+        return to_nchw(out, memory_format_of(input))
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        input, weight = ctx.saved_tensors
+        geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
+        grad = _nhwc(grad_out)
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_input = products.forward(grad, weight, geometry, padding, tuple(input.shape[2:]))
+            grad_input = to_nchw(grad_input, memory_format_of(input))
+        if ctx.needs_input_grad[1]:
+            grad_weight = products.weight_grad(grad, _nhwc(input), geometry, weight.shape, padding)
+        return grad_input, grad_weight, None, None, None, None, None, None
+
+
+def transposed_output_size(input: Tensor, weight: Tensor, stride, padding, output_padding, dilation):
+    """``(H - 1)·s − 2p + d(k − 1) + output_padding + 1`` per spatial dim."""
+    return tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        for size, s, p, d, k, extra in zip(input.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)
+    )
+
+
+GEMM = ConvProducts(
+    forward=lambda x, weight, geometry, padding, out_size: conv_nhwc(
+        x, weight_matrix(weight, geometry.groups), geometry, out_size, padding
+    ),
+    input_grad=input_grad_nhwc,
+    weight_grad=weight_grad_nhwc,
+)
 
 
 def conv2d(
@@ -301,36 +370,7 @@ def conv2d(
     ``input (N, C, H, W)``, ``weight (O, C/groups, kH, kW)`` → ``(N, O, H_out, W_out)``, in the
     input's memory format (channels-last input gives channels-last output without a copy).
     """
-    return _Conv2d.apply(input, weight, stride, padding, dilation, groups)
-
-
-class _ConvTranspose2d(torch.autograd.Function):
-    """The adjoint of :class:`_Conv2d` for a convolution from the output size back to the input
-    size: forward is its input gradient; backward its forward (``∂x``) and weight gradient."""
-
-    @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size) -> Tensor:
-        geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
-        out = input_grad_nhwc(input.permute(0, 2, 3, 1).contiguous(), weight, geometry, padding, out_size)
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding = geometry, padding
-        return to_nchw(out, memory_format_of(input))
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding = ctx.geometry, ctx.padding
-        grad = grad_out.permute(0, 2, 3, 1).contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            wmat = weight_matrix(weight, geometry.groups)
-            grad_input = to_nchw(
-                conv_nhwc(grad, wmat, geometry, tuple(input.shape[2:]), padding), memory_format_of(input)
-            )
-        if ctx.needs_input_grad[1]:
-            x = input.permute(0, 2, 3, 1).contiguous()
-            grad_weight = weight_grad_nhwc(grad, x, geometry, weight.shape, padding)
-        return grad_input, grad_weight, None, None, None, None, None
+    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, GEMM)
 
 
 def conv_transpose2d(
@@ -347,8 +387,5 @@ def conv_transpose2d(
     ``input (N, C_in, H, W)``, ``weight (C_in, C_out/groups, kH, kW)`` →
     ``(N, C_out, (H-1)s - 2p + d(k-1) + output_padding + 1, ...)``.
     """
-    out_size = tuple(
-        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
-        for size, s, p, d, k, extra in zip(input.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)
-    )
-    return _ConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size)
+    out_size = transposed_output_size(input, weight, stride, padding, output_padding, dilation)
+    return ChannelsLastConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size, GEMM)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .gemm import Geometry, flipped_filters, memory_format_of, to_nchw
+from .gemm import ChannelsLastConv2d, ConvProducts, Geometry, flipped_filters
 from .matmul import matmul_nt
 
 __all__ = ["conv2d"]
@@ -65,42 +65,23 @@ def _shift_conv(x: Tensor, weight: Tensor, geometry: Geometry, pads, out_size) -
     return out.view(n, hp, wp, out_channels)[:, : out_size[0], : out_size[1]]
 
 
-class _ShiftConv2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, padding, dilation, groups: int) -> Tensor:
-        geometry = Geometry(tuple(weight.shape[2:]), (1, 1), dilation, groups)
-        reach = [d * (k - 1) for k, d in zip(geometry.kernel, dilation)]
-        out_size = tuple(s + 2 * p - r for s, p, r in zip(input.shape[2:], padding, reach))
-        x = input.permute(0, 2, 3, 1)
-        out = _shift_conv(x, weight, geometry, tuple((p, p) for p in padding), out_size)
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding = geometry, padding
-        return to_nchw(out, memory_format_of(input))
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding = ctx.geometry, ctx.padding
-        groups = geometry.groups
-        grad = grad_out.permute(0, 2, 3, 1)
-        reach = [d * (k - 1) for k, d in zip(geometry.kernel, geometry.dilation)]
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            # Correlating ∂out, padded by d(k-1)-p on both sides, with W' gives ∂x (padding
-            # beyond the kernel's reach becomes a crop).
-            before = [r - p for r, p in zip(reach, padding)]
-            pads = tuple((max(b, 0), max(b, 0)) for b in before)
-            size = [s + 2 * max(b, 0) - r for s, b, r in zip(grad.shape[1:3], before, reach)]
-            full = _shift_conv(grad, flipped_filters(weight, groups), geometry, pads, size)
-            crop = [max(-b, 0) for b in before]
-            grad_input = full[:, crop[0] : crop[0] + input.shape[2], crop[1] : crop[1] + input.shape[3]]
-            grad_input = to_nchw(grad_input, memory_format_of(input))
-        if ctx.needs_input_grad[1]:
-            grad_weight = _weight_grad(input.permute(0, 2, 3, 1), grad, weight.shape, geometry, padding)
-        return grad_input, grad_weight, None, None, None
+def _forward(x: Tensor, weight: Tensor, geometry: Geometry, padding, out_size) -> Tensor:
+    return _shift_conv(x, weight, geometry, tuple((p, p) for p in padding), out_size)
 
 
-def _weight_grad(x: Tensor, grad: Tensor, weight_shape, geometry: Geometry, padding) -> Tensor:
+def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input_size) -> Tensor:
+    """Correlating ∂out, padded by d(k-1)-p on both sides, with the flipped filters gives ∂x
+    (padding beyond the kernel's reach becomes a crop)."""
+    reach = [d * (k - 1) for k, d in zip(geometry.kernel, geometry.dilation)]
+    before = [r - p for r, p in zip(reach, padding)]
+    pads = tuple((max(b, 0), max(b, 0)) for b in before)
+    size = [s + 2 * max(b, 0) - r for s, b, r in zip(grad.shape[1:3], before, reach)]
+    full = _shift_conv(grad, flipped_filters(weight, geometry.groups), geometry, pads, size)
+    crop = [max(-b, 0) for b in before]
+    return full[:, crop[0] : crop[0] + input_size[0], crop[1] : crop[1] + input_size[1]]
+
+
+def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padding) -> Tensor:
     """``∂W[:, :, i, j] = ∂out_gridᵀ · rows[shift(i, j)]``, the gradient placed on the padded grid."""
     n, h, w, _ = x.shape
     out_channels, group_channels, kh, kw = weight_shape
@@ -128,6 +109,9 @@ def _weight_grad(x: Tensor, grad: Tensor, weight_shape, geometry: Geometry, padd
     return torch.stack(taps, -1).view(out_channels, group_channels, kh, kw)
 
 
+SHIFT = ConvProducts(_forward, _input_grad, _weight_grad)
+
+
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -139,4 +123,4 @@ def conv2d(
     """Stride-1 convolution by shift-and-add; same contract and result as :func:`.gemm.conv2d`."""
     if tuple(stride) != (1, 1):
         raise ValueError(f"the 'shift' algorithm needs stride=(1, 1), but got stride={tuple(stride)}")
-    return _ShiftConv2d.apply(input, weight, padding, dilation, groups)
+    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, SHIFT)

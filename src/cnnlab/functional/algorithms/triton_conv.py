@@ -27,7 +27,7 @@ import os
 import torch
 from torch import Tensor
 
-from .gemm import Geometry, memory_format_of, to_nchw
+from .gemm import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvProducts, Geometry, transposed_output_size
 
 try:
     import triton
@@ -195,7 +195,7 @@ def _launch_conv(x: Tensor, wmat: Tensor, geometry: Geometry, padding, out_size,
     return out
 
 
-def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, padding, weight_shape) -> Tensor:
+def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padding) -> Tensor:
     """``∂W (O, C/G, kH, kW)`` from channels-last ``x (N, H, W, C)`` and ``∂out (N, H_out, W_out, O)``."""
     n, h, w, c = x.shape
     out_channels, group_in, kh, kw = weight_shape
@@ -241,33 +241,13 @@ def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input
     return _launch_conv(grad, _matrix(weight, geometry.groups, True), geometry, padding, input_size, transposed=True)
 
 
-class _TritonConv2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-        geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
-        x = input.permute(0, 2, 3, 1).contiguous()
-        size = [
-            (s + 2 * p - d * (k - 1) - 1) // st + 1
-            for s, p, d, k, st in zip(input.shape[2:], padding, dilation, geometry.kernel, stride)
-        ]
-        out = _launch_conv(x, _matrix(weight, groups, False), geometry, padding, tuple(size), transposed=False)
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding = geometry, padding
-        return to_nchw(out, memory_format_of(input))
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding = ctx.geometry, ctx.padding
-        grad = grad_out.permute(0, 2, 3, 1).contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = _input_grad(grad, weight, geometry, padding, tuple(input.shape[2:]))
-            grad_input = to_nchw(grad_input, memory_format_of(input))
-        if ctx.needs_input_grad[1]:
-            x = input.permute(0, 2, 3, 1).contiguous()
-            grad_weight = _weight_grad(x, grad, geometry, padding, weight.shape)
-        return grad_input, grad_weight, None, None, None, None
+TRITON = ConvProducts(
+    forward=lambda x, weight, geometry, padding, out_size: _launch_conv(
+        x, _matrix(weight, geometry.groups, False), geometry, padding, out_size, transposed=False
+    ),
+    input_grad=_input_grad,
+    weight_grad=_weight_grad,
+)
 
 
 def _check(input: Tensor) -> None:
@@ -288,38 +268,11 @@ def conv2d(
 ) -> Tensor:
     """Implicit-GEMM convolution; same contract and result as :func:`.gemm.conv2d`."""
     _check(input)
-    return _TritonConv2d.apply(input, weight, stride, padding, dilation, groups)
-
-
-class _TritonConvTranspose2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size) -> Tensor:
-        geometry = Geometry(tuple(weight.shape[2:]), stride, dilation, groups)
-        out = _input_grad(input.permute(0, 2, 3, 1).contiguous(), weight, geometry, padding, out_size)
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding = geometry, padding
-        return to_nchw(out, memory_format_of(input))
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding = ctx.geometry, ctx.padding
-        grad = grad_out.permute(0, 2, 3, 1).contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            size = tuple(input.shape[2:])
-            grad_input = _launch_conv(grad, _matrix(weight, geometry.groups, False), geometry, padding, size, False)
-            grad_input = to_nchw(grad_input, memory_format_of(input))
-        if ctx.needs_input_grad[1]:
-            grad_weight = _weight_grad(grad, input.permute(0, 2, 3, 1).contiguous(), geometry, padding, weight.shape)
-        return grad_input, grad_weight, None, None, None, None, None
+    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, TRITON)
 
 
 def conv_transpose2d(input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int) -> Tensor:
     """Transposed convolution through the same kernel (``TRANSPOSED``); see :func:`.gemm.conv_transpose2d`."""
     _check(input)
-    out_size = tuple(
-        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
-        for size, s, p, d, k, extra in zip(input.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)
-    )
-    return _TritonConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size)
+    out_size = transposed_output_size(input, weight, stride, padding, output_padding, dilation)
+    return ChannelsLastConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size, TRITON)

@@ -20,7 +20,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .gemm import Geometry, flipped_filters, input_grad_nhwc, memory_format_of, pad_nhwc, to_nchw, weight_grad_nhwc
+from .gemm import (
+    ChannelsLastConv2d,
+    ConvProducts,
+    Geometry,
+    flipped_filters,
+    input_grad_nhwc,
+    pad_nhwc,
+    weight_grad_nhwc,
+)
 from .matmul import matmul_nt
 
 __all__ = ["conv2d"]
@@ -87,31 +95,21 @@ def winograd_nhwc(x: Tensor, weight: Tensor, padding: tuple[int, int], groups: i
     return out[:, : out_size[0], : out_size[1]]
 
 
-class _WinogradConv2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, padding, groups: int) -> Tensor:
-        out = winograd_nhwc(input.permute(0, 2, 3, 1), weight, padding, groups)
-        ctx.save_for_backward(input, weight)
-        ctx.padding, ctx.groups = padding, groups
-        return to_nchw(out, memory_format_of(input))
+def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input_size) -> Tensor:
+    """The input gradient is the stride-1 3×3 correlation of ∂out, padded by 2 − p, with the
+    flipped filters: Winograd again (GEMM's when p > 2 would need a crop)."""
+    if max(padding) <= 2:
+        return winograd_nhwc(
+            grad, flipped_filters(weight, geometry.groups), tuple(2 - p for p in padding), geometry.groups
+        )
+    return input_grad_nhwc(grad, weight, geometry, padding, input_size)
 
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        padding, groups = ctx.padding, ctx.groups
-        geometry = Geometry((3, 3), (1, 1), (1, 1), groups)
-        grad = grad_out.permute(0, 2, 3, 1).contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            if max(padding) <= 2:
-                grad_input = winograd_nhwc(grad, flipped_filters(weight, groups), tuple(2 - p for p in padding), groups)
-            else:
-                grad_input = input_grad_nhwc(grad, weight, geometry, padding, tuple(input.shape[2:]))
-            grad_input = to_nchw(grad_input, memory_format_of(input))
-        if ctx.needs_input_grad[1]:
-            x = input.permute(0, 2, 3, 1).contiguous()
-            grad_weight = weight_grad_nhwc(x, grad, geometry, weight.shape, padding)
-        return grad_input, grad_weight, None, None
+
+WINOGRAD = ConvProducts(
+    forward=lambda x, weight, geometry, padding, out_size: winograd_nhwc(x, weight, padding, geometry.groups),
+    input_grad=_input_grad,
+    weight_grad=weight_grad_nhwc,
+)
 
 
 def conv2d(
@@ -128,4 +126,4 @@ def conv2d(
             "the 'winograd' algorithm needs a 3×3 kernel with stride=(1, 1) and dilation=(1, 1), but got "
             f"kernel_size={tuple(weight.shape[2:])}, stride={tuple(stride)}, dilation={tuple(dilation)}"
         )
-    return _WinogradConv2d.apply(input, weight, padding, groups)
+    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, WINOGRAD)
