@@ -140,6 +140,24 @@ def test_auto_picks_triton_on_cuda_and_calls_no_torch_conv():
     assert not guard.forbidden, guard.forbidden
 
 
+def check_depthwise_against_torch(device: str, dtype: torch.dtype) -> None:
+    """The depthwise kernels (forward, input and weight gradient; depth multiplier 1 and 2)."""
+    torch.manual_seed(0)
+    for kernel, stride, padding, dilation, multiplier in [(3, 1, 1, 1, 1), (3, 2, 1, 1, 2), ((2, 3), (2, 1), 2, 2, 1)]:
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        x = torch.randn(2, 5, 9, 10, device=device, dtype=dtype)
+        w = torch.randn(5 * multiplier, 1, kh, kw, device=device, dtype=dtype)
+        args = (stride, padding, dilation, 5)
+        xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        xr, wr = x.float().clone().requires_grad_(True), w.float().clone().requires_grad_(True)
+        out, expected = CF.conv2d(xs, ws, None, *args), F.conv2d(xr, wr, None, *args)
+        grad = torch.randn_like(expected)
+        out.backward(grad.to(dtype))
+        expected.backward(grad)
+        for a, e in ((out, expected), (xs.grad, xr.grad), (ws.grad, wr.grad)):
+            assert _relative_error(a, e) < TOLERANCE[dtype], (kernel, stride, padding, dilation, multiplier)
+
+
 # kernel, stride, padding, dilation, ceil_mode
 POOL_GEOMETRIES = [(2, 2, 0, 1, False), (3, 2, 1, 1, True), ((2, 3), (2, 1), (1, 0), 2, False), (3, 1, 1, 1, False)]
 
@@ -177,12 +195,15 @@ def check_pools_against_torch(device: str, dtype: torch.dtype) -> None:
 
 @needs_triton
 @pytest.mark.slow
-def test_pool_kernels_match_torch_in_the_interpreter():
-    run_interpreted("check_pools_against_torch('cpu', torch.float32)")
+def test_pool_and_depthwise_kernels_match_torch_in_the_interpreter():
+    run_interpreted(
+        "check_pools_against_torch('cpu', torch.float32); check_depthwise_against_torch('cpu', torch.float32)"
+    )
 
 
 @pytest.mark.gpu
 @needs_triton
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_pool_kernels_match_torch_on_cuda(dtype):
+def test_pool_and_depthwise_kernels_match_torch_on_cuda(dtype):
     check_pools_against_torch("cuda", dtype)
+    check_depthwise_against_torch("cuda", dtype)

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 from .._utils import output_size_unpadded, pad_input
+from . import triton_depthwise
+from .gemm import ChannelsLastConv2d
 
 __all__ = ["conv2d"]
 
@@ -86,6 +88,10 @@ def conv2d(
     if weight.shape[1] != 1 or groups != input.shape[1]:
         raise ValueError(
             f"depthwise algorithm needs groups == in_channels, but got groups={groups}, in_channels={input.shape[1]}"
+        )
+    if triton_depthwise.available(input):  # CUDA: the Triton kernels
+        return ChannelsLastConv2d.apply(
+            input, weight, stride, padding, dilation, groups, triton_depthwise.TRITON_DEPTHWISE
         )
     padded = pad_input(input, tuple((p, p) for p in padding))
     return _DepthwiseConv2d.apply(padded, weight, stride, dilation)
