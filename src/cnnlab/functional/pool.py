@@ -31,6 +31,7 @@ from ._utils import (
     tap_ranges,
 )
 from .algorithms import depthwise
+from .algorithms.gemm import memory_format_of
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -217,7 +218,7 @@ def max_pool2d(
     # 53 vs 75 ms forward+backward (max 2×2, 64ch @32², batch 128); channels-last data and
     # inference take the taps (2×2: 40 vs 63 ms f+b channels-last; forward 3.5 vs 36 ms).
     by_index = return_indices or (
-        torch.is_grad_enabled() and x.requires_grad and _memory_format(x) != torch.channels_last
+        torch.is_grad_enabled() and x.requires_grad and memory_format_of(x) != torch.channels_last
     )
     out, index = _MaxPool2d.apply(x, k, s, p, d, o, by_index)
     return _finish(out, index if return_indices else None, batched, return_indices)
@@ -243,7 +244,7 @@ class _MaxPool2d(torch.autograd.Function):
             values, index = triton_pool.max_pool2d(x, k, s, p, d, o)
             return _MaxPool2d._keep_index(ctx, x, values, index)
         if not need_index:
-            out = torch.empty(*x.shape[:2], *o, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+            out = torch.empty(*x.shape[:2], *o, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
             out.fill_(-math.inf)
             for outputs, inputs in _tap_slices(x.shape[2:], k, s, p, d, o):
                 torch.maximum(out[outputs], x[inputs], out=out[outputs])
@@ -307,11 +308,6 @@ def _max_pool2d_backward_by_taps(grad: Tensor, x: Tensor, out: Tensor, k, s, p, 
     for t, (outputs, inputs) in enumerate(taps):
         grad_input[inputs] += torch.where(winner[outputs] == t, grad[outputs], 0)
     return grad_input
-
-
-def _memory_format(x: Tensor) -> torch.memory_format:
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _tap_slices(size, k, s, p, d, o):

@@ -46,7 +46,6 @@ __all__ = [
     "im2col_nhwc",
     "input_grad_nhwc",
     "memory_format_of",
-    "pad_nhwc",
     "to_nchw",
     "transposed_output_size",
     "weight_grad_nhwc",
@@ -78,26 +77,6 @@ def memory_format_of(x: Tensor) -> torch.memory_format:
 def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:
     """``(N, H, W, C)`` → ``(N, C, H, W)`` stored in ``memory_format`` (a copy only for contiguous)."""
     return out.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
-
-
-def pad_nhwc(x: Tensor, pads: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
-    """Zero-pad ``(N, H, W, C)`` (any strides) by ``((top, bottom), (left, right))`` into a
-    contiguous channels-last tensor: one copy, and zeros written only to the border."""
-    (top, bottom), (left, right) = pads
-    if top == bottom == left == right == 0:
-        return x.contiguous()
-    n, h, w, c = x.shape
-    if torch.is_grad_enabled() and x.requires_grad:  # double backward: plain ops that record
-        out = x.new_zeros(n, h + top + bottom, w + left + right, c)
-        out[:, top : top + h, left : left + w] = x
-        return out
-    out = x.new_empty(n, h + top + bottom, w + left + right, c)
-    out[:, :top].zero_()
-    out[:, top + h :].zero_()
-    out[:, top : top + h, :left].zero_()
-    out[:, top : top + h, left + w :].zero_()
-    out[:, top : top + h, left : left + w] = x
-    return out
 
 
 def weight_matrix(weight: Tensor, groups: int) -> Tensor:

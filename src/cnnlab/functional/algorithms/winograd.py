@@ -26,7 +26,6 @@ from .gemm import (
     Geometry,
     flipped_filters,
     input_grad_nhwc,
-    pad_nhwc,
     weight_grad_nhwc,
 )
 from .matmul import matmul_nt
@@ -73,6 +72,15 @@ def _output_transform(products: list[Tensor], n: int, th: int, tw: int) -> Tenso
     return out.view(n, 2 * th, 2 * tw, -1)
 
 
+def _pad_nhwc(x: Tensor, pads: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
+    """Zero-pad ``(N, H, W, C)`` by ``((top, bottom), (left, right))`` into a contiguous copy."""
+    (top, bottom), (left, right) = pads
+    n, h, w, c = x.shape
+    out = x.new_zeros(n, h + top + bottom, w + left + right, c)
+    out[:, top : top + h, left : left + w] = x
+    return out
+
+
 def winograd_nhwc(x: Tensor, weight: Tensor, padding: tuple[int, int], groups: int) -> Tensor:
     """``(N, H, W, C)`` * ``(O, C/G, 3, 3)``, zero padding ``padding``, stride 1 → ``(N, H_out, W_out, O)``."""
     n, h, w, c = x.shape
@@ -81,7 +89,7 @@ def winograd_nhwc(x: Tensor, weight: Tensor, padding: tuple[int, int], groups: i
     out_size = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
     th, tw = (out_size[0] + 1) // 2, (out_size[1] + 1) // 2
     # pad so that the output is a whole number of 2×2 blocks; the extra row/column is cropped
-    padded = pad_nhwc(x, tuple((p, p + s % 2) for p, s in zip(padding, out_size)))
+    padded = _pad_nhwc(x, tuple((p, p + s % 2) for p, s in zip(padding, out_size)))
     sn, sh, sw, sc = padded.stride()
     tiles = padded.as_strided((n, th, tw, 4, 4, c), (sn, 2 * sh, 2 * sw, sh, sw, sc))
     v = _input_transform(tiles)
