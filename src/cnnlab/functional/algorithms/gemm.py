@@ -16,9 +16,8 @@ The three products of a convolution, all through :func:`matmul_nt`:
 The transposed convolution's forward is the convolution's input gradient, and its backward the
 convolution's forward and weight gradient: one machinery, no zero-dilated input.
 
-Zero padding never becomes a padded copy of the input: ``im2col`` writes each kernel tap's
-in-bounds block and zeros the border rows of the column buffer. The batch is processed in chunks
-so the column buffer stays about ``_CHUNK_ELEMENTS`` numbers.
+The batch is processed in chunks so the column buffer stays about ``_CHUNK_BYTES`` bytes,
+and zero padding is applied per chunk: no padded copy of the whole input is ever held.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._utils import conv_output_size, tap_ranges
+from .._utils import conv_output_size
 from .matmul import matmul_nt
 
 __all__ = [
@@ -52,11 +51,12 @@ __all__ = [
     "weight_matrix",
 ]
 
-# Numbers per column buffer (8 MiB in float32). Sweeping 1M, 2M, 4M, 8M on the 3×3 shapes of
-# benchmarks/layers.py (2-core x86, batch 128, 2026-11-24): speed was flat from 2M up (within
-# run-to-run noise), 1M made the GEMMs too thin, and peak memory grew with the buffer (64→64 @32²:
-# 0.93× torch's at 2M, 1.50× at 8M).
-_CHUNK_ELEMENTS = 2 * 1024 * 1024
+# Bytes per column buffer: 1 Mi float32 numbers, 2 Mi bfloat16 ones. On the 2-core x86 VM
+# (2026-11-24) float32 layer speed was flat from 1 Mi to 8 Mi numbers while peak memory grew with
+# the buffer (512→512 3×3 @4²: 1.40× torch's at 1 Mi, 1.8× at 2 Mi); a bfloat16 training step of
+# the fast model (batch 512) ran 0.55× torch at 1 Mi numbers and 0.68× at 2 Mi, where fewer chunks
+# mean fewer small ops.
+_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 class Geometry(NamedTuple):
@@ -108,47 +108,38 @@ def im2col_nhwc(
     x: Tensor, geometry: Geometry, out_size: tuple[int, int], group: int, padding: tuple[int, int] = (0, 0)
 ) -> Tensor:
     """Columns of ``group``: ``(N, H, W, C)`` → ``(N·H_out·W_out, kH·kW·C/G)``; row ``(n, y, x)``
-    holds the receptive field of output ``(y, x)`` of image ``n``, reading
-    ``x[n, y·s − p + i·d, x·s − p + j·d]`` and zero where that falls outside (``padding`` may be
-    negative, a crop). Without padding it is one strided copy; with padding, one copy per tap
-    into the column buffer and zeros only for the border rows, so no padded input is ever built."""
-    n, height, width, c = x.shape
-    group_channels = c // geometry.groups
+    holds the receptive field of output ``(y, x)`` of image ``n``, ``x[n, y·s − p + i·d, x·s − p + j·d]``
+    with zeros outside (``padding`` may be negative: a crop).
+
+    One strided copy (``as_strided`` + ``reshape``). Padding is applied to this call's images
+    only (callers pass a chunk of the batch), so no padded copy of the whole input is ever held.
+    """
     (kh, kw), (sy, sx), (dy, dx) = geometry.kernel, geometry.stride, geometry.dilation
     oh, ow = out_size
-    channels = slice(group * group_channels, (group + 1) * group_channels)
-    rows = tap_ranges(height, kh, sy, padding[0], oh, dy, skip_empty=False)
-    cols = tap_ranges(width, kw, sx, padding[1], ow, dx, skip_empty=False)
-    if all(lo == 0 and hi == oh for lo, hi, _ in rows) and all(lo == 0 and hi == ow for lo, hi, _ in cols):
-        sn, sh, sw, sc = x.stride()
-        windows = x.as_strided(
-            (n, oh, ow, kh, kw, group_channels),
-            (sn, sh * sy, sw * sx, sh * dy, sw * dx, sc),
-            x.storage_offset() + rows[0][2] * sh + cols[0][2] * sw + group * group_channels * sc,
-        )
-        return windows.reshape(n * oh * ow, kh * kw * group_channels)
-    out = x.new_empty(n, oh, ow, kh, kw, group_channels)
-    for i, (top_lo, top_hi, top) in enumerate(rows):
-        for j, (left_lo, left_hi, left) in enumerate(cols):
-            tap = out[:, :, :, i, j]
-            if top_lo >= top_hi or left_lo >= left_hi:
-                tap.zero_()
-                continue
-            tap[:, :top_lo].zero_()
-            tap[:, top_hi:].zero_()
-            tap[:, top_lo:top_hi, :left_lo].zero_()
-            tap[:, top_lo:top_hi, left_hi:].zero_()
-            tap[:, top_lo:top_hi, left_lo:left_hi] = x[
-                :,
-                top : top + sy * (top_hi - top_lo - 1) + 1 : sy,
-                left : left + sx * (left_hi - left_lo - 1) + 1 : sx,
-                channels,
-            ]
-    return out.view(n * oh * ow, kh * kw * group_channels)
+    top, left = padding
+    if top < 0:
+        x, top = x[:, -top:], 0
+    if left < 0:
+        x, left = x[:, :, -left:], 0
+    n, height, width, c = x.shape
+    bottom = max((oh - 1) * sy + (kh - 1) * dy + 1 - top - height, 0)
+    right = max((ow - 1) * sx + (kw - 1) * dx + 1 - left - width, 0)
+    if top or bottom or left or right:
+        padded = x.new_zeros(n, top + height + bottom, left + width + right, c)
+        padded[:, top : top + height, left : left + width] = x
+        x = padded
+    group_channels = c // geometry.groups
+    sn, sh, sw, sc = x.stride()
+    windows = x.as_strided(
+        (n, oh, ow, kh, kw, group_channels),
+        (sn, sh * sy, sw * sx, sh * dy, sw * dx, sc),
+        x.storage_offset() + group * group_channels * sc,
+    )
+    return windows.reshape(n * oh * ow, kh * kw * group_channels)
 
 
-def _chunks(batch: int, rows_per_image: int, row_length: int) -> list[slice]:
-    step = max(1, _CHUNK_ELEMENTS // max(rows_per_image * row_length, 1))
+def _chunks(batch: int, rows_per_image: int, row_length: int, element_size: int) -> list[slice]:
+    step = max(1, _CHUNK_BYTES // max(rows_per_image * row_length * element_size, 1))
     return [slice(start, min(start + step, batch)) for start in range(0, batch, step)] or [slice(0, 0)]
 
 
@@ -169,7 +160,7 @@ def conv_nhwc(
     """
     n = x.shape[0]
     groups, group_out, row_length = wmat.shape
-    parts = _chunks(n, out_size[0] * out_size[1], row_length)
+    parts = _chunks(n, out_size[0] * out_size[1], row_length, x.element_size())
     if len(parts) == 1 and groups == 1:
         cols = im2col_nhwc(x, geometry, out_size, 0, padding)
         return matmul_nt(cols, wmat[0]).view(n, *out_size, group_out)
@@ -190,7 +181,7 @@ def weight_grad_nhwc(
     groups = geometry.groups
     out_size = tuple(grad_out.shape[1:3])
     grad = None
-    for part in _chunks(x.shape[0], out_size[0] * out_size[1], kh * kw * group_channels):
+    for part in _chunks(x.shape[0], out_size[0] * out_size[1], kh * kw * group_channels, x.element_size()):
         per_group = [
             matmul_nt(
                 _group_rows(grad_out[part], g, groups).t(), im2col_nhwc(x[part], geometry, out_size, g, padding).t()
@@ -227,7 +218,7 @@ def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, pad
     wmat = weight_matrix(weight, groups)
     padded_size = [size + 2 * p for size, p in zip(input_size, padding)]
     grad = grad_out.new_zeros(n, *padded_size, group_channels * groups)
-    for part in _chunks(n, oh * ow, kh * kw * group_channels):
+    for part in _chunks(n, oh * ow, kh * kw * group_channels, grad_out.element_size()):
         for g in range(groups):
             cols = matmul_nt(_group_rows(grad_out[part], g, groups), wmat[g].t())
             taps = cols.view(-1, oh, ow, kh, kw, group_channels)
