@@ -39,14 +39,7 @@ CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def select_conv2d_algorithm(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> str:
+def select_conv2d_algorithm(input: Tensor, weight: Tensor, padding: tuple[int, int], groups: int) -> str:
     """The rule behind ``algorithm="auto"`` (timings: ``docs/benchmarks.md``):
 
     - ``depthwise`` when every group holds one input channel (``groups == in_channels > 1``): a
@@ -55,11 +48,11 @@ def select_conv2d_algorithm(
       triton is installed;
     - ``pointwise`` for unpadded 1×1 filters: one GEMM, no column copy on channels-last input;
     - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``winograd`` needs 2.25×
-      fewer multiplies but its transformed tiles and 16 products are memory passes: it matched or
-      beat ``gemm`` only from 256 channels (256→256 @8²: 65 vs 75 ms forward+backward in one run,
-      94 vs 76 ms in another) at 2–4× its peak memory. ``shift`` (k² passes over the output) lost
-      on every 3×3 shape of ``benchmarks/layers.py``, and ``fft`` only approaches ``gemm`` at 7×7
-      while holding complex spectra. All three stay opt-in.
+      fewer multiplies, and alone it beat ``gemm`` from 64 channels in some runs, but its
+      transformed tiles and 16 products are memory passes: up to 3.8× torch's peak memory, and
+      the fast model's whole training step got slower with it. ``shift`` (k² passes over the
+      output) lost on every 3×3 shape of ``benchmarks/layers.py``, and ``fft`` only approaches
+      ``gemm`` at 7×7 while holding complex spectra. All three stay opt-in.
     """
     if groups > 1 and weight.shape[1] == 1 and input.shape[1] == groups:
         return "depthwise"
@@ -70,12 +63,10 @@ def select_conv2d_algorithm(
     return "gemm"
 
 
-def get_conv2d_algorithm(
-    name: str, input: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int], dilation, groups: int
-):
+def get_conv2d_algorithm(name: str, input: Tensor, weight: Tensor, padding: tuple[int, int], groups: int):
     """Look up ``name`` (or resolve ``"auto"``); unknown names list the registered choices."""
     if name == "auto":
-        name = select_conv2d_algorithm(input, weight, stride, padding, dilation, groups)
+        name = select_conv2d_algorithm(input, weight, padding, groups)
     try:
         return CONV2D_ALGORITHMS[name]
     except KeyError:
