@@ -60,6 +60,14 @@ def test_conv2d_matches_torch(kernel, stride, padding, dilation, groups, algorit
     compare_algorithm(reference, ours, torch.randn(2, 4, 11, 12), algorithm)
 
 
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "groups"), list(conv2d_grid()))
+def test_gemm_input_gradient_by_col2im_matches_torch(kernel, stride, padding, dilation, groups):
+    """With more than twice as many outputs as inputs, gemm's stride-1 input gradient is col2im
+    instead of the flipped convolution (the grid above, 4 → 6 channels, takes the flipped one)."""
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 12, kernel, stride, padding, dilation, groups)
+    compare_algorithm(reference, ours, torch.randn(2, 4, 11, 12), "gemm")
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
 @pytest.mark.parametrize(("kernel", "padding", "dilation"), [(3, 1, 1), (4, "same", 1), (3, "same", 2), ((2, 5), 2, 1)])

@@ -176,6 +176,24 @@ def test_adaptive_pools_match_torch(size, output_size):
     )
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize(("size", "output_size"), [((8, 12), (2, 3)), ((4, 4), 1), ((6, 6), 3), ((7, 10), 1)])
+def test_adaptive_max_pool2d_tiling_windows_match_torch(size, output_size, memory_format):
+    """Windows that tile the image (global pooling among them) take max_pool2d's routes, by taps
+    for small channels-last windows: values and where the gradient lands match torch, with ties
+    and a NaN."""
+    x = tied_input(2, 3, *size)
+    x[0, 0, 1, 1] = math.nan
+    x_ref = x.contiguous(memory_format=memory_format).requires_grad_(True)
+    x_our = x.contiguous(memory_format=memory_format).requires_grad_(True)
+    out_ref, out_our = F.adaptive_max_pool2d(x_ref, output_size), CF.adaptive_max_pool2d(x_our, output_size)
+    torch.testing.assert_close(out_our, out_ref, equal_nan=True, rtol=0, atol=0)
+    grad = torch.randn_like(out_ref)
+    out_ref.backward(grad)
+    out_our.backward(grad)
+    torch.testing.assert_close(x_our.grad, x_ref.grad, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding", "output_size"),
     [(2, None, 0, None), (3, 2, 1, None), (2, 2, 0, (9, 11)), (3, 2, 1, [2, 3, 9, 10])],

@@ -213,15 +213,22 @@ def max_pool2d(
 ):
     """2-D max pooling over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.MaxPool2d`."""
     x, batched, k, s, p, d, o = _pool_args("max_pool2d", input, 2, kernel_size, stride, padding, dilation, ceil_mode)
-    # Route by index when asked for it, and for NCHW input that needs a gradient: there the taps'
-    # stride-2 innermost views do not vectorise and the by-taps backward (k² compare passes) cost
-    # 53 vs 75 ms forward+backward (max 2×2, 64ch @32², batch 128); channels-last data and
-    # inference take the taps (2×2: 40 vs 63 ms f+b channels-last; forward 3.5 vs 36 ms).
-    by_index = return_indices or (
-        torch.is_grad_enabled() and x.requires_grad and memory_format_of(x) != torch.channels_last
+    return _finish(*_max_pool2d(x, k, s, p, d, o, return_indices), batched, return_indices)
+
+
+def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor, Tensor | None]:
+    """Route by index when asked for it, for NCHW input that needs a gradient, and for windows of
+    more than 9 taps; otherwise by taps. On NCHW data the taps' stride-2 innermost views do not
+    vectorise and the by-taps backward (k² compare passes) cost 53 vs 75 ms forward+backward (max
+    2×2, 64ch @32², batch 128); channels-last data and inference take the taps (2×2: 40 vs 63 ms
+    f+b channels-last; forward 3.5 vs 36 ms). A global max over 32² would be 1024 tap passes."""
+    by_index = (
+        return_indices
+        or k[0] * k[1] > 9
+        or (torch.is_grad_enabled() and x.requires_grad and memory_format_of(x) != torch.channels_last)
     )
     out, index = _MaxPool2d.apply(x, k, s, p, d, o, by_index)
-    return _finish(out, index if return_indices else None, batched, return_indices)
+    return out, index if return_indices else None
 
 
 class _MaxPool2d(torch.autograd.Function):
@@ -578,6 +585,12 @@ def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_
 def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
     """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
+    height, width = x.shape[2:]
+    if oh and ow and height % oh == 0 and width % ow == 0:
+        # Windows that tile the image (global pooling, 32² → 4²) are max_pool2d's, kernel = stride
+        kernel = (height // oh, width // ow)
+        out, index = _max_pool2d(x, kernel, kernel, (0, 0), (1, 1), (oh, ow), return_indices)
+        return _finish(out, index, batched, return_indices)
     with torch.no_grad():
         index = _max_indices_2d(x, lambda t: _adaptive_argmax_1d(t, ow), lambda t: _adaptive_argmax_1d(t, oh))
     return _finish(_gather_flat(x, index), index, batched, return_indices)

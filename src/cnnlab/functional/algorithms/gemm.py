@@ -201,8 +201,14 @@ def input_grad_nhwc(
     grad_out: Tensor, weight: Tensor, geometry: Geometry, padding: tuple[int, int], input_size: tuple[int, int]
 ) -> Tensor:
     """``∂x`` of :func:`conv_nhwc` for ``∂out (N, H_out, W_out, O)`` and filters ``(O, C/G, kH, kW)``
-    → ``(N, H, W, C)`` with ``(H, W) = input_size`` (unpadded; ``padding`` is cropped)."""
-    if geometry.stride == (1, 1):
+    → ``(N, H, W, C)`` with ``(H, W) = input_size`` (unpadded; ``padding`` is cropped).
+
+    Stride 1 with ``O ≤ 2·C`` goes through the flipped convolution (columns of ``∂out``, ``kH·kW·O``
+    long); otherwise ``col2im`` (columns of ``∂x``, ``kH·kW·C`` long) copies less: on the fast
+    model's 24→64 layer at 32² (batch 128, 2026-11-24) 16 ms against 24 ms, equal at 64→128.
+    """
+    out_channels, group_channels = weight.shape[:2]
+    if geometry.stride == (1, 1) and out_channels <= 2 * group_channels * geometry.groups:
         # ∂x is the correlation of ∂out, padded by d(k-1)-p (negative: cropped), with the flipped filters
         padding = tuple(d * (k - 1) - p for k, d, p in zip(geometry.kernel, geometry.dilation, padding))
         return conv_nhwc(grad_out, flipped_weight_matrix(weight, geometry.groups), geometry, input_size, padding)
