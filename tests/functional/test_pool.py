@@ -15,6 +15,7 @@ from torch import nn
 
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
+from cnnlab.functional import pool as pool_module
 from tests.conftest import assert_close, compare_forward_backward
 
 
@@ -432,17 +433,15 @@ def test_max_pooling_buys_invariance_to_one_pixel_shifts():
 @pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "ceil_mode"), list(max_pool_grid()))
 def test_max_pool2d_fast_path_picks_the_scan_index(kernel, stride, padding, dilation, ceil_mode):
     """The one-``max`` path agrees with the exact separable scan wherever it applies."""
-    from cnnlab.functional import pool
-
     x = tied_input(2, 3, 9, 10)
-    _, _, k, s, p, d, o = pool._pool_args("max_pool2d", x, 2, kernel, stride, padding, dilation, ceil_mode)
-    values, fast = pool._max_pool2d_direct(x, k, s, p, d, o)
+    _, _, k, s, p, d, o = pool_module._pool_args("max_pool2d", x, 2, kernel, stride, padding, dilation, ceil_mode)
+    values, fast = pool_module._max_pool2d_direct(x, k, s, p, d, o)
     assert fast is not None
-    assert torch.equal(values, pool._gather_flat(x, fast))
-    scan = pool._max_indices_2d(
+    assert torch.equal(values, pool_module._gather_flat(x, fast))
+    scan = pool_module._max_indices_2d(
         x,
-        lambda t: pool._max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
-        lambda t: pool._max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
+        lambda t: pool_module._max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
+        lambda t: pool_module._max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
     )
     assert torch.equal(fast, scan)
 
@@ -456,3 +455,13 @@ def test_max_pool2d_tiling_without_ties_routes_the_gradient(channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     compare_max_without_indices((2,), x.float())
     assert torch.autograd.gradgradcheck(lambda t: CF.max_pool2d(t, 2), (x.requires_grad_(True),))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_tie_count_is_exact_beyond_float32_integers(memory_format):
+    """The one-pass backward counts maxima with float sums; above 2²⁴ ones a plain float32 sum
+    rounds (16785409 → 16785408), the row-wise count must not."""
+    ones = torch.ones(1, 1, 4097, 4097).contiguous(memory_format=memory_format)
+    assert pool_module._count_ones(ones) == ones.numel()
+    mask = (torch.rand(2, 3, 7, 5) > 0.5).float().contiguous(memory_format=memory_format)
+    assert pool_module._count_ones(mask) == int(torch.count_nonzero(mask))
