@@ -458,10 +458,11 @@ def test_max_pool2d_tiling_without_ties_routes_the_gradient(channels_last):
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
-def test_tie_count_is_exact_beyond_float32_integers(memory_format):
-    """The one-pass backward counts maxima with float sums; above 2²⁴ ones a plain float32 sum
-    rounds (16785409 → 16785408), the row-wise count must not."""
+def test_maxima_count_is_exact_beyond_float32_integers(memory_format):
+    """The one-pass backward counts the maxima of a 0/1 float mask; above 2²⁴ ones a float32 sum
+    would round (16785409 → 16785408), the count must not."""
     ones = torch.ones(1, 1, 4097, 4097).contiguous(memory_format=memory_format)
     assert pool_module._count_ones(ones) == ones.numel()
     mask = (torch.rand(2, 3, 7, 5) > 0.5).float().contiguous(memory_format=memory_format)
-    assert pool_module._count_ones(mask) == int(torch.count_nonzero(mask))
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        assert pool_module._count_ones(mask.to(dtype)) == int(torch.count_nonzero(mask))

@@ -203,12 +203,14 @@ def input_grad_nhwc(
     """``∂x`` of :func:`conv_nhwc` for ``∂out (N, H_out, W_out, O)`` and filters ``(O, C/G, kH, kW)``
     → ``(N, H, W, C)`` with ``(H, W) = input_size`` (unpadded; ``padding`` is cropped).
 
-    Stride 1 with ``O ≤ 2·C`` goes through the flipped convolution (columns of ``∂out``, ``kH·kW·O``
-    long); otherwise ``col2im`` (columns of ``∂x``, ``kH·kW·C`` long) copies less: on the fast
-    model's 24→64 layer at 32² (batch 128, 2026-11-24) 16 ms against 24 ms, equal at 64→128.
+    Stride 1 goes through the flipped convolution (columns of ``∂out``, ``kH·kW·O`` long), except
+    in float32/float64 with ``O > 2·C``, where ``col2im`` (columns of ``∂x``, ``kH·kW·C`` long)
+    copies less: on the fast model's 24→64 layer at 32² (batch 128, 2026-11-24) 16 ms against
+    24 ms, equal at 64→128. Its strided bfloat16 adds are slow (167 against 40 ms at batch 512).
     """
     out_channels, group_channels = weight.shape[:2]
-    if geometry.stride == (1, 1) and out_channels <= 2 * group_channels * geometry.groups:
+    wide = out_channels > 2 * group_channels * geometry.groups and grad_out.dtype in (torch.float32, torch.float64)
+    if geometry.stride == (1, 1) and not wide:
         # ∂x is the correlation of ∂out, padded by d(k-1)-p (negative: cropped), with the flipped filters
         padding = tuple(d * (k - 1) - p for k, d, p in zip(geometry.kernel, geometry.dilation, padding))
         return conv_nhwc(grad_out, flipped_weight_matrix(weight, geometry.groups), geometry, input_size, padding)
