@@ -125,9 +125,7 @@ def im2col_nhwc(
     bottom = max((oh - 1) * sy + (kh - 1) * dy + 1 - top - height, 0)
     right = max((ow - 1) * sx + (kw - 1) * dx + 1 - left - width, 0)
     if top or bottom or left or right:
-        padded = x.new_zeros(n, top + height + bottom, left + width + right, c)
-        padded[:, top : top + height, left : left + width] = x
-        x = padded
+        x = _zero_padded(x, top, bottom, left, right)
     group_channels = c // geometry.groups
     sn, sh, sw, sc = x.stride()
     windows = x.as_strided(
@@ -136,6 +134,19 @@ def im2col_nhwc(
         x.storage_offset() + group * group_channels * sc,
     )
     return windows.reshape(n * oh * ow, kh * kw * group_channels)
+
+
+def _zero_padded(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """``(N, H, W, C)`` → ``(N, top + H + bottom, left + W + right, C)`` with zeros around: only the
+    border is zero-filled (a full ``new_zeros`` wrote every number twice)."""
+    n, height, width, c = x.shape
+    padded = x.new_empty(n, top + height + bottom, left + width + right, c)
+    padded[:, :top] = 0
+    padded[:, top + height :] = 0
+    padded[:, top : top + height, :left] = 0
+    padded[:, top : top + height, left + width :] = 0
+    padded[:, top : top + height, left : left + width] = x
+    return padded
 
 
 def _chunks(batch: int, rows_per_image: int, row_length: int, element_size: int) -> list[slice]:
