@@ -466,3 +466,11 @@ def test_maxima_count_is_exact_beyond_float32_integers(memory_format):
     mask = (torch.rand(2, 3, 7, 5) > 0.5).float().contiguous(memory_format=memory_format)
     for dtype in (torch.float32, torch.bfloat16, torch.float64):
         assert pool_module._count_ones(mask.to(dtype)) == int(torch.count_nonzero(mask))
+
+
+def test_max_pool2d_tap_by_tap_backward_records_double_backward():
+    """Overlapping windows on channels-last input take the tap-by-tap backward (not the one-pass
+    shortcut); its gradient is itself differentiable."""
+    x = _double(2, 3, 7, 6).detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: CF.max_pool2d(t, 3, 2, 1), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: CF.max_pool2d(t, 3, 2, 1), (x,))

@@ -218,10 +218,11 @@ def max_pool2d(
 
 def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor, Tensor | None]:
     """Route by index when asked for it, for NCHW input that needs a gradient, and for windows of
-    more than 9 taps; otherwise by taps. On NCHW data the taps' stride-2 innermost views do not
-    vectorise and the by-taps backward (k² compare passes) cost 53 vs 75 ms forward+backward (max
-    2×2, 64ch @32², batch 128); channels-last data and inference take the taps (2×2: 40 vs 63 ms
-    f+b channels-last; forward 3.5 vs 36 ms). A global max over 32² would be 1024 tap passes."""
+    more than 9 taps; otherwise by taps. Forward+backward of max 2×2, 64ch @32², batch 128
+    (2026-11-24): on NCHW data, where the taps' stride-2 innermost views do not vectorise, taps
+    won without ties (33 vs 39 ms) but lost on ReLU output, whose zero windows tie (75 vs 56 ms);
+    channels-last data takes the taps (35 vs 77 ms with ties), and so does inference (forward
+    1.5 vs 17 ms). A global max over 32² would be 1024 tap passes."""
     by_index = (
         return_indices
         or k[0] * k[1] > 9
@@ -307,8 +308,8 @@ def _max_pool2d_backward_by_taps(grad: Tensor, x: Tensor, out: Tensor, k, s, p, 
     n, c, h, w = x.shape
     if k == s and d == (1, 1) and p == (0, 0) and (h, w) == (o[0] * k[0], o[1] * k[1]):
         # Windows tile the input: one broadcast compare marks every maximum, as 0/1 in x's dtype
-        # (torch.where on bool masks ran 5-10× slower on the CPU). If each
-        # window has exactly one (no ties, the usual case before a ReLU), the gradient goes straight there.
+        # (torch.where on bool masks ran 5-10× slower on the CPU). If each window has exactly one
+        # (no ties, the usual case unless a ReLU came before), the gradient goes straight there.
         mask = torch.empty_like(x)  # the input's memory format
         tiles = mask.view(n, c, o[0], k[0], o[1], k[1])
         torch.eq(x.view(n, c, o[0], k[0], o[1], k[1]), out.view(n, c, o[0], 1, o[1], 1), out=tiles)
@@ -319,10 +320,9 @@ def _max_pool2d_backward_by_taps(grad: Tensor, x: Tensor, out: Tensor, k, s, p, 
             tiles.mul_(routed)
             return mask
     unclaimed = torch.ones_like(out)  # 1 until a tap equal to the maximum claims the window
-    hit = torch.empty_like(out)
     grad_input = torch.zeros_like(x)
     for outputs, inputs in _tap_slices(x.shape[2:], k, s, p, d, o):
-        claims = hit[outputs]
+        claims = torch.empty_like(out[outputs])  # a fresh one per tap: double backward keeps it
         torch.eq(x[inputs], out[outputs], out=claims)
         claims.mul_(unclaimed[outputs])
         unclaimed[outputs] -= claims
@@ -360,8 +360,8 @@ def _max_pool2d_direct(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor | None]
     """Maxima and flat indices from one ``max`` over the windows laid out as ``(N, C, OH, OW, kH·kW)``
     (one strided copy). ``max`` returns the first maximum in row-major window order: torch's tie
     rule. The index is ``None`` when the maxima hold NaN or −inf, where that rule and torch's differ
-    (torch takes the last NaN and never a padded −inf); the check is that their sum is finite (+inf
-    gives a false alarm, and the exact scan)."""
+    (torch takes the last NaN and never a padded −inf). The check is whether their sum is finite:
+    a +inf maximum is a false alarm, which only costs the exact scan."""
     n, c, height, width = x.shape
     effective = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
     right = [max((oo - 1) * ss + e - size - pp, 0) for oo, ss, e, size, pp in zip(o, s, effective, (height, width), p)]
