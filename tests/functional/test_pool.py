@@ -177,6 +177,16 @@ def test_adaptive_pools_match_torch(size, output_size):
     )
 
 
+@pytest.mark.parametrize("special", [math.nan, -math.inf, math.inf])
+def test_adaptive_max_pool2d_uneven_windows_with_nan_and_inf_match_torch(special):
+    """Uneven windows (7×10 → 3×4 overlap) find the maximum with one ``max``; a NaN (where torch
+    takes the last one) sends them to the exact scan, and ±inf must keep torch's index too."""
+    x = tied_input(2, 3, 7, 10)
+    x[0, 0, 2, 3] = special
+    x[1, 2, 5, 6:8] = special
+    compare_max(lambda t: F.adaptive_max_pool2d(t, (3, 4), True), lambda t: CF.adaptive_max_pool2d(t, (3, 4), True), x)
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize(("size", "output_size"), [((8, 12), (2, 3)), ((4, 4), 1), ((6, 6), 3), ((7, 10), 1)])
 def test_adaptive_max_pool2d_tiling_windows_match_torch(size, output_size, memory_format):

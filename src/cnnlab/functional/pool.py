@@ -579,7 +579,12 @@ def _adaptive_argmax_1d(x: Tensor, out: int) -> Tensor:
     positions = start[:, None] + torch.arange(kernel, device=x.device)
     positions = torch.where(positions < end[:, None], positions, size)  # beyond the window: invalid
     windows = F.pad(x, [0, 1], value=-math.inf)[..., positions.clamp(max=size)]
-    return _scan_argmax(windows, positions, size)[1]
+    # One max gives the first maximum of each window, torch's rule, unless a NaN is in the way
+    # (torch takes the last one): then the exact scan. Taps past a window's end read -inf.
+    values, tap = windows.max(-1)
+    if bool(values.sum().isnan()):
+        return _scan_argmax(windows, positions, size)[1]
+    return start + tap
 
 
 def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
