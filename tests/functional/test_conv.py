@@ -13,6 +13,7 @@ from torch import nn
 
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
+from cnnlab.functional.algorithms import select_conv2d_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin
 
 ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "triton", "auto"]
@@ -97,6 +98,29 @@ def test_conv1d_matches_torch(kernel, stride, padding, dilation, groups, padding
         nn.Conv1d, cnn.Conv1d, 3, 6, kernel, stride, padding, dilation, groups, padding_mode=padding_mode
     )
     compare_forward_backward(reference, ours, torch.randn(3, 3, 40))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "kwargs", "dtype", "expected"),
+    [
+        (7, {"padding": 3}, torch.float32, "fft"),
+        ((9, 7), {"padding": 2, "groups": 2}, torch.float64, "fft"),
+        (7, {"padding": 3, "stride": 2}, torch.float32, "gemm"),
+        (7, {"padding": 3}, torch.bfloat16, "gemm"),
+        (3, {"padding": 3, "dilation": 3}, torch.float32, "gemm"),
+        ((7, 1), {"padding": (3, 0)}, torch.float32, "gemm"),
+        (5, {"padding": 2}, torch.float32, "gemm"),
+    ],
+)
+def test_auto_takes_fft_for_large_stride_one_kernels(kernel, kwargs, dtype, expected):
+    """``auto`` resolves to ``fft`` for float32/64 stride-1 filters of 7×7 and up, ``gemm`` for the
+    rest, and the result matches torch's either way (forward and backward)."""
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 6, kernel, **kwargs)
+    x = torch.randn(2, 4, 13, 12, dtype=dtype)
+    assert select_conv2d_algorithm(x, ours.weight, ours.stride, ours.padding, ours.groups) == expected
+    if dtype != torch.bfloat16:
+        reference, ours = reference.to(dtype), ours.to(dtype)
+        compare_forward_backward(reference, ours, x)
 
 
 @pytest.mark.parametrize("algorithm", ["depthwise", "auto"])
@@ -266,7 +290,7 @@ def test_circular_conv_is_translation_equivariant(shift_y, shift_x, algorithm):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_output_keeps_the_input_memory_format(algorithm, channels_last):
     """channels_last in, channels_last out (no copy back); contiguous in, contiguous out, as torch.
-    The input gradient keeps the input's format too, except through FFT (autograd's layout)."""
+    The input gradient keeps the input's format too."""
     kernel = 1 if algorithm == "pointwise" else 3
     reference, ours = twin(nn.Conv2d, cnn.Conv2d, 8, 6, kernel, padding=kernel // 2)
     ours.algorithm = algorithm
@@ -278,7 +302,7 @@ def test_output_keeps_the_input_memory_format(algorithm, channels_last):
     expected = torch.channels_last if channels_last else torch.contiguous_format
     assert out.is_contiguous(memory_format=expected)
     out.backward(torch.ones_like(out))
-    assert algorithm == "fft" or x.grad.is_contiguous(memory_format=expected)
+    assert x.grad.is_contiguous(memory_format=expected)
     assert_close(out, reference(x))
 
 

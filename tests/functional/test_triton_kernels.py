@@ -134,7 +134,7 @@ def test_auto_picks_triton_on_cuda_and_calls_no_torch_conv():
 
     x = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
     w = torch.randn(8, 8, 3, 3, device="cuda", requires_grad=True)
-    assert select_conv2d_algorithm(x, w, (1, 1), 1) == "triton"
+    assert select_conv2d_algorithm(x, w, (1, 1), (1, 1), 1) == "triton"
     with ForbiddenOpGuard() as guard:
         CF.conv2d(x, w, padding=1).sum().backward()
     assert not guard.forbidden, guard.forbidden

@@ -133,7 +133,7 @@ def _conv(
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, dilation, inner = (1, *stride), (1, *dilation), (0, *inner)
-    conv = get_conv2d_algorithm(algorithm, input, weight, inner, groups)
+    conv = get_conv2d_algorithm(algorithm, input, weight, stride, inner, groups)
     out = conv(input, weight, stride, inner, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from . import depthwise, fft, gemm, shift, triton_conv, winograd
@@ -39,7 +40,9 @@ CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def select_conv2d_algorithm(input: Tensor, weight: Tensor, padding: tuple[int, int], groups: int) -> str:
+def select_conv2d_algorithm(
+    input: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int
+) -> str:
     """The rule behind ``algorithm="auto"`` (timings: ``docs/benchmarks.md``):
 
     - ``depthwise`` when every group holds one input channel (``groups == in_channels > 1``): a
@@ -47,12 +50,16 @@ def select_conv2d_algorithm(input: Tensor, weight: Tensor, padding: tuple[int, i
     - ``triton`` (implicit-GEMM kernels) for every other convolution of a CUDA tensor when
       triton is installed;
     - ``pointwise`` for unpadded 1×1 filters: one GEMM, no column copy on channels-last input;
+    - ``fft`` for float32/float64 stride-1 filters of 7×7 and up: its cost does not grow with
+      the kernel, and forward+backward took 538 vs 735 ms (64→64 7×7 @32², batch 128), 383 vs
+      558 (128→128 7×7 @16²), 203 vs 271 (32→32 9×9 @32²) against ``gemm``, level at 5×5 (2-core
+      x86, 2026-11-24). Strided outputs would be computed in full and subsampled, and bfloat16 is
+      transformed in float32, so those stay with ``gemm``; dilation counts by the taps, not the span;
     - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``winograd`` needs 2.25×
       fewer multiplies, and alone it beat ``gemm`` from 64 channels in some runs, but its
       transformed tiles and 16 products are memory passes: up to 3.8× torch's peak memory, and
       the fast model's whole training step got slower with it. ``shift`` (k² passes over the
-      output) lost on every 3×3 shape of ``benchmarks/layers.py``, and ``fft`` only approaches
-      ``gemm`` at 7×7 while holding complex spectra. All three stay opt-in.
+      output) lost on every 3×3 shape of ``benchmarks/layers.py``. Both stay opt-in.
     """
     if groups > 1 and weight.shape[1] == 1 and input.shape[1] == groups:
         return "depthwise"
@@ -60,13 +67,17 @@ def select_conv2d_algorithm(input: Tensor, weight: Tensor, padding: tuple[int, i
         return "triton"
     if (*weight.shape[2:], *padding) == (1, 1, 0, 0):
         return "pointwise"
+    if min(weight.shape[2:]) >= 7 and tuple(stride) == (1, 1) and input.dtype in (torch.float32, torch.float64):
+        return "fft"
     return "gemm"
 
 
-def get_conv2d_algorithm(name: str, input: Tensor, weight: Tensor, padding: tuple[int, int], groups: int):
+def get_conv2d_algorithm(
+    name: str, input: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int
+):
     """Look up ``name`` (or resolve ``"auto"``); unknown names list the registered choices."""
     if name == "auto":
-        name = select_conv2d_algorithm(input, weight, padding, groups)
+        name = select_conv2d_algorithm(input, weight, stride, padding, groups)
     try:
         return CONV2D_ALGORITHMS[name]
     except KeyError:
