@@ -23,7 +23,8 @@ from ._utils import (
     pad_input,
     resolve_padding,
 )
-from .algorithms import gemm, get_conv2d_algorithm
+from ._tracing import fx_leaf, is_tracing
+from .algorithms import gemm, get_conv2d_algorithm, unfold
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]
 
@@ -62,7 +63,7 @@ def _autocast(input: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tenso
     """Under ``torch.autocast``, convolutions run in the autocast dtype, as torch's do; casting
     before im2col also halves the column copy (instead of autocast casting it inside the GEMM)."""
     device = input.device.type
-    if not torch.is_autocast_enabled(device):
+    if not torch.amp.is_autocast_available(device) or not torch.is_autocast_enabled(device):
         return input, weight, bias
     dtype = torch.get_autocast_dtype(device)
     return input.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None
@@ -140,6 +141,7 @@ def _conv(
     return _add_bias(out, bias, batched)
 
 
+@fx_leaf
 def conv1d(
     input: Tensor,
     weight: Tensor,
@@ -156,6 +158,7 @@ def conv1d(
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 1)
 
 
+@fx_leaf
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -172,6 +175,7 @@ def conv2d(
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 2)
 
 
+@fx_leaf
 def fft_conv2d(
     input: Tensor,
     weight: Tensor,
@@ -231,12 +235,14 @@ def _conv_transpose(
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
-    out = gemm.conv_transpose2d(input, weight, stride, padding, output_padding, dilation, groups)
+    transposed = unfold.conv_transpose2d if is_tracing(input, weight) else gemm.conv_transpose2d
+    out = transposed(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
     return _add_bias(out, bias, batched)
 
 
+@fx_leaf
 def conv_transpose1d(
     input: Tensor,
     weight: Tensor,
@@ -251,6 +257,7 @@ def conv_transpose1d(
     return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
 
 
+@fx_leaf
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import triton_pool
+from . import pool_windows, triton_pool
+from ._tracing import fx_leaf, is_tracing
 from ._utils import (
     check_input_rank,
     check_non_negative,
@@ -30,7 +31,7 @@ from ._utils import (
     pool_output_size,
     tap_ranges,
 )
-from .algorithms import depthwise
+from .algorithms import get_conv2d_algorithm
 from .algorithms.gemm import memory_format_of
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "channel_max_pool",
     "distance_weighted_pool2d",
     "distance_weights",
+    "global_avg_pool2d",
+    "global_max_pool2d",
     "lp_pool1d",
     "lp_pool2d",
     "max_blur_pool2d",
@@ -184,6 +187,7 @@ def _finish(out: Tensor, index: Tensor | None, batched: bool, return_indices: bo
 
 
 # --------------------------------------------------------------------------- max pooling
+@fx_leaf
 def max_pool1d(
     input: Tensor,
     kernel_size: IntOrTuple,
@@ -197,11 +201,15 @@ def max_pool1d(
     x, batched, (k,), (s,), (p,), (d,), (o,) = _pool_args(
         "max_pool1d", input, 1, kernel_size, stride, padding, dilation, ceil_mode
     )
+    if is_tracing(x):
+        out, index = pool_windows.max_pool2d(x.unsqueeze(-2), (1, k), (1, s), (0, p), (1, d), (1, o))
+        return _finish(out.squeeze(-2), index.squeeze(-2), batched, return_indices)
     with torch.no_grad():
         index = _max_indices_1d(x, k, s, p, d, o)
     return _finish(x.gather(-1, index), index, batched, return_indices)
 
 
+@fx_leaf
 def max_pool2d(
     input: Tensor,
     kernel_size: IntOrTuple,
@@ -222,7 +230,12 @@ def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor,
     (2026-11-24): on NCHW data, where the taps' stride-2 innermost views do not vectorise, taps
     won without ties (33 vs 39 ms) but lost on ReLU output, whose zero windows tie (75 vs 56 ms);
     channels-last data takes the taps (35 vs 77 ms with ties), and so does inference (forward
-    1.5 vs 17 ms). A global max over 32² would be 1024 tap passes."""
+    1.5 vs 17 ms). A global max over 32² would be 1024 tap passes. Under a tracer: the window
+    reduction of :mod:`.pool_windows`."""
+    if is_tracing(x):
+        out, index = pool_windows.max_pool2d(x, k, s, p, d, o)
+        format = memory_format_of(x)
+        return out.contiguous(memory_format=format), index.contiguous(memory_format=format) if return_indices else None
     by_index = (
         return_indices
         or k[0] * k[1] > 9
@@ -296,7 +309,8 @@ class _MaxPool2d(torch.autograd.Function):
         (index,) = ctx.saved_tensors
         n, c = ctx.input_shape[:2]
         flat = grad.new_zeros(n, c, ctx.input_shape[2:].numel())
-        flat = flat.scatter_add(-1, index.reshape(n, c, -1), grad.reshape(n, c, -1))
+        positions = index.shape[2:].numel()  # explicit: -1 is ambiguous for an empty batch
+        flat = flat.scatter_add(-1, index.reshape(n, c, positions), grad.reshape(n, c, positions))
         return flat.view(ctx.input_shape), None, None, None, None, None, None
 
 
@@ -408,18 +422,20 @@ def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, pa
     idx = indices if batched else indices.unsqueeze(0)
     n, c = x.shape[:2]
     numel = math.prod(size)
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= numel):
+    if idx.numel() and not is_tracing(idx) and (int(idx.min()) < 0 or int(idx.max()) >= numel):
         raise RuntimeError(f"{op}: found an index outside the output of size {size}: indices must be in [0, {numel})")
     flat = x.shape[2:].numel()
     out = x.new_zeros(n, c, numel).scatter(-1, idx.reshape(n, c, flat), x.reshape(n, c, flat)).view(n, c, *size)
     return out if batched else out.squeeze(0)
 
 
+@fx_leaf
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
     """Inverse of :func:`max_pool1d`: each value goes back to its index, zeros elsewhere."""
     return _max_unpool("max_unpool1d", input, indices, kernel_size, stride, padding, output_size, 1)
 
 
+@fx_leaf
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
     """Inverse of :func:`max_pool2d`. See :class:`cnnlab.nn.MaxUnpool2d`."""
     return _max_unpool("max_unpool2d", input, indices, kernel_size, stride, padding, output_size, 2)
@@ -476,6 +492,8 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     x, batched, k, s, p, _, o = _pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor_override must be non-zero, but got divisor_override={divisor_override}")
+    if is_tracing(x):
+        return _traceable_avg_pool(x, k, s, p, o, count_include_pad, divisor_override, batched)
     if spatial_dims == 2 and triton_pool.available(x):
         divisors = [_avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1)]
         if divisor_override is not None:
@@ -494,6 +512,24 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     return out if batched else out.squeeze(0)
 
 
+def _traceable_avg_pool(x: Tensor, k, s, p, o, count_include_pad, divisor_override, batched: bool) -> Tensor:
+    """:func:`_avg_pool` through :func:`.pool_windows.avg_pool2d` (1-D as a height-1 image)."""
+    one_d = len(k) == 1
+    if one_d:
+        x, k, s, p, o = x.unsqueeze(-2), (1, *k), (1, *s), (0, *p), (1, *o)
+    if divisor_override is not None:
+        divisor = torch.full(o, float(divisor_override), device=x.device)
+    else:
+        rows, cols = (
+            _avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1)
+        )
+        divisor = rows[:, None] * cols[None, :]
+    out = pool_windows.avg_pool2d(x, k, s, p, o, divisor.to(x.dtype))
+    out = out.squeeze(-2) if one_d else out.contiguous(memory_format=memory_format_of(x))
+    return out if batched else out.squeeze(0)
+
+
+@fx_leaf
 def avg_pool1d(
     input: Tensor,
     kernel_size: IntOrTuple,
@@ -506,6 +542,7 @@ def avg_pool1d(
     return _avg_pool("avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1)
 
 
+@fx_leaf
 def avg_pool2d(
     input: Tensor,
     kernel_size: IntOrTuple,
@@ -526,6 +563,7 @@ def _lp_finish(pooled: Tensor, norm_type: float, window: int) -> Tensor:
     return (torch.sign(pooled) * torch.relu(torch.abs(pooled))).mul(window).pow(1.0 / norm_type)
 
 
+@fx_leaf
 def lp_pool1d(
     input: Tensor, norm_type: float, kernel_size: int, stride: IntOrTuple | None = None, ceil_mode: bool = False
 ) -> Tensor:
@@ -534,6 +572,7 @@ def lp_pool1d(
     return _lp_finish(avg_pool1d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, k)
 
 
+@fx_leaf
 def lp_pool2d(
     input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
 ) -> Tensor:
@@ -587,6 +626,7 @@ def _adaptive_argmax_1d(x: Tensor, out: int) -> Tensor:
     return start + tap
 
 
+@fx_leaf
 def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
     """Average over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveAvgPool1d`."""
     x, batched, (o,) = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
@@ -594,6 +634,7 @@ def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tens
     return out if batched else out.squeeze(0)
 
 
+@fx_leaf
 def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
     """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
@@ -603,18 +644,26 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] |
     return out if batched else out.squeeze(0)
 
 
+@fx_leaf
 def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_indices: bool = False):
     """Max over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveMaxPool1d`."""
     x, batched, (o,) = _adaptive_output_size("adaptive_max_pool1d", input, output_size, 1)
+    if is_tracing(x):
+        out, index = pool_windows.adaptive_max_pool2d(x.unsqueeze(-2), (1, o))
+        return _finish(out.squeeze(-2), index.squeeze(-2), batched, return_indices)
     with torch.no_grad():
         index = _adaptive_argmax_1d(x, o)
     return _finish(x.gather(-1, index), index, batched, return_indices)
 
 
+@fx_leaf
 def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
     """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
     height, width = x.shape[2:]
+    if is_tracing(x) and not (oh and ow and height % oh == 0 and width % ow == 0):
+        out, index = pool_windows.adaptive_max_pool2d(x, (oh, ow))
+        return _finish(out, index, batched, return_indices)
     if oh and ow and height % oh == 0 and width % ow == 0:
         # Windows that tile the image (global pooling, 32² → 4²) are max_pool2d's, kernel = stride
         kernel = (height // oh, width // ow)
@@ -625,7 +674,23 @@ def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] |
     return _finish(_gather_flat(x, index), index, batched, return_indices)
 
 
+@fx_leaf
+def global_avg_pool2d(input: Tensor, flatten: bool = False) -> Tensor:
+    """Mean over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)`` (``(N, C)`` with ``flatten``).
+    See :class:`cnnlab.nn.GlobalAvgPool2d`."""
+    check_input_rank(input, 2, "global_avg_pool2d")
+    return input.mean((-2, -1), keepdim=not flatten)
+
+
+@fx_leaf
+def global_max_pool2d(input: Tensor, flatten: bool = False) -> Tensor:
+    """Max over the whole image (torch's max-pool rule). See :class:`cnnlab.nn.GlobalMaxPool2d`."""
+    out = adaptive_max_pool2d(input, 1)
+    return out.flatten(-3) if flatten else out
+
+
 # --------------------------------------------------------------------------- layers torch lacks
+@fx_leaf
 def channel_max_pool(input: Tensor, kernel_size: int) -> Tensor:
     """Maxout: max over groups of ``kernel_size`` consecutive channels of ``(N, C, H, W)`` or
     ``(C, H, W)``. See :class:`cnnlab.nn.ChannelMaxPool`."""
@@ -669,9 +734,12 @@ def _weighted_pool(x: Tensor, weights: Tensor, stride, padding, out) -> Tensor:
     if any(pads):
         x = F.pad(x, pads)
     channels = x.shape[1]
-    return depthwise.conv2d(x, weights.expand(channels, 1, kh, kw), stride, (0, 0), (1, 1), channels)
+    filters = weights.expand(channels, 1, kh, kw)
+    depthwise = get_conv2d_algorithm("depthwise", x, filters, stride, (0, 0), channels)
+    return depthwise(x, filters, stride, (0, 0), (1, 1), channels)
 
 
+@fx_leaf
 def distance_weighted_pool2d(
     input: Tensor,
     kernel_size: IntOrTuple,
@@ -700,6 +768,7 @@ def binomial_filter(size: int, *, device=None, dtype=None) -> Tensor:
     return coefficients / coefficients.sum()
 
 
+@fx_leaf
 def blur_pool2d(input: Tensor, filter_size: int = 3, stride: IntOrTuple = 2) -> Tensor:
     """Anti-aliased downsampling: binomial blur (reflect padding) then subsample, per channel.
     See :class:`cnnlab.nn.BlurPool2d`."""
@@ -722,6 +791,7 @@ def blur_pool2d(input: Tensor, filter_size: int = 3, stride: IntOrTuple = 2) -> 
     return out if batched else out.squeeze(0)
 
 
+@fx_leaf
 def max_blur_pool2d(input: Tensor, kernel_size: IntOrTuple = 2, filter_size: int = 3, stride: IntOrTuple = 2) -> Tensor:
     """Max with stride 1 (dense, no aliasing) then :func:`blur_pool2d` with ``stride`` (Zhang 2019).
     See :class:`cnnlab.nn.MaxBlurPool2d`."""

@@ -297,17 +297,14 @@ class GlobalAvgPool2d(nn.Module):
         return f"flatten={self.flatten}"
 
     def forward(self, input: Tensor) -> Tensor:
-        if input.dim() not in (3, 4):
-            functional.adaptive_avg_pool2d(input, 1)  # raises torch's rank error
-        return input.mean((-2, -1)) if self.flatten else input.mean((-2, -1), keepdim=True)
+        return functional.global_avg_pool2d(input, self.flatten)
 
 
 class GlobalMaxPool2d(GlobalAvgPool2d):
     """Max over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten=True``."""
 
     def forward(self, input: Tensor) -> Tensor:
-        out = functional.adaptive_max_pool2d(input, 1)
-        return out.flatten(-3) if self.flatten else out
+        return functional.global_max_pool2d(input, self.flatten)
 
 
 class ChannelMaxPool(nn.Module):

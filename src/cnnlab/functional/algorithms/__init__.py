@@ -2,7 +2,9 @@
 
 Each entry is ``conv2d(input, weight, stride, padding, dilation, groups) -> Tensor`` taking a
 validated, batched 4-D input and symmetric zero ``padding`` (other padding modes and asymmetric
-``'same'`` padding are applied before dispatch). Algorithms that only cover some geometries
+``'same'`` padding are applied before dispatch). Under a tracer or ``torch.func`` transform every
+algorithm computes through its traceable form (:mod:`cnnlab.functional._tracing`): ``unfold``
+(``F.unfold`` + ``matmul``), or for ``fft`` the same spectra product without its custom Function. Algorithms that only cover some geometries
 (``shift``, ``winograd``, ``pointwise``, ``depthwise``, ``triton``) raise ``ValueError`` naming what
 they need.
 """
@@ -14,7 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from . import depthwise, fft, gemm, shift, triton_conv, winograd
+from .._tracing import is_tracing
+from . import depthwise, fft, gemm, shift, triton_conv, unfold, winograd
 
 __all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
 
@@ -37,6 +40,7 @@ CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
     "depthwise": depthwise.conv2d,
     "pointwise": _pointwise,
     "triton": triton_conv.conv2d,
+    "unfold": unfold.conv2d,
 }
 
 
@@ -75,12 +79,14 @@ def select_conv2d_algorithm(
 def get_conv2d_algorithm(
     name: str, input: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int
 ):
-    """Look up ``name`` (or resolve ``"auto"``); unknown names list the registered choices."""
+    """Look up ``name`` (or resolve ``"auto"``); unknown names list the registered choices. Under a
+    tracer or transform, the algorithm's traceable form."""
     if name == "auto":
         name = select_conv2d_algorithm(input, weight, stride, padding, groups)
-    try:
-        return CONV2D_ALGORITHMS[name]
-    except KeyError:
+    if name not in CONV2D_ALGORITHMS:
         raise ValueError(
             f"algorithm must be 'auto' or one of {sorted(CONV2D_ALGORITHMS)}, but got algorithm={name!r}"
-        ) from None
+        )
+    if is_tracing(input, weight):
+        return fft.traceable_conv2d if name == "fft" else unfold.conv2d
+    return CONV2D_ALGORITHMS[name]

@@ -11,23 +11,27 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from . import gemm
+from . import gemm, unfold
 
-__all__ = ["conv2d"]
+__all__ = ["conv2d", "dilate_kernel", "traceable_conv2d"]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
 
 
 def dilate_kernel(weight: Tensor, dilation: tuple[int, int]) -> Tensor:
-    """Insert ``d - 1`` zeros between kernel taps: ``(O, C, kH, kW)`` → ``(O, C, d(kH-1)+1, ...)``."""
-    if dilation == (1, 1):
-        return weight
+    """Insert ``d - 1`` zeros between kernel taps: ``(O, C, kH, kW)`` → ``(O, C, d(kH-1)+1, ...)``.
+
+    Written with ``F.pad`` and reshapes (no in-place writes), so autograd and ``torch.func`` see through it."""
     o, c, kh, kw = weight.shape
-    out = weight.new_zeros(o, c, dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
-    out[:, :, :: dilation[0], :: dilation[1]] = weight
-    return out
+    (dh, dw) = dilation
+    if dh > 1:  # (O, C, kH, 1, kW) padded to (O, C, kH, dH, kW): dH - 1 zero rows after each tap row
+        weight = F.pad(weight.unsqueeze(3), (0, 0, 0, dh - 1)).flatten(2, 3)[:, :, : dh * (kh - 1) + 1]
+    if dw > 1:
+        weight = F.pad(weight.unsqueeze(-1), (0, dw - 1)).flatten(-2)[..., : dw * (kw - 1) + 1]
+    return weight
 
 
 def _spectrum(t: Tensor, size) -> Tensor:
@@ -192,4 +196,34 @@ def conv2d(
     compute = dtype if dtype in _FFT_DTYPES else torch.float32
     w = dilate_kernel(weight.to(compute), dilation)
     y = _FFTConv2d.apply(input.to(compute), w, stride, padding, groups)
+    return y.to(dtype).contiguous(memory_format=gemm.memory_format_of(input))
+
+
+def traceable_conv2d(
+    input: Tensor,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> Tensor:
+    """The traceable form of :func:`conv2d` (see :mod:`cnnlab.functional._tracing`): the same
+    product, ``IFFT(Σ_c FFT(x_pad) · conj(FFT(w)))`` cropped and strided, in differentiable ops
+    whose derivatives autograd derives (the spectra are kept for backward, unlike :class:`_FFTConv2d`)."""
+    n = input.shape[0]
+    if isinstance(n, int) and n == 0:  # MKL rejects empty transforms
+        return unfold.conv2d(input, weight, stride, padding, dilation, groups)
+    dtype = input.dtype
+    compute = dtype if dtype in _FFT_DTYPES else torch.float32
+    w = dilate_kernel(weight.to(compute), dilation)
+    out_channels, group_channels, kh, kw = w.shape
+    x = F.pad(input.to(compute), [padding[1], padding[1], padding[0], padding[0]])
+    size = tuple(x.shape[2:])
+    x_hat = _spectrum(x, size)
+    x_hat = x_hat.reshape(n, groups, group_channels, *x_hat.shape[2:])
+    w_hat = _spectrum(w, size)
+    w_hat = w_hat.reshape(groups, out_channels // groups, group_channels, *w_hat.shape[2:])
+    y_hat = torch.einsum("ngchw,gochw->ngohw", x_hat, w_hat.conj())
+    y = torch.fft.irfft2(y_hat.reshape(n, out_channels, *y_hat.shape[3:]), s=size)
+    y = y[:, :, : size[0] - kh + 1 : stride[0], : size[1] - kw + 1 : stride[1]]
     return y.to(dtype).contiguous(memory_format=gemm.memory_format_of(input))

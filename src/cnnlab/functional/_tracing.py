@@ -1,0 +1,61 @@
+"""When cnnlab's layers take their traceable form, and how ``torch.fx`` sees them.
+
+cnnlab's eager kernels are hand-written ``autograd.Function``s: oneDNN's matmul primitive on
+column chunks sized by the batch, in-place strided adds, per-tap loops. They are fast, but a
+tracer or a function transform cannot see through them (the primitive has no inductor lowering
+without frozen weights, no batching rule, no forward-mode derivative, no ONNX symbolic). So
+whenever something other than plain eager execution is watching, every conv and pool op computes
+the same result through its *traceable form*: a few differentiable ``torch`` primitives
+(``F.unfold``/``F.fold``, ``Tensor.unfold``, ``matmul``, ``gather``, reductions, ``torch.fft``)
+with no Python decision on tensor values, which autograd, functorch, inductor, ``torch.export``,
+the ONNX exporters and the meta/fake kernels all understand op by op.
+
+"Watching" is decided from the tracer's state and the tensors' kind, never from their values:
+``torch.compile``/``torch.export`` (dynamo), ``torch.jit.trace``, the ``torch.func`` transforms
+(``vmap``, ``grad``, ``jvp``, ``jacrev``, …), and fake or meta tensors (shape inference).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
+
+__all__ = ["fx_leaf", "is_tracing"]
+
+F = TypeVar("F", bound=Callable)
+
+
+def _functorch_active() -> bool:
+    """A ``torch.func`` transform (vmap, grad, jvp, jacrev, functionalize) is running."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def is_tracing(*tensors: Tensor) -> bool:
+    """``True`` when the traceable form must be used (see the module docstring)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _functorch_active():
+        return True
+    return any(t.device.type == "meta" or is_fake(t) for t in tensors if isinstance(t, Tensor))
+
+
+def fx_leaf(fn: F) -> F:
+    """Record calls of ``fn`` as one ``call_function`` node under ``torch.fx.symbolic_trace``.
+
+    ``torch.fx.wrap`` does the same only for calls by a module-global name; cnnlab's layers call
+    ``functional.conv2d`` as an attribute, and users may too. A functional op validates its
+    arguments against the input's shape in Python, which a ``Proxy`` cannot answer, so it is a
+    leaf of the fx graph, as ``torch.nn.functional.conv2d`` is.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        proxy = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.fx.Proxy)), None)
+        if proxy is not None:
+            return proxy.tracer.create_proxy("call_function", wrapper, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
