@@ -1,7 +1,7 @@
 """cnnlab: convolution and pooling from first principles, CIFAR-10 experiments from YAML."""
 
 from . import functional, nn
-from .convert import convert
+from .convert import ConversionError, convert, functional_mode
 
-__all__ = ["convert", "functional", "nn"]
+__all__ = ["ConversionError", "convert", "functional", "functional_mode", "nn"]
 __version__ = "0.1.0"

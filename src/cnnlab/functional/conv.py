@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._tracing import fx_leaf, is_tracing
 from ._utils import (
     PADDING_MODES,
     check_floating,
@@ -23,7 +24,6 @@ from ._utils import (
     pad_input,
     resolve_padding,
 )
-from ._tracing import fx_leaf, is_tracing
 from .algorithms import gemm, get_conv2d_algorithm, unfold
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]

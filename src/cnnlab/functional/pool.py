@@ -520,9 +520,7 @@ def _traceable_avg_pool(x: Tensor, k, s, p, o, count_include_pad, divisor_overri
     if divisor_override is not None:
         divisor = torch.full(o, float(divisor_override), device=x.device)
     else:
-        rows, cols = (
-            _avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1)
-        )
+        rows, cols = (_avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1))
         divisor = rows[:, None] * cols[None, :]
     out = pool_windows.avg_pool2d(x, k, s, p, o, divisor.to(x.dtype))
     out = out.squeeze(-2) if one_d else out.contiguous(memory_format=memory_format_of(x))
@@ -729,6 +727,8 @@ def _weighted_pool(x: Tensor, weights: Tensor, stride, padding, out) -> Tensor:
     """``Σ_{u,v} weights[u, v] · x_pad[..., y·s + u, x·s + v]`` over ``(N, C, H, W)`` with zero
     padding: the same filter for every channel, i.e. a depthwise convolution (cnnlab's own)."""
     kh, kw = weights.shape
+    if is_tracing(x):
+        return pool_windows.weighted_pool2d(x, weights, stride, padding, out)
     right = [max((o - 1) * st + k - n - p, 0) for o, st, k, n, p in zip(out, stride, (kh, kw), x.shape[-2:], padding)]
     pads = [padding[1], right[1], padding[0], right[0]]
     if any(pads):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["adaptive_max_pool2d", "avg_pool2d", "max_pool2d"]
+__all__ = ["adaptive_max_pool2d", "avg_pool2d", "max_pool2d", "weighted_pool2d"]
 
 
 def _unfold(x: Tensor, dim: int, kernel: int, stride: int, padding: int, dilation: int, out: int, value: float):
@@ -96,6 +96,12 @@ def max_pool2d(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor]:
 def avg_pool2d(x: Tensor, k, s, p, o, divisor: Tensor) -> Tensor:
     """Window sums of the zero-padded ``(N, C, H, W)`` divided by ``divisor (H_out, W_out)``."""
     return _windows(x, k, s, p, (1, 1), o, 0.0).sum(-1) / divisor
+
+
+def weighted_pool2d(x: Tensor, weights: Tensor, s, p, o) -> Tensor:
+    """``Σ_taps weights · window`` of the zero-padded ``(N, C, H, W)``, the same ``(kH, kW)`` weights
+    for every channel (a depthwise convolution with one shared filter)."""
+    return torch.matmul(_windows(x, weights.shape, s, p, (1, 1), o, 0.0), weights.reshape(-1))
 
 
 def _adaptive_positions(size: int, out: int, device) -> Tensor:

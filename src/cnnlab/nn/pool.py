@@ -384,7 +384,7 @@ class DistanceWeightedPool2d(nn.Module):
             self.sigma = float(sigma)
 
     def extra_repr(self) -> str:
-        sigma = float(self.sigma)
+        sigma = float(self.sigma.detach()) if isinstance(self.sigma, Tensor) else self.sigma
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, kind={self.kind}"
             + (f", sigma={sigma:g}" if self.kind == "gaussian" else "")

@@ -2,11 +2,13 @@
 
 Each entry is ``conv2d(input, weight, stride, padding, dilation, groups) -> Tensor`` taking a
 validated, batched 4-D input and symmetric zero ``padding`` (other padding modes and asymmetric
-``'same'`` padding are applied before dispatch). Under a tracer or ``torch.func`` transform every
-algorithm computes through its traceable form (:mod:`cnnlab.functional._tracing`): ``unfold``
-(``F.unfold`` + ``matmul``), or for ``fft`` the same spectra product without its custom Function. Algorithms that only cover some geometries
+``'same'`` padding are applied before dispatch). Algorithms that only cover some geometries
 (``shift``, ``winograd``, ``pointwise``, ``depthwise``, ``triton``) raise ``ValueError`` naming what
 they need.
+
+Under a tracer or ``torch.func`` transform every algorithm computes through its traceable form
+(:mod:`cnnlab.functional._tracing`): ``unfold`` (``F.unfold`` + ``matmul``), or for ``fft`` the
+same spectra product without its custom Function.
 """
 
 from __future__ import annotations
@@ -84,9 +86,7 @@ def get_conv2d_algorithm(
     if name == "auto":
         name = select_conv2d_algorithm(input, weight, stride, padding, groups)
     if name not in CONV2D_ALGORITHMS:
-        raise ValueError(
-            f"algorithm must be 'auto' or one of {sorted(CONV2D_ALGORITHMS)}, but got algorithm={name!r}"
-        )
+        raise ValueError(f"algorithm must be 'auto' or one of {sorted(CONV2D_ALGORITHMS)}, but got algorithm={name!r}")
     if is_tracing(input, weight):
         return fft.traceable_conv2d if name == "fft" else unfold.conv2d
     return CONV2D_ALGORITHMS[name]

@@ -25,8 +25,8 @@ def dilate_kernel(weight: Tensor, dilation: tuple[int, int]) -> Tensor:
     """Insert ``d - 1`` zeros between kernel taps: ``(O, C, kH, kW)`` → ``(O, C, d(kH-1)+1, ...)``.
 
     Written with ``F.pad`` and reshapes (no in-place writes), so autograd and ``torch.func`` see through it."""
-    o, c, kh, kw = weight.shape
-    (dh, dw) = dilation
+    kh, kw = weight.shape[2:]
+    dh, dw = dilation
     if dh > 1:  # (O, C, kH, 1, kW) padded to (O, C, kH, dH, kW): dH - 1 zero rows after each tap row
         weight = F.pad(weight.unsqueeze(3), (0, 0, 0, dh - 1)).flatten(2, 3)[:, :, : dh * (kh - 1) + 1]
     if dw > 1:

@@ -70,7 +70,10 @@ class Geometry(NamedTuple):
 
 def memory_format_of(x: Tensor) -> torch.memory_format:
     """``channels_last`` when ``x`` is stored that way (and not also plainly contiguous)."""
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    try:
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    except RuntimeError:  # vmap's batched tensors cannot answer: they have no layout of their own to keep
+        return torch.contiguous_format
     return torch.channels_last if channels_last else torch.contiguous_format
 
 

@@ -47,7 +47,7 @@ def conv2d(
 def _zero_stuffed(x: Tensor, stride: tuple[int, int]) -> Tensor:
     """``stride - 1`` zeros between neighbouring pixels: ``(N, C, H, W)`` → ``(N, C, (H-1)s+1, (W-1)s+1)``."""
     sh, sw = stride
-    n, c, height, width = x.shape
+    height, width = x.shape[2:]
     if sw > 1:
         x = F.pad(x.unsqueeze(-1), (0, sw - 1)).flatten(-2)[..., : (width - 1) * sw + 1]
     if sh > 1:

@@ -1,0 +1,267 @@
+"""Every cnnlab layer inside PyTorch 2's toolchain: torch.compile (fullgraph), torch.export with a
+dynamic batch, ONNX (both exporters, run by onnxruntime), torch.func, meta/fake tensors, fx,
+jit.trace and empty batches, each compared with eager cnnlab and with the torch.nn twin."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.func import functional_call, grad, jacrev, jvp, vmap
+
+import cnnlab
+from cnnlab import nn as cnn
+from tests.conftest import ForbiddenOpGuard, assert_close
+
+
+def small_model(layers) -> nn.Module:
+    """The issue's small model, on ``layers`` (``torch.nn`` or ``cnnlab.nn``)."""
+    return nn.Sequential(
+        layers.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        layers.MaxPool2d(2),
+        layers.Conv2d(8, 8, 3, padding=1, groups=8),
+        layers.AvgPool2d(2),
+        layers.ConvTranspose2d(8, 4, 2, stride=2),
+        layers.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
+
+
+class EveryLayer(nn.Module):
+    """A model holding every cnnlab conv and pool layer (FFTConv2d optional: ONNX has no complex numbers)."""
+
+    def __init__(self, fft: bool = True):
+        super().__init__()
+        self.image = nn.Sequential(
+            cnn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"),
+            nn.ReLU(),
+            cnn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2),
+            cnn.FFTConv2d(8, 8, 7, padding=3) if fft else nn.Identity(),
+            cnn.DepthwiseSeparableConv2d(8, 8, 3, padding=1),
+            cnn.Conv2d(8, 8, 3, padding="same", groups=8),
+            nn.ReLU(),
+            cnn.MaxBlurPool2d(2, 3, 2),
+            cnn.ConvTranspose2d(8, 8, 3, stride=2, padding=1, output_padding=1),
+            cnn.MaxPool2d(3, 2, 1, ceil_mode=True),
+            cnn.AvgPool2d(3, 1, 1, count_include_pad=False),
+            cnn.LPPool2d(2, 2, 1),
+            cnn.DistanceWeightedPool2d(3, 1, 1, learnable_sigma=True),
+            cnn.BlurPool2d(3, 1),
+            cnn.ChannelMaxPool(2),
+        )
+        self.pool_with_indices = cnn.MaxPool2d(2, return_indices=True)
+        self.unpool = cnn.MaxUnpool2d(2)
+        self.sequence = nn.Sequential(
+            cnn.Conv1d(4, 6, 3, padding=1),
+            cnn.MaxPool1d(3, 2, 1),
+            cnn.AvgPool1d(2, 1),
+            cnn.LPPool1d(2, 2),
+            cnn.ConvTranspose1d(6, 4, 3, stride=2, output_padding=1),
+        )
+        self.heads = nn.ModuleList(
+            [
+                cnn.AdaptiveAvgPool2d((3, 4)),
+                cnn.AdaptiveMaxPool2d((3, 5)),
+                cnn.GlobalAvgPool2d(flatten=True),
+                cnn.GlobalMaxPool2d(flatten=True),
+            ]
+        )
+        self.sequence_heads = nn.ModuleList([cnn.AdaptiveAvgPool1d(3), cnn.AdaptiveMaxPool1d(5)])
+        self.classifier = nn.LazyLinear(10)
+        self.classifier(torch.zeros(1, 4 * (12 + 15 + 1 + 1) + 4 * (3 + 5)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.image(x)  # (N, 4, 8, 8)
+        values, indices = self.pool_with_indices(features)
+        features = features + self.unpool(values, indices)
+        sequence = self.sequence(features.flatten(2))  # (N, 4, L)
+        parts = [head(features).flatten(1) for head in self.heads]
+        parts += [head(sequence).flatten(1) for head in self.sequence_heads]
+        return self.classifier(torch.cat(parts, 1))
+
+
+@pytest.fixture
+def every_layer():
+    return EveryLayer().eval()
+
+
+@pytest.fixture
+def small_pair():
+    reference = small_model(nn)
+    ours = small_model(cnn)
+    ours.load_state_dict(reference.state_dict())
+    return reference, ours
+
+
+def _inputs(batch: int = 4, size: int = 16) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size)
+
+
+def _grads(model: nn.Module, x: torch.Tensor, forward=None):
+    model.zero_grad()
+    x = x.clone().requires_grad_(True)
+    out = (model if forward is None else forward)(x)
+    out.square().sum().backward()
+    return out.detach(), x.grad, [p.grad.clone() for p in model.parameters()]
+
+
+def _assert_same_step(first, second, scale: float = 10.0):
+    for a, b in zip(first[:2], second[:2]):
+        assert_close(a, b, scale=scale)
+    for a, b in zip(first[2], second[2]):
+        assert_close(a, b, scale=scale * 10)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_forward_backward_matches_eager_and_torch(every_layer, small_pair):
+    torch._dynamo.reset()
+    x = _inputs()
+    _assert_same_step(_grads(every_layer, x, torch.compile(every_layer, fullgraph=True)), _grads(every_layer, x))
+    reference, ours = small_pair
+    _assert_same_step(_grads(ours, x, torch.compile(ours, fullgraph=True)), _grads(reference, x))
+
+
+@pytest.mark.slow
+def test_export_with_dynamic_batch_runs_other_batch_sizes_and_has_no_conv_or_pool_op(every_layer):
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(every_layer, (_inputs(4),), dynamic_shapes=({0: batch},))
+    for size in (2, 7):
+        x = _inputs(size)
+        assert_close(program.module()(x), every_layer(x), scale=10)
+    ops = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert [op for op in ops if "aten" in op and ("convolution" in op or "pool" in op)] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_onnx_export_runs_in_onnxruntime_and_matches(dynamo, small_pair):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript" if dynamo else "onnx")
+    model = EveryLayer(fft=False).eval()  # ONNX has no complex arithmetic for FFTConv2d
+    reference, ours = small_pair
+    for net, expected in ((model, model), (ours, reference)):
+        buffer = io.BytesIO()
+        x = _inputs(4)
+        kwargs = (
+            {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else {"dynamic_axes": {"x": {0: "batch"}}}
+        )
+        torch.onnx.export(net, (x,), buffer, input_names=["x"], dynamo=dynamo, **kwargs)
+        session = ort.InferenceSession(buffer.getvalue())
+        for size in (4, 3):
+            x = _inputs(size)
+            (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+            assert_close(torch.from_numpy(out), expected(x), scale=10)
+
+
+def test_vmap_of_grad_gives_per_sample_gradients(every_layer, small_pair):
+    x, target = _inputs(3), torch.randint(0, 10, (3,))
+
+    def per_sample_gradients(model):
+        params = {name: p.detach() for name, p in model.named_parameters()}
+
+        def loss(p, xi, ti):
+            return nn.functional.cross_entropy(functional_call(model, p, (xi[None],)), ti[None])
+
+        return vmap(grad(loss), in_dims=(None, 0, 0))(params, x, target)
+
+    def looped(model):
+        grads = []
+        for i in range(len(x)):
+            model.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 1]), target[i : i + 1]).backward()
+            grads.append({name: p.grad.clone() for name, p in model.named_parameters()})
+        return {name: torch.stack([g[name] for g in grads]) for name in grads[0]}
+
+    reference, ours = small_pair
+    for ours_grads, expected in (
+        (per_sample_gradients(every_layer), looped(every_layer)),
+        (per_sample_gradients(ours), looped(reference)),
+    ):
+        for name in expected:
+            assert_close(ours_grads[name], expected[name], scale=100)
+
+
+def test_jvp_is_the_adjoint_of_eager_backward(every_layer):
+    """Forward-mode ⟨u, J v⟩ equals reverse-mode (the eager autograd Functions) ⟨Jᵀ u, v⟩."""
+    model = every_layer.double()
+    x, tangent = _inputs(2).double(), _inputs(2).double()
+    out, forward_derivative = jvp(model, (x,), (tangent,))
+    cotangent = torch.randn_like(out)
+    x.requires_grad_(True)
+    (reverse,) = torch.autograd.grad(model(x), x, cotangent)
+    torch.testing.assert_close((cotangent * forward_derivative).sum(), (reverse * tangent).sum())
+
+
+def test_jacrev_and_jvp_match_the_torch_twin(small_pair):
+    reference, ours = small_pair
+    x, tangent = _inputs(1, 8), _inputs(1, 8)
+    assert_close(jacrev(ours)(x), jacrev(reference)(x))
+    assert_close(jvp(ours, (x,), (tangent,))[1], jvp(reference, (x,), (tangent,))[1])
+
+
+def test_meta_and_fake_tensors_infer_the_eager_shapes(every_layer):
+    x = _inputs(5)
+    expected = every_layer(x).shape
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        assert every_layer(mode.from_tensor(x)).shape == expected
+    meta = EveryLayer().to("meta")
+    assert meta(x.to("meta")).shape == expected
+
+
+def test_fx_symbolic_trace_records_each_functional_op_as_one_node(every_layer):
+    traced = torch.fx.symbolic_trace(every_layer)
+    x = _inputs(3)
+    assert_close(traced(x), every_layer(x))
+    targets = {getattr(node.target, "__name__", "") for node in traced.graph.nodes if node.op == "call_function"}
+    assert {"conv2d", "max_pool2d", "max_unpool2d", "conv_transpose1d", "adaptive_max_pool1d"} <= targets
+
+
+def test_jit_trace_matches_eager_at_the_traced_size(every_layer):
+    x = _inputs(3)
+    traced = torch.jit.trace(every_layer, x, check_trace=False)
+    assert_close(traced(x), every_layer(x))
+
+
+def test_empty_batch_forward_and_backward(every_layer, small_pair):
+    reference, ours = small_pair
+    for model in (every_layer.train(), ours):
+        x = torch.randn(0, 3, 16, 16, requires_grad=True)
+        out = model(x)
+        assert out.shape == (0, 10)
+        out.sum().backward()
+        assert x.grad.shape == x.shape
+    assert ours(torch.randn(0, 3, 16, 16)).shape == reference(torch.randn(0, 3, 16, 16)).shape
+
+
+def test_eager_every_layer_dispatches_no_conv_or_pool_op(every_layer):
+    x = _inputs(2).requires_grad_(True)
+    with ForbiddenOpGuard() as guard:
+        every_layer(x).sum().backward()
+    assert guard.seen and guard.forbidden == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_converted_torchvision_models_compile_export_and_vmap(name):
+    torchvision = pytest.importorskip("torchvision")
+    reference = getattr(torchvision.models, name)(num_classes=10).eval()
+    ours = cnnlab.convert(reference, to="cnnlab")
+    x = torch.randn(2, 3, 32, 32)
+    expected = reference(x)
+    with cnnlab.functional_mode():  # mobilenet_v2 calls F.adaptive_avg_pool2d itself
+        assert_close(ours(x), expected, scale=10)
+        assert_close(torch.compile(ours, fullgraph=True)(x), expected, scale=10)
+    program = torch.export.export(ours, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    other_batch = torch.randn(3, 3, 32, 32)
+    assert_close(program.module()(other_batch), reference(other_batch), scale=10)
+    params = {k: v.detach() for k, v in ours.named_parameters()}
+    per_sample = vmap(grad(lambda p, xi: functional_call(ours, p, (xi[None],)).sum()), in_dims=(None, 0))(params, x)
+    reference.zero_grad()
+    reference(x[:1]).sum().backward()
+    for key, p in reference.named_parameters():
+        assert_close(per_sample[key][0], p.grad, scale=100)
