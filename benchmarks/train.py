@@ -6,8 +6,11 @@ Usage:
     python benchmarks/train.py                            # fast + resnet, both memory formats
     python benchmarks/train.py --models fast --formats channels_last --steps 10 --repeats 5
     python benchmarks/train.py --precision bf16 --device cuda
+    python benchmarks/train.py --compile --models fast --formats channels_last   # + torch.compile'd steps
 
-The ratio is cnnlab's throughput over torch's (above 1 means cnnlab is faster).
+The ratio is cnnlab's throughput over torch's (above 1 means cnnlab is faster). With ``--compile``
+each backend is also timed as ``torch.compile(model)`` (inductor; compiled once during warm-up),
+and the table adds cnnlab compiled over torch compiled and each backend's compiled over eager.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings per backend (median reported)")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--output", help="also write the Markdown table here")
     args = parser.parse_args()
 
@@ -77,28 +81,37 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}, batch {args.batch}, precision {args.precision}\n"
     )
-    lines = [
-        "| model | memory format | torch img/s | cnnlab img/s | cnnlab / torch |",
-        "|---|---|---:|---:|---:|",
-    ]
+    variants = [(b, False) for b in BACKENDS] + ([(b, True) for b in BACKENDS] if args.compile else [])
+    label = lambda backend, compiled: f"{backend} compiled" if compiled else backend  # noqa: E731
+    header = ["model", "memory format", *(f"{label(*v)} img/s" for v in variants), "cnnlab / torch"]
+    if args.compile:
+        header += ["compiled: cnnlab / torch", "torch compiled / eager", "cnnlab compiled / eager"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     print("\n".join(lines), flush=True)
     for name in args.models:
         for format_name in args.formats:
             memory_format = FORMATS[format_name]
-            models = {b: make_model(name, b, args.device, memory_format) for b in BACKENDS}
-            seconds: dict[str, list[float]] = {b: [] for b in BACKENDS}
-            for model in models.values():  # warm-up (oneDNN primitive creation, allocator)
+            models = {}
+            for backend, compiled in variants:
+                model = make_model(name, backend, args.device, memory_format)
+                models[(backend, compiled)] = torch.compile(model) if compiled else model
+            seconds: dict[tuple, list[float]] = {v: [] for v in variants}
+            for model in models.values():  # warm-up (compilation, oneDNN primitive creation, allocator)
                 time_steps(model, args.batch, 2, args.device, memory_format, args.precision)
-            for _ in range(args.repeats):  # alternate, so drift in the machine hits both alike
-                for b, model in models.items():
-                    seconds[b].append(
+            for _ in range(args.repeats):  # alternate, so drift in the machine hits all alike
+                for v, model in models.items():
+                    seconds[v].append(
                         time_steps(model, args.batch, args.steps, args.device, memory_format, args.precision)
                     )
-            rate = {b: args.batch / statistics.median(s) for b, s in seconds.items()}
-            line = (
-                f"| {name} | {format_name} | {rate['torch']:.0f} | {rate['cnnlab']:.0f} | "
-                f"{rate['cnnlab'] / rate['torch']:.2f} |"
-            )
+            rate = {v: args.batch / statistics.median(s) for v, s in seconds.items()}
+            cells = [f"{rate[v]:.0f}" for v in variants] + [f"{rate[('cnnlab', False)] / rate[('torch', False)]:.2f}"]
+            if args.compile:
+                cells += [
+                    f"{rate[('cnnlab', True)] / rate[('torch', True)]:.2f}",
+                    f"{rate[('torch', True)] / rate[('torch', False)]:.2f}",
+                    f"{rate[('cnnlab', True)] / rate[('cnnlab', False)]:.2f}",
+                ]
+            line = f"| {name} | {format_name} | " + " | ".join(cells) + " |"
             lines.append(line)
             print(line, flush=True)
     if args.output:

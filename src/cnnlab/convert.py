@@ -89,7 +89,7 @@ def _rebuild(layer: nn.Module, pair: LayerPair, to: str) -> nn.Module:
     for name, value in vars(layer).items():  # hook-based weight_norm keeps its weight as a plain attribute
         if isinstance(value, torch.Tensor) and name not in vars(new):
             setattr(new, name, value)
-    for name in _HOOK_DICTS:
+    for name in (*_HOOK_DICTS, "_is_full_backward_hook"):
         if hasattr(layer, name):
             setattr(new, name, getattr(layer, name))
     if parametrize.is_parametrized(layer):
@@ -128,12 +128,13 @@ def _unconverted_reason(module: nn.Module, to: str) -> str | None:
 
 
 def _functional_calls(module: nn.Module) -> list[str]:
-    """The torch.nn.functional conv/pool functions that ``module``'s own ``forward`` calls by name."""
-    forward = type(module).forward
-    if forward.__module__.startswith(("torch.nn", "cnnlab")):
+    """The torch.nn.functional conv/pool functions that the code of ``module``'s class calls by
+    name (torchvision's models call them from ``forward`` or helpers such as ``_forward_impl``)."""
+    cls = type(module)
+    if cls.__module__.startswith(("torch.nn", "cnnlab")):
         return []
     try:
-        source = inspect.getsource(forward)
+        source = inspect.getsource(cls)
     except (OSError, TypeError):
         return []
     return sorted(set(_FUNCTIONAL_CALL.findall(source)))
@@ -148,7 +149,9 @@ def convert(
 
     Only exact classes are swapped (a subclass with its own ``forward`` is left alone). What stays
     on torch is reported in one ``UserWarning``, or raised as :class:`ConversionError` with
-    ``strict=True``.
+    ``strict=True``. With ``inplace=False`` the modules are new but the Parameters and buffers are
+    ``module``'s own, so an optimizer built on either model trains both (``copy.deepcopy`` the
+    model first for an independent one).
 
     Example:
         >>> import torchvision
@@ -157,8 +160,14 @@ def convert(
     """
     if to not in ("cnnlab", "torch"):
         raise ValueError(f"convert: to must be 'cnnlab' or 'torch', but got to={to!r}")
-    if not inplace:
-        module = copy.deepcopy(module)
+    if not inplace:  # a new module tree around the same Parameters and buffers
+        shared = {id(t): t for t in (*module.parameters(), *module.buffers())}
+        for sub in module.modules():
+            # tensors kept as plain attributes (hook-based weight_norm's weight), and the hook
+            # dictionaries, so the handles that registered hooks still remove them
+            shared.update({id(t): t for t in vars(sub).values() if isinstance(t, torch.Tensor)})
+            shared.update({id(hooks): hooks for hooks in (getattr(sub, name, None) for name in _HOOK_DICTS) if hooks})
+        module = copy.deepcopy(module, memo=shared)
     left: list[str] = []
     converted = _convert(module, to, "", left)
     if left:
@@ -182,7 +191,7 @@ def _convert(module: nn.Module, to: str, path: str, left: list[str]) -> nn.Modul
         calls = _functional_calls(module)
         if calls:
             left.append(
-                f"{where}: {type(module).__name__}.forward calls torch.nn.functional "
+                f"{where}: {type(module).__name__} calls torch.nn.functional "
                 f"{', '.join(calls)} itself; run it under cnnlab.functional_mode()"
             )
     for name, child in module.named_children():

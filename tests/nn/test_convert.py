@@ -1,0 +1,165 @@
+"""cnnlab.convert keeps a model's state (Parameter objects, requires_grad, buffers, mode, hooks,
+parametrizations), reports what stays on torch, and functional_mode routes F.* conv/pool calls."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+
+import cnnlab
+from cnnlab import nn as cnn
+from tests.conftest import ForbiddenOpGuard, assert_close
+
+
+def _convert_quietly(model, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to report for these models
+        return cnnlab.convert(model, **kwargs)
+
+
+def test_parameters_are_the_same_objects_so_an_existing_optimizer_trains_the_converted_model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.MaxPool2d(2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ours = _convert_quietly(model)
+    assert type(ours[0]) is cnn.Conv2d and type(model[0]) is nn.Conv2d  # model itself untouched
+    assert ours[0].weight is model[0].weight and ours[1].running_mean is model[1].running_mean
+    before = ours[0].weight.detach().clone()
+    ours(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(ours[0].weight, before)
+    in_place = cnnlab.convert(model, inplace=True)
+    assert in_place is model and type(model[0]) is cnn.Conv2d
+
+
+def test_requires_grad_and_training_mode_are_kept_both_ways():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 2)).eval()
+    model[0].weight.requires_grad_(False)
+    ours = _convert_quietly(model)
+    back = _convert_quietly(ours, to="torch")
+    for converted in (ours, back):
+        assert not converted[0].weight.requires_grad and converted[0].bias.requires_grad
+        assert not converted.training and not converted[1].training
+
+
+def test_hooks_move_with_the_layer_and_their_handles_still_remove_them():
+    layer = nn.Conv2d(3, 4, 3)
+    calls = []
+    handle = layer.register_forward_hook(lambda module, args, out: calls.append(type(module)))
+    layer.register_forward_pre_hook(lambda module, args: calls.append("pre"))
+    layer.register_full_backward_hook(lambda module, grad_in, grad_out: calls.append("backward"))
+    ours = _convert_quietly(nn.Sequential(layer))
+    ours(torch.randn(1, 3, 6, 6, requires_grad=True)).sum().backward()
+    assert calls == ["pre", cnn.Conv2d, "backward"]
+    handle.remove()
+    calls.clear()
+    ours(torch.randn(1, 3, 6, 6))
+    assert calls == ["pre"]
+
+
+@pytest.mark.parametrize(
+    "parametrization",
+    [parametrizations.weight_norm, parametrizations.spectral_norm, parametrizations.orthogonal],
+    ids=["weight_norm", "spectral_norm", "orthogonal"],
+)
+def test_parametrized_layers_convert_with_their_parametrizations(parametrization):
+    reference = parametrization(nn.Conv2d(4, 4, 1)).eval()
+    ours = _convert_quietly(nn.Sequential(reference))[0]
+    assert isinstance(ours, cnn.Conv2d) and parametrize.is_parametrized(ours, "weight")
+    assert set(dict(ours.named_parameters())) == set(dict(reference.named_parameters()))
+    assert all(a is b for a, b in zip(ours.parameters(), reference.parameters()))
+    x = torch.randn(2, 4, 5, 5)
+    assert_close(ours(x), reference(x))
+    back = _convert_quietly(nn.Sequential(ours), to="torch")[0]
+    assert type(back).__bases__[0] is nn.Conv2d and parametrize.is_parametrized(back, "weight")
+
+
+def test_hook_based_weight_norm_converts_and_trains():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.nn.utils.weight_norm is deprecated
+        reference = nn.utils.weight_norm(nn.Conv2d(3, 4, 3))
+    ours = _convert_quietly(nn.Sequential(reference))[0]
+    assert type(ours) is cnn.Conv2d and ours.weight_g is reference.weight_g
+    x = torch.randn(2, 3, 6, 6)
+    assert_close(ours(x), reference(x))
+    ours(x).sum().backward()
+    assert ours.weight_v.grad is not None
+
+
+def test_what_stays_on_torch_is_reported_or_raised_with_strict():
+    class OwnForward(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    class CallsFunctional(nn.Module):
+        def forward(self, x):
+            return F.max_pool2d(F.avg_pool2d(x, 2), 2)
+
+    model = nn.Sequential(nn.LazyConv2d(4, 3), nn.Conv3d(1, 1, 1), OwnForward(1, 1, 1), CallsFunctional())
+    with pytest.warns(UserWarning) as record:
+        cnnlab.convert(model)
+    message = str(record[0].message)
+    assert "0: an uninitialised Lazy layer" in message
+    assert "1: Conv3d has no cnnlab twin" in message
+    assert "2: OwnForward subclasses Conv2d" in message
+    assert "3: CallsFunctional calls torch.nn.functional avg_pool2d, max_pool2d" in message
+    assert "cnnlab.functional_mode()" in message
+    with pytest.raises(cnnlab.ConversionError, match="Conv3d has no cnnlab twin"):
+        cnnlab.convert(model, strict=True)
+
+
+def test_lazy_layers_convert_once_materialised():
+    model = nn.Sequential(nn.LazyConv2d(4, 3))
+    model(torch.randn(1, 3, 6, 6))
+    ours = _convert_quietly(model)
+    assert type(ours[0]) is cnn.Conv2d and ours[0].in_channels == 3
+
+
+class _FunctionalNet(nn.Module):
+    """Calls every routed kind of functional op itself, as torchvision's inception does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)  # a torch layer: its F.conv2d is routed too
+        self.weight = nn.Parameter(torch.randn(4, 4, 3))
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv(x), 3, 2, 1, ceil_mode=True)
+        x = F.avg_pool2d(x, 2, count_include_pad=False) + F.lp_pool2d(x, 2, 2)
+        values, indices = F.max_pool2d(x, 2, return_indices=True)
+        x = F.max_unpool2d(values, indices, 2) + F.adaptive_max_pool2d(x, (2, 2)).mean()
+        x = F.conv1d(x.flatten(2), self.weight, padding=1)
+        x = F.conv_transpose1d(x, self.weight, stride=2)
+        return F.adaptive_avg_pool1d(x, 3) + F.adaptive_max_pool1d(x, 3)
+
+
+def test_functional_mode_runs_functional_calls_on_cnnlab_with_the_same_result():
+    model = _FunctionalNet()
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    expected = model(x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    with cnnlab.functional_mode(), ForbiddenOpGuard() as guard:
+        out = model(x)
+        (grad,) = torch.autograd.grad(out.sum(), x)
+    assert guard.seen and guard.forbidden == []
+    assert_close(out, expected)
+    assert_close(grad, expected_grad)
+
+
+@pytest.mark.slow
+def test_functional_mode_leaves_no_torch_conv_or_pool_in_converted_torchvision_models():
+    torchvision = pytest.importorskip("torchvision")
+    for make in (torchvision.models.mobilenet_v2, torchvision.models.densenet121):
+        reference = make(num_classes=10).eval()
+        with pytest.warns(UserWarning, match="functional_mode"):
+            ours = cnnlab.convert(reference)
+        x = torch.randn(1, 3, 32, 32)
+        with torch.no_grad(), cnnlab.functional_mode(), ForbiddenOpGuard() as guard:
+            out = ours(x)
+        assert guard.forbidden == []
+        with torch.no_grad():
+            assert_close(out, reference(x), scale=10)
