@@ -18,7 +18,7 @@ endif
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,launchers]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,launchers,onnx]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -28,7 +28,7 @@ from torch import nn
 from cnnlab.models import build_model
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-BACKENDS = {"cnnlab": ("standard", "max"), "torch": ("torch", "torch_max")}
+BACKENDS = {"torch": ("torch", "torch_max"), "cnnlab": ("standard", "max")}  # timed in this order
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 

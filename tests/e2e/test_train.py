@@ -161,3 +161,16 @@ def test_bad_overrides_fail_with_clear_messages(tmp_path, overrides, message):
     result = train(*FAST, *overrides, f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def test_compiled_training_has_no_graph_break_and_follows_eager(tmp_path, monkeypatch):
+    """trainer.compile=true: cnnlab layers compile without graph breaks (dynamo logs each one), and
+    three steps end where the eager run ends."""
+    common = (*FAST, "model=fast", "trainer.max_epochs=1", "trainer.deterministic=true")
+    train(*common, f"hydra.run.dir={tmp_path / 'eager'}")
+    monkeypatch.setenv("TORCH_LOGS", "graph_breaks")
+    result = train(*common, "trainer.compile=true", f"hydra.run.dir={tmp_path / 'compiled'}")
+    assert "Graph break" not in result.stderr, result.stderr[-3000:]
+    eager, compiled = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("eager", "compiled"))
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-3)

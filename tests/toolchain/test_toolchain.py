@@ -5,6 +5,7 @@ jit.trace and empty batches, each compared with eager cnnlab and with the torch.
 from __future__ import annotations
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -247,21 +248,49 @@ def test_eager_every_layer_dispatches_no_conv_or_pool_op(every_layer):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
-def test_converted_torchvision_models_compile_export_and_vmap(name):
+def test_converted_torchvision_models_work_in_every_tool(name):
+    """Each row of the table on torchvision models converted to cnnlab, against the torch original."""
+    ort = pytest.importorskip("onnxruntime")
     torchvision = pytest.importorskip("torchvision")
     reference = getattr(torchvision.models, name)(num_classes=10).eval()
-    ours = cnnlab.convert(reference, to="cnnlab")
-    x = torch.randn(2, 3, 32, 32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = cnnlab.convert(reference, to="cnnlab")
+    reports = [str(w.message) for w in caught if "stays on torch" in str(w.message)]
+    if name == "resnet18":  # every conv and pool is a layer
+        assert reports == []
+    else:  # MobileNetV2._forward_impl calls F.adaptive_avg_pool2d
+        assert len(reports) == 1 and "adaptive_avg_pool2d itself; run it under cnnlab.functional_mode()" in reports[0]
+    x, other_batch = torch.randn(2, 3, 32, 32), torch.randn(3, 3, 32, 32)
     expected = reference(x)
+
     with cnnlab.functional_mode():  # mobilenet_v2 calls F.adaptive_avg_pool2d itself
         assert_close(ours(x), expected, scale=10)
-        assert_close(torch.compile(ours, fullgraph=True)(x), expected, scale=10)
+    torch._dynamo.reset()
+    compiled = _grads(ours, x, torch.compile(ours, fullgraph=True))
+    _assert_same_step(compiled, _grads(reference, x), scale=100)
+
     program = torch.export.export(ours, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    other_batch = torch.randn(3, 3, 32, 32)
     assert_close(program.module()(other_batch), reference(other_batch), scale=10)
+    buffer = io.BytesIO()
+    torch.onnx.export(ours, (x,), buffer, input_names=["x"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+    session = ort.InferenceSession(buffer.getvalue())
+    (out,) = session.run(None, {session.get_inputs()[0].name: other_batch.numpy()})
+    assert_close(torch.from_numpy(out), reference(other_batch), scale=10)
+
     params = {k: v.detach() for k, v in ours.named_parameters()}
     per_sample = vmap(grad(lambda p, xi: functional_call(ours, p, (xi[None],)).sum()), in_dims=(None, 0))(params, x)
     reference.zero_grad()
     reference(x[:1]).sum().backward()
     for key, p in reference.named_parameters():
         assert_close(per_sample[key][0], p.grad, scale=100)
+    tangent = torch.randn_like(x)
+    assert_close(jvp(ours, (x,), (tangent,))[1], jvp(reference, (x,), (tangent,))[1], scale=10)
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        assert ours(mode.from_tensor(x)).shape == expected.shape
+    assert_close(torch.fx.symbolic_trace(ours)(x), expected, scale=10)
+    assert_close(torch.jit.trace(ours, x, check_trace=False)(x), expected, scale=10)
+    empty = torch.randn(0, 3, 32, 32, requires_grad=True)
+    ours(empty).sum().backward()
+    assert empty.grad.shape == empty.shape

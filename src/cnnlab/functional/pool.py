@@ -246,7 +246,8 @@ def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor,
 
 
 class _MaxPool2d(torch.autograd.Function):
-    """Two exact routes to torch's max pooling.
+    """Two exact routes to torch's max pooling (eager only: under a tracer or ``torch.func``
+    transform :mod:`.pool_windows` runs instead).
 
     By taps: forward is an in-place ``maximum`` per window tap over strided
     views (no window buffer, no index); backward hands each gradient to the first tap, in
@@ -259,11 +260,9 @@ class _MaxPool2d(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, k, s, p, d, o, need_index: bool):
-        ctx.geometry = (k, s, p, d, o)
+    def forward(x: Tensor, k, s, p, d, o, need_index: bool):
         if triton_pool.available(x):  # CUDA: one kernel finds values and torch's indices
-            values, index = triton_pool.max_pool2d(x, k, s, p, d, o)
-            return _MaxPool2d._keep_index(ctx, x, values, index)
+            return triton_pool.max_pool2d(x, k, s, p, d, o)
         if not need_index:
             out = torch.empty(*x.shape[:2], *o, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
             taps = list(_tap_slices(x.shape[2:], k, s, p, d, o))
@@ -278,11 +277,7 @@ class _MaxPool2d(torch.autograd.Function):
             # NaN wins every maximum, so the sum shows it (a sum of +inf and -inf gives a false
             # alarm: the index route is exact too); 15× cheaper than isnan().any() on the CPU
             if not bool(out.sum().isnan()):
-                ctx.save_for_backward(x, out)
-                ctx.by_taps = True
-                index = torch.empty(0, dtype=torch.long, device=x.device)
-                ctx.mark_non_differentiable(index)
-                return out, index
+                return out, torch.empty(0, dtype=torch.long, device=x.device)  # no index: by taps
         values, index = _max_pool2d_direct(x, k, s, p, d, o)
         if index is None:  # NaN or -inf present: the exact scan keeps torch's NaN / first-valid rule
             index = _max_indices_2d(
@@ -291,15 +286,17 @@ class _MaxPool2d(torch.autograd.Function):
                 lambda t: _max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
             )
             values = _gather_flat(x, index)
-        return _MaxPool2d._keep_index(ctx, x, values, index)
+        return values, index
 
     @staticmethod
-    def _keep_index(ctx, x: Tensor, values: Tensor, index: Tensor):
-        ctx.by_taps = False
-        ctx.save_for_backward(index)
+    def setup_context(ctx, inputs, output) -> None:
+        x, k, s, p, d, o, _ = inputs
+        out, index = output
+        ctx.geometry = (k, s, p, d, o)
+        ctx.by_taps = index.dim() == 1  # the by-taps route returns an empty 1-D index
+        ctx.save_for_backward(*((x, out) if ctx.by_taps else (index,)))
         ctx.input_shape = x.shape
         ctx.mark_non_differentiable(index)
-        return values, index
 
     @staticmethod
     def backward(ctx, grad: Tensor, _grad_index):
@@ -477,10 +474,13 @@ class _WindowSum(torch.autograd.Function):
     from differentiable ops so double backward works."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, dim: int, kernel: int, stride: int, padding: int, out: int) -> Tensor:
-        ranges = tap_ranges(x.shape[dim], kernel, stride, padding, out)
-        ctx.geometry = (dim, ranges, stride, x.shape[dim])
-        return _sum_taps(x, dim, ranges, stride, out, adjoint=False)
+    def forward(x: Tensor, dim: int, kernel: int, stride: int, padding: int, out: int) -> Tensor:
+        return _sum_taps(x, dim, tap_ranges(x.shape[dim], kernel, stride, padding, out), stride, out, adjoint=False)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, dim, kernel, stride, padding, out = inputs
+        ctx.geometry = (dim, tap_ranges(x.shape[dim], kernel, stride, padding, out), stride, x.shape[dim])
 
     @staticmethod
     def backward(ctx, grad: Tensor):

@@ -32,8 +32,10 @@ def _tap(padded: Tensor, i: int, j: int, stride, dilation, output_size) -> Tenso
 
 
 class _DepthwiseConv2d(torch.autograd.Function):
+    """Eager only: under a tracer or ``torch.func`` transform the traceable form runs instead."""
+
     @staticmethod
-    def forward(ctx, padded: Tensor, weight: Tensor, stride, dilation) -> Tensor:
+    def forward(padded: Tensor, weight: Tensor, stride, dilation) -> Tensor:
         n, channels, height, width = padded.shape
         out_channels, _, kh, kw = weight.shape
         multiplier = out_channels // channels
@@ -43,9 +45,13 @@ class _DepthwiseConv2d(torch.autograd.Function):
         for i in range(kh):
             for j in range(kw):
                 out.addcmul_(_tap(padded, i, j, stride, dilation, size).unsqueeze(2), w[:, :, i, j, None, None])
-        ctx.save_for_backward(padded, weight)
-        ctx.geometry = (stride, dilation, size)
         return out.view(n, out_channels, *size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        padded, weight, stride, dilation = inputs
+        ctx.save_for_backward(padded, weight)
+        ctx.geometry = (stride, dilation, tuple(output.shape[2:]))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):

@@ -102,10 +102,12 @@ class _FFTConv2d(torch.autograd.Function):
       full grid), transposed over channels, cropped to the input;
     - ``∂w = IFFT(Σ_n conj(FFT(∂y)) · FFT(x))`` shifted back by ``p``, cropped to the (dilated)
       kernel support.
+
+    Eager only: under a tracer or ``torch.func`` transform :func:`traceable_conv2d` runs instead.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, stride, padding, groups: int) -> Tensor:
+    def forward(x: Tensor, w: Tensor, stride, padding, groups: int) -> Tensor:
         n = x.shape[0]
         size = tuple(s + 2 * p for s, p in zip(x.shape[2:], padding))
         _, _, kh, kw = w.shape
@@ -119,9 +121,13 @@ class _FFTConv2d(torch.autograd.Function):
             if out is None:
                 out = y.new_empty(n, *y.shape[1:])
             out[part] = y
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, w, stride, padding, groups = inputs
         ctx.save_for_backward(x, w)
         ctx.geometry = (stride, padding, groups)
-        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):

@@ -274,23 +274,34 @@ def _nhwc(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).contiguous()  # free for channels-last input
 
 
+def _save_geometry(ctx, inputs) -> None:
+    """What both Functions keep for backward: input and filters, and the geometry."""
+    input, weight, stride, padding, dilation, groups = inputs[:6]
+    ctx.save_for_backward(input, weight)
+    ctx.geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
+    ctx.padding, ctx.products = padding, inputs[-1]
+
+
 class ChannelsLastConv2d(torch.autograd.Function):
     """A convolution from an algorithm's :class:`ConvProducts`. Keeps only input and filters for
     backward; output and input gradient come back in the input's memory format. The products run
     on autograd-recording ops under ``create_graph`` (``matmul_nt`` then uses ``torch.matmul``),
-    so double backward works."""
+    so double backward works. Eager only (no vmap or jvp rule): under a tracer or ``torch.func``
+    transform the traceable form runs instead (:mod:`cnnlab.functional._tracing`)."""
 
     @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, products) -> Tensor:
+    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, products) -> Tensor:
         geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
         out_size = tuple(
             conv_output_size(size, k, s, (p, p), d)
             for size, k, s, p, d in zip(input.shape[2:], geometry.kernel, stride, padding, dilation)
         )
         out = products.forward(_nhwc(input), weight, geometry, padding, out_size)
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding, ctx.products = geometry, padding, products
         return to_nchw(out, memory_format_of(input))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _save_geometry(ctx, inputs)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -311,12 +322,14 @@ class ChannelsLastConvTranspose2d(torch.autograd.Function):
     input size): forward is its input gradient; backward its forward and weight gradient."""
 
     @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size, products):
+    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size, products):
         geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
         out = products.input_grad(_nhwc(input), weight, geometry, padding, out_size)
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.padding, ctx.products = geometry, padding, products
         return to_nchw(out, memory_format_of(input))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _save_geometry(ctx, inputs)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
