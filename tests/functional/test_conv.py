@@ -16,7 +16,7 @@ from cnnlab import nn as cnn
 from cnnlab.functional.algorithms import select_conv2d_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin
 
-ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "triton", "auto"]
+ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "traceable", "triton", "auto"]
 CPU_ALGORITHMS = [name for name in ALGORITHMS if name != "triton"]
 
 

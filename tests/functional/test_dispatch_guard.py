@@ -17,6 +17,8 @@ GUARDED_LAYERS = [
     (lambda: cnn.Conv2d(4, 6, 3, padding=1, algorithm="shift"), (2, 4, 12, 12)),
     (lambda: cnn.Conv2d(4, 6, 3, padding=1, algorithm="winograd"), (2, 4, 12, 12)),
     (lambda: cnn.Conv2d(4, 6, 3, padding=1, algorithm="gemm"), (2, 4, 12, 12)),
+    (lambda: cnn.Conv2d(4, 6, 3, padding=1, groups=2, algorithm="traceable"), (2, 4, 12, 12)),
+    (lambda: cnn.Conv2d(4, 8, 3, padding=1, groups=4, algorithm="traceable"), (2, 4, 12, 12)),
     (lambda: cnn.FFTConv2d(4, 6, 7, padding=3), (2, 4, 12, 12)),
     (lambda: cnn.ConvTranspose1d(4, 6, 3, stride=2), (2, 4, 9)),
     (lambda: cnn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2), (2, 4, 5, 5)),

@@ -6,7 +6,7 @@ tracer or a function transform cannot see through them (the primitive has no ind
 without frozen weights, no batching rule, no forward-mode derivative, no ONNX symbolic). So
 whenever something other than plain eager execution is watching, every conv and pool op computes
 the same result through its *traceable form*: a few differentiable ``torch`` primitives
-(``F.unfold``/``F.fold``, ``Tensor.unfold``, ``matmul``, ``gather``, reductions, ``torch.fft``)
+(``F.pad``, strided slices, ``cat``, ``matmul``, ``gather``, reductions, ``torch.fft``)
 with no Python decision on tensor values, which autograd, functorch, inductor, ``torch.export``,
 the ONNX exporters and the meta/fake kernels all understand op by op.
 

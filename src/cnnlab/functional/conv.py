@@ -24,7 +24,7 @@ from ._utils import (
     pad_input,
     resolve_padding,
 )
-from .algorithms import gemm, get_conv2d_algorithm, unfold
+from .algorithms import gemm, get_conv2d_algorithm, traceable
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]
 
@@ -235,7 +235,7 @@ def _conv_transpose(
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
-    transposed = unfold.conv_transpose2d if is_tracing(input, weight) else gemm.conv_transpose2d
+    transposed = traceable.conv_transpose2d if is_tracing(input, weight) else gemm.conv_transpose2d
     out = transposed(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)

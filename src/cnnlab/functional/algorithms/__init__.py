@@ -7,8 +7,8 @@ validated, batched 4-D input and symmetric zero ``padding`` (other padding modes
 they need.
 
 Under a tracer or ``torch.func`` transform every algorithm computes through its traceable form
-(:mod:`cnnlab.functional._tracing`): ``unfold`` (``F.unfold`` + ``matmul``), or for ``fft`` the
-same spectra product without its custom Function.
+(:mod:`cnnlab.functional._tracing`): ``traceable`` (slices, ``cat`` and ``matmul``), or for
+``fft`` the same spectra product without its custom Function.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .._tracing import is_tracing
-from . import depthwise, fft, gemm, shift, triton_conv, unfold, winograd
+from . import depthwise, fft, gemm, shift, traceable, triton_conv, winograd
 
 __all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
 
@@ -42,7 +42,7 @@ CONV2D_ALGORITHMS: dict[str, Callable[..., Tensor]] = {
     "depthwise": depthwise.conv2d,
     "pointwise": _pointwise,
     "triton": triton_conv.conv2d,
-    "unfold": unfold.conv2d,
+    "traceable": traceable.conv2d,
 }
 
 
@@ -88,5 +88,5 @@ def get_conv2d_algorithm(
     if name not in CONV2D_ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto' or one of {sorted(CONV2D_ALGORITHMS)}, but got algorithm={name!r}")
     if is_tracing(input, weight):
-        return fft.traceable_conv2d if name == "fft" else unfold.conv2d
+        return fft.traceable_conv2d if name == "fft" else traceable.conv2d
     return CONV2D_ALGORITHMS[name]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import gemm, unfold
+from . import gemm, traceable
 
 __all__ = ["conv2d", "dilate_kernel", "traceable_conv2d"]
 
@@ -218,7 +218,7 @@ def traceable_conv2d(
     whose derivatives autograd derives (the spectra are kept for backward, unlike :class:`_FFTConv2d`)."""
     n = input.shape[0]
     if isinstance(n, int) and n == 0:  # MKL rejects empty transforms
-        return unfold.conv2d(input, weight, stride, padding, dilation, groups)
+        return traceable.conv2d(input, weight, stride, padding, dilation, groups)
     dtype = input.dtype
     compute = dtype if dtype in _FFT_DTYPES else torch.float32
     w = dilate_kernel(weight.to(compute), dilation)
