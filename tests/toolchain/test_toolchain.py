@@ -266,8 +266,9 @@ def test_converted_torchvision_models_work_in_every_tool(name):
 
     with cnnlab.functional_mode():  # mobilenet_v2 calls F.adaptive_avg_pool2d itself
         assert_close(ours(x), expected, scale=10)
-    torch._dynamo.reset()
-    compiled = _grads(ours, x, torch.compile(ours, fullgraph=True))
+    torch._dynamo.reset()  # the whole model captured as one graph; inductor's code for every layer is
+    # checked on the every-layer model above, and takes minutes to generate for these models on 2 cores
+    compiled = _grads(ours, x, torch.compile(ours, fullgraph=True, backend="eager"))
     _assert_same_step(compiled, _grads(reference, x), scale=100)
 
     program = torch.export.export(ours, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
