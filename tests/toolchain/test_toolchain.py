@@ -295,3 +295,39 @@ def test_converted_torchvision_models_work_in_every_tool(name):
     empty = torch.randn(0, 3, 32, 32, requires_grad=True)
     ours(empty).sum().backward()
     assert empty.grad.shape == empty.shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_opaque_kernels_pass_opcheck(memory_format):
+    """The custom ops torch.compile runs cnnlab's eager kernels as: fake implementations give the
+    real outputs' shapes and strides (opcheck), and their autograd formulas pass gradcheck."""
+    ops = torch.ops.cnnlab
+    x = torch.randn(2, 4, 7, 8, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_(True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    channels_last = memory_format == torch.channels_last
+    geometry = ([2, 1], [1, 1], [1, 2], 2, "gemm")  # stride, padding, dilation, groups, algorithm
+    torch.library.opcheck(ops.correlate2d, (x, w, *geometry, channels_last))
+    grad = ops.correlate2d(x, w, *geometry, channels_last).detach().requires_grad_(True)
+    torch.library.opcheck(ops.correlate2d_input_grad, (grad, w, [7, 8], *geometry, channels_last))
+    torch.library.opcheck(ops.correlate2d_weight_grad, (x.detach(), grad.detach(), list(w.shape), *geometry))
+    torch.autograd.gradcheck(lambda a, b: ops.correlate2d(a, b, *geometry, channels_last), (x, w))
+    torch.autograd.gradcheck(lambda a, b: ops.correlate2d_input_grad(a, b, [7, 8], *geometry, channels_last), (grad, w))
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        lambda t: cnnlab.functional.max_pool2d(t, 4),
+        lambda t: cnnlab.functional.max_pool2d(t, 3, 2, 1),
+        lambda t: cnnlab.functional.adaptive_max_pool2d(t, (3, 5)),
+    ],
+    ids=["tiling", "overlapping", "adaptive"],
+)
+def test_compiled_max_pool_after_a_fused_activation_picks_the_maximum(pool):
+    """Inductor may compute a fused GELU in two kernels an ulp apart; the max pool must not rely on
+    comparing such values for equality (it once gathered the first tap instead of the maximum)."""
+    torch._dynamo.reset()
+    x = torch.randn(4, 16, 8, 8)
+    fn = lambda t: pool(nn.functional.gelu(t))  # noqa: E731
+    assert_close(torch.compile(fn, fullgraph=True)(x), fn(x))

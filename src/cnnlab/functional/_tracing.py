@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
-__all__ = ["fx_leaf", "is_tracing"]
+__all__ = ["fx_leaf", "is_compiling_graph", "is_tracing"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -40,6 +40,15 @@ def is_tracing(*tensors: Tensor) -> bool:
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or _functorch_active():
         return True
     return any(t.device.type == "meta" or is_fake(t) for t in tensors if isinstance(t, Tensor))
+
+
+def is_compiling_graph() -> bool:
+    """``torch.compile`` is capturing a graph for a backend (not ``torch.export``, which must record
+    portable ops): opaque custom ops may stand in for the eager kernels there
+    (:mod:`cnnlab.functional.algorithms.opaque`). Those ops have no vmap rule, so a ``torch.func``
+    transform traced inside ``torch.compile`` is not supported (dynamo answers functorch's
+    interpreter query as if a transform were always active, so it cannot be asked)."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
 def fx_leaf(fn: F) -> F:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._tracing import fx_leaf, is_tracing
+from ._tracing import fx_leaf
 from ._utils import (
     PADDING_MODES,
     check_floating,
@@ -24,7 +24,7 @@ from ._utils import (
     pad_input,
     resolve_padding,
 )
-from .algorithms import gemm, get_conv2d_algorithm, traceable
+from .algorithms import get_conv2d_algorithm, get_conv_transpose2d
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]
 
@@ -235,8 +235,7 @@ def _conv_transpose(
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
-    transposed = traceable.conv_transpose2d if is_tracing(input, weight) else gemm.conv_transpose2d
-    out = transposed(input, weight, stride, padding, output_padding, dilation, groups)
+    out = get_conv_transpose2d(input, weight)(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
     return _add_bias(out, bias, batched)

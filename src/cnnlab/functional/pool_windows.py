@@ -7,9 +7,9 @@ row-major order) by ``F.pad`` and strided slices or a reshape (regular windows) 
 decision on values, so autograd, functorch, inductor and the exporters take it op by op. 1-D
 pooling is 2-D pooling of a height-1 image.
 
-Max pooling keeps torch's exact rule without a data-dependent branch: the window's maximum is
-``amax`` (NaN wins), and its index is that of the *last* NaN if the window holds one, else the
-*first* in-bounds tap equal to the maximum (padding is never picked). The output gathers that tap,
+Max pooling keeps torch's exact rule without a data-dependent branch: the index is that of the
+*last* NaN if the window holds one, else the *first* maximal tap (padding is never picked, even in
+a window of ``-inf``). The output gathers that tap,
 so the gradient flows to it, as in torch.
 """
 
@@ -71,14 +71,21 @@ def _flat_taps(rows: Tensor, cols: Tensor, height: int, width: int) -> tuple[Ten
 
 def _max_over_taps(windows: Tensor, index: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     """torch's max over the last dim of ``windows (N, C, H_out, W_out, K)``: the values, gathered
-    (so differentiable), and the flat input index of each."""
+    (so differentiable), and the flat input index of each.
+
+    One ``max`` gives the first maximal tap. Two cases are then corrected from tests that do not
+    compare values for equality (inductor may compute a value in two fused kernels with results
+    an ulp apart, so ``windows == windows.amax()`` can miss): a window holding NaN takes its last
+    NaN, and a window whose maximum is ``-inf`` its first in-bounds tap, never the padding.
+    """
     taps = windows.shape[-1]
-    maximum = windows.amax(-1, keepdim=True)
+    maximum, first_max = windows.max(-1, keepdim=True)
     order = torch.arange(1, taps + 1, device=windows.device, dtype=torch.float32)
     nan = windows.isnan()
     last_nan = (nan.to(torch.float32) * order).argmax(-1, keepdim=True)
-    first_max = ((windows == maximum) & valid).to(torch.float32).argmax(-1, keepdim=True)
-    tap = torch.where(nan.any(-1, keepdim=True), last_nan, first_max)
+    first_valid = valid.to(torch.float32).argmax(-1, keepdim=True)
+    tap = torch.where(maximum == -math.inf, first_valid.expand_as(first_max), first_max)
+    tap = torch.where(nan.any(-1, keepdim=True), last_nan, tap)
     values = windows.gather(-1, tap).squeeze(-1)
     flat = index.expand(*windows.shape[:2], *index.shape).gather(-1, tap).squeeze(-1)
     return values, flat

@@ -13,15 +13,16 @@ Under a tracer or ``torch.func`` transform every algorithm computes through its 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from .._tracing import is_tracing
-from . import depthwise, fft, gemm, shift, traceable, triton_conv, winograd
+from .._tracing import is_compiling_graph, is_tracing
+from . import depthwise, fft, gemm, opaque, shift, traceable, triton_conv, winograd
 
-__all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "select_conv2d_algorithm"]
+__all__ = ["CONV2D_ALGORITHMS", "get_conv2d_algorithm", "get_conv_transpose2d", "select_conv2d_algorithm"]
 
 
 def _pointwise(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
@@ -88,5 +89,24 @@ def get_conv2d_algorithm(
     if name not in CONV2D_ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto' or one of {sorted(CONV2D_ALGORITHMS)}, but got algorithm={name!r}")
     if is_tracing(input, weight):
+        if is_compiling_graph() and _opaque_covers(name, weight, padding, input):
+            return functools.partial(opaque.conv2d, algorithm="gemm" if name == "pointwise" else name)
         return fft.traceable_conv2d if name == "fft" else traceable.conv2d
     return CONV2D_ALGORITHMS[name]
+
+
+def _opaque_covers(name: str, weight: Tensor, padding, input: Tensor) -> bool:
+    """Whether ``torch.compile`` can run algorithm ``name`` as :mod:`.opaque` custom ops: those
+    with :class:`~.gemm.ConvProducts`, in geometries they cover (explicit ``shift``/``winograd``
+    and the depthwise and FFT kernels take the traceable form)."""
+    if name == "pointwise":
+        return (*weight.shape[2:], *padding) == (1, 1, 0, 0)
+    return name == "gemm" or (name == "triton" and input.is_cuda)
+
+
+def get_conv_transpose2d(input: Tensor, weight: Tensor):
+    """The transposed convolution for these tensors: the eager ``gemm`` adjoint, its opaque custom
+    op under ``torch.compile``, or the traceable form under other tracers and transforms."""
+    if not is_tracing(input, weight):
+        return gemm.conv_transpose2d
+    return opaque.conv_transpose2d if is_compiling_graph() else traceable.conv_transpose2d

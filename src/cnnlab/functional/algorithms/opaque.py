@@ -1,0 +1,165 @@
+"""cnnlab's eager convolution kernels as ``torch.library`` custom ops, for ``torch.compile``.
+
+Inductor cannot see through the eager ``autograd.Function``s (chunked im2col, oneDNN's matmul
+primitive), and the traceable form it can see through is slower: its float32 GEMM is MKL's, and it
+materialises the column matrix of the whole batch (``docs/benchmarks.md``). So under
+``torch.compile`` (and only there: ``torch.export``, ONNX, ``jit.trace`` and ``torch.func`` take the
+traceable form, which they can record op by op) an algorithm with :class:`~.gemm.ConvProducts`
+runs as three opaque custom ops, one per product, each with a fake (meta) implementation giving
+its output's shape and memory format, and autograd formulas that call the other ops:
+
+- ``cnnlab::correlate2d(x, w)`` → ``y``, with ``∂x = correlate2d_input_grad(∂y, w)`` and
+  ``∂w = correlate2d_weight_grad(x, ∂y)``;
+- ``cnnlab::correlate2d_input_grad(g, w)`` (the transposed convolution's forward) →
+  ``∂g = correlate2d(∂out, w)``, ``∂w = correlate2d_weight_grad(∂out, g)``.
+
+The names say "correlate" so no tool mistakes them for torch's convolution ops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._utils import conv_output_size
+from .gemm import GEMM, ConvProducts, Geometry, _nhwc, memory_format_of, to_nchw, transposed_output_size
+from .shift import SHIFT
+from .triton_conv import TRITON
+from .winograd import WINOGRAD
+
+__all__ = ["PRODUCTS", "conv2d", "conv_transpose2d"]
+
+PRODUCTS: dict[str, ConvProducts] = {"gemm": GEMM, "shift": SHIFT, "winograd": WINOGRAD, "triton": TRITON}
+
+
+def _geometry(weight: Tensor, stride, dilation, groups: int) -> Geometry:
+    return Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
+
+
+def _format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+@torch.library.custom_op("cnnlab::correlate2d", mutates_args=())
+def _correlate(
+    x: Tensor,
+    weight: Tensor,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    algorithm: str,
+    channels_last: bool,
+) -> Tensor:
+    geometry = _geometry(weight, stride, dilation, groups)
+    out_size = tuple(
+        conv_output_size(size, k, s, (p, p), d)
+        for size, k, s, p, d in zip(x.shape[2:], geometry.kernel, stride, padding, dilation)
+    )
+    with torch.no_grad():  # the products pick oneDNN only outside autograd recording
+        out = PRODUCTS[algorithm].forward(_nhwc(x), weight, geometry, tuple(padding), out_size)
+    return to_nchw(out, _format(channels_last))
+
+
+@_correlate.register_fake
+def _(x, weight, stride, padding, dilation, groups, algorithm, channels_last):
+    out_size = [
+        conv_output_size(size, k, s, (p, p), d)
+        for size, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    ]
+    return x.new_empty(x.shape[0], weight.shape[0], *out_size).contiguous(memory_format=_format(channels_last))
+
+
+@torch.library.custom_op("cnnlab::correlate2d_input_grad", mutates_args=())
+def _input_grad(
+    grad: Tensor,
+    weight: Tensor,
+    input_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    algorithm: str,
+    channels_last: bool,
+) -> Tensor:
+    geometry = _geometry(weight, stride, dilation, groups)
+    with torch.no_grad():
+        out = PRODUCTS[algorithm].input_grad(_nhwc(grad), weight, geometry, tuple(padding), tuple(input_size))
+    return to_nchw(out, _format(channels_last))
+
+
+@_input_grad.register_fake
+def _(grad, weight, input_size, stride, padding, dilation, groups, algorithm, channels_last):
+    channels = weight.shape[1] * groups
+    return grad.new_empty(grad.shape[0], channels, *input_size).contiguous(memory_format=_format(channels_last))
+
+
+@torch.library.custom_op("cnnlab::correlate2d_weight_grad", mutates_args=())
+def _weight_grad(
+    x: Tensor,
+    grad: Tensor,
+    weight_shape: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    algorithm: str,
+) -> Tensor:
+    geometry = Geometry(tuple(weight_shape[2:]), tuple(stride), tuple(dilation), groups)
+    with torch.no_grad():
+        return PRODUCTS[algorithm].weight_grad(_nhwc(x), _nhwc(grad), geometry, tuple(weight_shape), tuple(padding))
+
+
+@_weight_grad.register_fake
+def _(x, grad, weight_shape, stride, padding, dilation, groups, algorithm):
+    return x.new_empty(weight_shape)
+
+
+def _save(ctx, inputs, output) -> None:
+    ctx.save_for_backward(inputs[0], inputs[1])
+    ctx.arguments = inputs[2:]
+
+
+def _correlate_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    stride, padding, dilation, groups, algorithm, channels_last = ctx.arguments
+    grad_x = grad_w = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _input_grad(
+            grad, weight, list(x.shape[2:]), stride, padding, dilation, groups, algorithm, channels_last
+        )
+    if ctx.needs_input_grad[1]:
+        grad_w = _weight_grad(x, grad, list(weight.shape), stride, padding, dilation, groups, algorithm)
+    return grad_x, grad_w, None, None, None, None, None, None
+
+
+def _input_grad_backward(ctx, grad):
+    g, weight = ctx.saved_tensors
+    _, stride, padding, dilation, groups, algorithm, channels_last = ctx.arguments
+    grad_g = grad_w = None
+    if ctx.needs_input_grad[0]:
+        grad_g = _correlate(grad, weight, stride, padding, dilation, groups, algorithm, channels_last)
+    if ctx.needs_input_grad[1]:
+        grad_w = _weight_grad(grad, g, list(weight.shape), stride, padding, dilation, groups, algorithm)
+    return grad_g, grad_w, None, None, None, None, None, None, None
+
+
+_correlate.register_autograd(_correlate_backward, setup_context=_save)
+_input_grad.register_autograd(_input_grad_backward, setup_context=_save)
+
+
+def conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, *, algorithm: str) -> Tensor:
+    """The eager ``algorithm`` (a key of :data:`PRODUCTS`) as one opaque op; same contract as :mod:`.gemm`.
+    The output's memory format is fixed here, at trace time, as an argument: inside a compiled
+    graph the input may arrive with other strides than the fake tensor had."""
+    channels_last = memory_format_of(input) == torch.channels_last
+    return _correlate(input, weight, list(stride), list(padding), list(dilation), groups, algorithm, channels_last)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int) -> Tensor:
+    """:func:`.gemm.conv_transpose2d` as one opaque op (the convolution's input gradient)."""
+    out_size = transposed_output_size(input, weight, stride, padding, output_padding, dilation)
+    channels_last = memory_format_of(input) == torch.channels_last
+    return _input_grad(
+        input, weight, list(out_size), list(stride), list(padding), list(dilation), groups, "gemm", channels_last
+    )
