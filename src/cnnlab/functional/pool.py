@@ -234,8 +234,8 @@ def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor,
     reduction of :mod:`.pool_windows`."""
     if is_tracing(x):
         out, index = pool_windows.max_pool2d(x, k, s, p, d, o)
-        format = memory_format_of(x)
-        return out.contiguous(memory_format=format), index.contiguous(memory_format=format) if return_indices else None
+        layout = memory_format_of(x)
+        return out.contiguous(memory_format=layout), index.contiguous(memory_format=layout) if return_indices else None
     by_index = (
         return_indices
         or k[0] * k[1] > 9
