@@ -57,7 +57,7 @@ _HOOK_DICTS = (
     "_load_state_dict_post_hooks",
 )
 
-# torch.nn.functional conv/pool functions as a forward calls them (F.max_pool2d, torch.conv2d, ...)
+# a torch.nn.functional conv/pool function named in a forward's source, under any of its usual prefixes
 _FUNCTIONAL_CALL = re.compile(
     r"\b(?:F|functional|torch)\.(conv[12]d|conv_transpose[12]d|(?:adaptive_)?(?:max|avg)_pool[12]d"
     r"|lp_pool[12]d|max_unpool[12]d)\("
@@ -225,7 +225,7 @@ def _routes() -> dict:
         for theirs in (getattr(F, name, None), getattr(torch, name, None), getattr(torch._C._nn, name, None)):
             if theirs is not None:
                 routes[theirs] = ours
-    # F.max_pool2d and F.adaptive_max_pool2d dispatch on return_indices to these two
+    # torch.nn.functional's max_pool*d and adaptive_max_pool*d dispatch on return_indices to these two
     for name in ("max_pool1d", "max_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"):
         ours = getattr(functional, name)
         routes[getattr(F, f"_{name}")] = ours
@@ -239,7 +239,7 @@ class functional_mode(TorchFunctionMode):  # noqa: N801 - used as a context mana
 
         model = cnnlab.convert(torchvision.models.inception_v3(init_weights=False), to="cnnlab")
         with cnnlab.functional_mode():
-            logits = model(images)  # F.max_pool2d inside Inception's forward runs on cnnlab too
+            logits = model(images)  # the max pooling Inception's forward calls itself runs on cnnlab too
     """
 
     _table: dict | None = None

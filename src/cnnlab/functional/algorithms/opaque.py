@@ -40,6 +40,13 @@ def _format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def _output_size(x: Tensor, weight: Tensor, stride, padding, dilation) -> list[int]:
+    return [
+        conv_output_size(size, k, s, (p, p), d)
+        for size, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    ]
+
+
 @torch.library.custom_op("cnnlab::correlate2d", mutates_args=())
 def _correlate(
     x: Tensor,
@@ -52,10 +59,7 @@ def _correlate(
     channels_last: bool,
 ) -> Tensor:
     geometry = _geometry(weight, stride, dilation, groups)
-    out_size = tuple(
-        conv_output_size(size, k, s, (p, p), d)
-        for size, k, s, p, d in zip(x.shape[2:], geometry.kernel, stride, padding, dilation)
-    )
+    out_size = tuple(_output_size(x, weight, stride, padding, dilation))
     with torch.no_grad():  # the products pick oneDNN only outside autograd recording
         out = PRODUCTS[algorithm].forward(_nhwc(x), weight, geometry, tuple(padding), out_size)
     return to_nchw(out, _format(channels_last))
@@ -63,10 +67,7 @@ def _correlate(
 
 @_correlate.register_fake
 def _(x, weight, stride, padding, dilation, groups, algorithm, channels_last):
-    out_size = [
-        conv_output_size(size, k, s, (p, p), d)
-        for size, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    ]
+    out_size = _output_size(x, weight, stride, padding, dilation)
     return x.new_empty(x.shape[0], weight.shape[0], *out_size).contiguous(memory_format=_format(channels_last))
 
 
