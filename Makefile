@@ -5,20 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-# Point CNNLAB_DATA at the shared CIFAR-10 copy when it exists and the variable is unset.
+# This workplace's CIFAR-10 copy: `make venv` writes .env pointing at it (train.py reads .env).
 SHARED_DATA := $(abspath ../shared/data)
-ifeq ($(origin CNNLAB_DATA),undefined)
-ifneq ($(wildcard $(SHARED_DATA)/cifar-10-batches-py),)
-export CNNLAB_DATA := $(SHARED_DATA)
-endif
-endif
 
 .PHONY: venv train test lint bench clean
 .DEFAULT_GOAL := test
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,launchers,onnx]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,launchers,search,onnx]'
+	test -e .env || test ! -d $(SHARED_DATA)/cifar-10-batches-py || echo "CNNLAB_DATA=$(SHARED_DATA)" > .env
 	touch $@
 
 venv: $(VENV)/.installed

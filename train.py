@@ -5,17 +5,28 @@ python train.py model=resnet pool=blur trainer.max_epochs=5
 python train.py -m conv=standard,torch pool=max,avg
 """
 
+import os
+import sys
+from pathlib import Path
+
 import hydra
+from dotenv import load_dotenv
 from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parent
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # configs/paths: where ./data and outputs/ are
+load_dotenv(ROOT / ".env")  # e.g. CNNLAB_DATA=/path/to/data (the environment wins over .env)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from cnnlab.train import run  # imported here so `--help` and config errors come fast
+    from cnnlab.train.cli import hydra_main  # imported here so `--help` and config errors come fast
 
-    metrics = run(cfg)
-    return metrics.get("val_acc")
+    return hydra_main(cfg)
 
 
 if __name__ == "__main__":
+    from cnnlab.train.sweep import name_jobs_by_swept_keys
+
+    sys.argv = name_jobs_by_swept_keys(sys.argv)
     main()

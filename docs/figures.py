@@ -1,15 +1,17 @@
-"""Render the README's analysis figures from a trained run:
+"""Render the analysis figures of a trained run:
 
-    python docs/figures.py outputs/<date>/<run>     # reads config.yaml and checkpoints/best.pt
+    python docs/figures.py outputs/<date>/<run>                        # into outputs/figures/
+    python docs/figures.py outputs/<date>/<run> --out docs/images      # the README's images
 
-Writes docs/images/{receptive_field.png, feature_maps.png}: the receptive-field growth with the
-effective receptive field of the trained model, and the first layer's feature maps of one test
-image — the same images the run logs to TensorBoard under ``analysis/``.
+Reads the run's config.yaml and checkpoints/best.pt; writes receptive_field.png (the
+receptive-field growth with the effective receptive field of the trained model) and
+feature_maps.png (the first layer's feature maps of one test image): the same images the run
+logs to TensorBoard under ``analysis/``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import matplotlib
@@ -21,13 +23,11 @@ from omegaconf import OmegaConf
 
 from cnnlab.analysis import empirical_receptive_field, feature_extractor, receptive_fields
 from cnnlab.analysis.tensorboard import feature_maps
-from cnnlab.data import load_cifar10, normalize
+from cnnlab.data import normalize
 from cnnlab.models import build_model
+from cnnlab.train.setup import load_data
 
-OUT = Path(__file__).resolve().parent / "images"
-
-
-def main(run_dir: Path) -> None:
+def main(run_dir: Path, out: Path) -> None:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     model, _ = build_model(cfg.model, cfg.conv, cfg.pool, tuple(cfg.data.image_shape))
     model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"])
@@ -44,10 +44,10 @@ def main(run_dir: Path) -> None:
     right.set_title(f"effective receptive field (trained, {size} px non-zero)")
     right.axis("off")
     figure.tight_layout()
-    OUT.mkdir(exist_ok=True)
-    figure.savefig(OUT / "receptive_field.png", dpi=90)
+    out.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out / "receptive_field.png", dpi=90)
 
-    data = load_cifar10(cfg.data.root)
+    data = load_data(cfg.data)
     image = normalize(data["test_images"][:1], torch.tensor(list(cfg.data.mean)), torch.tensor(list(cfg.data.std)))[0]
     maps = feature_maps(model, image, layers=1, channels=16)[0][1]
     figure, axes = plt.subplots(2, 9, figsize=(9, 2.3))
@@ -60,8 +60,16 @@ def main(run_dir: Path) -> None:
         axis.imshow(maps[index, 0].numpy(), cmap="gray")
     figure.suptitle("first conv layer: 16 feature maps of one test image", fontsize=9)
     figure.tight_layout()
-    figure.savefig(OUT / "feature_maps.png", dpi=90)
+    figure.savefig(out / "feature_maps.png", dpi=90)
+    print(f"wrote {out / 'receptive_field.png'} and {out / 'feature_maps.png'}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(prog="python docs/figures.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a finished run (holding config.yaml and checkpoints/best.pt)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/figures"), help="folder for the PNGs")
+    args = parser.parse_args()
+    for needed in (args.run_dir / "config.yaml", args.run_dir / "checkpoints" / "best.pt"):
+        if not needed.is_file():
+            parser.error(f"{needed} not found: run_dir must be a finished training run")
+    main(args.run_dir, args.out)

@@ -103,7 +103,7 @@ def test_shape_table_lists_every_layer_with_parameters(group_configs):
     ]
     assert sum(r.parameters for r in rows) == sum(p.numel() for p in net.parameters())
     table = format_shape_table(rows, (3, 32, 32))
-    assert "model.layers[7]" in table and "linear" in table
+    assert "model.layers.7" in table and "linear" in table
 
 
 def _model(*layers):
@@ -113,19 +113,19 @@ def _model(*layers):
 @pytest.mark.parametrize(
     ("layers", "message"),
     [
-        ([{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6, r"model\.layers\[6\] \(pool\)"),
+        ([{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6, r"model\.layers\.6 \(pool\)"),
         (
             [{"conv": {"out_channels": 8, "kernel_size": 40, "padding": 0}}],
-            r"model\.layers\[0\] \(conv\).*greater than",
+            r"model\.layers\.0 \(conv\).*greater than",
         ),
-        ([{"conv": {"out_channels": 8}}, {"linear": {"out_features": 10}}], r"model\.layers\[1\] \(linear\).*flatten"),
-        ([{"conv": {"out_channels": 8, "groups": 3}}], r"model\.layers\[0\] \(conv\)"),
-        ([{"convolution": {"out_channels": 8}}], r"model\.layers\[0\]: unknown layer type 'convolution'"),
+        ([{"conv": {"out_channels": 8}}, {"linear": {"out_features": 10}}], r"model\.layers\.1 \(linear\).*flatten"),
+        ([{"conv": {"out_channels": 8, "groups": 3}}], r"model\.layers\.0 \(conv\)"),
+        ([{"convolution": {"out_channels": 8}}], r"model\.layers\.0: unknown layer type 'convolution'"),
         (
             [{"conv": {"out_channels": 8, "kernal_size": 3}}],
-            r"model\.layers\[0\] \(conv\): unknown argument.*kernal_size",
+            r"model\.layers\.0 \(conv\): unknown argument.*kernal_size",
         ),
-        (["relu", {"residual": [{"conv": {"out_channels": 8, "stride": 3}}]}], r"model\.layers\[1\] \(residual\)"),
+        (["relu", {"residual": [{"conv": {"out_channels": 8, "stride": 3}}]}], r"model\.layers\.1 \(residual\)"),
     ],
 )
 def test_impossible_models_fail_at_build_time_with_the_config_path(group_configs, layers, message):

@@ -50,13 +50,14 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_run_directory_and_tensorboard(tmp_path):
-    result = train(*FAST, "model=simple", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
-    assert "model.layers[7]" in result.stdout and "epoch 2/2" in result.stdout  # shape table, epoch summaries
+    result = train(*FAST, "model=simple", "trainer.max_epochs=2", "trainer.log_every_n_steps=2", f"hydra.run.dir={tmp_path}")
+    assert "model.layers.7" in result.stdout and "epoch 2/2" in result.stdout  # shape table, epoch summaries
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("train_loss", "val_loss", "val_acc", "epochs", "steps", "images_per_sec", "wall_s"):
         assert key in metrics, key
     assert metrics["epochs"] == 2 and metrics["steps"] == 6 and 0 <= metrics["val_acc"] <= 1
     assert metrics["analysis"]["analysis/receptive_field"] == 10  # simple: 3, 4, 8, 10
+    assert metrics["best_val_acc"] == max(h["val_acc"] for h in metrics["history"])
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()
     assert "model:" in (tmp_path / "config.yaml").read_text()
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
@@ -66,10 +67,11 @@ def test_run_directory_and_tensorboard(tmp_path):
         "train/acc",
         "val/loss",
         "val/acc",
-        "lr",
-        "throughput/images_per_sec",
-        "hparam/val_acc",
-        "val/acc_class/0",
+        "val/best_acc",
+        "train/images_per_sec",
+        "train_step/loss",
+        "train_step/lr",
+        "val_class/acc_0",
     ):
         assert tag in tags["scalars"], tag
     for tag in (
@@ -153,7 +155,7 @@ def test_multirun_produces_one_readable_directory_per_job(tmp_path):
         (["model=transformer"], "Could not find 'model/transformer'"),
         (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive int"),
         (["trainer.precision=fp8"], "config key trainer.precision"),
-        (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers[5] (pool)"),
+        (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers.5 (pool)"),
         (["data=cifar10", "data.root=/nonexistent/cifar"], "CIFAR-10 not found: looked for /nonexistent/cifar"),
     ],
 )

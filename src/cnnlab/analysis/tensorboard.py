@@ -1,5 +1,5 @@
 """Log a model's analysis to TensorBoard: tables as text, receptive-field growth and the
-effective receptive field as images, feature maps of one image, and the numbers as scalars."""
+effective receptive field as images, feature maps of one image; the numbers go to ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def feature_maps(model: nn.Sequential, image: Tensor, layers: int = 2, channels:
             continue
         out = model[:index](image[None])[0, :channels]
         low, high = out.amin((1, 2), keepdim=True), out.amax((1, 2), keepdim=True)
-        maps.append((f"layers[{index - 1}]", ((out - low) / (high - low + 1e-8))[:, None]))
+        maps.append((f"layers.{index - 1}", ((out - low) / (high - low + 1e-8))[:, None]))
     return maps
 
 
@@ -43,9 +43,7 @@ def log_analysis(
     model = copy.deepcopy(model).cpu().float().eval()
     images = images.cpu().float()
     report = analyze(model, input_shape, images, classifier)
-    metrics = report_metrics(report)
-    for tag, value in metrics.items():
-        logger.scalar(tag, value, step)
+    metrics = report_metrics(report)  # numbers for metrics.json; one-point charts would crowd the Scalars tab
     logger.text("analysis/report", format_report(report))
     if logger.writer is None:
         return metrics

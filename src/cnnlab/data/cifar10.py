@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 __all__ = ["CIFAR10_CLASSES", "DatasetNotFoundError", "load_cifar10", "resolve_root", "restricted_load"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -36,7 +38,7 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The dataset is not where the config says; the message lists where cnnlab looked and how to fix it."""
 
 

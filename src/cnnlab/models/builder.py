@@ -4,7 +4,7 @@ A model config holds ``layers``: a list whose items are a name (``relu``) or a o
 (``conv: {out_channels: 32, kernel_size: 3}``). Input sizes are inferred from the previous layer
 by running one dummy input through each layer as it is built; the result is a shape table
 (layer, output shape, parameters) and, for an impossible config, a :class:`ModelConfigError`
-that names the layer's config path (``model.layers[3]``) and what went wrong.
+that names the layer's config path (``model.layers.3``, the form a command-line override takes) and what went wrong.
 
 Layer types: ``conv``, ``upconv`` (transposed), ``pool``, ``global_pool``, ``bn``, ``relu``,
 ``gelu``, ``sigmoid``, ``tanh``, ``dropout``, ``flatten``, ``linear``, ``residual`` (a body of
@@ -21,12 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from .factory import create_conv, create_conv_transpose, create_global_pool, create_pool
 
 __all__ = ["LAYER_TYPES", "ModelConfigError", "Residual", "ShapeRow", "build_model", "format_shape_table"]
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError, ValueError):
     """An impossible model config; the message starts with the layer's config path."""
 
 
@@ -152,11 +153,11 @@ def _trace(module: nn.Module, x: Tensor, path: str, name: str) -> Tensor:
 def _build(items: Sequence[Any], x: Tensor, conv_cfg, pool_cfg, prefix: str, rows: list[ShapeRow]):
     layers: list[nn.Module] = []
     for index, item in enumerate(items):
-        path = f"{prefix}[{index}]"
+        path = f"{prefix}.{index}"  # an override path: model.layers.0.conv.out_channels=48
         name, args = _split(item, path)
         if name == "residual":
             _check_args(name, args, ("layers",), path)
-            body, y = _build(args.get("layers") or [], x, conv_cfg, pool_cfg, f"{path}.layers", rows)
+            body, y = _build(args.get("layers") or [], x, conv_cfg, pool_cfg, f"{path}.residual.layers", rows)
             shortcut: nn.Module = nn.Identity()
             if y.shape != x.shape:
                 if y.dim() != 4 or x.shape[2] % y.shape[2] or x.shape[3] % y.shape[3]:
@@ -217,6 +218,6 @@ def format_shape_table(rows: Sequence[ShapeRow], input_shape: Sequence[int]) -> 
     ]
     for row in rows:
         lines.append(f"{row.path:<28} {row.layer:<18} {row.output_shape!s:<18} {row.parameters:>10,}")
-    total = sum(row.parameters for row in rows if row.path.count("[") == 1)
+    total = sum(row.parameters for row in rows if row.path.count(".layers.") == 1)  # top-level layers
     lines.append(f"{'total':<28} {'':<18} {'':<18} {total:>10,}")
     return "\n".join(lines)

@@ -1,5 +1,7 @@
-"""The one training loop, its checkpoints and its TensorBoard logging."""
+"""The one training loop in stages (set-up, epochs of steps, evaluation, report), its
+checkpoints, callbacks and TensorBoard logging, and sweep summaries."""
 
+from .callbacks import Callback, WeightEMA
 from .loop import run
 
-__all__ = ["run"]
+__all__ = ["Callback", "WeightEMA", "run"]

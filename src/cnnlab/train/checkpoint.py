@@ -15,14 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 __all__ = [
     "CheckpointManager",
+    "CheckpointNotFoundError",
     "CheckpointWriteError",
     "capture_rng",
     "load_checkpoint",
     "restore_rng",
     "save_checkpoint",
 ]
+
+
+class CheckpointNotFoundError(UserError, FileNotFoundError):
+    """``ckpt_path=`` or ``resume=`` names a file that does not exist."""
 
 
 class CheckpointWriteError(OSError):
@@ -62,7 +69,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     ``RuntimeError`` naming it."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated zip, bad pickle opcode, refused global

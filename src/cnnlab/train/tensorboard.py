@@ -63,13 +63,13 @@ class RunLogger:
         self.writer.add_images(tag, (w - low) / (high - low + 1e-8), step)
 
     def confusion(self, matrix: Tensor, class_names: list[str], step: int) -> None:
-        """Confusion-matrix figure and per-class accuracy scalars ``val/acc_class/<name>``."""
+        """Confusion-matrix figure and per-class accuracy scalars ``val_class/acc_<name>``."""
         if self.writer is None:
             return
         counts = matrix.float()
         per_class = counts.diag() / counts.sum(1).clamp(min=1)
         for name, accuracy in zip(class_names, per_class.tolist()):
-            self.writer.add_scalar(f"val/acc_class/{name}", accuracy, step)
+            self.writer.add_scalar(f"val_class/acc_{name}", accuracy, step)
         figure, axis = plt.subplots(figsize=(6, 5))
         normalised = counts / counts.sum(1, keepdim=True).clamp(min=1)
         image = axis.imshow(normalised.numpy(), cmap="Blues", vmin=0, vmax=1)
@@ -81,15 +81,14 @@ class RunLogger:
         figure.tight_layout()
         self.writer.add_figure("val/confusion_matrix", figure, step)
 
-    def hparams(self, params: dict, metrics: dict[str, float]) -> None:
-        """HParams summary in this run's own directory (``add_hparams`` would open a subdirectory)."""
+    def hparams(self, params: dict, metric_tags: list[str]) -> None:
+        """HParams entry in this run's own directory (``add_hparams`` would open a subdirectory).
+        Its metric columns are the *last values* of the named scalars, in this order; columns
+        follow ``params``' order (TensorBoard shows the first five by default)."""
         if self.writer is None:
             return
-        experiment, session_start, session_end = hparams(params, metrics)
-        for summary in (experiment, session_start, session_end):
+        for summary in hparams(params, dict.fromkeys(metric_tags, 0.0)):
             self.writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, 0)
 
     def close(self) -> None:
         if self.writer:

@@ -1,0 +1,189 @@
+"""The end of a run: ``metrics.json``, the trained model's analysis, images, TensorBoard's HParams
+entry (what was swept first, val_acc first), and a console summary that says where everything is."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..analysis.tensorboard import log_analysis
+from ..data import CIFAR10_CLASSES
+from ..errors import UserError
+from .state import Run
+from .steps import evaluate
+from .tensorboard import first_conv_weight
+
+__all__ = ["JobInfo", "evaluate_checkpoint", "finish", "format_duration", "hparams_of"]
+
+log = logging.getLogger("cnnlab")
+
+# HParams columns after the swept keys: name → config key.
+STANDARD_HPARAMS = {
+    "model": "model.name",
+    "conv": "conv.kind",
+    "pool": "pool.kind",
+    "precision": "trainer.precision",
+    "seed": "seed",
+    "batch_size": "data.batch_size",
+    "lr": "optimizer.lr",
+    "weight_decay": "optimizer.weight_decay",
+    "max_epochs": "trainer.max_epochs",
+}
+# Group overrides (pool=avg) name the config key that says which option was chosen.
+GROUP_KEYS = {"model": "model.name", "conv": "conv.kind", "pool": "pool.kind"}
+
+
+@dataclass
+class JobInfo:
+    """What Hydra knows about this job: the overrides a sweep varied (``("pool", "avg")``, in
+    command-line order) and the ``experiment=`` choice."""
+
+    swept: list[tuple[str, Any]] = field(default_factory=list)
+    experiment: str | None = None
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def hparams_of(run: Run, job: JobInfo) -> dict[str, bool | int | float | str]:
+    """HParams columns in the order TensorBoard shows them (its first five are visible by
+    default): what the sweep varied, then the experiment, then the standard ones."""
+    from omegaconf import OmegaConf
+
+    params: dict[str, bool | int | float | str] = {}
+    covered = set()
+    for key, value in job.swept:
+        params[key] = _hparam_value(value)
+        covered.add(GROUP_KEYS.get(key, key))
+    params["experiment"] = job.experiment or "none"
+    for name, key in STANDARD_HPARAMS.items():
+        value = OmegaConf.select(run.cfg, key, default=None)
+        if key not in covered and name not in params and value is not None:
+            params[name] = _hparam_value(value)
+    params["epochs"] = run.progress.epoch
+    return params
+
+
+def _log_images(run: Run) -> None:
+    cfg, logger, step = run.cfg, run.logger, run.progress.step
+    sample, _ = next(run.train_loader.iterate(0))
+    logger.images("train/samples", sample[:32].cpu() * run.std.view(1, -1, 1, 1) + run.mean.view(1, -1, 1, 1), step)
+    logger.filters("model/first_layer_filters", first_conv_weight(run.model), step)
+    if run.task == "classification" and run.last_eval is not None:
+        names = list(CIFAR10_CLASSES) if cfg.data.name == "cifar10" else [str(i) for i in range(run.num_classes)]
+        logger.confusion(run.last_eval["confusion"], names, step)
+
+
+def finish(run: Run, job: JobInfo, wall_seconds: float) -> dict[str, Any]:
+    """Write ``metrics.json`` and the final TensorBoard entries; print the summary. The last
+    epoch's evaluation is the final one (the test set is not evaluated twice)."""
+    progress, cfg = run.progress, run.cfg
+    if run.last_eval is None:  # resumed a run that had already finished
+        run.last_eval = evaluate(run.model, run.val_loader, run.task, cfg.trainer, run.autocast, run.num_classes)
+    final = run.last_eval
+    classifier = final["acc"] is not None
+    history = progress.history
+    metrics: dict[str, Any] = {
+        "train_loss": history[-1]["train_loss"] if history else math.nan,
+        "val_loss": final["loss"],
+        "val_acc": final["acc"],
+        "best_val_acc": progress.best_val_acc if classifier else None,
+        "best_epoch": progress.best_epoch,
+        "epochs": progress.epoch,
+        "steps": progress.step,
+        "skipped_steps": progress.skipped_steps,
+        "images_per_sec": progress.images_per_sec,
+        "wall_s": progress.train_seconds,
+        "run_wall_s": wall_seconds,
+        "world_size": run.world_size,
+        "history": history,
+    }
+    for callback in run.callbacks:
+        callback.on_fit_end(run, metrics)
+    if not run.main:
+        return metrics
+    if cfg.logger.analysis:
+        log.info("Analysing the trained model (receptive fields, parameter sharing, equivariance, invariance) ...")
+        metrics["analysis"] = log_analysis(
+            run.logger, run.model, run.input_shape, analysis_images(run), classifier, progress.step
+        )
+    (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.logger.log_images:
+        _log_images(run)
+    # HParams metric columns: the last value of these per-epoch scalars, val_acc first.
+    tags = ["val/acc", "val/best_acc", "val/loss", "train/loss", "train/images_per_sec"]
+    extra = [key.replace("_", "/", 1) for key in history[-1] if key.startswith("val_ema")] if history else []
+    run.logger.hparams(hparams_of(run, job), [t for t in tags + extra if classifier or "acc" not in t])
+    run.logger.close()
+    _print_summary(run, metrics)
+    return metrics
+
+
+def analysis_images(run: Run):
+    """The first ``logger.analysis_images`` test images, normalised, for the invariance measures."""
+    return next(iter(run.val_loader))[0][: int(run.cfg.logger.analysis_images)]
+
+
+def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
+    progress = run.progress
+    lines = [
+        f"Finished: {progress.epoch} epoch(s), {progress.step} steps, {format_duration(progress.train_seconds)} of "
+        f"training at {progress.images_per_sec:.0f} images/s ({format_duration(metrics['run_wall_s'])} in all)"
+    ]
+    if metrics["val_acc"] is not None:
+        lines.append(
+            f"val_acc {metrics['val_acc']:.4f} (best {metrics['best_val_acc']:.4f} at epoch {progress.best_epoch}), "
+            f"val_loss {metrics['val_loss']:.4f}"
+        )
+    else:
+        lines.append(f"val_loss {metrics['val_loss']:.4f}")
+    lines += [
+        f"run directory: {run.run_dir}",
+        f"TensorBoard:   tensorboard --logdir {run.run_dir}",
+    ]
+    log.info("%s", "\n".join(lines))
+
+
+def load_model_weights(run: Run, state_dict: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's weights; a model that does not fit them raises one short
+    :class:`~cnnlab.errors.UserError` instead of a wall of ``size mismatch`` lines."""
+    own = run.model.state_dict()
+    missing = sorted(own.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - own.keys())
+    mismatched = sorted(k for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(names)} {what} (first: {names[0]})"
+            for names, what in ((missing, "missing"), (unexpected, "unexpected"), (mismatched, "of another shape"))
+            if names
+        ]
+        raise UserError(
+            f"checkpoint {path} does not fit model={run.cfg.model.name} (conv={run.cfg.conv.kind}, "
+            f"pool={run.cfg.pool.kind}): tensors {', '.join(parts)}. Without allow_config_change=true the run's own "
+            f"model is used."
+        )
+    run.model.load_state_dict(state_dict)
+
+
+def evaluate_checkpoint(run: Run, saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``trainer.eval_only=true``: the checkpoint's model on the validation set."""
+    load_model_weights(run, saved["model"], path)
+    cfg = run.cfg
+    result = evaluate(run.model, run.val_loader, run.task, cfg.trainer, run.autocast, run.num_classes)
+    metrics = {"val_loss": result["loss"], "val_acc": result["acc"], "ckpt_path": str(path)}
+    if run.main:
+        (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        accuracy = f" val_acc {result['acc']:.4f}" if result["acc"] is not None else ""
+        log.info("eval of %s: val_loss %.4f%s", path, result["loss"], accuracy)
+    run.logger.close()
+    return metrics

@@ -1,0 +1,142 @@
+"""Set-up: from a validated config to a :class:`~cnnlab.train.state.Run` (device, processes, data
+loaders, the model traced once, optimiser and schedule, logger, callbacks), restored from a
+checkpoint when one is given."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..data import TensorImageLoader, load_cifar10, make_synthetic
+from ..models import build_model, format_shape_table
+from .checkpoint import CheckpointManager
+from .distributed import init_distributed
+from .state import Run
+from .tensorboard import RunLogger
+
+__all__ = ["build_run", "load_data", "seed_everything", "select_device"]
+
+log = logging.getLogger("cnnlab")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda, but torch.cuda.is_available() is False; use trainer.device=cpu")
+    return torch.device(name)
+
+
+def load_data(cfg: DictConfig) -> dict[str, torch.Tensor]:
+    """uint8 images and int64 labels of both splits (CIFAR-10 from ``data.root``, or synthetic)."""
+    if cfg.name == "cifar10":
+        return load_cifar10(cfg.root, bool(cfg.download))
+    return make_synthetic(
+        int(cfg.num_train), int(cfg.num_test), int(cfg.image_shape[-1]), int(cfg.num_classes), int(cfg.seed)
+    )
+
+
+def _loaders(cfg: DictConfig, device: torch.device, rank: int, world_size: int):
+    """Training and validation loaders over whole tensors held on ``device``. With
+    ``trainer.overfit_batches=N`` training sees the same N batches every epoch, unshuffled and
+    unaugmented (a model that cannot fit them has a bug)."""
+    trainer = cfg.trainer
+    data = load_data(cfg.data)
+    mean, std = torch.tensor(list(cfg.data.mean)), torch.tensor(list(cfg.data.std))
+    overfit = trainer.overfit_batches
+    common = dict(mean=mean, std=std, device=device, rank=rank, world_size=world_size,
+                  channels_last=trainer.channels_last)  # fmt: skip
+    train_loader = TensorImageLoader(
+        data["train_images"],
+        data["train_labels"],
+        int(cfg.data.batch_size),
+        shuffle=not overfit,
+        drop_last=True,
+        augment=None if overfit else OmegaConf.to_container(cfg.data.augment),
+        seed=int(cfg.seed),
+        limit_batches=overfit or trainer.limit_train_batches,
+        split="batch",
+        **common,
+    )
+    val_loader = TensorImageLoader(
+        data["test_images"],
+        data["test_labels"],
+        int(cfg.data.eval_batch_size),
+        limit_batches=trainer.limit_val_batches,
+        split="dataset",
+        **common,
+    )
+    return train_loader, val_loader, mean, std
+
+
+def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: Path | None = None) -> Run:
+    """Everything a run needs, built from ``cfg``; ``saved`` (a checkpoint) restores it."""
+    trainer = cfg.trainer
+    device = select_device(trainer.device)
+    rank, world_size = init_distributed(device)
+    run_dir = Path(cfg.paths.output_dir)
+    seed_everything(int(cfg.seed))
+    if trainer.deterministic:
+        torch.use_deterministic_algorithms(True)
+    train_loader, val_loader, mean, std = _loaders(cfg, device, rank, world_size)
+
+    input_shape = tuple(cfg.data.image_shape)
+    model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
+    model.to(device, memory_format=torch.channels_last if trainer.channels_last else torch.preserve_format)
+    step_model = model
+    if world_size > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.index else None
+        )
+    if trainer.compile:
+        step_model = torch.compile(step_model)
+
+    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    steps_per_epoch = len(train_loader)
+    total_steps = trainer.max_steps if trainer.max_steps > 0 else trainer.max_epochs * steps_per_epoch
+    scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=total_steps)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    main = rank == 0
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    run = Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        model=model,
+        step_model=step_model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        logger=RunLogger(run_dir, bool(cfg.logger.enabled) and main),
+        checkpoints=CheckpointManager(run_dir / "checkpoints", int(trainer.keep_last_k)),
+        callbacks=callbacks,
+        shape_table=format_shape_table(rows, input_shape),
+        input_shape=input_shape,
+        mean=mean,
+        std=std,
+        total_steps=total_steps,
+        max_epochs=math.ceil(total_steps / steps_per_epoch),
+    )
+    if saved is not None and not trainer.eval_only:
+        run.restore(saved)
+        run.last_checkpoint = saved_path
+    return run

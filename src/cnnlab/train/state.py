@@ -1,0 +1,131 @@
+"""What a run is made of (:class:`Run`: model, optimiser, data, logger, ...) and how far it got
+(:class:`Progress`: the counters a checkpoint saves so that a resumed run continues exactly)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ..data import TensorImageLoader
+from .callbacks import Callback
+from .checkpoint import CheckpointManager, capture_rng, restore_rng
+from .tensorboard import RunLogger
+
+__all__ = ["Progress", "Run"]
+
+
+@dataclass
+class Progress:
+    """Counters of a run; plain numbers and lists, saved in every checkpoint as ``state``."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimiser steps done (skipped non-finite steps included)
+    best_val_acc: float = -math.inf  # best score so far: val_acc, or -val_loss without accuracy
+    best_epoch: int = 0
+    train_images: int = 0
+    train_seconds: float = 0.0
+    running_loss: float = 0.0  # sums over the current epoch
+    running_correct: int = 0
+    running_seen: int = 0
+    skipped_steps: int = 0
+    last_finite_loss: float = math.nan
+    history: list[dict[str, Any]] = field(default_factory=list)  # one dict of metrics per epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if hasattr(self, key):
+                setattr(self, key, value)
+
+    def start_epoch(self) -> None:
+        self.batch, self.running_loss, self.running_correct, self.running_seen = 0, 0.0, 0, 0
+
+    @property
+    def images_per_sec(self) -> float:
+        return self.train_images / max(self.train_seconds, 1e-9)
+
+
+@dataclass
+class Run:
+    """Everything :func:`cnnlab.train.setup.build_run` builds from a config, passed to each stage."""
+
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    model: nn.Module  # the plain model (state dicts, evaluation, analysis)
+    step_model: nn.Module  # what the training step calls: the model, DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: TensorImageLoader
+    val_loader: TensorImageLoader
+    logger: RunLogger
+    checkpoints: CheckpointManager
+    callbacks: list[Callback]
+    shape_table: str
+    input_shape: tuple[int, ...]
+    mean: torch.Tensor
+    std: torch.Tensor
+    total_steps: int
+    max_epochs: int
+    progress: Progress = field(default_factory=Progress)
+    last_checkpoint: Path | None = None
+    last_eval: dict[str, Any] | None = None  # the newest evaluation: loss, acc, confusion
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that prints and writes."""
+        return self.rank == 0
+
+    @property
+    def task(self) -> str:
+        return self.cfg.model.task
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg.data.num_classes)
+
+    @property
+    def finished(self) -> bool:
+        return self.progress.epoch >= self.max_epochs or self.progress.step >= self.total_steps
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        enabled = str(self.cfg.trainer.precision) == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint holds: tensors and built-in types only (``weights_only``-loadable)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng(),
+            "state": self.progress.state_dict(),
+            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(saved["rng"])
+        self.progress.load_state_dict(saved["state"])
+        for callback in self.callbacks:
+            callback.load_state_dict(saved.get("callbacks", {}).get(type(callback).__name__, {}))
+
+    def save_checkpoint(self) -> None:
+        """``checkpoints/step-N.pt`` and ``last.pt`` (rank 0 only)."""
+        if self.main:
+            self.last_checkpoint = self.checkpoints.save(self.snapshot(), self.progress.step)

@@ -1,0 +1,163 @@
+"""Tables of finished runs: one row per run (what was swept, final and best val_acc, val_loss,
+images/s, wall time), mean ± std over seeds, as Markdown and CSV, and their validation curves in
+one figure. Used after a sweep (:class:`~cnnlab.train.sweep.SweepSummary`) and by
+``python -m cnnlab.compare``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from .sweep import ALWAYS_EXCLUDED, swept_overrides
+
+__all__ = ["RunRecord", "find_runs", "format_markdown", "plot_curves", "seed_means", "summary_table", "write_summary"]
+
+METRIC_COLUMNS = ("val_acc", "best_val_acc", "val_loss", "images_per_sec", "wall_s", "epochs")
+
+
+@dataclass
+class RunRecord:
+    """A finished training run: its directory, what its command line set, its ``metrics.json``."""
+
+    path: Path
+    swept: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.swept.items()) or self.path.name
+
+
+def _record(path: Path) -> RunRecord | None:
+    metrics = json.loads((path / "metrics.json").read_text())
+    if "history" not in metrics:  # an eval-only run
+        return None
+    swept: dict[str, Any] = {}
+    hydra_dir = path / ".hydra"
+    if (hydra_dir / "overrides.yaml").is_file():
+        overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+        excluded = set(ALWAYS_EXCLUDED)
+        if (hydra_dir / "hydra.yaml").is_file():
+            hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
+            keys = OmegaConf.select(hydra_cfg, "hydra.job.config.override_dirname.exclude_keys", default=[])
+            excluded |= set(keys or [])
+        swept = dict(swept_overrides(overrides, excluded))
+    return RunRecord(path, swept, metrics)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
+    """Runs in ``paths``: each a run directory (holding ``metrics.json``) or a folder searched for them."""
+    records = []
+    for root in map(Path, paths):
+        candidates = [root] if (root / "metrics.json").is_file() else sorted(p.parent for p in root.rglob("metrics.json"))
+        records += [r for r in map(_record, candidates) if r is not None]
+    return records
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
+    return "" if value is None else str(value)
+
+
+def summary_table(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]]:
+    """Columns (the swept keys, then :data:`METRIC_COLUMNS`, then the directory) and one row per run."""
+    keys = list(dict.fromkeys(k for r in records for k in r.swept))
+    columns = [*keys, *METRIC_COLUMNS, "run"]
+    rows = [[r.swept.get(k) for k in keys] + [r.metrics.get(m) for m in METRIC_COLUMNS] + [r.path.name] for r in records]
+    return columns, rows
+
+
+def seed_means(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]] | None:
+    """Mean ± std (sample) of each metric over runs that differ only in ``seed``; None when no
+    configuration ran with more than one seed."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        config = tuple((k, v) for k, v in record.swept.items() if k != "seed")
+        groups.setdefault(config, []).append(record)
+    if not any(len(g) > 1 for g in groups.values()):
+        return None
+    keys = list(dict.fromkeys(k for r in records for k in r.swept if k != "seed"))
+    columns = [*keys, "seeds", *METRIC_COLUMNS[:-1]]
+    rows = []
+    for config, group in groups.items():
+        cells: list[Any] = [dict(config).get(k) for k in keys] + [len(group)]
+        for metric in METRIC_COLUMNS[:-1]:
+            values = [float(r.metrics[metric]) for r in group if r.metrics.get(metric) is not None]
+            if not values:
+                cells.append(None)
+                continue
+            mean = statistics.fmean(values)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{_format(mean)} ± {_format(std)}")
+        rows.append(cells)
+    return columns, rows
+
+
+def format_markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def format_summary(records: Sequence[RunRecord]) -> str:
+    """The per-run table, and the mean ± std table when seeds were swept, as Markdown."""
+    text = format_markdown(*summary_table(records))
+    means = seed_means(records)
+    if means:
+        text += "\n\nMean ± std over seeds:\n\n" + format_markdown(*means)
+    return text
+
+
+def write_summary(sweep_dir: Path) -> str:
+    """``summary.csv`` (and ``summary_seeds.csv`` when seeds were swept) and ``summary.md`` in
+    ``sweep_dir``; returns the Markdown ("" when no job finished)."""
+    records = find_runs([sweep_dir])
+    if not records:
+        return ""
+    _write_csv(sweep_dir / "summary.csv", *summary_table(records))
+    means = seed_means(records)
+    if means:
+        _write_csv(sweep_dir / "summary_seeds.csv", *means)
+    text = format_summary(records)
+    (sweep_dir / "summary.md").write_text(text + "\n")
+    return text
+
+
+def plot_curves(records: Sequence[RunRecord], out: Path) -> Path:
+    """Validation accuracy (or loss, for runs without accuracy) per epoch of every run, one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = "val_acc" if all(r.metrics.get("val_acc") is not None for r in records) else "val_loss"
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for record in records:
+        history = record.metrics["history"]
+        values = [h.get(metric, math.nan) for h in history]
+        axis.plot([h["epoch"] for h in history], values, marker="o", markersize=3, label=record.label)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(metric)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out

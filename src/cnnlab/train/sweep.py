@@ -1,0 +1,73 @@
+"""Sweeps: job directories named by what was swept, and a summary table when the sweep ends.
+
+``python train.py -m conv=standard,torch pool=max,avg trainer.max_epochs=3`` names its jobs
+``0_conv=standard,pool=max`` ... (not by every override), because :func:`name_jobs_by_swept_keys`
+adds the fixed overrides to ``hydra.job.config.override_dirname.exclude_keys``. After the sweep
+:class:`SweepSummary` (a Hydra callback) writes ``summary.csv`` and ``summary.md`` into the sweep
+directory: one row per job, and mean ± std over seeds when ``seed`` was swept."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig
+
+__all__ = ["SweepSummary", "name_jobs_by_swept_keys", "swept_overrides"]
+
+log = logging.getLogger("cnnlab")
+EXCLUDE_KEY = "hydra.job.config.override_dirname.exclude_keys"
+# Never part of a job's name: they change where or how a job runs, not what it is.
+ALWAYS_EXCLUDED = ("trainer.progress_bar", "data.root", "paths.data_dir", "resume")
+
+
+def _parse(arguments: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(arguments)
+
+
+def name_jobs_by_swept_keys(argv: list[str]) -> list[str]:
+    """``argv`` with, for a multirun (``-m``), the fixed overrides excluded from the job names."""
+    multirun = {"-m", "--multirun"} & set(argv[1:]) or any(a.startswith("hparams_search=") for a in argv[1:])
+    if not multirun:
+        return argv
+    arguments = [a for a in argv[1:] if not a.startswith("-") and "=" in a]
+    if any(a.split("=", 1)[0].lstrip("+") == EXCLUDE_KEY for a in arguments):
+        return argv  # the user chose the names
+    try:
+        overrides = _parse(arguments)
+    except Exception:  # let Hydra report the malformed override
+        return argv
+    fixed = [o.key_or_group for o in overrides if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    excluded = list(dict.fromkeys([*ALWAYS_EXCLUDED, *fixed]))
+    return [*argv, f"{EXCLUDE_KEY}=[{','.join(excluded)}]"]
+
+
+def swept_overrides(overrides: list[str], excluded: set[str]) -> list[tuple[str, Any]]:
+    """``[("pool", "avg"), ("optimizer.lr", 0.1)]``: a job's overrides that are not excluded
+    from its name (in a sweep: what was swept; in a single run: what was set)."""
+    out = []
+    for override in _parse(overrides):
+        key = override.key_or_group
+        if key not in excluded and not key.startswith("hydra"):
+            value = override.value()
+            out.append((key, value if isinstance(value, (bool, int, float, str)) else str(value)))
+    return out
+
+
+class SweepSummary(HydraCallback):
+    """Hydra callback (``configs/hydra/default.yaml``): after a multirun, the summary table of
+    every job in the sweep directory, also logged."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from .summary import write_summary
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            table = write_summary(sweep_dir)
+            if table:
+                log.info("Sweep summary:\n\n%s\n\nWritten to %s/summary.{csv,md}; TensorBoard: tensorboard --logdir %s",
+                         table, sweep_dir, sweep_dir)  # fmt: skip
