@@ -97,10 +97,11 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool = False) 
         missing = [name for name in TRAIN_FILES + TEST_FILES if not (folder / name).is_file()]
     if missing:
         raise DatasetNotFoundError(
-            f"CIFAR-10 not found: looked for {folder}/{{{','.join(missing)}}} "
-            f"(data.root={root!r}, ${ENV_VAR}={os.environ.get(ENV_VAR)!r}, default ./data). Fix: pass "
-            f"data.root=/path/containing/{FOLDER}, or export {ENV_VAR}=..., or data.download=true where "
-            f"there is internet, or use data=synthetic."
+            f"CIFAR-10 not found: looked for {folder}/{{{','.join(missing)}}} (config data.root = paths.data_dir = "
+            f"{root!r}; paths.data_dir is ${ENV_VAR} from the environment or .env, else <repo>/data; "
+            f"${ENV_VAR}={os.environ.get(ENV_VAR)!r}). Fix: put CNNLAB_DATA=/path/containing/{FOLDER} in .env (see "
+            f".env.example), or pass paths.data_dir=/path/containing/{FOLDER}, or data.download=true where there is "
+            f"internet, or use data=synthetic."
         )
     out = {}
     for split, names in (("train", TRAIN_FILES), ("test", TEST_FILES)):

@@ -64,7 +64,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
 
 def _format(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
+        return f"{value:.4g}" if abs(value) < 10 else f"{value:.0f}"
     return "" if value is None else str(value)
 
 

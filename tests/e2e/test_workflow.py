@@ -1,0 +1,291 @@
+"""The experiment workflow as a user meets it (issue 16): data found through the config, resume and
+evaluation that follow the run's own config, TensorBoard that separates per-step from per-epoch
+scalars and puts what was swept first, job names by what was swept, sweep summaries and
+``cnnlab.compare``, the Optuna search, readable console and logs, one-line config errors that leave
+no directory behind, the helper CLIs, the debug group and callbacks. Each test runs the commands
+in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from cnnlab.train.config import KNOWN_KEYS
+from tests.e2e.test_train import FAST, ROOT, clean_env, train
+
+pytestmark = pytest.mark.slow
+QUIET = [*FAST, "model=simple", "logger.analysis=false"]
+
+
+def run_python(*args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    return EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+
+
+def hparams_experiment(run_dir: Path) -> plugin_data_pb2.HParamsPluginData:
+    accumulator = events(run_dir)
+    content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    return plugin_data_pb2.HParamsPluginData.FromString(content)
+
+
+# ---- 1. the data location is config
+
+
+def test_data_dir_comes_from_the_config_the_environment_and_dotenv(monkeypatch, tmp_path):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path))
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        assert compose(config_name="train", overrides=["paths.output_dir=x"]).data.root == str(tmp_path)
+        monkeypatch.delenv("CNNLAB_DATA")
+        monkeypatch.setenv("PROJECT_ROOT", "/repo")
+        assert compose(config_name="train", overrides=["paths.output_dir=x"]).data.root == "/repo/data"
+        explicit = compose(config_name="train", overrides=["paths.output_dir=x", "paths.data_dir=/d"])
+        assert explicit.data.root == "/d"
+    # train.py reads .env, and a variable set in the environment wins over it
+    env = {**clean_env(), "CNNLAB_DATA": str(tmp_path / "nowhere")}
+    result = subprocess.run(
+        [sys.executable, "train.py", "data=cifar10", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and f"looked for {tmp_path / 'nowhere'}" in result.stderr
+    assert "paths.data_dir" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+# ---- 2. resume and evaluation follow the run's own config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One epoch with settings the defaults do not have (batch 32, label smoothing 0.1)."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    train(*QUIET, "trainer.max_epochs=1", "data.batch_size=32", "trainer.label_smoothing=0.1",
+          f"hydra.run.dir={run_dir}")  # fmt: skip
+    return run_dir
+
+
+def test_resume_continues_with_the_runs_own_config(trained_run, tmp_path):
+    # a copy, so the module's run stays as it was
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    result = train("resume=auto", f"hydra.run.dir={run_dir}")
+    assert "Using the run's own config" in result.stdout and "Resumed from" in result.stdout
+    saved = (run_dir / "config.yaml").read_text()
+    assert "batch_size: 32" in saved and "label_smoothing: 0.1" in saved and "name: synthetic" in saved
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1  # nothing left to do
+
+    refused = train("resume=auto", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}", check=False)
+    assert refused.returncode == 2
+    assert "trainer.max_epochs: the run has 1, the command line asks for 3" in refused.stderr
+    assert "allow_config_change=true" in refused.stderr and "Traceback" not in refused.stderr
+    assert (run_dir / "checkpoints" / "last.pt").is_file()  # a refused resume touches nothing
+
+    extended = train("resume=auto", "trainer.max_epochs=2", "allow_config_change=true", f"hydra.run.dir={run_dir}")
+    assert "epoch 2/2" in extended.stdout
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_eval_only_uses_the_checkpoints_config(trained_run, tmp_path):
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    ckpt = f"ckpt_path={trained_run / 'checkpoints' / 'best.pt'}"
+    result = train("trainer.eval_only=true", ckpt, "trainer.progress_bar=false", f"hydra.run.dir={tmp_path / 'e'}")
+    evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert "Using the run's own config" in result.stdout
+    # same model, data and loss (label smoothing 0.1) as the trained run: the same val_loss
+    assert evaluated["val_loss"] == pytest.approx(trained["val_loss"], rel=1e-6)
+    assert evaluated["val_acc"] == trained["val_acc"]
+
+    wrong = train("trainer.eval_only=true", ckpt, "model=vgg", f"hydra.run.dir={tmp_path / 'w'}", check=False)
+    assert wrong.returncode == 2 and "model: " in wrong.stderr and "model.name: the run has 'simple'" in wrong.stderr
+    assert "size mismatch" not in wrong.stderr + wrong.stdout and not (tmp_path / "w").exists()
+    forced = train("trainer.eval_only=true", ckpt, "model=vgg", "allow_config_change=true",
+                   f"hydra.run.dir={tmp_path / 'f'}", check=False)  # fmt: skip
+    assert forced.returncode == 2 and "does not fit model=vgg" in forced.stderr
+    assert len(forced.stderr.strip().splitlines()) == 1
+
+
+# ---- 3. TensorBoard
+
+
+def test_tensorboard_keeps_step_and_epoch_scalars_apart_and_shows_what_was_swept_first(tmp_path):
+    train("-m", *FAST, "model=simple", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+          "conv=standard,torch", "pool=max,avg", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(jobs) == 4
+    accumulator = events(jobs[0])
+    tags = accumulator.Tags()["scalars"]
+    assert not [t for t in tags if t.startswith(("analysis/", "hparam/"))], tags
+    for tag in tags:  # one value per step: no batch value and epoch mean at the same step
+        steps = [event.step for event in accumulator.Scalars(tag)]
+        assert len(steps) == len(set(steps)), tag
+    assert len(accumulator.Scalars("train_step/loss")) == 6 and len(accumulator.Scalars("train/loss")) == 2
+    experiment = hparams_experiment(jobs[0]).experiment
+    names = [info.name for info in experiment.hparam_infos]
+    assert names[:3] == ["conv", "pool", "experiment"], names
+    metrics = [info.name.tag for info in experiment.metric_infos]
+    assert metrics[0] == "val/acc", metrics
+
+
+# ---- 4. sweep job names, 5. summaries
+
+
+def test_sweep_jobs_are_named_by_what_was_swept_and_summarised(tmp_path):
+    result = train("-m", *QUIET, "trainer.max_epochs=1", "pool=max,avg", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert names == ["0_pool=max,seed=0", "1_pool=max,seed=1", "2_pool=avg,seed=0", "3_pool=avg,seed=1"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| pool | seed | val_acc | best_val_acc |" in summary and "Mean ± std over seeds" in summary
+    rows = (tmp_path / "summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("pool,seed,val_acc")
+    # the mean over seeds is the mean of the two jobs' val_acc
+    accuracies = [json.loads((tmp_path / n / "metrics.json").read_text())["val_acc"] for n in names[:2]]
+    seeds = (tmp_path / "summary_seeds.csv").read_text().splitlines()[1]
+    assert seeds.startswith("max,2,") and f"{sum(accuracies) / 2:.4g} ± " in seeds
+    assert "Sweep summary" in result.stdout
+
+    compared = run_python("-m", "cnnlab.compare", str(tmp_path), "--out", str(tmp_path / "curves.png"))
+    assert "| pool | seed |" in compared.stdout and (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_hparams_search_with_optuna(tmp_path):
+    train("hparams_search=optuna", "hydra.sweeper.n_trials=2", *QUIET, "trainer.max_epochs=1",
+          f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    jobs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert len(jobs) == 2 and all("optimizer.lr=" in j and "pool=" in j and "max_epochs" not in j for j in jobs)
+    results = (tmp_path / "optimization_results.yaml").read_text()
+    best = max(json.loads((tmp_path / j / "metrics.json").read_text())["val_acc"] for j in jobs)
+    assert f"best_value: {best}" in results
+    assert (tmp_path / "summary.md").is_file()
+
+
+# ---- 5. console, logs, config errors
+
+
+def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeypatch):
+    result = train(*FAST, "model=simple", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
+    log = (tmp_path / "train.log").read_text()
+    assert "epoch 2/2" in log and "model.layers.7" in log
+    tail = result.stdout.strip().splitlines()[-4:]
+    assert tail[0].startswith("Finished: 2 epoch(s), 6 steps")
+    assert tail[1].startswith("val_acc ") and "(best " in tail[1]
+    assert tail[2] == f"run directory: {tmp_path}" and tail[3] == f"TensorBoard:   tensorboard --logdir {tmp_path}"
+    assert result.stdout.index("Analysing the trained model") < result.stdout.index("Finished:")
+
+    # in-process: the test set is evaluated once per epoch, not again after the last one
+    import cnnlab.train.loop as loop
+
+    calls = []
+    evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: calls.append(1) or evaluate(*a, **k))
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*QUIET, "trainer.max_epochs=2", f"paths.output_dir={tmp_path}/i"])
+    metrics = loop.run(cfg)
+    assert len(calls) == 2 and metrics["val_acc"] == metrics["history"][-1]["val_acc"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+trainer.max_epoch=1", "config key trainer.max_epoch: unknown key (nothing reads it); did you mean "
+                                 "trainer.max_epochs?"),
+        ("+logger.analyse=false", "config key logger.analyse: unknown key"),
+        ("+learning_rate=0.1", "config key learning_rate: unknown key"),
+        ("trainer.max_epochs=many", "config key trainer.max_epochs: got 'many', expected a positive int"),
+    ],
+)  # fmt: skip
+def test_config_errors_are_one_line_and_leave_no_run_directory(tmp_path, override, message):
+    result = train(*FAST, override, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"Error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_known_keys_match_the_config_files():
+    """Every key the YAML files define is known to the validation (and nothing else is)."""
+    from omegaconf import OmegaConf
+
+    trainer = OmegaConf.load(ROOT / "configs" / "trainer" / "default.yaml")
+    logger = OmegaConf.load(ROOT / "configs" / "logger" / "tensorboard.yaml")
+    paths = OmegaConf.load(ROOT / "configs" / "paths" / "default.yaml")
+    data = set(OmegaConf.load(ROOT / "configs" / "data" / "cifar10.yaml")) | set(
+        OmegaConf.load(ROOT / "configs" / "data" / "synthetic.yaml")
+    )
+    assert set(trainer) == KNOWN_KEYS["trainer"]
+    assert set(logger) == KNOWN_KEYS["logger"]
+    assert set(paths) == KNOWN_KEYS["paths"]
+    assert data == KNOWN_KEYS["data"]
+
+
+# ---- 6. helper CLIs, layer paths, debug runs
+
+
+def test_helper_clis_explain_themselves_and_write_outside_the_repository(trained_run, tmp_path):
+    assert "python -m cnnlab.analyze" in run_python("-m", "cnnlab.analyze", "--help").stdout
+    usage = run_python("docs/figures.py", check=False)
+    assert usage.returncode == 2 and "usage: python docs/figures.py" in usage.stderr and "IndexError" not in usage.stderr
+    images = ROOT / "docs" / "images"
+    before = {p.name: p.stat().st_mtime_ns for p in images.iterdir()}
+    run_python("docs/figures.py", str(trained_run), "--out", str(tmp_path / "figures"))
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"receptive_field.png", "feature_maps.png"}
+    assert {p.name: p.stat().st_mtime_ns for p in images.iterdir()} == before
+
+
+def test_layer_paths_in_the_shape_table_are_overrides():
+    table = run_python("-m", "cnnlab.analyze", "model=simple").stdout
+    path = next(line.split()[0] for line in table.splitlines() if line.split()[1:2] == ["conv"])
+    assert path == "model.layers.0"
+    changed = run_python("-m", "cnnlab.analyze", "model=simple", f"{path}.conv.out_channels=48").stdout
+    assert "(48, 32, 32)" in changed and "(32, 32, 32)" not in changed
+
+
+def test_debug_runs_stay_sane(tmp_path):
+    """A recipe's lr 0.2 and warm-up squeezed into five steps diverged (val_loss 254 on CIFAR);
+    debug=fdr runs one step at a small constant lr."""
+    result = train("experiment=cifar_fast", "data=synthetic", "debug=fdr", f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 1 and metrics["val_loss"] < 5
+    assert "analysis" not in metrics and "Analysing" not in result.stdout
+
+
+def test_overfit_batches_fit(tmp_path):
+    train("debug=overfit", "data=synthetic", "trainer.max_epochs=10", "trainer.overfit_batches=1",
+          "trainer.progress_bar=false", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+
+
+# ---- the loop's stages: a callback adds a stage and resumes exactly
+
+
+def test_ema_callback_adds_a_metric_and_resumes_exactly(tmp_path):
+    common = [*QUIET, "callbacks=ema", "scheduler=constant", "trainer.deterministic=true"]
+    train(*common, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'straight'}")
+    train(*common, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'cut'}")
+    train("resume=auto", "trainer.max_epochs=2", "allow_config_change=true", f"hydra.run.dir={tmp_path / 'cut'}")
+    straight, cut = (torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=True) for r in ("straight", "cut"))
+    average = straight["callbacks"]["WeightEMA"]["average"]
+    assert average.keys() == cut["callbacks"]["WeightEMA"]["average"].keys()
+    for name, value in average.items():
+        assert torch.equal(value, cut["callbacks"]["WeightEMA"]["average"][name]), name
+    assert not torch.equal(average["0.weight"], straight["model"]["0.weight"])  # it is an average, not a copy
+    metrics = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert "val_ema_acc" in metrics["history"][-1]
+    assert "val/ema_acc" in events(tmp_path / "straight").Tags()["scalars"]
