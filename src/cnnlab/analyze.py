@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 
 from .analysis import analyze, format_report
 from .models import build_model, format_shape_table
@@ -39,7 +40,10 @@ def main(overrides: list[str]) -> str:
     if overrides[:1] in (["-h"], ["--help"]):
         return __doc__
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        try:
+            cfg = compose(config_name="train", overrides=overrides)
+        except HydraException as error:
+            raise SystemExit(f"Error: {error}\n\n{__doc__}") from None
     input_shape = tuple(cfg.data.image_shape)
     model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
     report = analyze(model, input_shape, classifier=cfg.model.task == "classification")
