@@ -27,6 +27,7 @@ from cnnlab.data import normalize
 from cnnlab.models import build_model
 from cnnlab.train.setup import load_data
 
+
 def main(run_dir: Path, out: Path) -> None:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     model, _ = build_model(cfg.model, cfg.conv, cfg.pool, tuple(cfg.data.image_shape))

@@ -60,9 +60,7 @@ def test_the_readme_shows_the_workflow():
 
 def shell(command: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**clean_env(), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +81,9 @@ def prepare(command: str, made: dict[str, Path], index: int) -> str:
     """The command with its placeholders filled and, for training, the shortening overrides."""
     out = made["base"] / f"command{index}"
     command = command.replace("outputs/<date>/<run>", str(made["run"])).replace("<run dir>", str(made["run"]))
-    command = command.replace("outputs/multirun/<date_time>", str(made["sweep"])).replace("<dirs...>", str(made["sweep"]))
+    command = command.replace("outputs/multirun/<date_time>", str(made["sweep"])).replace(
+        "<dirs...>", str(made["sweep"])
+    )
     command = command.replace("--out docs/images", f"--out {out}")
     if command.startswith("python -m cnnlab.compare"):
         command += f" --out {out}/compare.png"

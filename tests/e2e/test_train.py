@@ -50,7 +50,9 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_run_directory_and_tensorboard(tmp_path):
-    result = train(*FAST, "model=simple", "trainer.max_epochs=2", "trainer.log_every_n_steps=2", f"hydra.run.dir={tmp_path}")
+    result = train(
+        *FAST, "model=simple", "trainer.max_epochs=2", "trainer.log_every_n_steps=2", f"hydra.run.dir={tmp_path}"
+    )
     assert "model.layers.7" in result.stdout and "epoch 2/2" in result.stdout  # shape table, epoch summaries
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("train_loss", "val_loss", "val_acc", "epochs", "steps", "images_per_sec", "wall_s"):

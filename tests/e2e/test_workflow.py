@@ -240,7 +240,9 @@ def test_known_keys_match_the_config_files():
 def test_helper_clis_explain_themselves_and_write_outside_the_repository(trained_run, tmp_path):
     assert "python -m cnnlab.analyze" in run_python("-m", "cnnlab.analyze", "--help").stdout
     usage = run_python("docs/figures.py", check=False)
-    assert usage.returncode == 2 and "usage: python docs/figures.py" in usage.stderr and "IndexError" not in usage.stderr
+    assert (
+        usage.returncode == 2 and "usage: python docs/figures.py" in usage.stderr and "IndexError" not in usage.stderr
+    )
     images = ROOT / "docs" / "images"
     before = {p.name: p.stat().st_mtime_ns for p in images.iterdir()}
     run_python("docs/figures.py", str(trained_run), "--out", str(tmp_path / "figures"))
@@ -280,7 +282,9 @@ def test_ema_callback_adds_a_metric_and_resumes_exactly(tmp_path):
     train(*common, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'straight'}")
     train(*common, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'cut'}")
     train("resume=auto", "trainer.max_epochs=2", "allow_config_change=true", f"hydra.run.dir={tmp_path / 'cut'}")
-    straight, cut = (torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=True) for r in ("straight", "cut"))
+    straight, cut = (
+        torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=True) for r in ("straight", "cut")
+    )
     average = straight["callbacks"]["WeightEMA"]["average"]
     assert average.keys() == cut["callbacks"]["WeightEMA"]["average"].keys()
     for name, value in average.items():

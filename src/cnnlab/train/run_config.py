@@ -87,9 +87,12 @@ def _describe(prefix: str, keys: list[str], then: dict[str, Any], now: dict[str,
     how many keys differ."""
     if len(keys) == 1:
         key = keys[0]
-        return f"  {key}: the run has {then.get(key, '<absent>')!r}, the command line asks for {now.get(key, '<absent>')!r}"
+        was, asked = then.get(key, "<absent>"), now.get(key, "<absent>")
+        return f"  {key}: the run has {was!r}, the command line asks for {asked!r}"
     names = [f"{prefix}.{n}" for n in ("name", "kind") if f"{prefix}.{n}" in then or f"{prefix}.{n}" in now]
-    which = f" ({names[0]}: the run has {then.get(names[0])!r}, the command line {now.get(names[0])!r})" if names else ""
+    which = (
+        f" ({names[0]}: the run has {then.get(names[0])!r}, the command line {now.get(names[0])!r})" if names else ""
+    )
     return f"  {prefix or 'experiment'}: {len(keys)} keys differ{which}, e.g. {', '.join(keys[:3])}"
 
 

@@ -57,7 +57,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
     """Runs in ``paths``: each a run directory (holding ``metrics.json``) or a folder searched for them."""
     records = []
     for root in map(Path, paths):
-        candidates = [root] if (root / "metrics.json").is_file() else sorted(p.parent for p in root.rglob("metrics.json"))
+        candidates = (
+            [root] if (root / "metrics.json").is_file() else sorted(p.parent for p in root.rglob("metrics.json"))
+        )
         records += [r for r in map(_record, candidates) if r is not None]
     return records
 
@@ -72,7 +74,9 @@ def summary_table(records: Sequence[RunRecord]) -> tuple[list[str], list[list[An
     """Columns (the swept keys, then :data:`METRIC_COLUMNS`, then the directory) and one row per run."""
     keys = list(dict.fromkeys(k for r in records for k in r.swept))
     columns = [*keys, *METRIC_COLUMNS, "run"]
-    rows = [[r.swept.get(k) for k in keys] + [r.metrics.get(m) for m in METRIC_COLUMNS] + [r.path.name] for r in records]
+    rows = [
+        [r.swept.get(k) for k in keys] + [r.metrics.get(m) for m in METRIC_COLUMNS] + [r.path.name] for r in records
+    ]
     return columns, rows
 
 
