@@ -23,10 +23,10 @@ log = logging.getLogger("cnnlab")
 
 # HParams columns after the swept keys: name → config key.
 STANDARD_HPARAMS = {
+    "precision": "trainer.precision",
     "model": "model.name",
     "conv": "conv.kind",
     "pool": "pool.kind",
-    "precision": "trainer.precision",
     "seed": "seed",
     "batch_size": "data.batch_size",
     "lr": "optimizer.lr",
