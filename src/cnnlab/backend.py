@@ -30,6 +30,9 @@ _CONV_TRANSPOSE = (*_CONV, "output_padding")
 _MAX_POOL = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
 _AVG_POOL = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
 _LP_POOL = ("norm_type", "kernel_size", "stride", "ceil_mode")
+_UNPOOL = ("kernel_size", "stride", "padding")
+_FRACTIONAL = ("kernel_size", "output_size", "output_ratio", "return_indices")
+_LAZY = tuple(name for name in _CONV if name != "in_channels")
 
 
 @dataclass(frozen=True)
@@ -47,17 +50,36 @@ LAYER_PAIRS: tuple[LayerPair, ...] = (
     LayerPair(cnn.FFTConv2d, nn.Conv2d, _CONV),
     LayerPair(cnn.ConvTranspose1d, nn.ConvTranspose1d, _CONV_TRANSPOSE),
     LayerPair(cnn.ConvTranspose2d, nn.ConvTranspose2d, _CONV_TRANSPOSE),
+    LayerPair(cnn.Conv3d, nn.Conv3d, _CONV),
+    LayerPair(cnn.ConvTranspose3d, nn.ConvTranspose3d, _CONV_TRANSPOSE),
     LayerPair(cnn.MaxPool1d, nn.MaxPool1d, _MAX_POOL),
     LayerPair(cnn.MaxPool2d, nn.MaxPool2d, _MAX_POOL),
-    LayerPair(cnn.MaxUnpool2d, nn.MaxUnpool2d, ("kernel_size", "stride", "padding")),
+    LayerPair(cnn.MaxPool3d, nn.MaxPool3d, _MAX_POOL),
+    LayerPair(cnn.MaxUnpool1d, nn.MaxUnpool1d, _UNPOOL),
+    LayerPair(cnn.MaxUnpool2d, nn.MaxUnpool2d, _UNPOOL),
+    LayerPair(cnn.MaxUnpool3d, nn.MaxUnpool3d, _UNPOOL),
     LayerPair(cnn.AvgPool1d, nn.AvgPool1d, _AVG_POOL),
     LayerPair(cnn.AvgPool2d, nn.AvgPool2d, (*_AVG_POOL, "divisor_override")),
+    LayerPair(cnn.AvgPool3d, nn.AvgPool3d, (*_AVG_POOL, "divisor_override")),
     LayerPair(cnn.LPPool1d, nn.LPPool1d, _LP_POOL),
     LayerPair(cnn.LPPool2d, nn.LPPool2d, _LP_POOL),
+    LayerPair(cnn.LPPool3d, nn.LPPool3d, _LP_POOL),
     LayerPair(cnn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool1d, ("output_size",)),
     LayerPair(cnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ("output_size",)),
     LayerPair(cnn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool1d, ("output_size", "return_indices")),
     LayerPair(cnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ("output_size", "return_indices")),
+    LayerPair(cnn.AdaptiveAvgPool3d, nn.AdaptiveAvgPool3d, ("output_size",)),
+    LayerPair(cnn.AdaptiveMaxPool3d, nn.AdaptiveMaxPool3d, ("output_size", "return_indices")),
+    LayerPair(cnn.FractionalMaxPool2d, nn.FractionalMaxPool2d, _FRACTIONAL),
+    LayerPair(cnn.FractionalMaxPool3d, nn.FractionalMaxPool3d, _FRACTIONAL),
+    *(
+        LayerPair(getattr(cnn, f"Lazy{name}"), getattr(nn, f"Lazy{name}"), _LAZY)
+        for name in ("Conv1d", "Conv2d", "Conv3d")
+    ),
+    *(
+        LayerPair(getattr(cnn, f"Lazy{name}"), getattr(nn, f"Lazy{name}"), (*_LAZY, "output_padding"))
+        for name in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+    ),
 )
 
 

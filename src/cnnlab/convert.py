@@ -5,8 +5,7 @@ objects (so an optimizer built before the conversion still updates the model, an
 ``requires_grad`` stays as it was), buffers, training mode, hooks, and parametrizations
 (``torch.nn.utils.parametrize``: ``weight_norm``, ``spectral_norm``, ``orthogonal``, …; the
 older hook-based ``torch.nn.utils.weight_norm``/``spectral_norm`` move with the hooks). What it
-cannot convert it names in one ``UserWarning`` (or raises, with ``strict=True``): uninitialised
-``Lazy*`` layers, subclasses of a conv/pool class with their own ``forward``, torch conv/pool
+cannot convert it names in one ``UserWarning`` (or raises, with ``strict=True``): subclasses of a conv/pool class with their own ``forward``, torch conv/pool
 layers without a cnnlab twin, and ``forward`` methods that call ``torch.nn.functional`` conv/pool
 functions themselves. Those calls run on cnnlab's arithmetic under :func:`functional_mode`.
 """
@@ -59,8 +58,8 @@ _HOOK_DICTS = (
 
 # a torch.nn.functional conv/pool function named in a forward's source, under any of its usual prefixes
 _FUNCTIONAL_CALL = re.compile(
-    r"\b(?:F|functional|torch)\.(conv[12]d|conv_transpose[12]d|(?:adaptive_)?(?:max|avg)_pool[12]d"
-    r"|lp_pool[12]d|max_unpool[12]d)\("
+    r"\b(?:F|functional|torch)\.(conv[123]d|conv_transpose[123]d|(?:adaptive_)?(?:max|avg)_pool[123]d"
+    r"|lp_pool[123]d|max_unpool[123]d|fractional_max_pool[23]d)\("
 )
 
 
@@ -69,9 +68,15 @@ class ConversionError(RuntimeError):
 
 
 def _base_class(layer: nn.Module) -> type[nn.Module]:
-    """The class a layer was built as: parametrized layers are instances of a generated subclass."""
+    """The library class a layer computes as: parametrized layers are instances of a generated
+    subclass, and a subclass that keeps its base's ``forward`` (torchvision's ``Conv3DSimple``
+    only adds a static method) computes exactly as that base."""
     cls = type(layer)
-    return cls.__bases__[0] if parametrize.is_parametrized(layer) else cls
+    if parametrize.is_parametrized(layer):
+        cls = cls.__bases__[0]
+    library = next((c for c in cls.__mro__ if c.__module__.startswith(("torch.nn.modules", "cnnlab.nn"))), cls)
+    same = all(getattr(cls, name, None) is getattr(library, name, None) for name in ("forward", "_conv_forward"))
+    return library if same else cls
 
 
 def _rebuild(layer: nn.Module, pair: LayerPair, to: str) -> nn.Module:
@@ -81,6 +86,8 @@ def _rebuild(layer: nn.Module, pair: LayerPair, to: str) -> nn.Module:
     if "bias" in kwargs:
         kwargs["bias"] = kwargs["bias"] is not None
     new = target(**kwargs, **_factory_kwargs(layer))
+    if isinstance(layer, nn.modules.lazy.LazyModuleMixin) and layer.has_uninitialized_params():
+        return new.train(layer.training)  # nothing to carry yet: its twin infers in_channels itself
     for name in list(new._parameters):  # the layer's own tensors replace the fresh ones
         del new._parameters[name]
     new._parameters.update(layer._parameters)
@@ -117,8 +124,6 @@ def _unconverted_reason(module: nn.Module, to: str) -> str | None:
     """Why a torch conv/pool module (going to cnnlab) stays on torch, or ``None`` if it is not one."""
     if to != "cnnlab" or not isinstance(module, _TORCH_CONV_POOL):
         return None
-    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
-        return "an uninitialised Lazy layer: run one forward pass first, then convert"
     if cnnlab_twin(_base_class(module)) is None:
         torch_class = next(cls for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn"))
         if type(module) is not torch_class:
@@ -147,7 +152,7 @@ def convert(
     its counterpart, recursively, keeping parameters (the same objects), buffers, device, dtype,
     mode, hooks and parametrizations.
 
-    Only exact classes are swapped (a subclass with its own ``forward`` is left alone). What stays
+    Subclasses are swapped when they keep their base's ``forward`` (one with its own is left alone). What stays
     on torch is reported in one ``UserWarning``, or raised as :class:`ConversionError` with
     ``strict=True``. With ``inplace=False`` the modules are new but the Parameters and buffers are
     ``module``'s own, so an optimizer built on either model trains both (``copy.deepcopy`` the
@@ -199,34 +204,27 @@ def _convert(module: nn.Module, to: str, path: str, left: list[str]) -> nn.Modul
     return module
 
 
+_ALL_DIMS_OPS = ("conv", "conv_transpose", "max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "adaptive_max_pool",
+                 "max_unpool")  # fmt: skip
+
+
 def _routes() -> dict:
     """torch's conv/pool functions (as ``__torch_function__`` sees them) → cnnlab's."""
     F = torch.nn.functional
     routes = {}
     for name in (
-        "conv1d",
-        "conv2d",
-        "conv_transpose1d",
-        "conv_transpose2d",
-        "max_pool1d",
-        "max_pool2d",
-        "avg_pool1d",
-        "avg_pool2d",
-        "lp_pool1d",
-        "lp_pool2d",
-        "adaptive_avg_pool1d",
-        "adaptive_avg_pool2d",
-        "adaptive_max_pool1d",
-        "adaptive_max_pool2d",
-        "max_unpool1d",
-        "max_unpool2d",
+        *(f"{op}{n}d" for n in (1, 2, 3) for op in _ALL_DIMS_OPS),
+        "fractional_max_pool2d",
+        "fractional_max_pool3d",
     ):
         ours = getattr(functional, name)
         for theirs in (getattr(F, name, None), getattr(torch, name, None), getattr(torch._C._nn, name, None)):
             if theirs is not None:
                 routes[theirs] = ours
-    # torch.nn.functional's max_pool*d and adaptive_max_pool*d dispatch on return_indices to these two
-    for name in ("max_pool1d", "max_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"):
+    # torch.nn.functional's max_pool*d, adaptive_max_pool*d and fractional_max_pool*d dispatch on
+    # return_indices to these two
+    with_indices = [f"{op}{n}d" for n in (1, 2, 3) for op in ("max_pool", "adaptive_max_pool")]
+    for name in (*with_indices, "fractional_max_pool2d", "fractional_max_pool3d"):
         ours = getattr(functional, name)
         routes[getattr(F, f"_{name}")] = ours
         routes[getattr(F, f"{name}_with_indices")] = functools.partial(ours, return_indices=True)

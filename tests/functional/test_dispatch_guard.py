@@ -39,14 +39,28 @@ GUARDED_LAYERS = [
     (lambda: cnn.DistanceWeightedPool2d(3, 2, 1, learnable_sigma=True), (2, 4, 8, 8)),
     (lambda: cnn.BlurPool2d(3, 2), (2, 4, 8, 8)),
     (lambda: cnn.MaxBlurPool2d(2, 3, 2), (2, 4, 8, 8)),
+    (lambda: cnn.Conv3d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 6, 7, 8)),
+    (lambda: cnn.Conv3d(4, 4, 3, groups=4, padding="same", padding_mode="reflect"), (2, 4, 6, 7, 8)),
+    (lambda: cnn.ConvTranspose3d(4, 6, 3, stride=2, output_padding=1), (2, 4, 3, 4, 5)),
+    (lambda: cnn.LazyConv3d(6, 3), (2, 4, 6, 7, 8)),
+    (lambda: cnn.LazyConvTranspose2d(6, 3, stride=2), (2, 4, 6, 7)),
+    (lambda: cnn.MaxPool3d(3, 2, 1, ceil_mode=True), (2, 4, 6, 7, 8)),
+    (lambda: cnn.AvgPool3d(3, 2, 1, count_include_pad=False), (2, 4, 6, 7, 8)),
+    (lambda: cnn.LPPool3d(2, 2), (2, 4, 6, 6, 6)),
+    (lambda: cnn.AdaptiveAvgPool3d((2, 3, 4)), (2, 4, 6, 7, 8)),
+    (lambda: cnn.AdaptiveMaxPool3d((2, 3, 4)), (2, 4, 6, 7, 8)),
+    (lambda: cnn.FractionalMaxPool2d(2, output_ratio=0.6), (2, 4, 9, 9)),
+    (lambda: cnn.FractionalMaxPool3d(2, output_size=(3, 3, 4)), (2, 4, 6, 7, 8)),
 ]
 
 
-def test_max_unpool_dispatches_no_conv_or_pool_op():
-    values, indices = cnn.MaxPool2d(2, return_indices=True)(torch.randn(2, 4, 8, 8))
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_max_unpool_dispatches_no_conv_or_pool_op(dims):
+    pool = getattr(cnn, f"MaxPool{dims}d")(2, return_indices=True)
+    values, indices = pool(torch.randn(2, 4, *(8,) * dims))
     values.requires_grad_(True)
     with ForbiddenOpGuard() as guard:
-        cnn.MaxUnpool2d(2)(values, indices).square().sum().backward()
+        getattr(cnn, f"MaxUnpool{dims}d")(2)(values, indices).square().sum().backward()
     assert guard.seen and guard.forbidden == []
 
 

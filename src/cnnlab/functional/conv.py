@@ -24,16 +24,16 @@ from ._utils import (
     pad_input,
     resolve_padding,
 )
-from .algorithms import get_conv2d_algorithm, get_conv_transpose2d
+from .algorithms import get_conv2d_algorithm, get_conv_transpose2d, traceable
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fft_conv2d"]
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "fft_conv2d"]
 
 IntOrTuple = int | Sequence[int]
 
 
 def _check_channels(input: Tensor, weight: Tensor, groups: int, transposed: bool) -> None:
     if groups <= 0:
-        raise ValueError(f"groups must be a positive integer, but got groups={groups}")
+        raise RuntimeError(f"non-positive groups is not supported: groups={groups}")
     channels = input.shape[1]
     if transposed:
         expected = weight.shape[0]
@@ -80,10 +80,28 @@ def _batch_input(input: Tensor, weight: Tensor, spatial_dims: int, op: str) -> t
     return batched, input
 
 
+_TYPE_NAMES = {
+    torch.float64: "double",
+    torch.float32: "float",
+    torch.float16: "c10::Half",
+    torch.bfloat16: "c10::BFloat16",
+    torch.complex64: "c10::complex<float>",
+    torch.complex128: "c10::complex<double>",
+}
+
+
+def _check_bias(input: Tensor, bias: Tensor | None) -> None:
+    """A convolution's bias has the input's dtype (torch raises, it does not promote)."""
+    if bias is not None and bias.dtype != input.dtype:
+        names = [_TYPE_NAMES.get(t.dtype, str(t.dtype).removeprefix("torch.")) for t in (input, bias)]
+        raise RuntimeError(f"Input type ({names[0]}) and bias type ({names[1]}) should be the same")
+
+
 def _add_bias(out: Tensor, bias: Tensor | None, batched: bool) -> Tensor:
-    """Add a per-channel ``bias`` to ``(N, C, *spatial)`` and drop the batch dim again if unbatched."""
+    """Add a per-channel ``bias`` to ``(N, C, *spatial)`` (in the output's dtype, as torch's
+    transposed convolution does) and drop the batch dim again if unbatched."""
     if bias is not None:
-        out = out + bias.view(1, -1, *([1] * (out.dim() - 2)))
+        out = out + bias.to(out.dtype).view(1, -1, *([1] * (out.dim() - 2)))
     return out if batched else out.squeeze(0)
 
 
@@ -102,6 +120,7 @@ def _conv(
     op = f"conv{spatial_dims}d"
     input, weight, bias = _autocast(input, weight, bias)
     batched, input = _batch_input(input, weight, spatial_dims, op)
+    _check_bias(input, bias)
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={padding_mode!r}")
     kernel_size = tuple(weight.shape[2:])
@@ -131,6 +150,10 @@ def _conv(
         input = pad_input(input, pads, padding_mode)
         inner = (0,) * spatial_dims
 
+    if spatial_dims == 3:  # the N-d form: strided slices + matmul, its backward by autograd
+        if algorithm not in ("auto", "traceable"):
+            raise ValueError(f"{op}: algorithm must be 'auto' or 'traceable', but got algorithm={algorithm!r}")
+        return _add_bias(traceable.conv(input, weight, stride, inner, dilation, groups), bias, batched)
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, dilation, inner = (1, *stride), (1, *dilation), (0, *inner)
@@ -173,6 +196,24 @@ def conv2d(
 ) -> Tensor:
     """2-D convolution (cross-correlation) over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.Conv2d`."""
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 2)
+
+
+@fx_leaf
+def conv3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: str | IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    *,
+    padding_mode: str = "zeros",
+    algorithm: str = "auto",
+) -> Tensor:
+    """3-D convolution over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the N-d strided-slice form of
+    :mod:`cnnlab.functional.algorithms.traceable`. See :class:`cnnlab.nn.Conv3d`."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 3)
 
 
 @fx_leaf
@@ -232,6 +273,9 @@ def _conv_transpose(
             f"{op}: given input size {tuple(input.shape[2:])}, the output size {tuple(sizes)} is too small"
         )
 
+    if spatial_dims == 3:
+        out = traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
+        return _add_bias(out, bias, batched)
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
@@ -269,3 +313,18 @@ def conv_transpose2d(
 ) -> Tensor:
     """2-D transposed convolution (the adjoint of :func:`conv2d`). See :class:`cnnlab.nn.ConvTranspose2d`."""
     return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
+
+
+@fx_leaf
+def conv_transpose3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> Tensor:
+    """3-D transposed convolution. See :class:`cnnlab.nn.ConvTranspose3d`."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)

@@ -37,24 +37,32 @@ from .algorithms.gemm import memory_format_of
 __all__ = [
     "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
     "avg_pool1d",
     "avg_pool2d",
+    "avg_pool3d",
     "binomial_filter",
     "blur_pool2d",
     "channel_max_pool",
     "distance_weighted_pool2d",
     "distance_weights",
+    "fractional_max_pool2d",
+    "fractional_max_pool3d",
     "global_avg_pool2d",
     "global_max_pool2d",
     "lp_pool1d",
     "lp_pool2d",
+    "lp_pool3d",
     "max_blur_pool2d",
     "max_pool1d",
     "max_pool2d",
+    "max_pool3d",
     "max_unpool1d",
     "max_unpool2d",
+    "max_unpool3d",
     "pool_geometry",
 ]
 
@@ -77,10 +85,12 @@ def pool_geometry(op: str, spatial_dims: int, kernel_size, stride, padding, dila
     check_positive("stride", s, op)
     check_positive("dilation", d, op)
     check_non_negative("padding", p, op)
-    if any(pp > (dd * (kk - 1) + 1) // 2 for kk, dd, pp in zip(k, d, p)):
+    # torch's 1-/2-D kernels bound the padding by half the effective (dilated) kernel, its 3-D ones by half the kernel
+    effective = [kk if spatial_dims == 3 else dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    if any(pp > e // 2 for e, pp in zip(effective, p)):
         raise RuntimeError(
-            f"{op}: pad should be at most half of effective kernel size, but got padding={p}, "
-            f"kernel_size={k} and dilation={d}"
+            f"{op}: pad should be at most half of {'the' if spatial_dims == 3 else 'effective'} kernel size, but got "
+            f"padding={p}, kernel_size={k} and dilation={d}"
         )
     return k, s, p, d
 
@@ -138,7 +148,9 @@ def _scan_argmax(windows: Tensor, positions: Tensor, size: int) -> tuple[Tensor,
     """
     valid = (positions >= 0) & (positions < size)
     first = positions.gather(1, valid.to(torch.uint8).argmax(1, keepdim=True)).squeeze(1)
-    best = torch.full(windows.shape[:-1], -math.inf, dtype=windows.dtype, device=windows.device)
+    best = torch.full(
+        windows.shape[:-1], pool_windows.lowest(windows.dtype), dtype=windows.dtype, device=windows.device
+    )
     index = first.expand(windows.shape[:-1]).clone()
     for j in range(windows.shape[-1]):
         if not bool(valid[:, j].any()):
@@ -152,7 +164,7 @@ def _scan_argmax(windows: Tensor, positions: Tensor, size: int) -> tuple[Tensor,
 
 def _max_indices_1d(x: Tensor, kernel, stride, padding, dilation, out) -> Tensor:
     """Index along the last dim of the maximum of every window of ``x``."""
-    windows = _windows(x, kernel, stride, padding, dilation, out, -math.inf)
+    windows = _windows(x, kernel, stride, padding, dilation, out, pool_windows.lowest(x.dtype))
     positions = _window_positions(x.shape[-1], kernel, stride, padding, dilation, out, x.device)
     return _scan_argmax(windows, positions, x.shape[-1])[1]
 
@@ -186,6 +198,12 @@ def _finish(out: Tensor, index: Tensor | None, batched: bool, return_indices: bo
     return (out, index) if return_indices else out
 
 
+def _in_layout_of(x: Tensor, *outputs: Tensor) -> tuple[Tensor, ...]:
+    """``outputs`` stored in ``x``'s memory format (channels-last stays channels-last, as in torch)."""
+    layout = memory_format_of(x)
+    return tuple(t.contiguous(memory_format=layout) for t in outputs)
+
+
 # --------------------------------------------------------------------------- max pooling
 @fx_leaf
 def max_pool1d(
@@ -202,8 +220,7 @@ def max_pool1d(
         "max_pool1d", input, 1, kernel_size, stride, padding, dilation, ceil_mode
     )
     if is_tracing(x):
-        out, index = pool_windows.max_pool2d(x.unsqueeze(-2), (1, k), (1, s), (0, p), (1, d), (1, o))
-        return _finish(out.squeeze(-2), index.squeeze(-2), batched, return_indices)
+        return _finish(*pool_windows.max_pool(x, (k,), (s,), (p,), (d,), (o,)), batched, return_indices)
     with torch.no_grad():
         index = _max_indices_1d(x, k, s, p, d, o)
     return _finish(x.gather(-1, index), index, batched, return_indices)
@@ -233,16 +250,31 @@ def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor,
     1.5 vs 17 ms). A global max over 32² would be 1024 tap passes. Under a tracer: the window
     reduction of :mod:`.pool_windows`."""
     if is_tracing(x):
-        out, index = pool_windows.max_pool2d(x, k, s, p, d, o)
-        layout = memory_format_of(x)
-        return out.contiguous(memory_format=layout), index.contiguous(memory_format=layout) if return_indices else None
+        out, index = _in_layout_of(x, *pool_windows.max_pool(x, k, s, p, d, o))
+        return out, index if return_indices else None
     by_index = (
         return_indices
         or k[0] * k[1] > 9
         or (torch.is_grad_enabled() and x.requires_grad and memory_format_of(x) != torch.channels_last)
     )
     out, index = _MaxPool2d.apply(x, k, s, p, d, o, by_index)
-    return out, index if return_indices else None
+    return out, index.contiguous(memory_format=memory_format_of(out)) if return_indices else None
+
+
+@fx_leaf
+def max_pool3d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the window reduction of
+    :mod:`.pool_windows` (indices flat ``(z·H + y)·W + x``). See :class:`cnnlab.nn.MaxPool3d`."""
+    x, batched, k, s, p, d, o = _pool_args("max_pool3d", input, 3, kernel_size, stride, padding, dilation, ceil_mode)
+    return _finish(*_in_layout_of(x, *pool_windows.max_pool(x, k, s, p, d, o)), batched, return_indices)
 
 
 class _MaxPool2d(torch.autograd.Function):
@@ -271,7 +303,7 @@ class _MaxPool2d(torch.autograd.Function):
                 out.copy_(x[first_inputs])
                 taps = taps[1:]
             else:
-                out.fill_(-math.inf)
+                out.fill_(pool_windows.lowest(out.dtype))
             for outputs, inputs in taps:
                 torch.maximum(out[outputs], x[inputs], out=out[outputs])
             # NaN wins every maximum, so the sum shows it (a sum of +inf and -inf gives a false
@@ -377,7 +409,7 @@ def _max_pool2d_direct(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor | None]
     effective = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
     right = [max((oo - 1) * ss + e - size - pp, 0) for oo, ss, e, size, pp in zip(o, s, effective, (height, width), p)]
     if any(p) or any(right):
-        x = F.pad(x, [p[1], right[1], p[0], right[0]], value=-math.inf)
+        x = F.pad(x, [p[1], right[1], p[0], right[0]], value=pool_windows.lowest(x.dtype))
     sn, sc, sh, sw = x.stride()
     windows = x.as_strided((n, c, *o, *k), (sn, sc, sh * s[0], sw * s[1], sh * d[0], sw * d[1]), x.storage_offset())
     values, position = windows.reshape(n, c, *o, k[0] * k[1]).max(-1)
@@ -438,6 +470,12 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     return _max_unpool("max_unpool2d", input, indices, kernel_size, stride, padding, output_size, 2)
 
 
+@fx_leaf
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """Inverse of :func:`max_pool3d`. See :class:`cnnlab.nn.MaxUnpool3d`."""
+    return _max_unpool("max_unpool3d", input, indices, kernel_size, stride, padding, output_size, 3)
+
+
 # --------------------------------------------------------------------------- average pooling
 def _avg_divisor(size: int, kernel: int, stride: int, padding: int, out: int, count_include_pad: bool, device):
     """torch's per-window divisor along one dim: the window clipped to the padded input
@@ -450,7 +488,8 @@ def _avg_divisor(size: int, kernel: int, stride: int, padding: int, out: int, co
 
 
 def _along(dim: int, index: slice) -> tuple:
-    return (..., index) if dim == -1 else (..., index, slice(None))
+    """Index ``index`` along the negative ``dim``."""
+    return (..., index, *(slice(None),) * (-dim - 1))
 
 
 def _sum_taps(source: Tensor, dim: int, ranges, stride: int, out_len: int, adjoint: bool) -> Tensor:
@@ -488,42 +527,49 @@ class _WindowSum(torch.autograd.Function):
         return _sum_taps(grad, dim, ranges, stride, size, adjoint=True), None, None, None, None, None
 
 
+def _divisors(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> Tensor:
+    """torch's divisor of every window, ``(*S_out)``: the product of the per-dim window lengths."""
+    if divisor_override is not None:
+        return torch.full(o, divisor_override, device=x.device)
+    divisor = None
+    for a in range(len(k)):
+        d = _avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device)
+        divisor = d if divisor is None else divisor.unsqueeze(-1) * d
+    return divisor
+
+
+def _mean_of_sums(sums: Tensor, divisor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``sums / divisor`` rounded once to ``dtype``; integer inputs divide with truncation, as torch."""
+    if not dtype.is_floating_point:
+        return torch.div(sums, divisor, rounding_mode="trunc").to(dtype)
+    return (sums / divisor.to(sums.dtype)).to(dtype)
+
+
+def _accumulation(x: Tensor) -> Tensor:
+    """float16/bfloat16 are summed in float32 and rounded once at the end, as torch's kernels do."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, spatial_dims):
     x, batched, k, s, p, _, o = _pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor_override must be non-zero, but got divisor_override={divisor_override}")
-    if is_tracing(x):
-        return _traceable_avg_pool(x, k, s, p, o, count_include_pad, divisor_override, batched)
-    if spatial_dims == 2 and triton_pool.available(x):
+    if spatial_dims == 2 and triton_pool.available(x) and not is_tracing(x):
         divisors = [_avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1)]
         if divisor_override is not None:
             divisors = [torch.full_like(divisors[0], divisor_override), torch.ones_like(divisors[1])]
         out = triton_pool.avg_pool2d(x, k, s, p, o, *divisors)
         return out if batched else out.squeeze(0)
-    out = x
-    divisor = None
-    for axis in range(spatial_dims):  # last dim first, then (for 2-D) the one before it
-        dim = -1 - axis
-        size = out.shape[dim]
-        out = _WindowSum.apply(out, dim, k[dim], s[dim], p[dim], o[dim])
-        d = _avg_divisor(size, k[dim], s[dim], p[dim], o[dim], count_include_pad, x.device)
-        divisor = d if divisor is None else d.unsqueeze(1) * divisor
-    out = out / (divisor_override if divisor_override is not None else divisor.to(out.dtype))
-    return out if batched else out.squeeze(0)
-
-
-def _traceable_avg_pool(x: Tensor, k, s, p, o, count_include_pad, divisor_override, batched: bool) -> Tensor:
-    """:func:`_avg_pool` through :func:`.pool_windows.avg_pool2d` (1-D as a height-1 image)."""
-    one_d = len(k) == 1
-    if one_d:
-        x, k, s, p, o = x.unsqueeze(-2), (1, *k), (1, *s), (0, *p), (1, *o)
-    if divisor_override is not None:
-        divisor = torch.full(o, float(divisor_override), device=x.device)
+    sums = _accumulation(x)
+    if is_tracing(x):
+        sums = pool_windows.window_sum(sums, k, s, p, o)
     else:
-        rows, cols = (_avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1))
-        divisor = rows[:, None] * cols[None, :]
-    out = pool_windows.avg_pool2d(x, k, s, p, o, divisor.to(x.dtype))
-    out = out.squeeze(-2) if one_d else out.contiguous(memory_format=memory_format_of(x))
+        for axis in range(spatial_dims):  # one dim at a time, the last first: separable window sums
+            dim = -1 - axis
+            sums = _WindowSum.apply(sums, dim, k[dim], s[dim], p[dim], o[dim])
+    (out,) = _in_layout_of(
+        x, _mean_of_sums(sums, _divisors(x, k, s, p, o, count_include_pad, divisor_override), x.dtype)
+    )
     return out if batched else out.squeeze(0)
 
 
@@ -579,6 +625,31 @@ def lp_pool2d(
     return _lp_finish(avg_pool2d(input.pow(norm_type), (kh, kw), stride, 0, ceil_mode), norm_type, kh * kw)
 
 
+@fx_leaf
+def avg_pool3d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """3-D average pooling over ``(N, C, D, H, W)``. See :class:`cnnlab.nn.AvgPool3d`."""
+    return _avg_pool(
+        "avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3
+    )
+
+
+@fx_leaf
+def lp_pool3d(
+    input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
+) -> Tensor:
+    """3-D power-average pooling. See :class:`cnnlab.nn.LPPool3d`."""
+    k = ntuple(kernel_size, 3, "kernel_size")
+    return _lp_finish(avg_pool3d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, math.prod(k))
+
+
 # --------------------------------------------------------------------------- adaptive pooling
 def _adaptive_output_size(
     op: str, input: Tensor, output_size, spatial_dims: int
@@ -587,7 +658,7 @@ def _adaptive_output_size(
     x = input if batched else input.unsqueeze(0)
     sizes = output_size if isinstance(output_size, Sequence) else (output_size,) * spatial_dims
     if len(sizes) != spatial_dims:
-        raise ValueError(f"{op}: output_size must have {spatial_dims} elements, but got output_size={output_size!r}")
+        raise RuntimeError(f"{op}: output_size must have {spatial_dims} elements, but got output_size={output_size!r}")
     out = tuple(x.shape[2 + i] if v is None else int(v) for i, v in enumerate(sizes))
     if any(v < 0 for v in out):
         raise RuntimeError(f"{op}: output_size must be non-negative, but got output_size={out}")
@@ -615,7 +686,7 @@ def _adaptive_argmax_1d(x: Tensor, out: int) -> Tensor:
     kernel = int((end - start).max()) if out else 1
     positions = start[:, None] + torch.arange(kernel, device=x.device)
     positions = torch.where(positions < end[:, None], positions, size)  # beyond the window: invalid
-    windows = F.pad(x, [0, 1], value=-math.inf)[..., positions.clamp(max=size)]
+    windows = F.pad(x, [0, 1], value=pool_windows.lowest(x.dtype))[..., positions.clamp(max=size)]
     # One max gives the first maximum of each window, torch's rule, unless a NaN is in the way
     # (torch takes the last one): then the exact scan. Taps past a window's end read -inf.
     values, tap = windows.max(-1)
@@ -624,22 +695,37 @@ def _adaptive_argmax_1d(x: Tensor, out: int) -> Tensor:
     return start + tap
 
 
+def _adaptive_avg(x: Tensor, out: tuple[int, ...]) -> Tensor:
+    """Adaptive averages of a batched ``(N, C, *S)``: along each spatial dim, a product with the
+    ``(out, size)`` averaging matrix (float16/bfloat16 accumulated in float32)."""
+    result = _accumulation(x)
+    for axis, size in enumerate(out, start=2):
+        matrix = _adaptive_matrix(result.shape[axis], size, result)
+        last = result.dim() - 1  # non-negative axes: ONNX's Transpose rejects negative ones
+        result = torch.matmul(result.movedim(axis, last), matrix.t()).movedim(last, axis)
+    (result,) = _in_layout_of(x, result.to(x.dtype))
+    return result
+
+
 @fx_leaf
 def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
     """Average over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveAvgPool1d`."""
-    x, batched, (o,) = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
-    out = torch.matmul(x, _adaptive_matrix(x.shape[-1], o, x).t())
-    return out if batched else out.squeeze(0)
+    x, batched, out = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
+    return _finish(_adaptive_avg(x, out), None, batched, False)
 
 
 @fx_leaf
 def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
     """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
-    x, batched, (oh, ow) = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
-    rows = _adaptive_matrix(x.shape[-2], oh, x)
-    cols = _adaptive_matrix(x.shape[-1], ow, x)
-    out = torch.matmul(torch.matmul(rows, x), cols.t())
-    return out if batched else out.squeeze(0)
+    x, batched, out = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
+    return _finish(_adaptive_avg(x, out), None, batched, False)
+
+
+@fx_leaf
+def adaptive_avg_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
+    """Averaging matrices along D, H and W. See :class:`cnnlab.nn.AdaptiveAvgPool3d`."""
+    x, batched, out = _adaptive_output_size("adaptive_avg_pool3d", input, output_size, 3)
+    return _finish(_adaptive_avg(x, out), None, batched, False)
 
 
 @fx_leaf
@@ -647,8 +733,7 @@ def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_
     """Max over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveMaxPool1d`."""
     x, batched, (o,) = _adaptive_output_size("adaptive_max_pool1d", input, output_size, 1)
     if is_tracing(x):
-        out, index = pool_windows.adaptive_max_pool2d(x.unsqueeze(-2), (1, o))
-        return _finish(out.squeeze(-2), index.squeeze(-2), batched, return_indices)
+        return _finish(*pool_windows.adaptive_max_pool(x, (o,)), batched, return_indices)
     with torch.no_grad():
         index = _adaptive_argmax_1d(x, o)
     return _finish(x.gather(-1, index), index, batched, return_indices)
@@ -660,8 +745,7 @@ def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] |
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
     height, width = x.shape[2:]
     if is_tracing(x) and not (oh and ow and height % oh == 0 and width % ow == 0):
-        out, index = pool_windows.adaptive_max_pool2d(x, (oh, ow))
-        return _finish(out, index, batched, return_indices)
+        return _finish(*_in_layout_of(x, *pool_windows.adaptive_max_pool(x, (oh, ow))), batched, return_indices)
     if oh and ow and height % oh == 0 and width % ow == 0:
         # Windows that tile the image (global pooling, 32² → 4²) are max_pool2d's, kernel = stride
         kernel = (height // oh, width // ow)
@@ -669,7 +753,75 @@ def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] |
         return _finish(out, index, batched, return_indices)
     with torch.no_grad():
         index = _max_indices_2d(x, lambda t: _adaptive_argmax_1d(t, ow), lambda t: _adaptive_argmax_1d(t, oh))
-    return _finish(_gather_flat(x, index), index, batched, return_indices)
+    return _finish(*_in_layout_of(x, _gather_flat(x, index), index), batched, return_indices)
+
+
+@fx_leaf
+def adaptive_max_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
+    """Max over windows that tile any volume (the window form of :mod:`.pool_windows`). See
+    :class:`cnnlab.nn.AdaptiveMaxPool3d`."""
+    x, batched, out = _adaptive_output_size("adaptive_max_pool3d", input, output_size, 3)
+    return _finish(*_in_layout_of(x, *pool_windows.adaptive_max_pool(x, out)), batched, return_indices)
+
+
+def _fractional_max_pool(op, input, kernel_size, output_size, output_ratio, return_indices, samples, spatial_dims):
+    if output_size is None and output_ratio is None:
+        raise ValueError(f"{op} requires specifying either an output_size or an output_ratio")
+    batched = check_input_rank(input, spatial_dims, op)
+    x = input if batched else input.unsqueeze(0)
+    k = ntuple(kernel_size, spatial_dims, "kernel_size")
+    if output_size is None:
+        ratio = tuple(output_ratio) if isinstance(output_ratio, Sequence) else (output_ratio,) * spatial_dims
+        if not all(0 < r < 1 for r in ratio):
+            raise ValueError(f"{op}: output_ratio must be between 0 and 1 (exclusive), but got output_ratio={ratio}")
+        output_size = [int(size * r) for size, r in zip(input.shape[-spatial_dims:], ratio)]
+    out = ntuple(output_size, spatial_dims, "output_size")
+    check_positive("kernel_size", k, op)
+    for size, kk, oo in zip(x.shape[2:], k, out):
+        if oo + kk - 1 > size:
+            raise RuntimeError(
+                f"{op}: output_size={out} with kernel_size={k} needs an input of at least "
+                f"{tuple(o + kk - 1 for o, kk in zip(out, k))}, but got {tuple(x.shape[2:])}"
+            )
+    if samples is None:  # the same draw as torch's, so a seeded run picks the same windows
+        samples = torch.rand(x.shape[0], x.shape[1], spatial_dims, dtype=x.dtype, device=x.device)
+    if samples.shape != (x.shape[0], x.shape[1], spatial_dims):
+        raise RuntimeError(
+            f"{op}: _random_samples must have shape {[x.shape[0], x.shape[1], spatial_dims]}, "
+            f"but got {list(samples.shape)}"
+        )
+    _check_not_empty(op, input, x)
+    return _finish(*pool_windows.fractional_max_pool(x, k, out, samples), batched, return_indices)
+
+
+@fx_leaf
+def fractional_max_pool2d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    output_size: IntOrTuple | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+):
+    """Max over pseudo-random, overlapping windows (Graham, 2014). See :class:`cnnlab.nn.FractionalMaxPool2d`."""
+    return _fractional_max_pool(
+        "fractional_max_pool2d", input, kernel_size, output_size, output_ratio, return_indices, _random_samples, 2
+    )
+
+
+@fx_leaf
+def fractional_max_pool3d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    output_size: IntOrTuple | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+):
+    """3-D fractional max pooling. See :class:`cnnlab.nn.FractionalMaxPool3d`."""
+    return _fractional_max_pool(
+        "fractional_max_pool3d", input, kernel_size, output_size, output_ratio, return_indices, _random_samples, 3
+    )
 
 
 @fx_leaf

@@ -1,11 +1,12 @@
 """Pooling as reductions over window views: the traceable form of cnnlab's pooling.
 
 Used whenever a tracer or ``torch.func`` transform is watching (:mod:`cnnlab.functional._tracing`):
-every window of ``(N, C, H, W)`` is laid out as ``(N, C, H_out, W_out, K)`` (``K = kH·kW`` taps in
-row-major order) by ``F.pad`` and strided slices or a reshape (regular windows) or one gather
-(adaptive windows), and the pool is a reduction over the last dim. No custom Function, no in-place op, no
-decision on values, so autograd, functorch, inductor and the exporters take it op by op. 1-D
-pooling is 2-D pooling of a height-1 image.
+every window of ``(N, C, *S)`` (any number of spatial dims) is laid out as ``(N, C, *S_out, K)``
+(``K = prod(kernel)`` taps in row-major order) by ``F.pad`` and strided slices or a reshape
+(regular windows) or index selection and gathers (adaptive and fractional windows), and the pool
+is a reduction over the last dim. No custom Function, no in-place op, no decision on values, so
+autograd, functorch, inductor and the exporters take it op by op. The 3-D pools and fractional
+max pooling use this form in eager mode too.
 
 Max pooling keeps torch's exact rule without a data-dependent branch: the index is that of the
 *last* NaN if the window holds one, else the *first* maximal tap (padding is never picked, even in
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["adaptive_max_pool2d", "avg_pool2d", "max_pool2d", "weighted_pool2d"]
+__all__ = ["adaptive_max_pool", "fractional_max_pool", "lowest", "max_pool", "weighted_pool2d", "window_sum"]
 
 
 def _unfold(x: Tensor, dim: int, kernel: int, stride: int, padding: int, dilation: int, out: int, value: float):
@@ -45,10 +46,13 @@ def _unfold(x: Tensor, dim: int, kernel: int, stride: int, padding: int, dilatio
 
 
 def _windows(x: Tensor, k, s, p, d, o, value: float) -> Tensor:
-    """``(N, C, H, W)`` → ``(N, C, H_out, W_out, kH·kW)``, taps in row-major order."""
-    along_w = _unfold(x, -1, k[1], s[1], p[1], d[1], o[1], value)  # (N, C, H, W_out, kW)
-    both = _unfold(along_w, -3, k[0], s[0], p[0], d[0], o[0], value)  # (N, C, H_out, W_out, kW, kH)
-    return both.transpose(-1, -2).reshape(*x.shape[:2], o[0], o[1], k[0] * k[1])
+    """``(N, C, *S)`` → ``(N, C, *S_out, K)`` with ``K = prod(k)`` taps in row-major order, for any
+    number of spatial dims."""
+    dims, (n, c) = len(k), x.shape[:2]
+    for j in reversed(range(dims)):  # each step appends its tap dim: (..., k_last, ..., k_j)
+        x = _unfold(x, -(2 * dims - 2 * j - 1), k[j], s[j], p[j], d[j], o[j], value)
+    taps = list(range(x.dim() - 1, x.dim() - 1 - dims, -1))  # (k_0, ..., k_last)
+    return x.permute(*range(2 + dims), *taps).reshape(n, c, *o, math.prod(k))
 
 
 def _positions(size: int, kernel: int, stride: int, padding: int, dilation: int, out: int, device) -> Tensor:
@@ -60,13 +64,22 @@ def _positions(size: int, kernel: int, stride: int, padding: int, dilation: int,
     )
 
 
-def _flat_taps(rows: Tensor, cols: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """Flat input index ``r·W + c`` and in-bounds mask of every tap, ``(H_out, W_out, kH·kW)``, from
-    per-dim positions ``rows (H_out, kH)`` and ``cols (W_out, kW)``."""
-    index = rows[:, None, :, None] * width + cols[None, :, None, :]
-    valid = ((rows >= 0) & (rows < height))[:, None, :, None] & ((cols >= 0) & (cols < width))[None, :, None, :]
-    shape = (rows.shape[0], cols.shape[0], rows.shape[1] * cols.shape[1])
-    return index.reshape(shape), valid.reshape(shape)
+def _flat_taps(positions: list[Tensor], sizes) -> tuple[Tensor, Tensor]:
+    """Flat input index (row-major over ``sizes``) and in-bounds mask of every tap,
+    ``(*S_out, prod(k))``, from per-dim positions ``(S_out_i, k_i)``."""
+    dims = len(positions)
+    index = valid = None
+    stride = 1
+    for i in reversed(range(dims)):
+        shape = [1] * (2 * dims)
+        shape[i], shape[dims + i] = positions[i].shape
+        pos = positions[i].reshape(shape)
+        inside = (pos >= 0) & (pos < sizes[i])
+        index = pos * stride if index is None else index + pos * stride
+        valid = inside if valid is None else valid & inside
+        stride *= sizes[i]
+    out_shape = [q.shape[0] for q in positions] + [math.prod([q.shape[1] for q in positions])]
+    return index.reshape(out_shape), valid.reshape(out_shape)
 
 
 def _max_over_taps(windows: Tensor, index: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -91,18 +104,22 @@ def _max_over_taps(windows: Tensor, index: Tensor, valid: Tensor) -> tuple[Tenso
     return values, flat
 
 
-def max_pool2d(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor]:
-    """Values and flat ``h·W + w`` indices of max pooling a batched ``(N, C, H, W)``."""
-    height, width = x.shape[2:]
-    windows = _windows(x, k, s, p, d, o, -math.inf)
-    rows = _positions(height, k[0], s[0], p[0], d[0], o[0], x.device)
-    cols = _positions(width, k[1], s[1], p[1], d[1], o[1], x.device)
-    return _max_over_taps(windows, *_flat_taps(rows, cols, height, width))
+def lowest(dtype: torch.dtype) -> float:
+    """The padding of max pooling: ``-inf``, or an integer dtype's minimum."""
+    return -math.inf if dtype.is_floating_point else torch.iinfo(dtype).min
 
 
-def avg_pool2d(x: Tensor, k, s, p, o, divisor: Tensor) -> Tensor:
-    """Window sums of the zero-padded ``(N, C, H, W)`` divided by ``divisor (H_out, W_out)``."""
-    return _windows(x, k, s, p, (1, 1), o, 0.0).sum(-1) / divisor
+def max_pool(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor]:
+    """Values and flat (row-major, per channel) indices of max pooling a batched ``(N, C, *S)``."""
+    sizes = x.shape[2:]
+    windows = _windows(x, k, s, p, d, o, lowest(x.dtype))
+    positions = [_positions(*geometry, x.device) for geometry in zip(sizes, k, s, p, d, o)]
+    return _max_over_taps(windows, *_flat_taps(positions, sizes))
+
+
+def window_sum(x: Tensor, k, s, p, o) -> Tensor:
+    """Window sums of the zero-padded ``(N, C, *S)``: ``(N, C, *S_out)``."""
+    return _windows(x, k, s, p, (1,) * len(k), o, 0).sum(-1, dtype=x.dtype)
 
 
 def weighted_pool2d(x: Tensor, weights: Tensor, s, p, o) -> Tensor:
@@ -121,12 +138,49 @@ def _adaptive_positions(size: int, out: int, device) -> Tensor:
     return torch.where(positions < end[:, None], positions, size)
 
 
-def adaptive_max_pool2d(x: Tensor, out: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Values and flat indices of adaptive max pooling a batched ``(N, C, H, W)`` to ``out``."""
-    n, c, height, width = x.shape
-    rows = _adaptive_positions(height, out[0], x.device)
-    cols = _adaptive_positions(width, out[1], x.device)
-    padded = F.pad(x, [0, 1, 0, 1], value=-math.inf)  # position H (or W) reads -inf
-    windows = padded[:, :, rows][..., cols]  # (N, C, H_out, kH, W_out, kW)
-    windows = windows.permute(0, 1, 2, 4, 3, 5).reshape(n, c, out[0], out[1], rows.shape[1] * cols.shape[1])
-    return _max_over_taps(windows, *_flat_taps(rows, cols, height, width))
+def adaptive_max_pool(x: Tensor, out: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Values and flat indices of adaptive max pooling a batched ``(N, C, *S)`` to ``out``."""
+    sizes, dims = x.shape[2:], len(out)
+    positions = [_adaptive_positions(size, o, x.device) for size, o in zip(sizes, out)]
+    windows = F.pad(x, [0, 1] * dims, value=lowest(x.dtype))  # position S_i reads the lowest value
+    for i, pos in enumerate(positions):  # axis 2 + 2i becomes (S_out_i, k_i)
+        axis = 2 + 2 * i
+        windows = windows.index_select(axis, pos.reshape(-1)).unflatten(axis, pos.shape)
+    order = [0, 1, *range(2, 2 + 2 * dims, 2), *range(3, 3 + 2 * dims, 2)]
+    windows = windows.permute(order).reshape(*x.shape[:2], *out, -1)
+    return _max_over_taps(windows, *_flat_taps(positions, sizes))
+
+
+def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Tensor]:
+    """torch's fractional max pooling of a batched ``(N, C, *S)``: along each dim, window ``i``
+    starts at ``⌊(i + u)·α⌋ − ⌊u·α⌋`` with ``α = (S − k)/(out − 1)`` and ``u`` the sample of that
+    (n, c, dim) from ``samples (N, C, dims)``; the last window ends at the input's end. torch's 2-D
+    kernel reads the samples as (W, H), its 3-D kernel as (T, H, W)."""
+    n, c, *sizes = x.shape
+    dims = len(k)
+    sample_of_dim = (1, 0) if dims == 2 else tuple(range(dims))
+    positions = []
+    for i in range(dims):
+        u = samples[:, :, sample_of_dim[i], None].to(
+            torch.float64 if x.dtype == torch.float64 else torch.float32
+        )  # (N, C, 1)
+        steps = torch.arange(out[i], device=x.device, dtype=u.dtype)
+        alpha = (sizes[i] - k[i]) / max(out[i] - 1, 1)
+        start = (torch.floor((steps + u) * alpha) - torch.floor(u * alpha)).to(torch.int64)  # (N, C, out_i)
+        start = torch.where(steps == out[i] - 1, sizes[i] - k[i], start)
+        positions.append(start[..., None] + torch.arange(k[i], device=x.device))  # (N, C, out_i, k_i)
+    index = None
+    stride = 1
+    for i in reversed(range(dims)):
+        shape = [n, c] + [1] * (2 * dims)
+        shape[2 + i], shape[2 + dims + i] = out[i], k[i]
+        term = positions[i].reshape(shape) * stride
+        index = term if index is None else index + term
+        stride *= sizes[i]
+    index = index.reshape(n, c, *out, math.prod(k))
+    windows = x.reshape(n, c, -1).gather(-1, index.reshape(n, c, -1)).reshape(index.shape)
+    maximum, first = windows.max(-1, keepdim=True)
+    order = torch.arange(1, windows.shape[-1] + 1, device=x.device, dtype=torch.float32)
+    nan = windows.isnan()
+    tap = torch.where(nan.any(-1, keepdim=True), (nan.to(torch.float32) * order).argmax(-1, keepdim=True), first)
+    return windows.gather(-1, tap).squeeze(-1), index.gather(-1, tap).squeeze(-1)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import init
+from torch.nn.modules.conv import _LazyConvXdMixin
+from torch.nn.parameter import UninitializedParameter
 
 from .. import functional
 from ..functional._utils import (
@@ -24,7 +26,21 @@ from ..functional._utils import (
     resolve_padding,
 )
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "FFTConv2d"]
+__all__ = [
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "FFTConv2d",
+    "LazyConv1d",
+    "LazyConv2d",
+    "LazyConv3d",
+    "LazyConvTranspose1d",
+    "LazyConvTranspose2d",
+    "LazyConvTranspose3d",
+]
 
 IntOrTuple = int | Sequence[int]
 
@@ -174,7 +190,7 @@ class _Conv(_ConvNd):
             self.algorithm = algorithm
 
     def forward(self, input: Tensor) -> Tensor:
-        conv = functional.conv1d if self.spatial_dims == 1 else functional.conv2d
+        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[self.spatial_dims - 1]
         return conv(
             input,
             self.weight,
@@ -240,6 +256,24 @@ class Conv2d(_Conv):
     """
 
     spatial_dims = 2
+
+
+class Conv3d(_Conv):
+    r"""3-D convolution over volumes or video clips ``(N, C, D, H, W)``, torch.nn.Conv3d's drop-in
+    replacement: every output sums a ``C_in/G × k_0 × k_1 × k_2`` block of the input times the
+    filter. Computed as strided slices of the padded channels-last input and one matrix product
+    (:func:`cnnlab.functional.conv3d`); the backward comes from autograd.
+
+    Shape:
+        ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` → ``(N, C_out, D_out, H_out, W_out)``, each as
+        :class:`Conv1d`'s ``L_out``.
+
+    Example:
+        >>> Conv3d(3, 8, 3, padding=1)(torch.randn(2, 3, 8, 16, 16)).shape
+        torch.Size([2, 8, 8, 16, 16])
+    """
+
+    spatial_dims = 3
 
 
 class FFTConv2d(Conv2d):
@@ -309,7 +343,8 @@ class _ConvTranspose(_ConvNd):
         return tuple(size - lo for size, lo in zip(spatial, min_sizes))
 
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        conv = functional.conv_transpose1d if self.spatial_dims == 1 else functional.conv_transpose2d
+        conv = (functional.conv_transpose1d, functional.conv_transpose2d, functional.conv_transpose3d)
+        conv = conv[self.spatial_dims - 1]
         output_padding = self._output_padding(input, output_size)
         return conv(
             input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
@@ -350,3 +385,96 @@ class ConvTranspose2d(_ConvTranspose):
     """
 
     spatial_dims = 2
+
+
+class ConvTranspose3d(_ConvTranspose):
+    r"""3-D transposed convolution, the adjoint of :class:`Conv3d`: the stride-1 convolution of
+    the zero-stuffed input with the flipped filters.
+
+    Shape:
+        ``(N, C_in, D, H, W)`` → ``(N, C_out, D_out, H_out, W_out)``, each as :class:`ConvTranspose1d`'s.
+
+    Example:
+        >>> ConvTranspose3d(8, 4, 2, stride=2)(torch.randn(1, 8, 4, 8, 8)).shape
+        torch.Size([1, 4, 8, 16, 16])
+    """
+
+    spatial_dims = 3
+
+
+class _LazyConv(_LazyConvXdMixin):
+    """torch's lazy initialisation (``in_channels`` from the first input) on cnnlab's layers: the
+    weight and bias are ``UninitializedParameter`` until the first forward, then the layer becomes
+    its ``cls_to_become`` with torch's initialisation."""
+
+    def _get_num_spatial_dims(self) -> int:
+        return self.spatial_dims
+
+    def _uninitialised(self, out_channels: int, bias: bool, factory: dict) -> None:
+        self.weight = UninitializedParameter(**factory)
+        self.out_channels = out_channels
+        if bias:
+            self.bias = UninitializedParameter(**factory)
+
+
+def _lazy_conv(base: type[_Conv]) -> type:
+    class LazyConv(_LazyConv, base):
+        cls_to_become = base
+
+        def __init__(
+            self,
+            out_channels: int,
+            kernel_size: IntOrTuple,
+            stride: IntOrTuple = 1,
+            padding: str | IntOrTuple = 0,
+            dilation: IntOrTuple = 1,
+            groups: int = 1,
+            bias: bool = True,
+            padding_mode: str = "zeros",
+            device: torch.device | str | None = None,
+            dtype: torch.dtype | None = None,
+        ) -> None:
+            factory = {"device": device, "dtype": dtype}
+            super().__init__(0, 0, kernel_size, stride, padding, dilation, groups, False, padding_mode, **factory)
+            self._uninitialised(out_channels, bias, factory)
+
+    LazyConv.__name__ = LazyConv.__qualname__ = f"Lazy{base.__name__}"
+    LazyConv.__doc__ = f"""{base.__name__} whose ``in_channels`` is inferred from the first input (``torch.nn.Lazy{base.__name__}``)."""
+    return LazyConv
+
+
+def _lazy_conv_transpose(base: type[_ConvTranspose]) -> type:
+    class LazyConvTranspose(_LazyConv, base):
+        cls_to_become = base
+
+        def __init__(
+            self,
+            out_channels: int,
+            kernel_size: IntOrTuple,
+            stride: IntOrTuple = 1,
+            padding: IntOrTuple = 0,
+            output_padding: IntOrTuple = 0,
+            groups: int = 1,
+            bias: bool = True,
+            dilation: IntOrTuple = 1,
+            padding_mode: str = "zeros",
+            device: torch.device | str | None = None,
+            dtype: torch.dtype | None = None,
+        ) -> None:
+            factory = {"device": device, "dtype": dtype}
+            super().__init__(
+                0, 0, kernel_size, stride, padding, output_padding, groups, False, dilation, padding_mode, **factory
+            )
+            self._uninitialised(out_channels, bias, factory)
+
+    LazyConvTranspose.__name__ = LazyConvTranspose.__qualname__ = f"Lazy{base.__name__}"
+    LazyConvTranspose.__doc__ = f"""{base.__name__} whose ``in_channels`` is inferred from the first input."""
+    return LazyConvTranspose
+
+
+LazyConv1d = _lazy_conv(Conv1d)
+LazyConv2d = _lazy_conv(Conv2d)
+LazyConv3d = _lazy_conv(Conv3d)
+LazyConvTranspose1d = _lazy_conv_transpose(ConvTranspose1d)
+LazyConvTranspose2d = _lazy_conv_transpose(ConvTranspose2d)
+LazyConvTranspose3d = _lazy_conv_transpose(ConvTranspose3d)

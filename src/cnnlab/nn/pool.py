@@ -19,21 +19,30 @@ from ..functional.pool import pool_geometry
 __all__ = [
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
     "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
     "AvgPool1d",
     "AvgPool2d",
+    "AvgPool3d",
     "BlurPool2d",
     "ChannelMaxPool",
     "DistanceWeightedPool2d",
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
     "LPPool1d",
     "LPPool2d",
+    "LPPool3d",
     "MaxBlurPool2d",
     "MaxPool1d",
     "MaxPool2d",
+    "MaxPool3d",
+    "MaxUnpool1d",
     "MaxUnpool2d",
+    "MaxUnpool3d",
 ]
 
 IntOrTuple = int | Sequence[int]
@@ -67,7 +76,7 @@ class _MaxPoolNd(nn.Module):
         )
 
     def forward(self, input: Tensor):
-        pool = functional.max_pool1d if self.spatial_dims == 1 else functional.max_pool2d
+        pool = (functional.max_pool1d, functional.max_pool2d, functional.max_pool3d)[self.spatial_dims - 1]
         return pool(
             input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
         )
@@ -105,23 +114,56 @@ class MaxPool2d(_MaxPoolNd):
     spatial_dims = 2
 
 
-class MaxUnpool2d(nn.Module):
-    """Inverse of :class:`MaxPool2d`: puts each value back at its saved index, zeros elsewhere.
+class MaxPool3d(_MaxPoolNd):
+    r"""3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``; indices flat ``(z·H + y)·W + x``.
 
-    Shape: ``(N, C, H, W)`` → ``(N, C, H_out, W_out)``, ``H_out = (H − 1)s − 2p + k`` unless
+    Example:
+        >>> MaxPool3d(2)(torch.randn(1, 4, 8, 16, 16)).shape
+        torch.Size([1, 4, 4, 8, 8])
+    """
+
+    spatial_dims = 3
+
+
+class _MaxUnpoolNd(nn.Module):
+    """Inverse of max pooling: puts each value back at its saved index, zeros elsewhere.
+
+    Shape: ``(N, C, *S)`` → ``(N, C, *S_out)``, ``S_out = (S − 1)s − 2p + k`` unless
     ``output_size`` is given to ``forward`` (within ``stride`` of that default).
     """
 
+    spatial_dims = 2
+
     def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, padding: IntOrTuple = 0) -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding, _ = pool_geometry("MaxUnpool2d", 2, kernel_size, stride, 0)
-        self.padding = (padding,) * 2 if isinstance(padding, int) else tuple(padding)
+        n = self.spatial_dims
+        self.kernel_size, self.stride, _, _ = pool_geometry(type(self).__name__, n, kernel_size, stride, 0)
+        self.padding = (padding,) * n if isinstance(padding, int) else tuple(padding)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        return functional.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        unpool = (functional.max_unpool1d, functional.max_unpool2d, functional.max_unpool3d)[self.spatial_dims - 1]
+        return unpool(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+
+class MaxUnpool1d(_MaxUnpoolNd):
+    """Inverse of :class:`MaxPool1d`."""
+
+    spatial_dims = 1
+
+
+class MaxUnpool2d(_MaxUnpoolNd):
+    """Inverse of :class:`MaxPool2d`: puts each value back at its saved index, zeros elsewhere."""
+
+    spatial_dims = 2
+
+
+class MaxUnpool3d(_MaxUnpoolNd):
+    """Inverse of :class:`MaxPool3d`."""
+
+    spatial_dims = 3
 
 
 class AvgPool1d(nn.Module):
@@ -172,9 +214,10 @@ class AvgPool2d(nn.Module):
         divisor_override: int | None = None,
     ) -> None:
         super().__init__()
-        pool_geometry("AvgPool2d", 2, kernel_size, stride, padding)
+        name = type(self).__name__
+        pool_geometry(name, 3 if name == "AvgPool3d" else 2, kernel_size, stride, padding)
         if divisor_override is not None and divisor_override == 0:
-            raise ValueError("AvgPool2d: divisor_override must be non-zero, but got divisor_override=0")
+            raise ValueError(f"{name}: divisor_override must be non-zero, but got divisor_override=0")
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -187,6 +230,21 @@ class AvgPool2d(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.avg_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
+
+
+class AvgPool3d(AvgPool2d):
+    """3-D average pooling over ``(N, C, D, H, W)``, ``torch.nn.AvgPool3d``'s arguments."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return functional.avg_pool3d(
             input,
             self.kernel_size,
             self.stride,
@@ -219,7 +277,7 @@ class _LPPoolNd(nn.Module):
         )
 
     def forward(self, input: Tensor) -> Tensor:
-        pool = functional.lp_pool1d if self.spatial_dims == 1 else functional.lp_pool2d
+        pool = (functional.lp_pool1d, functional.lp_pool2d, functional.lp_pool3d)[self.spatial_dims - 1]
         return pool(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
 
 
@@ -239,6 +297,12 @@ class LPPool2d(_LPPoolNd):
     """
 
     spatial_dims = 2
+
+
+class LPPool3d(_LPPoolNd):
+    r"""3-D power-average pooling ``(Σ_window x^p)^{1/p}``."""
+
+    spatial_dims = 3
 
 
 class _AdaptivePoolNd(nn.Module):
@@ -284,6 +348,86 @@ class AdaptiveMaxPool2d(_AdaptivePoolNd):
 
     def forward(self, input: Tensor):
         return functional.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+
+class AdaptiveAvgPool3d(_AdaptivePoolNd):
+    """Average over windows that tile any ``(D, H, W)`` volume; ``None`` keeps that dimension."""
+
+    def __init__(self, output_size) -> None:
+        super().__init__(output_size)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return functional.adaptive_avg_pool3d(input, self.output_size)
+
+
+class AdaptiveMaxPool3d(_AdaptivePoolNd):
+    """Max over the windows of :class:`AdaptiveAvgPool3d`; ``return_indices`` as MaxPool3d."""
+
+    def forward(self, input: Tensor):
+        return functional.adaptive_max_pool3d(input, self.output_size, self.return_indices)
+
+
+class _FractionalMaxPoolNd(nn.Module):
+    """Fractional max pooling (Graham, 2014): windows of ``kernel_size`` at pseudo-random,
+    increasing offsets, so the output shrinks by a non-integer ratio. ``_random_samples``
+    ``(N, C, dims)`` in [0, 1) fixes the offsets (a buffer, as in torch); without it each call
+    draws them with ``torch.rand``, exactly as torch does."""
+
+    spatial_dims = 2
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        output_size: IntOrTuple | None = None,
+        output_ratio: float | Sequence[float] | None = None,
+        return_indices: bool = False,
+        _random_samples: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        name, n = type(self).__name__, self.spatial_dims
+        self.kernel_size = kernel_size if isinstance(kernel_size, Sequence) else (kernel_size,) * n
+        self.return_indices = return_indices
+        self.register_buffer("_random_samples", _random_samples)
+        self.output_size = (
+            output_size if output_size is None or isinstance(output_size, Sequence) else (output_size,) * n
+        )
+        self.output_ratio = (
+            output_ratio if output_ratio is None or isinstance(output_ratio, Sequence) else (output_ratio,) * n
+        )
+        if output_size is None and output_ratio is None:
+            raise ValueError(f"{name} requires specifying either an output size, or a pooling ratio")
+        if output_size is not None and output_ratio is not None:
+            raise ValueError(f"{name}: only one of output_size and output_ratio may be specified")
+        if self.output_ratio is not None and not all(0 < r < 1 for r in self.output_ratio):
+            raise ValueError(f"{name}: output_ratio must be between 0 and 1 (exclusive), but got {output_ratio}")
+
+    def forward(self, input: Tensor):
+        pool = functional.fractional_max_pool2d if self.spatial_dims == 2 else functional.fractional_max_pool3d
+        return pool(
+            input,
+            self.kernel_size,
+            self.output_size,
+            self.output_ratio,
+            self.return_indices,
+            _random_samples=self._random_samples,
+        )
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    """2-D fractional max pooling, ``torch.nn.FractionalMaxPool2d``'s arguments.
+
+    Example:
+        >>> FractionalMaxPool2d(2, output_ratio=0.7)(torch.randn(1, 4, 32, 32)).shape
+        torch.Size([1, 4, 22, 22])
+    """
+
+    spatial_dims = 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    """3-D fractional max pooling, ``torch.nn.FractionalMaxPool3d``'s arguments."""
+
+    spatial_dims = 3
 
 
 class GlobalAvgPool2d(nn.Module):

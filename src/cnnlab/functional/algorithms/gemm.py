@@ -69,12 +69,16 @@ class Geometry(NamedTuple):
 
 
 def memory_format_of(x: Tensor) -> torch.memory_format:
-    """``channels_last`` when ``x`` is stored that way (and not also plainly contiguous)."""
+    """``channels_last`` (4-D) or ``channels_last_3d`` (5-D) when ``x`` is stored that way (and not
+    also plainly contiguous), else ``contiguous_format``."""
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if channels_last is None:
+        return torch.contiguous_format
     try:
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        stored = x.is_contiguous(memory_format=channels_last) and not x.is_contiguous()
     except RuntimeError:  # vmap's batched tensors cannot answer: they have no layout of their own to keep
         return torch.contiguous_format
-    return torch.channels_last if channels_last else torch.contiguous_format
+    return channels_last if stored else torch.contiguous_format
 
 
 def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:

@@ -21,6 +21,8 @@ index arithmetic).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,81 +30,87 @@ from torch import Tensor
 from .._utils import conv_output_size
 from .gemm import memory_format_of
 
-__all__ = ["conv2d", "conv_transpose2d"]
+__all__ = ["conv", "conv2d", "conv_transpose", "conv_transpose2d"]
 
 
-def conv2d(
+def conv(
     input: Tensor,
     weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
     groups: int,
 ) -> Tensor:
-    """``(N, C, H, W)`` ⋆ ``(O, C/G, kH, kW)`` → ``(N, O, H_out, W_out)`` in the input's memory format."""
-    n, channels, height, width = input.shape
-    out_channels, group_channels, kh, kw = weight.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    oh, ow = (
-        conv_output_size(size, k, s, (p, p), d)
-        for size, k, s, p, d in zip((height, width), (kh, kw), stride, padding, dilation)
-    )
-    x = F.pad(input.permute(0, 2, 3, 1), (0, 0, padding[1], padding[1], padding[0], padding[0]))  # (N, H, W, C)
+    """``(N, C, *S)`` ⋆ ``(O, C/G, *k)`` → ``(N, O, *S_out)`` in the input's memory format, for any
+    number of spatial dims (2-D here, 3-D for :func:`cnnlab.functional.conv3d`)."""
+    n, channels, *sizes = input.shape
+    out_channels, group_channels, *kernel = weight.shape
+    dims = len(sizes)
+    outs = [conv_output_size(*geometry) for geometry in zip(sizes, kernel, stride, [(p, p) for p in padding], dilation)]
+    pads = [0, 0] + [side for p in reversed(padding) for side in (p, p)]
+    x = F.pad(input.permute(0, *range(2, dims + 2), 1), pads)  # (N, *S, C), zero-padded
     taps = [
-        x[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-        for i in range(kh)
-        for j in range(kw)
-    ]  # each (N, H_out, W_out, C)
+        x[
+            tuple(
+                [slice(None)]
+                + [slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in zip(tap, dilation, stride, outs)]
+            )
+        ]
+        for tap in itertools.product(*[range(k) for k in kernel])
+    ]  # each (N, *S_out, C), in row-major tap order
+    count = len(taps)
     if group_channels == 1 and groups > 1:  # depthwise: out[..., c·m + j] = Σ_taps tap[..., c] · w[c·m + j, tap]
-        multiplier = out_channels // channels
-        filters = weight.reshape(channels, multiplier, kh * kw)
+        filters = weight.reshape(channels, out_channels // channels, count)
         out = sum(tap.unsqueeze(-1) * filters[:, :, t] for t, tap in enumerate(taps))
-        out = out.reshape(n, oh, ow, out_channels)
     elif groups == 1:
-        cols = torch.cat(taps, -1).reshape(-1, kh * kw * channels)  # (N·H_out·W_out, kH·kW·C)
-        out = torch.matmul(cols, weight.permute(0, 2, 3, 1).reshape(out_channels, -1).t())
-        out = out.reshape(n, oh, ow, out_channels)
+        cols = torch.cat(taps, -1).reshape(-1, count * channels)  # (N·L, K·C)
+        out = torch.matmul(cols, weight.permute(0, *range(2, dims + 2), 1).reshape(out_channels, -1).t())
     else:
-        cols = torch.stack(taps, -2).reshape(-1, kh * kw, groups, group_channels)  # (N·L, kH·kW, G, C/G)
-        cols = cols.permute(2, 0, 1, 3).reshape(groups, -1, kh * kw * group_channels)
-        filters = weight.reshape(groups, out_channels // groups, group_channels, kh * kw)
-        filters = filters.permute(0, 3, 2, 1).reshape(groups, kh * kw * group_channels, -1)
-        out = torch.matmul(cols, filters)  # (G, N·L, O/G)
-        out = out.permute(1, 0, 2).reshape(n, oh, ow, out_channels)
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=memory_format_of(input))
+        cols = torch.stack(taps, -2).reshape(-1, count, groups, group_channels)  # (N·L, K, G, C/G)
+        cols = cols.permute(2, 0, 1, 3).reshape(groups, -1, count * group_channels)
+        filters = weight.reshape(groups, out_channels // groups, group_channels, count)
+        filters = filters.permute(0, 3, 2, 1).reshape(groups, count * group_channels, -1)
+        out = torch.matmul(cols, filters).permute(1, 0, 2)  # (N·L, G, O/G)
+    out = out.reshape(n, *outs, out_channels)
+    return out.permute(0, dims + 1, *range(1, dims + 1)).contiguous(memory_format=memory_format_of(input))
 
 
-def _zero_stuffed(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """``stride - 1`` zeros between neighbouring pixels: ``(N, C, H, W)`` → ``(N, C, (H-1)s+1, (W-1)s+1)``."""
-    sh, sw = stride
-    height, width = x.shape[2:]
-    if sw > 1:
-        x = F.pad(x.unsqueeze(-1), (0, sw - 1)).flatten(-2)[..., : (width - 1) * sw + 1]
-    if sh > 1:
-        x = F.pad(x.unsqueeze(-2), (0, 0, 0, sh - 1)).flatten(-3, -2)[..., : (height - 1) * sh + 1, :]
+def _zero_stuffed(x: Tensor, stride: tuple[int, ...]) -> Tensor:
+    """``stride - 1`` zeros between neighbours along each spatial dim: ``(N, C, *S)`` → ``(N, C, *((S-1)s+1))``."""
+    for axis, s in enumerate(stride, start=2):
+        if s > 1:
+            size = x.shape[axis]
+            x = F.pad(x.unsqueeze(axis + 1), [0, 0] * (x.dim() - axis - 1) + [0, s - 1])
+            x = x.flatten(axis, axis + 1).narrow(axis, 0, (size - 1) * s + 1)
     return x
 
 
-def conv_transpose2d(
+def conv_transpose(
     input: Tensor,
     weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    output_padding: tuple[int, int],
-    dilation: tuple[int, int],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_padding: tuple[int, ...],
+    dilation: tuple[int, ...],
     groups: int,
 ) -> Tensor:
-    """``(N, C, H, W)`` with filters ``(C, O/G, kH, kW)`` → ``(N, O, (H-1)s − 2p + d(k−1) + op + 1, …)``.
+    """``(N, C, *S)`` with filters ``(C, O/G, *k)`` → ``(N, O, (S-1)s − 2p + d(k−1) + op + 1)``.
 
     The stride-1 convolution of the zero-stuffed input, padded by ``d(k−1) − p`` (negative: cropped)
     and ``output_padding`` more at the end, with the filters transposed per group and rotated by
     180°. ``F.fold`` would skip the zeros, but its output size becomes a traced value under
     ``torch.jit.trace``, which the ONNX exporter cannot read."""
-    in_channels, group_out, kh, kw = weight.shape
-    group_in = in_channels // groups
+    in_channels, group_out, *kernel = weight.shape
+    dims = len(kernel)
     x = _zero_stuffed(input, stride)
-    before = [d * (k - 1) - p for k, d, p in zip((kh, kw), dilation, padding)]
-    x = F.pad(x, [before[1], before[1] + output_padding[1], before[0], before[0] + output_padding[0]])
-    filters = weight.reshape(groups, group_in, group_out, kh, kw).transpose(1, 2)
-    filters = filters.reshape(groups * group_out, group_in, kh, kw).flip(-2, -1)
-    return conv2d(x, filters, (1, 1), (0, 0), dilation, groups).contiguous(memory_format=memory_format_of(input))
+    before = [d * (k - 1) - p for k, d, p in zip(kernel, dilation, padding)]
+    x = F.pad(x, [side for b, op in zip(reversed(before), reversed(output_padding)) for side in (b, b + op)])
+    filters = weight.reshape(groups, in_channels // groups, group_out, *kernel).transpose(1, 2)
+    filters = filters.reshape(groups * group_out, in_channels // groups, *kernel).flip(list(range(2, dims + 2)))
+    out = conv(x, filters, (1,) * dims, (0,) * dims, dilation, groups)
+    return out.contiguous(memory_format=memory_format_of(input))
+
+
+# The 2-D entry points of the algorithm registry.
+conv2d = conv
+conv_transpose2d = conv_transpose
