@@ -5,7 +5,8 @@ objects (so an optimizer built before the conversion still updates the model, an
 ``requires_grad`` stays as it was), buffers, training mode, hooks, and parametrizations
 (``torch.nn.utils.parametrize``: ``weight_norm``, ``spectral_norm``, ``orthogonal``, …; the
 older hook-based ``torch.nn.utils.weight_norm``/``spectral_norm`` move with the hooks). What it
-cannot convert it names in one ``UserWarning`` (or raises, with ``strict=True``): subclasses of a conv/pool class with their own ``forward``, torch conv/pool
+cannot convert it names in one ``UserWarning`` (or raises, with ``strict=True``): subclasses of a
+conv/pool class with their own ``forward``, torch conv/pool
 layers without a cnnlab twin, and ``forward`` methods that call ``torch.nn.functional`` conv/pool
 functions themselves. Those calls run on cnnlab's arithmetic under :func:`functional_mode`.
 """

@@ -132,7 +132,8 @@ def test_max_and_avg_pool3d_match_torch(kwargs):
     dilated = {**kwargs, "dilation": 2} if "padding" not in kwargs else kwargs
     compare_with_grad(lambda t: C.max_pool3d(t, **dilated), lambda t: F.max_pool3d(t, **dilated), x, exact=True)
     for extra in ({}, {"count_include_pad": False}, {"divisor_override": 5}):
-        compare_with_grad(lambda t: C.avg_pool3d(t, **kwargs, **extra), lambda t: F.avg_pool3d(t, **kwargs, **extra), x)
+        options = {**kwargs, **extra}
+        compare_with_grad(lambda t, o=options: C.avg_pool3d(t, **o), lambda t, o=options: F.avg_pool3d(t, **o), x)
     positive = x.detach().abs().requires_grad_(True)
     lp = {k: v for k, v in kwargs.items() if k != "padding"}
     compare_with_grad(lambda t: C.lp_pool3d(t, 2.0, **lp), lambda t: F.lp_pool3d(t, 2.0, **lp), positive)

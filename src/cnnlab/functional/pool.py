@@ -148,9 +148,7 @@ def _scan_argmax(windows: Tensor, positions: Tensor, size: int) -> tuple[Tensor,
     """
     valid = (positions >= 0) & (positions < size)
     first = positions.gather(1, valid.to(torch.uint8).argmax(1, keepdim=True)).squeeze(1)
-    best = torch.full(
-        windows.shape[:-1], pool_windows.lowest(windows.dtype), dtype=windows.dtype, device=windows.device
-    )
+    best = torch.full_like(windows[..., 0], pool_windows.lowest(windows.dtype))
     index = first.expand(windows.shape[:-1]).clone()
     for j in range(windows.shape[-1]):
         if not bool(valid[:, j].any()):
@@ -567,9 +565,8 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
         for axis in range(spatial_dims):  # one dim at a time, the last first: separable window sums
             dim = -1 - axis
             sums = _WindowSum.apply(sums, dim, k[dim], s[dim], p[dim], o[dim])
-    (out,) = _in_layout_of(
-        x, _mean_of_sums(sums, _divisors(x, k, s, p, o, count_include_pad, divisor_override), x.dtype)
-    )
+    divisor = _divisors(x, k, s, p, o, count_include_pad, divisor_override)
+    (out,) = _in_layout_of(x, _mean_of_sums(sums, divisor, x.dtype))
     return out if batched else out.squeeze(0)
 
 

@@ -161,9 +161,8 @@ def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Ten
     sample_of_dim = (1, 0) if dims == 2 else tuple(range(dims))
     positions = []
     for i in range(dims):
-        u = samples[:, :, sample_of_dim[i], None].to(
-            torch.float64 if x.dtype == torch.float64 else torch.float32
-        )  # (N, C, 1)
+        precision = torch.float64 if x.dtype == torch.float64 else torch.float32
+        u = samples[:, :, sample_of_dim[i], None].to(precision)  # (N, C, 1)
         steps = torch.arange(out[i], device=x.device, dtype=u.dtype)
         alpha = (sizes[i] - k[i]) / max(out[i] - 1, 1)
         start = (torch.floor((steps + u) * alpha) - torch.floor(u * alpha)).to(torch.int64)  # (N, C, out_i)
@@ -179,7 +178,7 @@ def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Ten
         stride *= sizes[i]
     index = index.reshape(n, c, *out, math.prod(k))
     windows = x.reshape(n, c, -1).gather(-1, index.reshape(n, c, -1)).reshape(index.shape)
-    maximum, first = windows.max(-1, keepdim=True)
+    first = windows.max(-1, keepdim=True).indices  # all -inf: tap 0, the window's start, as torch
     order = torch.arange(1, windows.shape[-1] + 1, device=x.device, dtype=torch.float32)
     nan = windows.isnan()
     tap = torch.where(nan.any(-1, keepdim=True), (nan.to(torch.float32) * order).argmax(-1, keepdim=True), first)

@@ -439,7 +439,7 @@ def _lazy_conv(base: type[_Conv]) -> type:
             self._uninitialised(out_channels, bias, factory)
 
     LazyConv.__name__ = LazyConv.__qualname__ = f"Lazy{base.__name__}"
-    LazyConv.__doc__ = f"""{base.__name__} whose ``in_channels`` is inferred from the first input (``torch.nn.Lazy{base.__name__}``)."""
+    LazyConv.__doc__ = f"{base.__name__} whose ``in_channels`` comes from the first input (``torch.nn.Lazy*``)."
     return LazyConv
 
 

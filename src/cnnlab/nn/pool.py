@@ -367,6 +367,11 @@ class AdaptiveMaxPool3d(_AdaptivePoolNd):
         return functional.adaptive_max_pool3d(input, self.output_size, self.return_indices)
 
 
+def _per_dim(value, n: int):
+    """``None`` stays ``None``, a number becomes an ``n``-tuple, a sequence stays as it is."""
+    return value if value is None or isinstance(value, Sequence) else (value,) * n
+
+
 class _FractionalMaxPoolNd(nn.Module):
     """Fractional max pooling (Graham, 2014): windows of ``kernel_size`` at pseudo-random,
     increasing offsets, so the output shrinks by a non-integer ratio. ``_random_samples``

@@ -49,13 +49,9 @@ def conv(
     outs = [conv_output_size(*geometry) for geometry in zip(sizes, kernel, stride, [(p, p) for p in padding], dilation)]
     pads = [0, 0] + [side for p in reversed(padding) for side in (p, p)]
     x = F.pad(input.permute(0, *range(2, dims + 2), 1), pads)  # (N, *S, C), zero-padded
+    geometry = list(zip(dilation, stride, outs))
     taps = [
-        x[
-            tuple(
-                [slice(None)]
-                + [slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in zip(tap, dilation, stride, outs)]
-            )
-        ]
+        x[tuple([slice(None)] + [slice(i * d, i * d + s * (o - 1) + 1, s) for i, (d, s, o) in zip(tap, geometry)])]
         for tap in itertools.product(*[range(k) for k in kernel])
     ]  # each (N, *S_out, C), in row-major tap order
     count = len(taps)
