@@ -125,8 +125,27 @@ def pool_cases() -> list[Case]:
     return [Case(name, "pool", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
 
 
+def three_d_cases() -> list[Case]:
+    """The 3-D layers (video/volume models such as torchvision's r3d_18), batch = clips."""
+
+    def pair(name, make, shape, *args, **kwargs):
+        return (name, lambda: getattr(nn, make)(*args, **kwargs), lambda: getattr(cnn, make)(*args, **kwargs), shape)
+
+    cases = [
+        pair("conv3d 3→32 3×3×3 @8×32²", "Conv3d", (3, 8, 32, 32), 3, 32, 3, padding=1),
+        pair("conv3d 32→32 3×3×3 @8×16²", "Conv3d", (32, 8, 16, 16), 32, 32, 3, padding=1),
+        pair("conv3d 64→64 3×3×3 s2 @8×16²", "Conv3d", (64, 8, 16, 16), 64, 64, 3, stride=2, padding=1),
+        pair("transposed3d 32→16 2×2×2 s2 @4×8²", "ConvTranspose3d", (32, 4, 8, 8), 32, 16, 2, stride=2),
+        pair("max3d 2×2×2 32ch @8×16²", "MaxPool3d", (32, 8, 16, 16), 2),
+        pair("avg3d 3×3×3/2 32ch @8×16²", "AvgPool3d", (32, 8, 16, 16), 3, 2, 1),
+        pair("adaptive avg3d →1 64ch @4×8²", "AdaptiveAvgPool3d", (64, 4, 8, 8), 1),
+        pair("adaptive max3d →2×3×3 64ch @4×8²", "AdaptiveMaxPool3d", (64, 4, 8, 8), (2, 3, 3)),
+    ]
+    return [Case(name, "3d", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
+
+
 def all_cases() -> list[Case]:
-    return conv_cases() + pool_cases()
+    return conv_cases() + pool_cases() + three_d_cases()
 
 
 def _sync(device: str) -> None:
@@ -210,7 +229,7 @@ def _memory_probe(name: str, impl: str, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--group", choices=["conv", "pool", "all"], default="all")
+    parser.add_argument("--group", choices=["conv", "pool", "3d", "all"], default="all")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")

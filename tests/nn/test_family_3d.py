@@ -338,3 +338,19 @@ def test_r3d_18_converts_whole_and_matches_torch():
         expected = torchvision.models.video.r3d_18().eval()
         expected.load_state_dict(model.state_dict())
         torch.testing.assert_close(model(x), expected(x), rtol=1e-3, atol=1e-4)
+
+
+def test_fractional_max_pool_in_the_toolchain():
+    """With fixed ``_random_samples`` (a buffer), fractional max pooling captures in one graph
+    (torch.compile fullgraph, AOT autograd), exports with no aten pool op, and runs under vmap."""
+    samples = torch.rand(2, 3, 2)
+    layer = cnn.FractionalMaxPool2d(2, output_size=4, _random_samples=samples)
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), layer(x))
+    compiled(x).sum().backward()
+    exported = torch.export.export(layer, (x.detach(),))
+    ops = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert not [op for op in ops if "pool" in op], ops
+    one = torch.func.vmap(lambda image, u: C.fractional_max_pool2d(image[None], 2, 4, _random_samples=u[None])[0])
+    torch.testing.assert_close(one(x.detach(), samples), layer(x.detach()))

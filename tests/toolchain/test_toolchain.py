@@ -73,8 +73,18 @@ class EveryLayer(nn.Module):
             ]
         )
         self.sequence_heads = nn.ModuleList([cnn.AdaptiveAvgPool1d(3), cnn.AdaptiveMaxPool1d(5)])
+        self.volume = nn.Sequential(  # (N, 4, 2, 4, 8): the feature map as a short clip
+            cnn.Conv3d(4, 4, 3, padding=1, groups=2),
+            cnn.MaxPool3d((1, 2, 2)),
+            cnn.ConvTranspose3d(4, 4, (1, 2, 2), stride=(1, 2, 2)),
+            cnn.AvgPool3d(2, 1, 1, count_include_pad=False),
+            cnn.LPPool3d(2, 2, 1),
+        )
+        self.volume_pool = cnn.MaxPool3d((1, 2, 2), return_indices=True)
+        self.volume_unpool = cnn.MaxUnpool3d((1, 2, 2))
+        self.volume_heads = nn.ModuleList([cnn.AdaptiveAvgPool3d((1, 2, 2)), cnn.AdaptiveMaxPool3d((1, 3, 3))])
         self.classifier = nn.LazyLinear(10)
-        self.classifier(torch.zeros(1, 4 * (12 + 15 + 1 + 1) + 4 * (3 + 5)))
+        self.classifier(torch.zeros(1, 4 * (12 + 15 + 1 + 1) + 4 * (3 + 5) + 4 * (4 + 9)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.image(x)  # (N, 4, 8, 8)
@@ -83,6 +93,10 @@ class EveryLayer(nn.Module):
         sequence = self.sequence(features.flatten(2))  # (N, 4, L)
         parts = [head(features).flatten(1) for head in self.heads]
         parts += [head(sequence).flatten(1) for head in self.sequence_heads]
+        volume = self.volume(features.unflatten(2, (2, 4)))  # (N, 4, 2, 4, 8)
+        values, indices = self.volume_pool(volume)
+        volume = volume + self.volume_unpool(values, indices, output_size=volume.shape[2:])
+        parts += [head(volume).flatten(1) for head in self.volume_heads]
         return self.classifier(torch.cat(parts, 1))
 
 

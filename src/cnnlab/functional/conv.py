@@ -97,6 +97,12 @@ def _check_bias(input: Tensor, bias: Tensor | None) -> None:
         raise RuntimeError(f"Input type ({names[0]}) and bias type ({names[1]}) should be the same")
 
 
+def _in_float32(input: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """float16/bfloat16 operands as float32, so that long sums are rounded once at the end, as
+    torch's kernels accumulate (used where cnnlab's own sums would round every partial sum)."""
+    return input.float(), weight.float(), bias.float() if bias is not None else None
+
+
 def _add_bias(out: Tensor, bias: Tensor | None, batched: bool) -> Tensor:
     """Add a per-channel ``bias`` to ``(N, C, *spatial)`` (in the output's dtype, as torch's
     transposed convolution does) and drop the batch dim again if unbatched."""
@@ -142,6 +148,9 @@ def _conv(
             f"actual input size"
         )
 
+    dtype = input.dtype
+    if dtype in (torch.float16, torch.bfloat16) and weight.shape[1] == 1 and groups > 1:  # depthwise: Σ of taps
+        input, weight, bias = _in_float32(input, weight, bias)
     # Symmetric zero padding is done inside the algorithm (F.unfold pads without a copy);
     # other modes and the asymmetric 'same' padding of even kernels are applied here.
     if padding_mode == "zeros" and all(left == right for left, right in pads):
@@ -153,7 +162,7 @@ def _conv(
     if spatial_dims == 3:  # the N-d form: strided slices + matmul, its backward by autograd
         if algorithm not in ("auto", "traceable"):
             raise ValueError(f"{op}: algorithm must be 'auto' or 'traceable', but got algorithm={algorithm!r}")
-        return _add_bias(traceable.conv(input, weight, stride, inner, dilation, groups), bias, batched)
+        return _add_bias(traceable.conv(input, weight, stride, inner, dilation, groups), bias, batched).to(dtype)
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, dilation, inner = (1, *stride), (1, *dilation), (0, *inner)
@@ -161,7 +170,7 @@ def _conv(
     out = conv(input, weight, stride, inner, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
-    return _add_bias(out, bias, batched)
+    return _add_bias(out, bias, batched).to(dtype)
 
 
 @fx_leaf
@@ -273,16 +282,19 @@ def _conv_transpose(
             f"{op}: given input size {tuple(input.shape[2:])}, the output size {tuple(sizes)} is too small"
         )
 
+    dtype = input.dtype
+    if dtype in (torch.float16, torch.bfloat16):  # the adjoint's overlapping sums, rounded once
+        input, weight, bias = _in_float32(input, weight, bias)
     if spatial_dims == 3:
         out = traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
-        return _add_bias(out, bias, batched)
+        return _add_bias(out, bias, batched).to(dtype)
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
     out = get_conv_transpose2d(input, weight)(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
-    return _add_bias(out, bias, batched)
+    return _add_bias(out, bias, batched).to(dtype)
 
 
 @fx_leaf

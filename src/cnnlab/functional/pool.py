@@ -196,10 +196,13 @@ def _finish(out: Tensor, index: Tensor | None, batched: bool, return_indices: bo
     return (out, index) if return_indices else out
 
 
-def _in_layout_of(x: Tensor, *outputs: Tensor) -> tuple[Tensor, ...]:
-    """``outputs`` stored in ``x``'s memory format (channels-last stays channels-last, as in torch)."""
+def _in_layout_of(x: Tensor, *outputs: Tensor, keep_3d: bool = False) -> tuple[Tensor, ...]:
+    """``outputs`` stored as torch's kernels store them: channels-last 4-D input gives channels-last
+    output; channels-last 5-D input only where torch keeps it (``keep_3d``: max pooling)."""
     layout = memory_format_of(x)
-    return tuple(t.contiguous(memory_format=layout) for t in outputs)
+    if layout == torch.channels_last_3d and not keep_3d:
+        layout = torch.contiguous_format
+    return tuple([t.contiguous(memory_format=layout) for t in outputs])
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -256,7 +259,7 @@ def _max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor,
         or (torch.is_grad_enabled() and x.requires_grad and memory_format_of(x) != torch.channels_last)
     )
     out, index = _MaxPool2d.apply(x, k, s, p, d, o, by_index)
-    return out, index.contiguous(memory_format=memory_format_of(out)) if return_indices else None
+    return _in_layout_of(x, out, index) if return_indices else (*_in_layout_of(x, out), None)
 
 
 @fx_leaf
@@ -272,7 +275,7 @@ def max_pool3d(
     """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the window reduction of
     :mod:`.pool_windows` (indices flat ``(z·H + y)·W + x``). See :class:`cnnlab.nn.MaxPool3d`."""
     x, batched, k, s, p, d, o = _pool_args("max_pool3d", input, 3, kernel_size, stride, padding, dilation, ceil_mode)
-    return _finish(*_in_layout_of(x, *pool_windows.max_pool(x, k, s, p, d, o)), batched, return_indices)
+    return _finish(*_in_layout_of(x, *pool_windows.max_pool(x, k, s, p, d, o), keep_3d=True), batched, return_indices)
 
 
 class _MaxPool2d(torch.autograd.Function):
@@ -453,6 +456,7 @@ def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, pa
         raise RuntimeError(f"{op}: found an index outside the output of size {size}: indices must be in [0, {numel})")
     flat = x.shape[2:].numel()
     out = x.new_zeros(n, c, numel).scatter(-1, idx.reshape(n, c, flat), x.reshape(n, c, flat)).view(n, c, *size)
+    (out,) = _in_layout_of(x, out)
     return out if batched else out.squeeze(0)
 
 

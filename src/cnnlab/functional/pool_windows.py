@@ -161,10 +161,10 @@ def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Ten
     sample_of_dim = (1, 0) if dims == 2 else tuple(range(dims))
     positions = []
     for i in range(dims):
-        precision = torch.float64 if x.dtype == torch.float64 else torch.float32
-        u = samples[:, :, sample_of_dim[i], None].to(precision)  # (N, C, 1)
+        # in the input's dtype, rounded after each operation like torch's scalar_t arithmetic
+        u = samples[:, :, sample_of_dim[i], None].to(x.dtype)  # (N, C, 1)
         steps = torch.arange(out[i], device=x.device, dtype=u.dtype)
-        alpha = (sizes[i] - k[i]) / max(out[i] - 1, 1)
+        alpha = torch.tensor(sizes[i] - k[i], dtype=u.dtype) / max(out[i] - 1, 1)
         start = (torch.floor((steps + u) * alpha) - torch.floor(u * alpha)).to(torch.int64)  # (N, C, out_i)
         start = torch.where(steps == out[i] - 1, sizes[i] - k[i], start)
         positions.append(start[..., None] + torch.arange(k[i], device=x.device))  # (N, C, out_i, k_i)
