@@ -93,7 +93,8 @@ class EveryLayer(nn.Module):
         sequence = self.sequence(features.flatten(2))  # (N, 4, L)
         parts = [head(features).flatten(1) for head in self.heads]
         parts += [head(sequence).flatten(1) for head in self.sequence_heads]
-        volume = self.volume(features.unflatten(2, (2, 4)))  # (N, 4, 2, 4, 8)
+        n, c, h, w = features.shape  # (N, 4, 2, 4, 8): a view whose batch stays dynamic when traced
+        volume = self.volume(features.reshape(n, c, 2, h // 2, w))
         values, indices = self.volume_pool(volume)
         volume = volume + self.volume_unpool(values, indices, output_size=volume.shape[2:])
         parts += [head(volume).flatten(1) for head in self.volume_heads]

@@ -147,7 +147,7 @@ def adaptive_max_pool(x: Tensor, out: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         axis = 2 + 2 * i
         windows = windows.index_select(axis, pos.reshape(-1)).unflatten(axis, pos.shape)
     order = [0, 1, *range(2, 2 + 2 * dims, 2), *range(3, 3 + 2 * dims, 2)]
-    windows = windows.permute(order).reshape(*x.shape[:2], *out, -1)
+    windows = windows.permute(order).reshape(*x.shape[:2], *out, math.prod([q.shape[1] for q in positions]))
     return _max_over_taps(windows, *_flat_taps(positions, sizes))
 
 
