@@ -217,6 +217,7 @@ def _routes() -> dict:
         *(f"{op}{n}d" for n in (1, 2, 3) for op in _ALL_DIMS_OPS),
         "fractional_max_pool2d",
         "fractional_max_pool3d",
+        "conv_tbc",
     ):
         ours = getattr(functional, name)
         for theirs in (getattr(F, name, None), getattr(torch, name, None), getattr(torch._C._nn, name, None)):

@@ -354,3 +354,29 @@ def test_fractional_max_pool_in_the_toolchain():
     assert not [op for op in ops if "pool" in op], ops
     one = torch.func.vmap(lambda image, u: C.fractional_max_pool2d(image[None], 2, 4, _random_samples=u[None])[0])
     torch.testing.assert_close(one(x.detach(), samples), layer(x.detach()))
+
+
+def test_every_torch_conv_and_pool_module_and_functional_has_a_twin():
+    """The whole family: each torch.nn conv/pool class has a cnnlab pair (so convert() swaps it),
+    each torch.nn.functional conv/pool function a cnnlab function of the same name."""
+    import re
+
+    from cnnlab.backend import cnnlab_twin
+
+    modules = [name for name in dir(nn) if re.search(r"Conv|Pool|Unpool", name) and name[0] != "_"]
+    assert len(modules) >= 31
+    assert [name for name in modules if cnnlab_twin(getattr(nn, name)) is None] == []
+    functions = [name for name in dir(F) if re.search(r"conv|pool", name) and name[0] != "_"]
+    assert [name for name in functions if not hasattr(C, name)] == []
+
+
+def test_conv_tbc_and_with_indices_forms_match_torch():
+    x, w, b = torch.randn(9, 2, 4, dtype=F64), torch.randn(3, 4, 5, dtype=F64), torch.randn(5, dtype=F64)
+    assert_same(C.conv_tbc(x, w, b, 1), F.conv_tbc(x, w, b, 1))
+    image = torch.randn(2, 3, 8, 8, dtype=F64)
+    assert_same(C.max_pool2d_with_indices(image, 2), F.max_pool2d_with_indices(image, 2), exact=True)
+    assert_same(
+        C.adaptive_max_pool3d_with_indices(image[None], (1, 2, 3)),
+        F.adaptive_max_pool3d_with_indices(image[None], (1, 2, 3)),
+        exact=True,
+    )

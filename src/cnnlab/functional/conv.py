@@ -26,7 +26,16 @@ from ._utils import (
 )
 from .algorithms import get_conv2d_algorithm, get_conv_transpose2d, traceable
 
-__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "fft_conv2d"]
+__all__ = [
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_tbc",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "fft_conv2d",
+]
 
 IntOrTuple = int | Sequence[int]
 
@@ -223,6 +232,18 @@ def conv3d(
     """3-D convolution over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the N-d strided-slice form of
     :mod:`cnnlab.functional.algorithms.traceable`. See :class:`cnnlab.nn.Conv3d`."""
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 3)
+
+
+@fx_leaf
+def conv_tbc(input: Tensor, weight: Tensor, bias: Tensor, pad: int = 0) -> Tensor:
+    """1-D convolution in time-batch-channel layout, ``torch.nn.functional.conv_tbc``: input
+    ``(T, B, C_in)``, weight ``(k, C_in, C_out)`` → ``(T + 2·pad − k + 1, B, C_out)``."""
+    if input.dim() != 3 or weight.dim() != 3:
+        raise RuntimeError(
+            f"conv_tbc: input must be (T, B, C_in) and weight (k, C_in, C_out), but got input of size "
+            f"{list(input.shape)} and weight of size {list(weight.shape)}"
+        )
+    return conv1d(input.permute(1, 2, 0), weight.permute(2, 1, 0), bias, padding=pad).permute(2, 0, 1).contiguous()
 
 
 @fx_leaf

@@ -12,6 +12,7 @@ only if strictly greater or NaN; padding is never picked), and its output is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -39,8 +40,11 @@ __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool3d",
     "adaptive_max_pool1d",
+    "adaptive_max_pool1d_with_indices",
     "adaptive_max_pool2d",
+    "adaptive_max_pool2d_with_indices",
     "adaptive_max_pool3d",
+    "adaptive_max_pool3d_with_indices",
     "avg_pool1d",
     "avg_pool2d",
     "avg_pool3d",
@@ -50,7 +54,9 @@ __all__ = [
     "distance_weighted_pool2d",
     "distance_weights",
     "fractional_max_pool2d",
+    "fractional_max_pool2d_with_indices",
     "fractional_max_pool3d",
+    "fractional_max_pool3d_with_indices",
     "global_avg_pool2d",
     "global_max_pool2d",
     "lp_pool1d",
@@ -58,8 +64,11 @@ __all__ = [
     "lp_pool3d",
     "max_blur_pool2d",
     "max_pool1d",
+    "max_pool1d_with_indices",
     "max_pool2d",
+    "max_pool2d_with_indices",
     "max_pool3d",
+    "max_pool3d_with_indices",
     "max_unpool1d",
     "max_unpool2d",
     "max_unpool3d",
@@ -949,3 +958,25 @@ def max_blur_pool2d(input: Tensor, kernel_size: IntOrTuple = 2, filter_size: int
     """Max with stride 1 (dense, no aliasing) then :func:`blur_pool2d` with ``stride`` (Zhang 2019).
     See :class:`cnnlab.nn.MaxBlurPool2d`."""
     return blur_pool2d(max_pool2d(input, kernel_size, stride=1), filter_size, stride)
+
+
+def _with_indices(pool):
+    """torch's ``*_with_indices`` form of a max pool: the same arguments, always ``(values, indices)``."""
+
+    @functools.wraps(pool)
+    def with_indices(*args, **kwargs):
+        kwargs.pop("return_indices", None)
+        return pool(*args, **kwargs, return_indices=True)
+
+    with_indices.__name__ = with_indices.__qualname__ = f"{pool.__name__}_with_indices"
+    return with_indices
+
+
+max_pool1d_with_indices = _with_indices(max_pool1d)
+max_pool2d_with_indices = _with_indices(max_pool2d)
+max_pool3d_with_indices = _with_indices(max_pool3d)
+adaptive_max_pool1d_with_indices = _with_indices(adaptive_max_pool1d)
+adaptive_max_pool2d_with_indices = _with_indices(adaptive_max_pool2d)
+adaptive_max_pool3d_with_indices = _with_indices(adaptive_max_pool3d)
+fractional_max_pool2d_with_indices = _with_indices(fractional_max_pool2d)
+fractional_max_pool3d_with_indices = _with_indices(fractional_max_pool3d)
