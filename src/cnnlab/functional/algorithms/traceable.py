@@ -98,12 +98,28 @@ def conv_transpose(
     ``torch.jit.trace``, which the ONNX exporter cannot read."""
     in_channels, group_out, *kernel = weight.shape
     dims = len(kernel)
+    if groups == 1 and list(stride) == kernel and not any(padding) and not any(output_padding) and set(dilation) == {1}:
+        return _non_overlapping_transpose(input, weight)
     x = _zero_stuffed(input, stride)
     before = [d * (k - 1) - p for k, d, p in zip(kernel, dilation, padding)]
     x = F.pad(x, [side for b, op in zip(reversed(before), reversed(output_padding)) for side in (b, b + op)])
     filters = weight.reshape(groups, in_channels // groups, group_out, *kernel).transpose(1, 2)
     filters = filters.reshape(groups * group_out, in_channels // groups, *kernel).flip(list(range(2, dims + 2)))
     out = conv(x, filters, (1,) * dims, (0,) * dims, dilation, groups)
+    return out.contiguous(memory_format=memory_format_of(input))
+
+
+def _non_overlapping_transpose(input: Tensor, weight: Tensor) -> Tensor:
+    """``stride == kernel`` (no padding, no dilation): every input pixel writes its own ``k``-block,
+    ``out[n, o, s·i + a] = Σ_c x[n, c, i] · w[c, o, a]``: one matrix product and a reshape, no
+    zero-stuffed input (upsampling layers such as a U-Net's 2×2 stride-2)."""
+    n, channels, *sizes = input.shape
+    _, out_channels, *kernel = weight.shape
+    dims = len(kernel)
+    rows = input.permute(0, *range(2, dims + 2), 1).reshape(-1, channels)  # (N·L, C)
+    blocks = torch.matmul(rows, weight.reshape(channels, -1)).reshape(n, *sizes, out_channels, *kernel)
+    order = [0, dims + 1] + [axis for i in range(dims) for axis in (1 + i, dims + 2 + i)]  # (N, O, S_0, k_0, ...)
+    out = blocks.permute(order).reshape(n, out_channels, *[s * k for s, k in zip(sizes, kernel)])
     return out.contiguous(memory_format=memory_format_of(input))
 
 
