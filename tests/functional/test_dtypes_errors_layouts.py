@@ -207,3 +207,45 @@ def test_adaptive_max_pool2d_indices_are_contiguous():
     """Non-tiling windows used to give indices with transposed strides (``.view`` failed)."""
     _, indices = C.adaptive_max_pool2d(torch.randn(2, 3, 10, 9), (3, 4), return_indices=True)
     assert indices.is_contiguous() and indices.view(-1).numel() == 2 * 3 * 3 * 4
+
+
+FLOATS = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+def _input_gradient(module, name, x, args, kwargs, upstream):
+    x = x.detach().clone().requires_grad_(True)
+    wide = upstream.to(x.dtype)
+    _call(module, name, x, args, kwargs)[0].backward(wide)
+    return x.grad
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize(("name", "shape", "extra", "kwargs"), OPS, ids=[f"{op[0]}-{i}" for i, op in enumerate(OPS)])
+def test_input_gradients_in_every_float_dtype_torch_accepts(name, shape, extra, kwargs, dtype):
+    """The gradient too: float32/float64 to their tolerance, float16/bfloat16 no further from the
+    float64 gradient than 1.5x torch's error."""
+    generator = torch.Generator().manual_seed(0)
+    x = data(shape, dtype, generator)
+    if name.startswith("lp_pool"):
+        x = x.abs() + 0.1  # the gradient of the 2-norm is undefined at 0
+    args = extra(x, generator)
+    try:
+        out = _call(F, name, x, args, kwargs)[0]
+        upstream = torch.randn(out.shape, generator=generator)
+        theirs = _input_gradient(F, name, x, args, kwargs, upstream)
+    except (NotImplementedError, RuntimeError) as error:
+        pytest.skip(f"torch has no CPU gradient of {name} for {dtype}: {str(error)[:60]}")
+    ours = _input_gradient(C, name, x, args, kwargs, upstream)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    if dtype in (torch.float64, torch.float32):
+        tolerance = {torch.float64: 1e-10, torch.float32: 1e-4}[dtype]
+        torch.testing.assert_close(ours, theirs, rtol=tolerance, atol=tolerance)
+        return
+    wide = tuple(a.double() if isinstance(a, torch.Tensor) else a for a in args)
+    if name.startswith("fractional"):  # its windows come from a draw in the input's dtype
+        reference = theirs.double()
+    else:  # the float64 gradient of the same function (max pools pick the same taps: same values)
+        reference = _input_gradient(F, name, x.double(), wide, kwargs, upstream)
+    error_theirs = (theirs.double() - reference).abs().max().item()
+    error_ours = (ours.double() - reference).abs().max().item()
+    assert error_ours <= 1.5 * error_theirs + 1e-6, f"{name} {dtype}: {error_ours:.3g} vs torch's {error_theirs:.3g}"

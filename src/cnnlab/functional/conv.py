@@ -158,7 +158,7 @@ def _conv(
         )
 
     dtype = input.dtype
-    if dtype in (torch.float16, torch.bfloat16) and weight.shape[1] == 1 and groups > 1:  # depthwise: Σ of taps
+    if dtype in (torch.float16, torch.bfloat16) and (groups > 1 or spatial_dims == 3):  # sums of group/tap parts
         input, weight, bias = _in_float32(input, weight, bias)
     # Symmetric zero padding is done inside the algorithm (F.unfold pads without a copy);
     # other modes and the asymmetric 'same' padding of even kernels are applied here.

@@ -284,7 +284,8 @@ def max_pool3d(
     """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the window reduction of
     :mod:`.pool_windows` (indices flat ``(z·H + y)·W + x``). See :class:`cnnlab.nn.MaxPool3d`."""
     x, batched, k, s, p, d, o = _pool_args("max_pool3d", input, 3, kernel_size, stride, padding, dilation, ceil_mode)
-    return _finish(*_in_layout_of(x, *pool_windows.max_pool(x, k, s, p, d, o), keep_3d=True), batched, return_indices)
+    values, index = pool_windows.max_pool(_accumulation(x), k, s, p, d, o)  # gradients of overlaps add in float32
+    return _finish(*_in_layout_of(x, values.to(x.dtype), index, keep_3d=True), batched, return_indices)
 
 
 class _MaxPool2d(torch.autograd.Function):
@@ -342,15 +343,18 @@ class _MaxPool2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor, _grad_index):
+        # overlapping windows add several gradients into one input: float16/bfloat16 add in float32
+        wide = _accumulation(grad)
         if ctx.by_taps:
             x, out = ctx.saved_tensors
-            return _max_pool2d_backward_by_taps(grad, x, out, *ctx.geometry), None, None, None, None, None, None
+            grad_input = _max_pool2d_backward_by_taps(wide, x, out, *ctx.geometry).to(grad.dtype)
+            return grad_input, None, None, None, None, None, None
         (index,) = ctx.saved_tensors
         n, c = ctx.input_shape[:2]
-        flat = grad.new_zeros(n, c, ctx.input_shape[2:].numel())
+        flat = wide.new_zeros(n, c, ctx.input_shape[2:].numel())
         positions = index.shape[2:].numel()  # explicit: -1 is ambiguous for an empty batch
-        flat = flat.scatter_add(-1, index.reshape(n, c, positions), grad.reshape(n, c, positions))
-        return flat.view(ctx.input_shape), None, None, None, None, None, None
+        flat = flat.scatter_add(-1, index.reshape(n, c, positions), wide.reshape(n, c, positions))
+        return flat.view(ctx.input_shape).to(grad.dtype), None, None, None, None, None, None
 
 
 def _max_pool2d_backward_by_taps(grad: Tensor, x: Tensor, out: Tensor, k, s, p, d, o) -> Tensor:
@@ -771,7 +775,8 @@ def adaptive_max_pool3d(input: Tensor, output_size: int | Sequence[int | None] |
     """Max over windows that tile any volume (the window form of :mod:`.pool_windows`). See
     :class:`cnnlab.nn.AdaptiveMaxPool3d`."""
     x, batched, out = _adaptive_output_size("adaptive_max_pool3d", input, output_size, 3)
-    return _finish(*_in_layout_of(x, *pool_windows.adaptive_max_pool(x, out)), batched, return_indices)
+    values, index = pool_windows.adaptive_max_pool(_accumulation(x), out)
+    return _finish(*_in_layout_of(x, values.to(x.dtype), index), batched, return_indices)
 
 
 def _fractional_max_pool(op, input, kernel_size, output_size, output_ratio, return_indices, samples, spatial_dims):
