@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from ..analysis.tensorboard import log_analysis
 from ..data import CIFAR10_CLASSES
 from ..errors import UserError
@@ -58,8 +60,6 @@ def _hparam_value(value: Any) -> bool | int | float | str:
 def hparams_of(run: Run, job: JobInfo) -> dict[str, bool | int | float | str]:
     """HParams columns in the order TensorBoard shows them (its first five are visible by
     default): what the sweep varied, then the experiment, then the standard ones."""
-    from omegaconf import OmegaConf
-
     params: dict[str, bool | int | float | str] = {}
     covered = set()
     for key, value in job.swept:
