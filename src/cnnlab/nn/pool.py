@@ -204,6 +204,8 @@ class AvgPool2d(nn.Module):
         torch.Size([1, 8, 16, 16])
     """
 
+    spatial_dims = 2
+
     def __init__(
         self,
         kernel_size: IntOrTuple,
@@ -215,7 +217,7 @@ class AvgPool2d(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        pool_geometry(name, 3 if name == "AvgPool3d" else 2, kernel_size, stride, padding)
+        pool_geometry(name, self.spatial_dims, kernel_size, stride, padding)
         if divisor_override is not None and divisor_override == 0:
             raise ValueError(f"{name}: divisor_override must be non-zero, but got divisor_override=0")
         self.kernel_size = kernel_size
@@ -229,7 +231,8 @@ class AvgPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return functional.avg_pool2d(
+        pool = functional.avg_pool2d if self.spatial_dims == 2 else functional.avg_pool3d
+        return pool(
             input,
             self.kernel_size,
             self.stride,
@@ -243,16 +246,7 @@ class AvgPool2d(nn.Module):
 class AvgPool3d(AvgPool2d):
     """3-D average pooling over ``(N, C, D, H, W)``, ``torch.nn.AvgPool3d``'s arguments."""
 
-    def forward(self, input: Tensor) -> Tensor:
-        return functional.avg_pool3d(
-            input,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.ceil_mode,
-            self.count_include_pad,
-            self.divisor_override,
-        )
+    spatial_dims = 3
 
 
 class _LPPoolNd(nn.Module):
@@ -315,56 +309,60 @@ class _AdaptivePoolNd(nn.Module):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveAvgPool1d(_AdaptivePoolNd):
-    """Average over ``output_size`` windows ``[floor(i·L/out), ceil((i+1)·L/out))`` that tile any length."""
+class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
+    spatial_dims = 2
 
-    def __init__(self, output_size: int) -> None:
+    def __init__(self, output_size) -> None:
         super().__init__(output_size)
 
     def forward(self, input: Tensor) -> Tensor:
-        return functional.adaptive_avg_pool1d(input, self.output_size)
+        pool = (functional.adaptive_avg_pool1d, functional.adaptive_avg_pool2d, functional.adaptive_avg_pool3d)
+        return pool[self.spatial_dims - 1](input, self.output_size)
 
 
-class AdaptiveAvgPool2d(_AdaptivePoolNd):
+class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
+    spatial_dims = 2
+
+    def forward(self, input: Tensor):
+        pool = (functional.adaptive_max_pool1d, functional.adaptive_max_pool2d, functional.adaptive_max_pool3d)
+        return pool[self.spatial_dims - 1](input, self.output_size, self.return_indices)
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """Average over ``output_size`` windows ``[floor(i·L/out), ceil((i+1)·L/out))`` that tile any length."""
+
+    spatial_dims = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     """Average over windows ``[floor(i·H/H_out), ceil((i+1)·H/H_out))`` (and likewise in W): any
     input size maps to ``output_size`` (``None`` keeps that dimension)."""
 
-    def __init__(self, output_size) -> None:
-        super().__init__(output_size)
-
-    def forward(self, input: Tensor) -> Tensor:
-        return functional.adaptive_avg_pool2d(input, self.output_size)
+    spatial_dims = 2
 
 
-class AdaptiveMaxPool1d(_AdaptivePoolNd):
-    """Max over the windows of :class:`AdaptiveAvgPool1d`; ``return_indices`` as MaxPool1d."""
-
-    def forward(self, input: Tensor):
-        return functional.adaptive_max_pool1d(input, self.output_size, self.return_indices)
-
-
-class AdaptiveMaxPool2d(_AdaptivePoolNd):
-    """Max over the windows of :class:`AdaptiveAvgPool2d`; ``return_indices`` as MaxPool2d."""
-
-    def forward(self, input: Tensor):
-        return functional.adaptive_max_pool2d(input, self.output_size, self.return_indices)
-
-
-class AdaptiveAvgPool3d(_AdaptivePoolNd):
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     """Average over windows that tile any ``(D, H, W)`` volume; ``None`` keeps that dimension."""
 
-    def __init__(self, output_size) -> None:
-        super().__init__(output_size)
-
-    def forward(self, input: Tensor) -> Tensor:
-        return functional.adaptive_avg_pool3d(input, self.output_size)
+    spatial_dims = 3
 
 
-class AdaptiveMaxPool3d(_AdaptivePoolNd):
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    """Max over the windows of :class:`AdaptiveAvgPool1d`; ``return_indices`` as MaxPool1d."""
+
+    spatial_dims = 1
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    """Max over the windows of :class:`AdaptiveAvgPool2d`; ``return_indices`` as MaxPool2d."""
+
+    spatial_dims = 2
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
     """Max over the windows of :class:`AdaptiveAvgPool3d`; ``return_indices`` as MaxPool3d."""
 
-    def forward(self, input: Tensor):
-        return functional.adaptive_max_pool3d(input, self.output_size, self.return_indices)
+    spatial_dims = 3
 
 
 def _per_dim(value, n: int):
