@@ -256,6 +256,12 @@ def test_layer_paths_in_the_shape_table_are_overrides():
     assert path == "model.layers.0"
     changed = run_python("-m", "cnnlab.analyze", "model=simple", f"{path}.conv.out_channels=48").stdout
     assert "(48, 32, 32)" in changed and "(32, 32, 32)" not in changed
+    # inside a residual block too (the body's first conv; the block's projection follows it)
+    table = run_python("-m", "cnnlab.analyze", "model=resnet").stdout
+    inner = next(word for line in table.splitlines() for word in line.split()[:1] if ".residual." in word)
+    assert inner == "model.layers.3.residual.0"
+    changed = run_python("-m", "cnnlab.analyze", "model=resnet", f"{inner}.conv.out_channels=48").stdout
+    assert any(line.startswith(inner) and "(48, 32, 32)" in line for line in changed.splitlines())
 
 
 def test_debug_runs_stay_sane(tmp_path):

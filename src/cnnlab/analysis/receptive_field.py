@@ -31,14 +31,14 @@ __all__ = ["ReceptiveField", "config_path", "empirical_receptive_field", "layer_
 
 def config_path(module_name: str) -> str:
     """``named_modules`` name of a built model → its config path, in the form an override takes:
-    ``3.body.0`` → ``model.layers.3.residual.layers.0``."""
+    ``3.body.0`` → ``model.layers.3.residual.0`` (a residual block's body written as a list)."""
     parts = module_name.split(".") if module_name else []
     path = "model"
     for index, part in enumerate(parts):
         if index == 0:
             path += f".layers.{part}"
         elif part == "body":
-            path += ".residual.layers"
+            path += ".residual"
         elif part.isdigit():
             path += f".{part}"
         else:

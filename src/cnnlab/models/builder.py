@@ -157,7 +157,9 @@ def _build(items: Sequence[Any], x: Tensor, conv_cfg, pool_cfg, prefix: str, row
         name, args = _split(item, path)
         if name == "residual":
             _check_args(name, args, ("layers",), path)
-            body, y = _build(args.get("layers") or [], x, conv_cfg, pool_cfg, f"{path}.residual.layers", rows)
+            # the override path of the body: `residual: [...]` (a list) or `residual: {layers: [...]}`
+            body_path = f"{path}.residual" if isinstance(item["residual"], Sequence) else f"{path}.residual.layers"
+            body, y = _build(args.get("layers") or [], x, conv_cfg, pool_cfg, body_path, rows)
             shortcut: nn.Module = nn.Identity()
             if y.shape != x.shape:
                 if y.dim() != 4 or x.shape[2] % y.shape[2] or x.shape[3] % y.shape[3]:
@@ -218,6 +220,6 @@ def format_shape_table(rows: Sequence[ShapeRow], input_shape: Sequence[int]) -> 
     ]
     for row in rows:
         lines.append(f"{row.path:<28} {row.layer:<18} {row.output_shape!s:<18} {row.parameters:>10,}")
-    total = sum(row.parameters for row in rows if row.path.count(".layers.") == 1)  # top-level layers
+    total = sum(row.parameters for row in rows if row.path.split(".layers.", 1)[-1].isdigit())  # top-level layers
     lines.append(f"{'total':<28} {'':<18} {'':<18} {total:>10,}")
     return "\n".join(lines)
