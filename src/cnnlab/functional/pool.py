@@ -343,8 +343,11 @@ class _MaxPool2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor, _grad_index):
-        # overlapping windows add several gradients into one input: float16/bfloat16 add in float32
-        wide = _accumulation(grad)
+        # overlapping windows add several gradients into one input: float16/bfloat16 add those in
+        # float32 (windows that do not overlap, the common 2×2/2, hand each input one gradient at most)
+        k, s, _, d, _ = ctx.geometry
+        overlapping = any(ss < dd * (kk - 1) + 1 for kk, ss, dd in zip(k, s, d))
+        wide = _accumulation(grad) if overlapping else grad
         if ctx.by_taps:
             x, out = ctx.saved_tensors
             grad_input = _max_pool2d_backward_by_taps(wide, x, out, *ctx.geometry).to(grad.dtype)
