@@ -83,8 +83,9 @@ def _flat_taps(positions: list[Tensor], sizes) -> tuple[Tensor, Tensor]:
 
 
 def _max_over_taps(windows: Tensor, index: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """torch's max over the last dim of ``windows (N, C, H_out, W_out, K)``: the values, gathered
-    (so differentiable), and the flat input index of each.
+    """torch's max over the last dim of ``windows (N, C, *S_out, K)``: the values, gathered
+    (so differentiable), and the flat input index of each (``index`` and ``valid``: the taps'
+    flat input index and in-bounds mask, ``(*S_out, K)`` or per sample ``(N, C, *S_out, K)``).
 
     One ``max`` gives the first maximal tap. Two cases are then corrected from tests that do not
     compare values for equality (inductor may compute a value in two fused kernels with results
@@ -100,7 +101,7 @@ def _max_over_taps(windows: Tensor, index: Tensor, valid: Tensor) -> tuple[Tenso
     tap = torch.where(maximum == -math.inf, first_valid.expand_as(first_max), first_max)
     tap = torch.where(nan.any(-1, keepdim=True), last_nan, tap)
     values = windows.gather(-1, tap).squeeze(-1)
-    flat = index.expand(*windows.shape[:2], *index.shape).gather(-1, tap).squeeze(-1)
+    flat = index.expand(windows.shape).gather(-1, tap).squeeze(-1)
     return values, flat
 
 
@@ -178,8 +179,4 @@ def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Ten
         stride *= sizes[i]
     index = index.reshape(n, c, *out, math.prod(k))
     windows = x.reshape(n, c, -1).gather(-1, index.reshape(n, c, -1)).reshape(index.shape)
-    first = windows.max(-1, keepdim=True).indices  # all -inf: tap 0, the window's start, as torch
-    order = torch.arange(1, windows.shape[-1] + 1, device=x.device, dtype=torch.float32)
-    nan = windows.isnan()
-    tap = torch.where(nan.any(-1, keepdim=True), (nan.to(torch.float32) * order).argmax(-1, keepdim=True), first)
-    return windows.gather(-1, tap).squeeze(-1), index.gather(-1, tap).squeeze(-1)
+    return _max_over_taps(windows, index, torch.ones_like(index, dtype=torch.bool))  # every tap is in bounds
