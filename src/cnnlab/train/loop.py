@@ -67,9 +67,9 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
         step_start = time.perf_counter()
         step = train_step(run, images, labels)
         _count(run, step, time.perf_counter() - step_start)
-        for callback in run.callbacks:
+        for callback in run.callbacks.values():
             callback.on_step_end(run, step)
-        if bar.disable is False:
+        if not bar.disable:
             images_per_sec = progress.running_seen * run.world_size / max(time.perf_counter() - epoch_start, 1e-9)
             bar.set_postfix(
                 loss=f"{step.loss.item():.3f}",
@@ -122,7 +122,7 @@ def end_epoch(run: Run) -> None:
     if result["acc"] is not None:
         metrics["val/acc"] = result["acc"]
         metrics["val/best_acc"] = progress.best_val_acc
-    for callback in run.callbacks:
+    for callback in run.callbacks.values():
         callback.on_epoch_end(run, metrics)
     for tag, value in metrics.items():
         run.logger.scalar(tag, value, progress.step)
@@ -143,7 +143,7 @@ def end_epoch(run: Run) -> None:
 def fit(run: Run) -> None:
     """Epochs until ``trainer.max_epochs`` or ``trainer.max_steps``; SIGINT/SIGTERM/SIGUSR1 stop
     after the current step with a checkpoint."""
-    for callback in run.callbacks:
+    for callback in run.callbacks.values():
         callback.on_fit_start(run)
     with StopRequested() as stop:
         while not run.finished:

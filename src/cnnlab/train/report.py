@@ -108,7 +108,7 @@ def finish(run: Run, job: JobInfo, wall_seconds: float) -> dict[str, Any]:
         "world_size": run.world_size,
         "history": history,
     }
-    for callback in run.callbacks:
+    for callback in run.callbacks.values():
         callback.on_fit_end(run, metrics)
     if not run.main:
         return metrics

@@ -109,7 +109,7 @@ def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: 
     steps_per_epoch = len(train_loader)
     total_steps = trainer.max_steps if trainer.max_steps > 0 else trainer.max_epochs * steps_per_epoch
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=total_steps)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items()}
     main = rank == 0
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ class Run:
     val_loader: TensorImageLoader
     logger: RunLogger
     checkpoints: CheckpointManager
-    callbacks: list[Callback]
+    callbacks: dict[str, Callback]  # by their name under `callbacks:` in the config
     shape_table: str
     input_shape: tuple[int, ...]
     mean: torch.Tensor
@@ -112,7 +112,7 @@ class Run:
             "scheduler": self.scheduler.state_dict(),
             "rng": capture_rng(),
             "state": self.progress.state_dict(),
-            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+            "callbacks": {name: c.state_dict() for name, c in self.callbacks.items()},
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
 
@@ -122,8 +122,8 @@ class Run:
         self.scheduler.load_state_dict(saved["scheduler"])
         restore_rng(saved["rng"])
         self.progress.load_state_dict(saved["state"])
-        for callback in self.callbacks:
-            callback.load_state_dict(saved.get("callbacks", {}).get(type(callback).__name__, {}))
+        for name, callback in self.callbacks.items():
+            callback.load_state_dict(saved.get("callbacks", {}).get(name, {}))
 
     def save_checkpoint(self) -> None:
         """``checkpoints/step-N.pt`` and ``last.pt`` (rank 0 only)."""
