@@ -91,7 +91,6 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
                     run.last_checkpoint,
                     resume_command(run),
                 )
-            run.logger.close()
             raise SystemExit(stop.exit_code)
         if progress.step >= run.total_steps:
             break
@@ -189,14 +188,17 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = No
     validate_config(cfg)
     cfg, saved, saved_path = load_run_checkpoint(cfg, overrides)
     run = build_run(cfg, saved, saved_path)
-    if run.main:
-        log.info("%s", run.shape_table)
-        if saved is not None and not cfg.trainer.eval_only:
-            p = run.progress
-            log.info("Resumed from %s at epoch %d, batch %d, step %d", saved_path, p.epoch, p.batch, p.step)
-    run.logger.text("config", OmegaConf.to_yaml(cfg, resolve=True))
-    run.logger.text("model/shape_table", run.shape_table)
-    if cfg.trainer.eval_only:
-        return evaluate_checkpoint(run, saved, saved_path)
-    fit(run)
-    return finish(run, job or JobInfo(), time.perf_counter() - started)
+    try:
+        if run.main:
+            log.info("%s", run.shape_table)
+            if saved is not None and not cfg.trainer.eval_only:
+                p = run.progress
+                log.info("Resumed from %s at epoch %d, batch %d, step %d", saved_path, p.epoch, p.batch, p.step)
+        run.logger.text("config", OmegaConf.to_yaml(cfg, resolve=True))
+        run.logger.text("model/shape_table", run.shape_table)
+        if cfg.trainer.eval_only:
+            return evaluate_checkpoint(run, saved, saved_path)
+        fit(run)
+        return finish(run, job or JobInfo(), time.perf_counter() - started)
+    finally:  # TensorBoard's writer thread is done before a failed run's directory is removed
+        run.logger.close()

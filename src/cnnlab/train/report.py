@@ -185,5 +185,4 @@ def evaluate_checkpoint(run: Run, saved: dict[str, Any], path: Path) -> dict[str
         (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         accuracy = f" val_acc {result['acc']:.4f}" if result["acc"] is not None else ""
         log.info("eval of %s: val_loss %.4f%s", path, result["loss"], accuracy)
-    run.logger.close()
     return metrics
