@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -187,7 +188,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = No
     started = time.perf_counter()
     validate_config(cfg)
     cfg, saved, saved_path = load_run_checkpoint(cfg, overrides)
-    run = build_run(cfg, saved, saved_path)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    run = build_run(cfg, saved, saved_path)  # trainer.deterministic switches torch's global mode on
     try:
         if run.main:
             log.info("%s", run.shape_table)
@@ -202,3 +204,4 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = No
         return finish(run, job or JobInfo(), time.perf_counter() - started)
     finally:  # TensorBoard's writer thread is done before a failed run's directory is removed
         run.logger.close()
+        torch.use_deterministic_algorithms(deterministic)
