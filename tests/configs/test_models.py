@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,17 +13,13 @@ from omegaconf import OmegaConf
 
 from cnnlab import nn as cnn
 from cnnlab.models import ModelConfigError, build_model, format_shape_table
+from tests.configs import CONFIGS, STANDARD_ARCHITECTURES, compose_cfg
 from tests.conftest import ForbiddenOpGuard
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+# the small families (every conv × pool option here); the standard architectures: test_architectures.py
+MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml") if p.stem not in STANDARD_ARCHITECTURES)
 CONVS = sorted(p.stem for p in (CONFIGS / "conv").glob("*.yaml"))
 POOLS = sorted(p.stem for p in (CONFIGS / "pool").glob("*.yaml"))
-
-
-def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")

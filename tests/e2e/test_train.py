@@ -100,19 +100,24 @@ def test_run_directory_and_tensorboard(tmp_path):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["val_acc"] is not None
 
 
-def test_fast94_recipe_runs_channels_last_with_test_time_flip(tmp_path):
-    """experiment=fast94 (channels-last batches and model, TTA flip, bf16) runs end to end; the
-    batch size is cut for the CPU, everything else is the recipe."""
+def test_airbench94_recipe_runs_with_its_training_options(tmp_path):
+    """experiment=airbench94 (whitening, Dirac and lookahead callbacks, alternating flips,
+    multi-crop TTA, channels-last, bf16) runs end to end; the batch size is cut for the CPU,
+    everything else is the recipe. The whitening layer's weight stays as initialised (frozen)."""
     train(
-        "experiment=fast94",
+        "experiment=airbench94",
         *FAST,
+        "logger.analysis=false",
         "data.batch_size=32",
         "data.eval_batch_size=64",
-        "trainer.max_epochs=1",
+        "trainer.max_epochs=2",
         f"hydra.run.dir={tmp_path}",
     )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["steps"] == 3 and 0 <= metrics["val_acc"] <= 1
+    assert metrics["steps"] == 6 and 0 <= metrics["val_acc"] <= 1
+    first, last = (torch.load(tmp_path / "checkpoints" / name, weights_only=True) for name in ("best.pt", "last.pt"))
+    assert set(first["callbacks"]) == {"whiten", "dirac", "lookahead"}
+    torch.testing.assert_close(first["model"]["0.weight"], last["model"]["0.weight"], rtol=0, atol=0)
 
 
 def test_resume_after_kill_equals_continuing(tmp_path):

@@ -16,9 +16,10 @@ def normalize(images: Tensor, mean: Tensor, std: Tensor, dtype: torch.dtype = to
     return (x - mean.view(1, -1, 1, 1).to(x)) / std.view(1, -1, 1, 1).to(x)
 
 
-def augment_batch(images: Tensor, pad: int, flip: bool, generator: torch.Generator | None = None) -> Tensor:
-    """Random crop with ``pad`` pixels of reflect padding and random horizontal flip, per image,
-    for a whole batch at once: pad, then gather each image's crop with one index computation."""
+def augment_batch(images: Tensor, pad: int, flip: bool | Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Random crop with ``pad`` pixels of reflect padding and horizontal flip, per image, for a
+    whole batch at once: pad, then gather each image's crop with one index computation.
+    ``flip``: True flips each image with probability 1/2; a bool ``(N,)`` mask flips the chosen ones."""
     n, _, height, width = images.shape
     out = images
     if pad > 0:
@@ -30,7 +31,7 @@ def augment_batch(images: Tensor, pad: int, flip: bool, generator: torch.Generat
         batch = torch.arange(n, device=images.device)[:, None, None, None]
         channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
         out = padded[batch, channel, rows, cols]
-    if flip:
-        mask = torch.rand(n, generator=generator, device="cpu").to(images.device) < 0.5
-        out = torch.where(mask[:, None, None, None], out.flip(-1), out)
+    if isinstance(flip, Tensor) or flip:
+        mask = flip if isinstance(flip, Tensor) else torch.rand(n, generator=generator, device="cpu") < 0.5
+        out = torch.where(mask.to(images.device)[:, None, None, None], out.flip(-1), out)
     return out

@@ -18,8 +18,10 @@ class TensorImageLoader:
     Args:
         images: ``(N, C, H, W)`` uint8. labels: ``(N,)`` int64.
         batch_size: images per batch. shuffle: a new permutation each epoch from ``seed + epoch``.
-        drop_last: skip the last incomplete batch. augment: ``{"crop_padding": int, "flip": bool}``
-        or None. mean/std: per-channel normalisation. device: where batches are produced.
+        drop_last: skip the last incomplete batch. augment: ``{"crop_padding": int, "flip": bool
+        | "alternate"}`` or None; ``"alternate"`` (airbench) flips a random half of the images in
+        even epochs and exactly the other half in odd ones, so every image is seen both ways in
+        any two consecutive epochs. mean/std: per-channel normalisation. device: where batches are produced.
         rank, world_size, split: for distributed runs, ``split="batch"`` gives each rank its slice
         of every global batch (augmented as a whole first, so N processes see exactly the images
         one process would); ``split="dataset"`` gives each rank every world_size-th sample
@@ -87,15 +89,21 @@ class TensorImageLoader:
             images = self.images[chosen]
             if self.augment:
                 generator = torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_000_003 + index)
-                images = augment_batch(
-                    images, int(self.augment.get("crop_padding", 0)), bool(self.augment.get("flip", False)), generator
-                )
+                flip = self.augment.get("flip", False)
+                flip = self._alternate_flips(chosen, epoch) if flip == "alternate" else bool(flip)
+                images = augment_batch(images, int(self.augment.get("crop_padding", 0)), flip, generator)
             labels = self.labels[chosen]
             if self.split == "batch" and self.world_size > 1:
                 local = self.batch_size // self.world_size
                 mine = slice(self.rank * local, (self.rank + 1) * local)
                 images, labels = images[mine], labels[mine]
             yield normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format), labels
+
+    def _alternate_flips(self, chosen: Tensor, epoch: int) -> Tensor:
+        """Which of the images ``chosen`` to flip in ``epoch``: one fixed random bit per image
+        (from ``seed``), inverted in odd epochs."""
+        first = torch.rand(len(self.images), generator=torch.Generator().manual_seed(self.seed + 7_919)) < 0.5
+        return first[chosen.cpu()] ^ bool(epoch % 2)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.iterate(self.epoch)

@@ -8,8 +8,14 @@ that names the layer's config path (``model.layers.3``, the form a command-line 
 
 Layer types: ``conv``, ``upconv`` (transposed), ``pool``, ``global_pool``, ``bn``, ``relu``,
 ``gelu``, ``sigmoid``, ``tanh``, ``dropout``, ``flatten``, ``linear``, ``residual`` (a body of
-layers plus an identity or 1×1-projection shortcut). ``conv`` and ``pool`` are filled from the
-``conv=`` and ``pool=`` config groups (:mod:`cnnlab.models.factory`).
+layers plus an identity or 1×1-projection shortcut; ``{layers: [...], pre: [...],
+shortcut_norm: false}`` for pre-activation blocks), the blocks of :mod:`cnnlab.models.blocks`
+(``basic``, ``bottleneck``, ``preact``, ``inverted_residual``: each expands to such a list) and
+``stage`` (a block repeated ``times``, the first with the stage's ``stride``). ``conv`` and
+``pool`` are filled from the ``conv=`` and ``pool=`` config groups
+(:mod:`cnnlab.models.factory`). A model's ``width`` multiplies every convolution's
+``out_channels`` (rounded to a multiple of 8, as MobileNet's width multiplier); ``conv: {expand: 6}`` gives
+``out_channels = 6 × in_channels``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .blocks import BLOCKS, expand_block
 from .factory import create_conv, create_conv_transpose, create_global_pool, create_pool
 
 __all__ = ["LAYER_TYPES", "ModelConfigError", "Residual", "ShapeRow", "build_model", "format_shape_table"]
@@ -32,15 +39,32 @@ class ModelConfigError(UserError, ValueError):
 
 
 class Residual(nn.Module):
-    """``out = body(x) + shortcut(x)``: identity, or a strided 1×1 projection when shapes change."""
+    """``out = body(pre(x)) + shortcut(x)``: ``shortcut`` is the identity, or a strided 1×1
+    projection when shapes change, which reads ``pre(x)`` (a pre-activation block's shared
+    BN → ReLU; ``pre`` is the identity otherwise)."""
 
-    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
+    def __init__(self, body: nn.Module, shortcut: nn.Module, pre: nn.Module | None = None) -> None:
         super().__init__()
+        self.pre = pre if pre is not None else nn.Identity()
         self.body = body
         self.shortcut = shortcut
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.body(x) + self.shortcut(x)
+        z = self.pre(x)
+        return self.body(z) + (x if isinstance(self.shortcut, nn.Identity) else self.shortcut(z))
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """What fills a model's slots: the ``conv=`` and ``pool=`` groups and the width multiplier."""
+
+    conv: Mapping[str, Any]
+    pool: Mapping[str, Any]
+    width: float = 1.0
+
+    def channels(self, out_channels: Any) -> int:
+        scaled = int(out_channels) * self.width
+        return int(out_channels) if self.width == 1 else max(8, int(scaled + 4) // 8 * 8)
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,10 @@ class ShapeRow:
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
-LAYER_TYPES = ("conv", "upconv", "pool", "global_pool", "bn", "dropout", "flatten", "linear", "residual", *_ACTIVATIONS)
+LAYER_TYPES = (
+    "conv", "upconv", "pool", "global_pool", "bn", "dropout", "flatten", "linear", "residual", "stage",
+    *BLOCKS, *_ACTIVATIONS,
+)  # fmt: skip
 
 
 def _split(item: Any, path: str) -> tuple[str, dict[str, Any]]:
@@ -64,7 +91,7 @@ def _split(item: Any, path: str) -> tuple[str, dict[str, Any]]:
             args = {}
         if not isinstance(args, Mapping) and name != "residual":
             raise ModelConfigError(f"{path}: the arguments of {name!r} must be a mapping, but got {args!r}")
-        return str(name), dict(args) if isinstance(args, Mapping) else {"layers": args}
+        return str(name), dict(args) if isinstance(args, Mapping) else {"layers": list(args)}
     raise ModelConfigError(f"{path}: a layer is a name or a one-key mapping like {{conv: {{...}}}}, but got {item!r}")
 
 
@@ -74,20 +101,27 @@ def _check_args(name: str, args: dict[str, Any], allowed: Sequence[str], path: s
         raise ModelConfigError(f"{path} ({name}): unknown argument(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], conv_cfg, pool_cfg, path: str) -> nn.Module:
-    channels = shape[0]
+def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], slots: _Slots, path: str) -> nn.Module:
+    channels, conv_cfg, pool_cfg = shape[0], slots.conv, slots.pool
     if name == "conv":
         _check_args(
-            name, args, ("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"), path
+            name,
+            args,
+            ("out_channels", "expand", "kernel_size", "stride", "padding", "dilation", "groups", "bias"),
+            path,
         )
-        if "out_channels" not in args:
-            raise ModelConfigError(f"{path} (conv): out_channels is required")
+        if ("out_channels" in args) == ("expand" in args):
+            raise ModelConfigError(
+                f"{path} (conv): give out_channels, or expand (out_channels = expand × in_channels), not "
+                + ("both" if "expand" in args else "neither")
+            )
         groups = args.get("groups", 1)
         groups = channels if groups == "depthwise" else int(groups)
+        out_channels = slots.channels(args["out_channels"]) if "out_channels" in args else channels * args["expand"]
         return create_conv(
             conv_cfg,
             channels,
-            int(args["out_channels"]),
+            int(out_channels),
             int(args.get("kernel_size", 3)),
             int(args.get("stride", 1)),
             args.get("padding"),
@@ -100,7 +134,7 @@ def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], conv_cf
         return create_conv_transpose(
             conv_cfg,
             channels,
-            int(args["out_channels"]),
+            slots.channels(args["out_channels"]),
             int(args.get("kernel_size", 2)),
             int(args.get("stride", 2)),
             int(args.get("padding", 0)),
@@ -116,9 +150,11 @@ def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], conv_cf
         _check_args(name, args, ("kind",), path)
         return create_global_pool(pool_cfg, args.get("kind", "avg"))
     if name == "bn":
-        _check_args(name, args, ("momentum", "eps"), path)
+        _check_args(name, args, ("momentum", "eps", "learn_scale"), path)
         norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-        return norm(channels, momentum=args.get("momentum", 0.1), eps=args.get("eps", 1e-5))
+        layer = norm(channels, momentum=args.get("momentum", 0.1), eps=args.get("eps", 1e-5))
+        layer.weight.requires_grad_(bool(args.get("learn_scale", True)))  # airbench: scale fixed at 1
+        return layer
     if name == "dropout":
         _check_args(name, args, ("p",), path)
         return nn.Dropout(float(args.get("p", 0.5)))
@@ -150,31 +186,64 @@ def _trace(module: nn.Module, x: Tensor, path: str, name: str) -> Tensor:
     return y
 
 
-def _build(items: Sequence[Any], x: Tensor, conv_cfg, pool_cfg, prefix: str, rows: list[ShapeRow]):
+def _residual(args: dict[str, Any], item: Any, x: Tensor, slots: _Slots, path: str, rows: list[ShapeRow]):
+    _check_args("residual", args, ("layers", "pre", "shortcut_norm"), path)
+    # the override path of the body: `residual: [...]` (a list) or `residual: {layers: [...]}`
+    listed = isinstance(item, Mapping) and isinstance(item["residual"], Sequence)
+    body_path = f"{path}.residual" if listed else f"{path}.residual.layers"
+    pre, z = _build(args.get("pre") or [], x, slots, f"{path}.residual.pre", rows)
+    body, y = _build(args.get("layers") or [], z, slots, body_path, rows)
+    shortcut: nn.Module = nn.Identity()
+    if y.shape != x.shape:
+        if y.dim() != 4 or x.shape[2] % y.shape[2] or x.shape[3] % y.shape[3]:
+            raise ModelConfigError(
+                f"{path} (residual): body maps {tuple(x.shape[1:])} to {tuple(y.shape[1:])}, "
+                "which no 1×1 strided projection can match"
+            )
+        stride = x.shape[2] // y.shape[2]
+        projection = create_conv(slots.conv, x.shape[1], y.shape[1], 1, stride, 0, bias=False)
+        norm = [nn.BatchNorm2d(y.shape[1])] if args.get("shortcut_norm", True) else []
+        shortcut = nn.Sequential(projection, *norm)
+    return Residual(nn.Sequential(*body), shortcut, nn.Sequential(*pre) if pre else None)
+
+
+def _blocks(name: str, args: dict[str, Any], path: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(block type, shape-table label, block args)`` of a block item, or of each block of a stage."""
+    if name != "stage":
+        return [(name, name, args)]
+    args = dict(args)
+    block, times = args.pop("block", None), args.pop("times", 1)
+    if block not in BLOCKS:
+        raise ModelConfigError(f"{path} (stage): block must be one of {sorted(BLOCKS)}, but got block={block!r}")
+    if not isinstance(times, int) or times < 1:
+        raise ModelConfigError(f"{path} (stage): times must be a positive int, but got times={times!r}")
+    first = args.get("stride", 1)
+    return [(block, f"{block} {i + 1}/{times}", {**args, "stride": first if i == 0 else 1}) for i in range(times)]
+
+
+def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: list[ShapeRow]):
     layers: list[nn.Module] = []
     for index, item in enumerate(items):
         path = f"{prefix}.{index}"  # an override path: model.layers.0.conv.out_channels=48
         name, args = _split(item, path)
+        if name == "stage" or name in BLOCKS:
+            # a block is a layer list of its own; the table shows one row per block, at the item's path
+            for block, label, block_args in _blocks(name, args, path):
+                try:
+                    expanded = expand_block(block, block_args)
+                except (TypeError, ValueError) as error:
+                    raise ModelConfigError(f"{path} ({name}): {error}") from error
+                modules, y = _build(expanded, x, slots, path, [])
+                layer = modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+                rows.append(ShapeRow(path, label, tuple(y.shape[1:]), sum(p.numel() for p in layer.parameters())))
+                layers.append(layer)
+                x = y
+            continue
         if name == "residual":
-            _check_args(name, args, ("layers",), path)
-            # the override path of the body: `residual: [...]` (a list) or `residual: {layers: [...]}`
-            body_path = f"{path}.residual" if isinstance(item["residual"], Sequence) else f"{path}.residual.layers"
-            body, y = _build(args.get("layers") or [], x, conv_cfg, pool_cfg, body_path, rows)
-            shortcut: nn.Module = nn.Identity()
-            if y.shape != x.shape:
-                if y.dim() != 4 or x.shape[2] % y.shape[2] or x.shape[3] % y.shape[3]:
-                    raise ModelConfigError(
-                        f"{path} (residual): body maps {tuple(x.shape[1:])} to {tuple(y.shape[1:])}, "
-                        "which no 1×1 strided projection can match"
-                    )
-                stride = x.shape[2] // y.shape[2]
-                shortcut = nn.Sequential(
-                    create_conv(conv_cfg, x.shape[1], y.shape[1], 1, stride, 0, bias=False), nn.BatchNorm2d(y.shape[1])
-                )
-            layer: nn.Module = Residual(nn.Sequential(*body), shortcut)
+            layer: nn.Module = _residual(args, item, x, slots, path, rows)
         else:
             try:
-                layer = _make_layer(name, args, tuple(x.shape[1:]), conv_cfg, pool_cfg, path)
+                layer = _make_layer(name, args, tuple(x.shape[1:]), slots, path)
             except ModelConfigError:
                 raise
             except (RuntimeError, ValueError, TypeError, KeyError) as error:
@@ -204,9 +273,12 @@ def build_model(
     items = model_cfg.get("layers")
     if not items:
         raise ModelConfigError(f"{prefix}: a model needs a non-empty `layers` list")
+    width = model_cfg.get("width", 1.0)
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or width <= 0:
+        raise ModelConfigError(f"model.width: the width multiplier must be a positive number, but got {width!r}")
     rows: list[ShapeRow] = []
     dummy = torch.zeros(2, *input_shape)
-    layers, _ = _build(items, dummy, conv_cfg, pool_cfg, prefix, rows)
+    layers, _ = _build(items, dummy, _Slots(conv_cfg, pool_cfg, float(width)), prefix, rows)
     model = nn.Sequential(*layers)
     model.train()
     return model, rows

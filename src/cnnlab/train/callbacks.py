@@ -14,12 +14,16 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor, nn
+
+from ..data import normalize
+from ..errors import UserError
 
 if TYPE_CHECKING:
     from .state import Run
     from .steps import StepOutput
 
-__all__ = ["Callback", "WeightEMA"]
+__all__ = ["Callback", "DiracInit", "Lookahead", "PatchWhitening", "WeightEMA"]
 
 
 class Callback:
@@ -93,3 +97,96 @@ class WeightEMA(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._pending = state.get("average")
+
+
+def _convolutions(model: nn.Module) -> list[nn.Module]:
+    """The model's 2-D convolutions (cnnlab's or torch's: a 4-D ``weight`` and ``groups``), in order."""
+    return [m for m in model.modules() if isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() == 4
+            and hasattr(m, "groups") and not isinstance(m, (nn.ConvTranspose2d,))]  # fmt: skip
+
+
+class PatchWhitening(Callback):
+    """airbench's frozen patch-whitening first layer: before the first step of a new run, the
+    first convolution (``2·C·k²`` filters of ``k×k``) gets the eigenvectors ``v_i`` of the
+    covariance of the ``k×k`` patches of the first ``num_images`` training images (normalised, not
+    augmented), each scaled by ``1/sqrt(λ_i + eps)``, and their negatives; its weight is then
+    frozen (its bias still learns). A convolution by these filters decorrelates the patch
+    dimensions: its output has unit variance along each principal direction."""
+
+    def __init__(self, num_images: int = 5000, eps: float = 5e-4) -> None:
+        self.num_images, self.eps = num_images, eps
+
+    @torch.no_grad()
+    def on_fit_start(self, run: Run) -> None:
+        conv = _convolutions(run.model)[0]
+        weight = conv.weight
+        out_channels, channels, kh, kw = weight.shape
+        dims = channels * kh * kw
+        if out_channels != 2 * dims or conv.groups != 1:
+            raise UserError(
+                f"PatchWhitening: the first convolution needs 2·C·k² = {2 * dims} filters ({channels} channels, "
+                f"{kh}×{kw}) and groups=1, but has out_channels={out_channels}, groups={conv.groups}"
+            )
+        weight.requires_grad_(False)
+        if run.progress.step > 0:
+            return  # resumed: the frozen weights come from the checkpoint
+        images = run.train_loader.images[: self.num_images]
+        x = normalize(images, run.mean.to(images.device), run.std.to(images.device), torch.float64)
+        patches = x.unfold(2, kh, 1).unfold(3, kw, 1)  # (N, C, H', W', kh, kw)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        filters = (eigenvectors.T / (eigenvalues + self.eps).sqrt()[:, None]).flip(0).reshape(dims, channels, kh, kw)
+        weight.copy_(torch.cat([filters, -filters]).to(weight))
+
+
+class DiracInit(Callback):
+    """airbench's identity initialisation: before the first step of a new run, the first
+    ``in_channels`` filters of every ``groups=1`` convolution with an odd kernel and at least as
+    many outputs as inputs (except the first, which reads the image) become Dirac deltas, so the
+    layer starts out passing its input through (``torch.nn.init.dirac_``); the other filters keep
+    their random initialisation."""
+
+    def on_fit_start(self, run: Run) -> None:
+        if run.progress.step > 0:
+            return
+        for conv in _convolutions(run.model)[1:]:
+            out_channels, in_channels, kh, kw = conv.weight.shape
+            if conv.groups == 1 and kh % 2 and kw % 2 and out_channels >= in_channels:
+                with torch.no_grad():
+                    nn.init.dirac_(conv.weight[:in_channels])
+
+
+class Lookahead(Callback):
+    """hlb-cifar10/airbench's lookahead: every ``every_n_steps`` steps the slow weights move
+    towards the model's, ``slow ← slow + (1 − d)·(model − slow)``, and the model is reset to them,
+    with ``d = decay^every_n_steps · (step / total_steps)^power`` growing from 0 (no averaging
+    early on) to ``decay^every_n_steps`` at the end. BatchNorm statistics are averaged too."""
+
+    def __init__(self, decay: float = 0.95, every_n_steps: int = 5, power: float = 3.0) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"Lookahead: decay must be in [0, 1), but got decay={decay}")
+        if every_n_steps < 1:
+            raise ValueError(f"Lookahead: every_n_steps must be >= 1, but got every_n_steps={every_n_steps}")
+        self.decay, self.every_n_steps, self.power = decay, every_n_steps, power
+        self.slow: dict[str, Tensor] | None = None
+
+    def on_fit_start(self, run: Run) -> None:
+        if self.slow is None:
+            self.slow = {k: v.detach().clone() for k, v in run.model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def on_step_end(self, run: Run, step: StepOutput) -> None:
+        if self.slow is None or run.progress.step % self.every_n_steps:
+            return
+        d = self.decay**self.every_n_steps * (run.progress.step / run.total_steps) ** self.power
+        state = run.model.state_dict()
+        for name, slow in self.slow.items():
+            slow.lerp_(state[name], 1.0 - d)
+            state[name].copy_(slow)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"slow": self.slow} if self.slow is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.slow = state.get("slow")

@@ -30,7 +30,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "trainer": frozenset(
         {
             "max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "overfit_batches", "device",
-            "precision", "compile", "deterministic", "label_smoothing", "tta_flip", "channels_last", "logit_scale",
+            "precision", "compile", "deterministic", "label_smoothing", "tta_flip", "tta_translate",
+            "channels_last", "logit_scale",
             "grad_clip_norm", "eval_only", "progress_bar", "log_every_n_steps", "checkpoint_every_n_steps",
             "keep_last_k", "skip_nonfinite_steps",
         }
@@ -99,8 +100,10 @@ def validate_config(cfg: DictConfig) -> None:
         require(value is None or _positive_int(value), f"trainer.{key}", value, "null or a positive int")
     require(trainer.device in ("auto", "cpu", "cuda"), "trainer.device", trainer.device, "'auto', 'cpu' or 'cuda'")
     require(str(trainer.precision) in ("32", "bf16"), "trainer.precision", trainer.precision, "'32' or 'bf16'")
-    for key in ("tta_flip", "channels_last", "eval_only", "compile", "deterministic"):
+    for key in ("tta_flip", "tta_translate", "channels_last", "eval_only", "compile", "deterministic"):
         require(isinstance(trainer[key], bool), f"trainer.{key}", trainer[key], "true or false")
+    flip = (data.get("augment") or {}).get("flip", False)
+    require(isinstance(flip, bool) or flip == "alternate", "data.augment.flip", flip, "true, false or 'alternate'")
     require(0 <= trainer.label_smoothing < 1, "trainer.label_smoothing", trainer.label_smoothing, "a float in [0, 1)")
     require(cfg.conv.kind in CONV_KINDS, "conv.kind", cfg.conv.kind, f"one of {list(CONV_KINDS)}")
     require(cfg.pool.kind in POOL_KINDS, "pool.kind", cfg.pool.kind, f"one of {list(POOL_KINDS)}")

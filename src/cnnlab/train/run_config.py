@@ -42,6 +42,7 @@ EVALUATION_KEYS = (
     "data.eval_batch_size",
     "trainer.limit_val_batches",
     "trainer.tta_flip",
+    "trainer.tta_translate",
     "trainer.precision",
     "trainer.channels_last",
     "trainer.compile",

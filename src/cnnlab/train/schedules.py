@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["constant", "warmup_linear_decay"]
+__all__ = ["constant", "cosine", "warmup_linear_decay"]
 
 
 def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.2) -> LambdaLR:
@@ -25,3 +27,18 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
 def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaLR:
     """The optimiser's learning rate throughout."""
     return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.0) -> LambdaLR:
+    """Optional linear warm-up, then cosine annealing to 0 over the remaining steps
+    (``CosineAnnealingLR`` with ``T_max`` = the run's length, stepped per optimiser step)."""
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(f"scheduler.warmup_fraction must be in [0, 1), but got {warmup_fraction}")
+    warmup = int(warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return LambdaLR(optimizer, factor)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data import TensorImageLoader, load_cifar10, make_synthetic
 from ..models import build_model, format_shape_table
 from .checkpoint import CheckpointManager
+from .config import ConfigValueError
 from .distributed import init_distributed
 from .state import Run
 from .tensorboard import RunLogger
@@ -80,6 +81,11 @@ def _loaders(cfg: DictConfig, device: torch.device, rank: int, world_size: int):
         split="dataset",
         **common,
     )
+    if len(train_loader) == 0:
+        raise ConfigValueError(
+            f"config key data.batch_size: got {cfg.data.batch_size}, expected at most the "
+            f"{len(data['train_images'])} training images (the last incomplete batch is dropped)"
+        )
     return train_loader, val_loader, mean, std
 
 

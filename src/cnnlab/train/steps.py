@@ -82,13 +82,29 @@ def train_step(run: Run, images: Tensor, labels: Tensor) -> StepOutput:
     return StepOutput(loss.detach(), output.detach(), labels, finite)
 
 
+def tta_logits(model: nn.Module, images: Tensor, trainer) -> Tensor:
+    """Test-time augmentation: ``trainer.tta_flip`` averages the logits of each image and its
+    mirror; ``trainer.tta_translate`` (airbench's multi-crop TTA) gives them half the weight and
+    the mean over the image shifted one pixel up-left and down-right (reflect padding) the other half."""
+
+    def view(x: Tensor) -> Tensor:
+        return (model(x).float() + model(x.flip(-1)).float()) / 2 if trainer.tta_flip else model(x).float()
+
+    logits = view(images)
+    if trainer.get("tta_translate", False):
+        padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+        height, width = images.shape[-2:]
+        shifted = (view(padded[..., :height, :width]) + view(padded[..., 2:, 2:])) / 2
+        logits = (logits + shifted) / 2
+    return logits
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: TensorImageLoader, task: str, trainer, autocast, num_classes: int
 ) -> dict[str, Any]:
     """``{"loss", "acc", "confusion"}`` over ``loader`` (this rank's shard), summed across ranks;
-    ``acc`` is None for reconstruction. ``trainer.tta_flip`` averages the logits of each image and
-    its mirror."""
+    ``acc`` is None for reconstruction; classification logits are :func:`tta_logits`'s."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -96,9 +112,7 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     for images, labels in loader:
         with autocast():
-            output = model(images)
-            if trainer.tta_flip and task == "classification":
-                output = (output.float() + model(images.flip(-1)).float()) / 2
+            output = tta_logits(model, images, trainer) if task == "classification" else model(images)
         loss_sum += compute_loss(task, output, images, labels, trainer).item() * len(labels)
         seen += len(labels)
         if task == "classification":
