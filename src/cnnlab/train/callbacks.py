@@ -100,9 +100,14 @@ class WeightEMA(Callback):
 
 
 def _convolutions(model: nn.Module) -> list[nn.Module]:
-    """The model's 2-D convolutions (cnnlab's or torch's: a 4-D ``weight`` and ``groups``), in order."""
-    return [m for m in model.modules() if isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() == 4
-            and hasattr(m, "groups") and not isinstance(m, (nn.ConvTranspose2d,))]  # fmt: skip
+    """The model's 2-D convolutions, cnnlab's or torch's (a 4-D ``weight`` and ``groups``, not
+    transposed), in order."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() == 4 and hasattr(m, "groups")
+        and not getattr(m, "transposed", False)
+    ]  # fmt: skip
 
 
 class PatchWhitening(Callback):
