@@ -64,6 +64,11 @@ class TensorImageLoader:
                 f"data.batch_size={batch_size} must be divisible by the number of processes ({world_size})"
             )
         self.epoch = 0
+        # flip="alternate": one fixed random bit per image (from seed), inverted in odd epochs
+        alternate = self.augment.get("flip") == "alternate"
+        self._first_flips = (
+            torch.rand(len(images), generator=torch.Generator().manual_seed(seed + 7_919)) < 0.5 if alternate else None
+        )
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -89,8 +94,10 @@ class TensorImageLoader:
             images = self.images[chosen]
             if self.augment:
                 generator = torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_000_003 + index)
-                flip = self.augment.get("flip", False)
-                flip = self._alternate_flips(chosen, epoch) if flip == "alternate" else bool(flip)
+                if self._first_flips is not None:
+                    flip = self._first_flips[chosen.cpu()] ^ bool(epoch % 2)
+                else:
+                    flip = bool(self.augment.get("flip", False))
                 images = augment_batch(images, int(self.augment.get("crop_padding", 0)), flip, generator)
             labels = self.labels[chosen]
             if self.split == "batch" and self.world_size > 1:
@@ -98,12 +105,6 @@ class TensorImageLoader:
                 mine = slice(self.rank * local, (self.rank + 1) * local)
                 images, labels = images[mine], labels[mine]
             yield normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format), labels
-
-    def _alternate_flips(self, chosen: Tensor, epoch: int) -> Tensor:
-        """Which of the images ``chosen`` to flip in ``epoch``: one fixed random bit per image
-        (from ``seed``), inverted in odd epochs."""
-        first = torch.rand(len(self.images), generator=torch.Generator().manual_seed(self.seed + 7_919)) < 0.5
-        return first[chosen.cpu()] ^ bool(epoch % 2)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.iterate(self.epoch)

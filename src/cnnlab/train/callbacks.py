@@ -48,6 +48,14 @@ class Callback:
         """Restore what :meth:`state_dict` returned (called before :meth:`on_fit_start`)."""
 
 
+def _check_averaging(name: str, decay: float, every_n_steps: int) -> None:
+    """The arguments every weight average takes: ``0 <= decay < 1``, ``every_n_steps >= 1``."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"{name}: decay must be in [0, 1), but got decay={decay}")
+    if every_n_steps < 1:
+        raise ValueError(f"{name}: every_n_steps must be >= 1, but got every_n_steps={every_n_steps}")
+
+
 class WeightEMA(Callback):
     """An exponential moving average of the weights, ``w_ema ← decay·w_ema + (1 − decay)·w``
     after every ``every_n_steps`` optimiser steps (buffers such as BatchNorm statistics are
@@ -55,10 +63,7 @@ class WeightEMA(Callback):
     ``decay=0.99`` the average spans about the last 100 updates."""
 
     def __init__(self, decay: float = 0.99, every_n_steps: int = 1) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"WeightEMA: decay must be in [0, 1), but got decay={decay}")
-        if every_n_steps < 1:
-            raise ValueError(f"WeightEMA: every_n_steps must be >= 1, but got every_n_steps={every_n_steps}")
+        _check_averaging("WeightEMA", decay, every_n_steps)
         self.decay, self.every_n_steps = decay, every_n_steps
         self.average: torch.nn.Module | None = None
         self._pending: dict[str, Any] | None = None
@@ -169,10 +174,7 @@ class Lookahead(Callback):
     early on) to ``decay^every_n_steps`` at the end. BatchNorm statistics are averaged too."""
 
     def __init__(self, decay: float = 0.95, every_n_steps: int = 5, power: float = 3.0) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"Lookahead: decay must be in [0, 1), but got decay={decay}")
-        if every_n_steps < 1:
-            raise ValueError(f"Lookahead: every_n_steps must be >= 1, but got every_n_steps={every_n_steps}")
+        _check_averaging("Lookahead", decay, every_n_steps)
         self.decay, self.every_n_steps, self.power = decay, every_n_steps, power
         self.slow: dict[str, Tensor] | None = None
 
