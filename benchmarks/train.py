@@ -7,6 +7,7 @@ Usage:
     python benchmarks/train.py --models fast --formats channels_last --steps 10 --repeats 5
     python benchmarks/train.py --precision bf16 --device cuda
     python benchmarks/train.py --compile --models fast --formats channels_last   # + torch.compile'd steps
+    python benchmarks/train.py --models fast --formats channels_last --profile 12  # + each backend's top ops
 
 The ratio is cnnlab's throughput over torch's (above 1 means cnnlab is faster). With ``--compile``
 each backend is also timed as ``torch.compile(model)`` (inductor; compiled once during warm-up),
@@ -64,6 +65,14 @@ def time_steps(model: nn.Module, batch: int, steps: int, device: str, memory_for
     return (time.perf_counter() - start) / steps
 
 
+def profile_steps(model: nn.Module, title: str, args, memory_format) -> None:
+    """Print the ops that took most of the time of ``args.steps`` training steps (self time, all threads)."""
+    with torch.profiler.profile() as profiler:
+        time_steps(model, args.batch, args.steps, args.device, memory_format, args.precision)
+    table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile)
+    print(f"\n{title}, {args.steps} steps:\n{table}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["fast", "resnet"])
@@ -75,6 +84,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--output", help="also write the Markdown table here")
+    parser.add_argument(
+        "--profile", type=int, metavar="ROWS", default=0, help="also print torch.profiler's top ROWS ops per variant"
+    )
     args = parser.parse_args()
 
     print(
@@ -103,6 +115,9 @@ def main() -> None:
                     seconds[v].append(
                         time_steps(model, args.batch, args.steps, args.device, memory_format, args.precision)
                     )
+            if args.profile:
+                for v, model in models.items():
+                    profile_steps(model, f"{name} {format_name} {label(*v)}", args, memory_format)
             rate = {v: args.batch / statistics.median(s) for v, s in seconds.items()}
             cells = [f"{rate[v]:.0f}" for v in variants] + [f"{rate[('cnnlab', False)] / rate[('torch', False)]:.2f}"]
             if args.compile:

@@ -22,14 +22,14 @@ and zero padding is applied per chunk: no padded copy of the whole input is ever
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .._utils import conv_output_size
-from .matmul import matmul_nt
+from .matmul import addmm_nt, matmul_nt
 
 __all__ = [
     "GEMM",
@@ -37,6 +37,7 @@ __all__ = [
     "ChannelsLastConvTranspose2d",
     "ConvProducts",
     "Geometry",
+    "column_chunks",
     "conv2d",
     "conv_nhwc",
     "conv_transpose2d",
@@ -111,16 +112,9 @@ def flipped_weight_matrix(weight: Tensor, groups: int) -> Tensor:
     return out.view(groups, group_channels, -1)
 
 
-def im2col_nhwc(
-    x: Tensor, geometry: Geometry, out_size: tuple[int, int], group: int, padding: tuple[int, int] = (0, 0)
-) -> Tensor:
-    """Columns of ``group``: ``(N, H, W, C)`` → ``(N·H_out·W_out, kH·kW·C/G)``; row ``(n, y, x)``
-    holds the receptive field of output ``(y, x)`` of image ``n``, ``x[n, y·s − p + i·d, x·s − p + j·d]``
-    with zeros outside (``padding`` may be negative: a crop).
-
-    One strided copy (``as_strided`` + ``reshape``). Padding is applied to this call's images
-    only (callers pass a chunk of the batch), so no padded copy of the whole input is ever held.
-    """
+def _padding_plan(x: Tensor, geometry: Geometry, out_size, padding) -> tuple[Tensor, tuple[int, int, int, int]]:
+    """``x`` cropped where ``padding`` is negative, and the ``(top, bottom, left, right)`` zero rows
+    and columns the windows of ``out_size`` outputs still need around it."""
     (kh, kw), (sy, sx), (dy, dx) = geometry.kernel, geometry.stride, geometry.dilation
     oh, ow = out_size
     top, left = padding
@@ -128,19 +122,36 @@ def im2col_nhwc(
         x, top = x[:, -top:], 0
     if left < 0:
         x, left = x[:, :, -left:], 0
-    n, height, width, c = x.shape
+    height, width = x.shape[1:3]
     bottom = max((oh - 1) * sy + (kh - 1) * dy + 1 - top - height, 0)
     right = max((ow - 1) * sx + (kw - 1) * dx + 1 - left - width, 0)
-    if top or bottom or left or right:
-        x = _zero_padded(x, top, bottom, left, right)
-    group_channels = c // geometry.groups
+    return x, (top, bottom, left, right)
+
+
+def _windows(x: Tensor, geometry: Geometry, out_size, group: int) -> Tensor:
+    """The receptive fields of ``group`` in padded ``x (N, H, W, C)`` as a view
+    ``(N, H_out, W_out, kH, kW, C/G)``."""
+    (kh, kw), (sy, sx), (dy, dx) = geometry.kernel, geometry.stride, geometry.dilation
+    group_channels = x.shape[3] // geometry.groups
     sn, sh, sw, sc = x.stride()
-    windows = x.as_strided(
-        (n, oh, ow, kh, kw, group_channels),
+    return x.as_strided(
+        (x.shape[0], *out_size, kh, kw, group_channels),
         (sn, sh * sy, sw * sx, sh * dy, sw * dx, sc),
         x.storage_offset() + group * group_channels * sc,
     )
-    return windows.reshape(n * oh * ow, kh * kw * group_channels)
+
+
+def im2col_nhwc(
+    x: Tensor, geometry: Geometry, out_size: tuple[int, int], group: int, padding: tuple[int, int] = (0, 0)
+) -> Tensor:
+    """Columns of ``group``: ``(N, H, W, C)`` → ``(N·H_out·W_out, kH·kW·C/G)``; row ``(n, y, x)``
+    holds the receptive field of output ``(y, x)`` of image ``n``, ``x[n, y·s − p + i·d, x·s − p + j·d]``
+    with zeros outside (``padding`` may be negative: a crop). One strided copy."""
+    x, pads = _padding_plan(x, geometry, out_size, padding)
+    if any(pads):
+        x = _zero_padded(x, *pads)
+    windows = _windows(x, geometry, out_size, group)
+    return windows.reshape(-1, windows[0, 0, 0].numel())
 
 
 def _zero_padded(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
@@ -161,6 +172,49 @@ def _chunks(batch: int, rows_per_image: int, row_length: int, element_size: int)
     return [slice(start, min(start + step, batch)) for start in range(0, batch, step)] or [slice(0, 0)]
 
 
+def column_chunks(
+    x: Tensor, geometry: Geometry, out_size: tuple[int, int], padding: tuple[int, int] = (0, 0)
+) -> Iterator[tuple[slice, int, Tensor]]:
+    """:func:`im2col_nhwc` of the whole batch, a chunk of about ``_CHUNK_BYTES`` at a time: yields
+    ``(images, group, columns)`` with ``columns (len(images)·H_out·W_out, kH·kW·C/G)``.
+
+    Outside autograd recording, one zero-bordered input buffer and one column buffer serve every
+    chunk (each chunk's columns are overwritten by the next: use them before asking for more).
+    Fresh buffers for every chunk, page-faulted in and zero-filled each time, cost a third of a
+    32×32 layer's forward time on the 2-core VM. Under ``create_graph`` every chunk gets its own,
+    as the products that record them keep them for double backward.
+    """
+    x, pads = _padding_plan(x, geometry, out_size, padding)
+    n, height, width, channels = x.shape
+    kh, kw = geometry.kernel
+    group_channels = channels // geometry.groups
+    per_image = out_size[0] * out_size[1]
+    parts = _chunks(n, per_image, kh * kw * group_channels, x.element_size())
+    reuse = not torch.is_grad_enabled()
+    step = parts[0].stop - parts[0].start
+    top, bottom, left, right = pads
+    if reuse:
+        padded = x.new_zeros(step, top + height + bottom, left + width + right, channels) if any(pads) else None
+        columns = x.new_empty(step * per_image, kh * kw * group_channels)
+    for part in parts:
+        images = x[part]
+        count = images.shape[0]
+        if any(pads):
+            if reuse:
+                padded[:count, top : top + height, left : left + width] = images
+                images = padded[:count]
+            else:
+                images = _zero_padded(images, *pads)
+        for group in range(geometry.groups):
+            windows = _windows(images, geometry, out_size, group)
+            if reuse:
+                cols = columns[: count * per_image]
+                cols.view(windows.shape).copy_(windows)
+            else:
+                cols = windows.reshape(count * per_image, -1)
+            yield part, group, cols
+
+
 def _group_rows(x: Tensor, group: int, groups: int) -> Tensor:
     """``(N, H, W, C)`` → the ``(N·H·W, C/G)`` rows of one channel group (a view when possible)."""
     rows = x.reshape(-1, x.shape[-1])
@@ -172,21 +226,18 @@ def conv_nhwc(
     x: Tensor, wmat: Tensor, geometry: Geometry, out_size: tuple[int, int], padding: tuple[int, int] = (0, 0)
 ) -> Tensor:
     """Convolution of ``(N, H, W, C)``, zero-padded by ``padding``, with :func:`weight_matrix`
-    filters ``(G, O/G, kH·kW·C/G)`` → ``(N, H_out, W_out, O)``.
+    filters ``(G, O/G, kH·kW·C/G)`` → ``(N, H_out, W_out, O)``; each chunk's product is written
+    straight into the output.
 
     ``out[n, y, x, o] = Σ_{i, j, c} W[o, c, i, j] · x[n, y·s − p + i·d, x·s − p + j·d, g(o)·C/G + c]``
     """
-    n = x.shape[0]
-    groups, group_out, row_length = wmat.shape
-    parts = _chunks(n, out_size[0] * out_size[1], row_length, x.element_size())
-    if len(parts) == 1 and groups == 1:
-        cols = im2col_nhwc(x, geometry, out_size, 0, padding)
-        return matmul_nt(cols, wmat[0]).view(n, *out_size, group_out)
-    out = x.new_empty(n, *out_size, groups * group_out)
-    for part in parts:
-        for g in range(groups):
-            result = matmul_nt(im2col_nhwc(x[part], geometry, out_size, g, padding), wmat[g])
-            out[part, :, :, g * group_out : (g + 1) * group_out] = result.view(-1, *out_size, group_out)
+    groups, group_out, _ = wmat.shape
+    out = x.new_empty(x.shape[0], *out_size, groups * group_out)
+    rows = out.view(-1, groups * group_out)
+    per_image = out_size[0] * out_size[1]
+    for part, g, cols in column_chunks(x, geometry, out_size, padding):
+        target = rows[part.start * per_image : part.stop * per_image, g * group_out : (g + 1) * group_out]
+        matmul_nt(cols, wmat[g], out=target)
     return out
 
 
@@ -194,24 +245,14 @@ def weight_grad_nhwc(
     x: Tensor, grad_out: Tensor, geometry: Geometry, weight_shape, padding: tuple[int, int] = (0, 0)
 ) -> Tensor:
     """``∂W[o, c, i, j] = Σ_{n, y, x} ∂out[n, y, x, o] · x[n, y·s − p + i·d, x·s − p + j·d, c]`` for
-    ``x (N, H, W, C)`` and ``∂out (N, H_out, W_out, O)`` → ``(O, C/G, kH, kW)``."""
+    ``x (N, H, W, C)`` and ``∂out (N, H_out, W_out, O)`` → ``(O, C/G, kH, kW)``, accumulated chunk
+    by chunk in place."""
     out_channels, group_channels, kh, kw = weight_shape
     groups = geometry.groups
-    out_size = tuple(grad_out.shape[1:3])
-    grad = None
-    for part in _chunks(x.shape[0], out_size[0] * out_size[1], kh * kw * group_channels, x.element_size()):
-        per_group = [
-            matmul_nt(
-                _group_rows(grad_out[part], g, groups).t(), im2col_nhwc(x[part], geometry, out_size, g, padding).t()
-            )
-            for g in range(groups)
-        ]
-        chunk = torch.stack(per_group) if groups > 1 else per_group[0]
-        if grad is None:
-            grad = chunk
-        else:
-            grad += chunk
-    grad = grad.reshape(out_channels, kh, kw, group_channels)
+    grad = x.new_zeros(groups, out_channels // groups, kh * kw * group_channels)
+    for part, g, cols in column_chunks(x, geometry, tuple(grad_out.shape[1:3]), padding):
+        addmm_nt(grad[g], _group_rows(grad_out[part], g, groups).t(), cols.t())
+    grad = grad.view(out_channels, kh, kw, group_channels)
     return grad.permute(0, 3, 1, 2).contiguous()
 
 
@@ -244,9 +285,16 @@ def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, pad
     wmat = weight_matrix(weight, groups)
     padded_size = [size + 2 * p for size, p in zip(input_size, padding)]
     grad = grad_out.new_zeros(n, *padded_size, group_channels * groups)
-    for part in _chunks(n, oh * ow, kh * kw * group_channels, grad_out.element_size()):
+    parts = _chunks(n, oh * ow, kh * kw * group_channels, grad_out.element_size())
+    buffer = (
+        None
+        if torch.is_grad_enabled()
+        else grad_out.new_empty((parts[0].stop - parts[0].start) * oh * ow, kh * kw * group_channels)
+    )
+    for part in parts:
         for g in range(groups):
-            cols = matmul_nt(_group_rows(grad_out[part], g, groups), wmat[g].t())
+            out = None if buffer is None else buffer[: (part.stop - part.start) * oh * ow]
+            cols = matmul_nt(_group_rows(grad_out[part], g, groups), wmat[g].t(), out=out)
             taps = cols.view(-1, oh, ow, kh, kw, group_channels)
             channels = slice(g * group_channels, (g + 1) * group_channels)
             for i in range(kh):

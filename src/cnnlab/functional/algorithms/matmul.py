@@ -1,13 +1,19 @@
 """The one matrix multiply every convolution algorithm goes through.
 
-``matmul_nt(a, b) = a @ bᵀ`` for ``a (M, K)`` and ``b (N, K)``. On the CPU, for float32 (and
-bfloat16 where the CPU has AVX-512) outside autograd, it calls oneDNN's matmul primitive
-(``torch.ops.mkldnn._linear_pointwise``, the GEMM behind inductor's CPU ``linear``; a matrix
-multiply, not a convolution). torch's own
-``matmul`` goes to MKL's ``sgemm``, which on this project's AMD EPYC VMs runs its AVX2 path:
-8192×2304 @ 2304×256 took 48 ms there vs 20 ms through oneDNN (2 cores, 2026-11-24). Everywhere
-else (CUDA, float64, autograd recording a graph for double backward, a torch build without
-oneDNN) it is ``torch.matmul``.
+``matmul_nt(a, b) = a @ bᵀ`` for ``a (M, K)`` and ``b (N, K)``, optionally written into a given
+``out``, and ``addmm_nt(acc, a, b)``: ``acc += a @ bᵀ`` in place.
+
+Which GEMM runs depends on the CPU (``docs/benchmarks.md``):
+
+- With AVX-512, for float32 (and bfloat16) outside autograd: oneDNN's matmul primitive
+  (``torch.ops.mkldnn._linear_pointwise``, the GEMM behind inductor's CPU ``linear``; a matrix
+  multiply, not a convolution). There torch's ``mm`` goes to MKL's ``sgemm``, which on AMD EPYC
+  runs its AVX2 path: 8192×2304 @ 2304×256 took 48 ms vs 20 ms through oneDNN (2 cores, 2026-11-24).
+- Everywhere else (AVX2-only CPUs, CUDA, float64, autograd recording a graph for double backward):
+  ``torch.mm``. On an AVX2-only AMD EPYC (2026-11-29) MKL matched oneDNN on the convolution's
+  products and beat it on weight-gradient shapes (``(O × M)·(M × K)`` with a long ``M``: 40–148 vs
+  20–100 GFLOP/s), and it writes straight into ``out`` and accumulates with β = 1, so chunked
+  convolutions need no copy of each product.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["matmul_nt", "onednn_available"]
+__all__ = ["addmm_nt", "matmul_nt", "onednn_available"]
 
 
 def _onednn_linear_dtypes() -> tuple[Any, frozenset[torch.dtype]]:
@@ -41,11 +47,14 @@ def _onednn_linear_dtypes() -> tuple[Any, frozenset[torch.dtype]]:
 
 
 _ONEDNN_LINEAR, _ONEDNN_DTYPES = _onednn_linear_dtypes()
+# oneDNN first only where the CPU has AVX-512 (see the module docstring); on AVX2-only CPUs MKL's
+# GEMM is as fast for products and faster for weight gradients, and it writes into ``out``.
+_ONEDNN_FIRST = _ONEDNN_LINEAR is not None and "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
 def onednn_available(dtype: torch.dtype = torch.float32) -> bool:
     """Whether :func:`matmul_nt` uses oneDNN for ``dtype`` on this machine."""
-    return dtype in _ONEDNN_DTYPES
+    return _ONEDNN_FIRST and dtype in _ONEDNN_DTYPES
 
 
 def _matrix_layout(x: Tensor) -> Tensor:
@@ -57,17 +66,41 @@ def _matrix_layout(x: Tensor) -> Tensor:
     return x.contiguous()
 
 
-def matmul_nt(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ bᵀ``: ``a (M, K)``, ``b (N, K)`` → ``(M, N)``. Either operand may be a strided view."""
-    recording = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
-    if (
-        _ONEDNN_LINEAR is not None
-        and not recording
+def _recording(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _use_onednn(a: Tensor, b: Tensor) -> bool:
+    return (
+        _ONEDNN_FIRST
         and a.device.type == "cpu"
         and a.dtype in _ONEDNN_DTYPES
         and a.dtype == b.dtype
         and a.numel() > 0
         and b.numel() > 0
-    ):
-        return _ONEDNN_LINEAR(_matrix_layout(a), _matrix_layout(b), None, "none", [], "")
-    return torch.matmul(a, b.t())
+        and not _recording(a, b)
+    )
+
+
+def _onednn_nt(a: Tensor, b: Tensor) -> Tensor:
+    return _ONEDNN_LINEAR(_matrix_layout(a), _matrix_layout(b), None, "none", [], "")
+
+
+def matmul_nt(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ bᵀ``: ``a (M, K)``, ``b (N, K)`` → ``(M, N)``, written into ``out`` (any strides) when
+    given. Either operand may be a strided view."""
+    if _use_onednn(a, b):
+        result = _onednn_nt(a, b)
+        return result if out is None else out.copy_(result)
+    if out is None:
+        return torch.matmul(a, b.t())
+    if _recording(a, b, out):  # out= is not differentiable: an in-place copy is
+        return out.copy_(torch.matmul(a, b.t()))
+    return torch.mm(a, b.t(), out=out)
+
+
+def addmm_nt(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``acc += a @ bᵀ`` in place (one GEMM with β = 1 where the GEMM is BLAS's); returns ``acc``."""
+    if _use_onednn(a, b):
+        return acc.add_(_onednn_nt(a, b))
+    return acc.addmm_(a, b.t())
