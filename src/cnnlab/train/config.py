@@ -99,7 +99,12 @@ def validate_config(cfg: DictConfig) -> None:
         value = trainer[key]
         require(value is None or _positive_int(value), f"trainer.{key}", value, "null or a positive int")
     require(trainer.device in ("auto", "cpu", "cuda"), "trainer.device", trainer.device, "'auto', 'cpu' or 'cuda'")
-    require(str(trainer.precision) in ("32", "bf16"), "trainer.precision", trainer.precision, "'32' or 'bf16'")
+    require(
+        str(trainer.precision) in ("32", "bf16", "auto"),
+        "trainer.precision",
+        trainer.precision,
+        "'32', 'bf16' or 'auto'",
+    )
     for key in ("tta_flip", "tta_translate", "channels_last", "eval_only", "compile", "deterministic"):
         require(isinstance(trainer[key], bool), f"trainer.{key}", trainer[key], "true or false")
     flip = (data.get("augment") or {}).get("flip", False)

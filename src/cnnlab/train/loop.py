@@ -193,6 +193,12 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = No
     try:
         if run.main:
             log.info("%s", run.shape_table)
+            if cfg.trainer.precision == "auto":
+                log.info(
+                    "trainer.precision=auto: %s on %s",
+                    "bf16 autocast" if run.precision == "bf16" else "float32",
+                    run.device,
+                )
             if saved is not None and not cfg.trainer.eval_only:
                 p = run.progress
                 log.info("Resumed from %s at epoch %d, batch %d, step %d", saved_path, p.epoch, p.batch, p.step)

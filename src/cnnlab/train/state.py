@@ -62,6 +62,7 @@ class Run:
     cfg: DictConfig
     run_dir: Path
     device: torch.device
+    precision: str  # "32" or "bf16": trainer.precision with "auto" resolved for this device
     rank: int
     world_size: int
     model: nn.Module  # the plain model (state dicts, evaluation, analysis)
@@ -101,7 +102,7 @@ class Run:
         return self.progress.epoch >= self.max_epochs or self.progress.step >= self.total_steps
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        enabled = str(self.cfg.trainer.precision) == "bf16"
+        enabled = self.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def snapshot(self) -> dict[str, Any]:
