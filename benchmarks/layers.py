@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from rss import peak_rss_increase
 from torch import nn
 
 import cnnlab.nn as cnn
@@ -186,13 +187,6 @@ def time_case(case: Case, impl: str, batch: int, repeats: int, device: str) -> t
     )
 
 
-def _status_bytes(field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in bytes."""
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-
-
 def peak_memory(case: Case, impl: str, batch: int, device: str) -> int:
     """Bytes by which one forward+backward raises peak memory above what the layer and input hold."""
     if device == "cuda":
@@ -220,11 +214,7 @@ def _memory_probe(name: str, impl: str, batch: int) -> None:
     torch.manual_seed(0)
     layer = (case.make_torch if impl == "torch" else case.make_cnnlab)()
     x = torch.randn(batch, *case.shape, requires_grad=True)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
-    base = _status_bytes("VmRSS")
-    _forward_backward(layer, x)
-    print(max(_status_bytes("VmHWM") - base, 0))
+    print(peak_rss_increase(lambda: _forward_backward(layer, x)))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Usage:
     python benchmarks/train.py --precision bf16 --device cuda
     python benchmarks/train.py --compile --models fast --formats channels_last   # + torch.compile'd steps
     python benchmarks/train.py --models fast --formats channels_last --profile 12  # + each backend's top ops
+    python benchmarks/train.py --memory                   # + peak memory of a step (fresh process each)
 
 The ratio is cnnlab's throughput over torch's (above 1 means cnnlab is faster). With ``--compile``
 each backend is also timed as ``torch.compile(model)`` (inductor; compiled once during warm-up),
@@ -19,11 +20,14 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from rss import peak_rss_increase
 from torch import nn
 
 from cnnlab.models import build_model
@@ -65,6 +69,21 @@ def time_steps(model: nn.Module, batch: int, steps: int, device: str, memory_for
     return (time.perf_counter() - start) / steps
 
 
+def step_memory(name: str, backend: str, args, format_name: str) -> int:
+    """Bytes by which two training steps (batch, activations, gradients, optimizer state, scratch
+    space) raise peak RSS above the built model's, measured in a fresh process (CPU)."""
+    command = [sys.executable, __file__, "--memory-probe", name, backend, format_name, "--batch", str(args.batch)]
+    command += ["--precision", args.precision]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe(name: str, backend: str, format_name: str, args) -> None:
+    memory_format = FORMATS[format_name]
+    model = make_model(name, backend, "cpu", memory_format)
+    print(peak_rss_increase(lambda: time_steps(model, args.batch, 2, "cpu", memory_format, args.precision)))
+
+
 def profile_steps(model: nn.Module, title: str, args, memory_format) -> None:
     """Print the ops that took most of the time of ``args.steps`` training steps (self time, all threads)."""
     with torch.profiler.profile() as profiler:
@@ -87,7 +106,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, metavar="ROWS", default=0, help="also print torch.profiler's top ROWS ops per variant"
     )
+    parser.add_argument("--memory", action="store_true", help="also measure a step's peak memory (CPU, eager)")
+    parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args()
+    if args.memory_probe:
+        _memory_probe(*args.memory_probe, args)
+        return
 
     print(
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -98,6 +122,8 @@ def main() -> None:
     header = ["model", "memory format", *(f"{label(*v)} img/s" for v in variants), "cnnlab / torch"]
     if args.compile:
         header += ["compiled: cnnlab / torch", "torch compiled / eager", "cnnlab compiled / eager"]
+    if args.memory:
+        header += ["peak MB torch", "peak MB cnnlab", "memory cnnlab / torch"]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     print("\n".join(lines), flush=True)
     for name in args.models:
@@ -125,6 +151,13 @@ def main() -> None:
                     f"{rate[('cnnlab', True)] / rate[('torch', True)]:.2f}",
                     f"{rate[('torch', True)] / rate[('torch', False)]:.2f}",
                     f"{rate[('cnnlab', True)] / rate[('cnnlab', False)]:.2f}",
+                ]
+            if args.memory:
+                peak = {backend: step_memory(name, backend, args, format_name) for backend in BACKENDS}
+                cells += [
+                    f"{peak['torch'] / 1e6:.0f}",
+                    f"{peak['cnnlab'] / 1e6:.0f}",
+                    f"{peak['cnnlab'] / peak['torch']:.2f}",
                 ]
             line = f"| {name} | {format_name} | " + " | ".join(cells) + " |"
             lines.append(line)

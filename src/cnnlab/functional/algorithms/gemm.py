@@ -361,11 +361,13 @@ class ChannelsLastConv2d(torch.autograd.Function):
         geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
         grad = _nhwc(grad_out)
         grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = products.input_grad(grad, weight, geometry, padding, tuple(input.shape[2:]))
-            grad_input = to_nchw(grad_input, memory_format_of(input))
+        # weight gradient first: its channels-last input copy is gone before the input gradient's buffers exist
         if ctx.needs_input_grad[1]:
             grad_weight = products.weight_grad(_nhwc(input), grad, geometry, weight.shape, padding)
+        if ctx.needs_input_grad[0]:
+            grad_input = products.input_grad(grad, weight, geometry, padding, tuple(input.shape[2:]))
+            del grad
+            grad_input = to_nchw(grad_input, memory_format_of(input))
         return grad_input, grad_weight, None, None, None, None, None
 
 
@@ -389,11 +391,12 @@ class ChannelsLastConvTranspose2d(torch.autograd.Function):
         geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
         grad = _nhwc(grad_out)
         grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = products.forward(grad, weight, geometry, padding, tuple(input.shape[2:]))
-            grad_input = to_nchw(grad_input, memory_format_of(input))
         if ctx.needs_input_grad[1]:
             grad_weight = products.weight_grad(grad, _nhwc(input), geometry, weight.shape, padding)
+        if ctx.needs_input_grad[0]:
+            grad_input = products.forward(grad, weight, geometry, padding, tuple(input.shape[2:]))
+            del grad
+            grad_input = to_nchw(grad_input, memory_format_of(input))
         return grad_input, grad_weight, None, None, None, None, None, None
 
 
