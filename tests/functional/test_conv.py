@@ -334,10 +334,18 @@ def test_conv2d_gradcheck(algorithm, kernel, kwargs):
         assert torch.autograd.gradgradcheck(fn, inputs)
 
 
-@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "dilation": 2}])
-def test_depthwise_gradcheck(kwargs):
+@pytest.mark.parametrize(
+    ("out_channels", "kwargs"),
+    [
+        (6, {"padding": 1}),
+        (6, {"stride": 2, "dilation": 2}),
+        (3, {"padding": 1}),  # multiplier 1, stride 1: the input gradient is a correlation of ∂out
+        (3, {"padding": (1, 2), "dilation": 2}),
+    ],
+)
+def test_depthwise_gradcheck(out_channels, kwargs):
     fn = lambda x, w, b: CF.conv2d(x, w, b, groups=3, algorithm="depthwise", **kwargs)  # noqa: E731
-    inputs = (_double(2, 3, 7, 6), _double(6, 1, 3, 2), _double(6))
+    inputs = (_double(2, 3, 7, 6), _double(out_channels, 1, 3, 2), _double(out_channels))
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
 

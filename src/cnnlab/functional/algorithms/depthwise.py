@@ -31,21 +31,31 @@ def _tap(padded: Tensor, i: int, j: int, stride, dilation, output_size) -> Tenso
     ]
 
 
+def _correlate_taps(padded: Tensor, weight: Tensor, stride, dilation) -> Tensor:
+    """``(N, C, Hp, Wp)`` * filters ``(C·m, 1, kH, kW)`` → ``(N, C·m, H_out, W_out)``: one in-place
+    multiply-add of a shifted view per tap, into a contiguous output."""
+    n, channels, height, width = padded.shape
+    out_channels, _, kh, kw = weight.shape
+    multiplier = out_channels // channels
+    size = output_size_unpadded((height, width), (kh, kw), stride, dilation)
+    w = weight.view(channels, multiplier, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = _tap(padded, i, j, stride, dilation, size).unsqueeze(2)
+            if out is None:  # every tap covers the whole output: the first one initialises it
+                out = (tap * w[:, :, i, j, None, None]).contiguous()
+            else:
+                out.addcmul_(tap, w[:, :, i, j, None, None])
+    return out.view(n, out_channels, *size)
+
+
 class _DepthwiseConv2d(torch.autograd.Function):
     """Eager only: under a tracer or ``torch.func`` transform the traceable form runs instead."""
 
     @staticmethod
     def forward(padded: Tensor, weight: Tensor, stride, dilation) -> Tensor:
-        n, channels, height, width = padded.shape
-        out_channels, _, kh, kw = weight.shape
-        multiplier = out_channels // channels
-        size = output_size_unpadded((height, width), (kh, kw), stride, dilation)
-        w = weight.view(channels, multiplier, kh, kw)
-        out = padded.new_zeros(n, channels, multiplier, *size)
-        for i in range(kh):
-            for j in range(kw):
-                out.addcmul_(_tap(padded, i, j, stride, dilation, size).unsqueeze(2), w[:, :, i, j, None, None])
-        return out.view(n, out_channels, *size)
+        return _correlate_taps(padded, weight, stride, dilation)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -61,7 +71,17 @@ class _DepthwiseConv2d(torch.autograd.Function):
         out_channels, _, kh, kw = weight.shape
         w = weight.view(channels, out_channels // channels, kh, kw)
         grad = grad_out.reshape(n, channels, out_channels // channels, *size)
-        grad_input = torch.zeros_like(padded) if ctx.needs_input_grad[0] else None
+        # stride 1, multiplier 1: ∂padded is the correlation of ∂out, zero-padded by the kernel's
+        # reach, with the rotated filters, written contiguously (adding into ∂padded's strided tap
+        # views, the general route, ran 2.3× slower: 128 channels 3×3 @16², batch 128)
+        by_correlation = tuple(stride) == (1, 1) and grad.shape[2] == 1
+        grad_input = None
+        if ctx.needs_input_grad[0] and by_correlation:
+            reach = [d * (k - 1) for d, k in zip(dilation, (kh, kw))]
+            spread = pad_input(grad_out, tuple((r, r) for r in reach))
+            grad_input = _correlate_taps(spread, weight.flip(2, 3), (1, 1), dilation)
+        elif ctx.needs_input_grad[0]:
+            grad_input = torch.zeros_like(padded)  # the taps add into it
         grad_weight = padded.new_zeros(channels, out_channels // channels, kh, kw) if ctx.needs_input_grad[1] else None
         # The weight gradient multiplies whole tensors before reducing: a batch chunk at a time,
         # so the products stay small enough for the allocator to reuse (one 33 MB product per
@@ -69,7 +89,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
         step = max(1, _CHUNK_ELEMENTS // max(grad[0].numel(), 1)) if n else 1
         for i in range(kh):
             for j in range(kw):
-                if grad_input is not None:
+                if grad_input is not None and not by_correlation:
                     target = _tap(grad_input, i, j, stride, dilation, size)
                     if grad.shape[2] == 1:  # depth multiplier 1: no sum over multiplier copies
                         target.addcmul_(grad[:, :, 0], w[:, 0, i, j, None, None])
