@@ -5,10 +5,11 @@ Everything here works on ``(N, H, W, C)`` (channels-last) tensors. There a recep
 result is a plain ``(N·H_out·W_out, kH·kW·C)`` row matrix; one GEMM with the filters
 ``(O, kH·kW·C)`` gives the output already in channels-last order, with no transpose.
 
-The three products of a convolution, all through :func:`matmul_nt`:
+The three products of a convolution, all through :mod:`.matmul`:
 
-- forward ``out = cols(x) · Wᵀ``;
-- weight gradient ``∂W = ∂outᵀ · cols(x)`` (columns rebuilt chunk by chunk, never stored);
+- forward ``out = cols(x) · Wᵀ``, each chunk's product written into its rows of the output;
+- weight gradient ``∂W += ∂outᵀ · cols(x)`` (columns rebuilt chunk by chunk, never stored;
+  accumulated in place);
 - input gradient: for stride 1 it is itself a stride-1 convolution of ``∂out`` with the flipped,
   transposed filters (``conv_nhwc`` again, no scatter); otherwise ``col2im(∂out · W)``, the
   adjoint of im2col as ``kH·kW`` strided adds.
@@ -16,8 +17,9 @@ The three products of a convolution, all through :func:`matmul_nt`:
 The transposed convolution's forward is the convolution's input gradient, and its backward the
 convolution's forward and weight gradient: one machinery, no zero-dilated input.
 
-The batch is processed in chunks so the column buffer stays about ``_CHUNK_BYTES`` bytes,
-and zero padding is applied per chunk: no padded copy of the whole input is ever held.
+The batch is processed in chunks so the column buffer stays about ``_CHUNK_BYTES`` bytes (in
+cache), and zero padding is applied per chunk: no padded copy of the whole input is ever held.
+One bordered input buffer and one column buffer serve all chunks of a call.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ __all__ = [
     "conv_transpose2d",
     "flipped_filters",
     "flipped_weight_matrix",
-    "im2col_nhwc",
     "input_grad_nhwc",
     "memory_format_of",
     "to_nchw",
@@ -88,7 +89,7 @@ def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:
 
 
 def weight_matrix(weight: Tensor, groups: int) -> Tensor:
-    """Filters ``(O, C/G, kH, kW)`` → ``(G, O/G, kH·kW·C/G)`` in the column order of :func:`im2col_nhwc`."""
+    """Filters ``(O, C/G, kH, kW)`` → ``(G, O/G, kH·kW·C/G)`` in the column order of :func:`column_chunks`."""
     return weight.permute(0, 2, 3, 1).reshape(groups, weight.shape[0] // groups, -1)
 
 
@@ -141,19 +142,6 @@ def _windows(x: Tensor, geometry: Geometry, out_size, group: int) -> Tensor:
     )
 
 
-def im2col_nhwc(
-    x: Tensor, geometry: Geometry, out_size: tuple[int, int], group: int, padding: tuple[int, int] = (0, 0)
-) -> Tensor:
-    """Columns of ``group``: ``(N, H, W, C)`` → ``(N·H_out·W_out, kH·kW·C/G)``; row ``(n, y, x)``
-    holds the receptive field of output ``(y, x)`` of image ``n``, ``x[n, y·s − p + i·d, x·s − p + j·d]``
-    with zeros outside (``padding`` may be negative: a crop). One strided copy."""
-    x, pads = _padding_plan(x, geometry, out_size, padding)
-    if any(pads):
-        x = _zero_padded(x, *pads)
-    windows = _windows(x, geometry, out_size, group)
-    return windows.reshape(-1, windows[0, 0, 0].numel())
-
-
 def _zero_padded(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
     """``(N, H, W, C)`` → ``(N, top + H + bottom, left + W + right, C)`` with zeros around: only the
     border is zero-filled (a full ``new_zeros`` wrote every number twice)."""
@@ -175,8 +163,10 @@ def _chunks(batch: int, rows_per_image: int, row_length: int, element_size: int)
 def column_chunks(
     x: Tensor, geometry: Geometry, out_size: tuple[int, int], padding: tuple[int, int] = (0, 0)
 ) -> Iterator[tuple[slice, int, Tensor]]:
-    """:func:`im2col_nhwc` of the whole batch, a chunk of about ``_CHUNK_BYTES`` at a time: yields
-    ``(images, group, columns)`` with ``columns (len(images)·H_out·W_out, kH·kW·C/G)``.
+    """im2col of ``x (N, H, W, C)``, zero-padded by ``padding`` (negative: a crop), a chunk of
+    about ``_CHUNK_BYTES`` at a time: yields ``(images, group, columns)`` with ``columns
+    (len(images)·H_out·W_out, kH·kW·C/G)`` whose row ``(n, y, x)`` holds the receptive field of
+    output ``(y, x)``, ``x[n, y·s − p + i·d, x·s − p + j·d, group's channels]`` (one strided copy).
 
     Outside autograd recording, one zero-bordered input buffer and one column buffer serve every
     chunk (each chunk's columns are overwritten by the next: use them before asking for more).
