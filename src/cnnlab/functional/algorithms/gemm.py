@@ -180,28 +180,30 @@ def column_chunks(
     group_channels = channels // geometry.groups
     per_image = out_size[0] * out_size[1]
     parts = _chunks(n, per_image, kh * kw * group_channels, x.element_size())
-    reuse = not torch.is_grad_enabled()
-    step = parts[0].stop - parts[0].start
     top, bottom, left, right = pads
-    if reuse:
-        padded = x.new_zeros(step, top + height + bottom, left + width + right, channels) if any(pads) else None
-        columns = x.new_empty(step * per_image, kh * kw * group_channels)
+    if torch.is_grad_enabled():  # fresh buffers, kept by whatever records them
+        for part in parts:
+            images = _zero_padded(x[part], *pads) if any(pads) else x[part]
+            for group in range(geometry.groups):
+                yield part, group, _windows(images, geometry, out_size, group).reshape(-1, kh * kw * group_channels)
+        return
+    # the buffers' views are made once: each chunk costs one slice and one copy per buffer
+    step = parts[0].stop - parts[0].start
+    if any(pads):
+        padded = x.new_zeros(step, top + height + bottom, left + width + right, channels)
+        interior = padded[:, top : top + height, left : left + width]
+    columns = x.new_empty(step * per_image, kh * kw * group_channels)
+    windows = [_windows(padded if any(pads) else x, geometry, out_size, g) for g in range(geometry.groups)]
     for part in parts:
-        images = x[part]
-        count = images.shape[0]
+        count = part.stop - part.start
         if any(pads):
-            if reuse:
-                padded[:count, top : top + height, left : left + width] = images
-                images = padded[:count]
-            else:
-                images = _zero_padded(images, *pads)
-        for group in range(geometry.groups):
-            windows = _windows(images, geometry, out_size, group)
-            if reuse:
-                cols = columns[: count * per_image]
-                cols.view(windows.shape).copy_(windows)
-            else:
-                cols = windows.reshape(count * per_image, -1)
+            interior[:count].copy_(x[part])
+            sources = [w[:count] for w in windows]
+        else:
+            sources = [w[part] for w in windows]
+        cols = columns[: count * per_image]
+        for group, source in enumerate(sources):
+            cols.view(source.shape).copy_(source)
             yield part, group, cols
 
 
