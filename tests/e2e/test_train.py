@@ -102,11 +102,13 @@ def test_run_directory_and_tensorboard(tmp_path):
 
 def test_airbench94_recipe_runs_with_its_training_options(tmp_path):
     """experiment=airbench94 (whitening, Dirac and lookahead callbacks, alternating flips,
-    multi-crop TTA, channels-last, bf16) runs end to end; the batch size is cut for the CPU,
-    everything else is the recipe. The whitening layer's weight stays as initialised (frozen)."""
+    multi-crop TTA, channels-last, bf16) runs end to end; the batch size and the width are cut
+    for the CPU, everything else is the recipe. The whitening layer's weight stays as initialised
+    (frozen)."""
     train(
         "experiment=airbench94",
         *FAST,
+        "model.width=0.25",
         "logger.analysis=false",
         "data.batch_size=32",
         "data.eval_batch_size=64",
