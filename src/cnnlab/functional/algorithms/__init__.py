@@ -62,7 +62,7 @@ def select_conv2d_algorithm(
       558 (128→128 7×7 @16²), 203 vs 271 (32→32 9×9 @32²) against ``gemm``, level at 5×5 (2-core
       x86, 2026-11-24). Strided outputs would be computed in full and subsampled, and bfloat16 is
       transformed in float32, so those stay with ``gemm``; dilation counts by the taps, not the span;
-    - ``gemm`` (channels-last im2col + oneDNN GEMM) for everything else. ``winograd`` needs 2.25×
+    - ``gemm`` (channels-last im2col + GEMM, :mod:`.matmul`) for everything else. ``winograd`` needs 2.25×
       fewer multiplies, and alone it beat ``gemm`` from 64 channels in some runs, but its
       transformed tiles and 16 products are memory passes: up to 3.8× torch's peak memory, and
       the fast model's whole training step got slower with it. ``shift`` (k² passes over the
