@@ -75,13 +75,12 @@ class _DepthwiseConv2d(torch.autograd.Function):
         # reach, with the rotated filters, written contiguously (adding into ∂padded's strided tap
         # views, the general route, ran 2.3× slower: 128 channels 3×3 @16², batch 128)
         by_correlation = tuple(stride) == (1, 1) and grad.shape[2] == 1
-        grad_input = None
+        add_into_taps = ctx.needs_input_grad[0] and not by_correlation
+        grad_input = torch.zeros_like(padded) if add_into_taps else None
         if ctx.needs_input_grad[0] and by_correlation:
             reach = [d * (k - 1) for d, k in zip(dilation, (kh, kw))]
             spread = pad_input(grad_out, tuple((r, r) for r in reach))
             grad_input = _correlate_taps(spread, weight.flip(2, 3), (1, 1), dilation)
-        elif ctx.needs_input_grad[0]:
-            grad_input = torch.zeros_like(padded)  # the taps add into it
         grad_weight = padded.new_zeros(channels, out_channels // channels, kh, kw) if ctx.needs_input_grad[1] else None
         # The weight gradient multiplies whole tensors before reducing: a batch chunk at a time,
         # so the products stay small enough for the allocator to reuse (one 33 MB product per
@@ -89,7 +88,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
         step = max(1, _CHUNK_ELEMENTS // max(grad[0].numel(), 1)) if n else 1
         for i in range(kh):
             for j in range(kw):
-                if grad_input is not None and not by_correlation:
+                if add_into_taps:
                     target = _tap(grad_input, i, j, stride, dilation, size)
                     if grad.shape[2] == 1:  # depth multiplier 1: no sum over multiplier copies
                         target.addcmul_(grad[:, :, 0], w[:, 0, i, j, None, None])

@@ -160,6 +160,14 @@ def _chunks(batch: int, rows_per_image: int, row_length: int, element_size: int)
     return [slice(start, min(start + step, batch)) for start in range(0, batch, step)] or [slice(0, 0)]
 
 
+def _chunk_buffer(like: Tensor, parts: list[slice], rows_per_image: int, row_length: int) -> Tensor | None:
+    """One ``(rows of the largest chunk, row_length)`` buffer for every chunk of a call, or ``None``
+    under autograd recording, where each chunk's product must be a fresh tensor the graph keeps."""
+    if torch.is_grad_enabled():
+        return None
+    return like.new_empty((parts[0].stop - parts[0].start) * rows_per_image, row_length)
+
+
 def column_chunks(
     x: Tensor, geometry: Geometry, out_size: tuple[int, int], padding: tuple[int, int] = (0, 0)
 ) -> Iterator[tuple[slice, int, Tensor]]:
@@ -181,22 +189,22 @@ def column_chunks(
     per_image = out_size[0] * out_size[1]
     parts = _chunks(n, per_image, kh * kw * group_channels, x.element_size())
     top, bottom, left, right = pads
-    if torch.is_grad_enabled():  # fresh buffers, kept by whatever records them
+    bordered = any(pads)
+    columns = _chunk_buffer(x, parts, per_image, kh * kw * group_channels)
+    if columns is None:
         for part in parts:
-            images = _zero_padded(x[part], *pads) if any(pads) else x[part]
+            images = _zero_padded(x[part], *pads) if bordered else x[part]
             for group in range(geometry.groups):
                 yield part, group, _windows(images, geometry, out_size, group).reshape(-1, kh * kw * group_channels)
         return
     # the buffers' views are made once: each chunk costs one slice and one copy per buffer
-    step = parts[0].stop - parts[0].start
-    if any(pads):
-        padded = x.new_zeros(step, top + height + bottom, left + width + right, channels)
+    if bordered:
+        padded = x.new_zeros(parts[0].stop - parts[0].start, top + height + bottom, left + width + right, channels)
         interior = padded[:, top : top + height, left : left + width]
-    columns = x.new_empty(step * per_image, kh * kw * group_channels)
-    windows = [_windows(padded if any(pads) else x, geometry, out_size, g) for g in range(geometry.groups)]
+    windows = [_windows(padded if bordered else x, geometry, out_size, g) for g in range(geometry.groups)]
     for part in parts:
         count = part.stop - part.start
-        if any(pads):
+        if bordered:
             interior[:count].copy_(x[part])
             sources = [w[:count] for w in windows]
         else:
@@ -278,14 +286,10 @@ def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, pad
     padded_size = [size + 2 * p for size, p in zip(input_size, padding)]
     grad = grad_out.new_zeros(n, *padded_size, group_channels * groups)
     parts = _chunks(n, oh * ow, kh * kw * group_channels, grad_out.element_size())
-    buffer = (
-        None
-        if torch.is_grad_enabled()
-        else grad_out.new_empty((parts[0].stop - parts[0].start) * oh * ow, kh * kw * group_channels)
-    )
+    buffer = _chunk_buffer(grad_out, parts, oh * ow, kh * kw * group_channels)
     for part in parts:
+        out = None if buffer is None else buffer[: (part.stop - part.start) * oh * ow]
         for g in range(groups):
-            out = None if buffer is None else buffer[: (part.stop - part.start) * oh * ow]
             cols = matmul_nt(_group_rows(grad_out[part], g, groups), wmat[g].t(), out=out)
             taps = cols.view(-1, oh, ow, kh, kw, group_channels)
             channels = slice(g * group_channels, (g + 1) * group_channels)

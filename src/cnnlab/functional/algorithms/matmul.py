@@ -27,9 +27,11 @@ __all__ = ["addmm_nt", "matmul_nt", "onednn_available"]
 
 
 def _onednn_linear_dtypes() -> tuple[Any, frozenset[torch.dtype]]:
-    """oneDNN's matmul op and the dtypes it computes correctly on this CPU: bfloat16 needs
-    AVX-512 (an AVX2-only CPU gets "could not create a primitive descriptor"), so each is probed."""
-    if not torch.backends.mkldnn.is_available():
+    """oneDNN's matmul op and the dtypes :func:`matmul_nt` gives it on this CPU: none without
+    AVX-512 (there MKL's GEMM is as fast for products, faster for weight gradients, and writes
+    into ``out``); with it, each dtype is probed (a CPU that lacks bfloat16 kernels gets "could
+    not create a primitive descriptor")."""
+    if not torch.backends.mkldnn.is_available() or "AVX512" not in torch.backends.cpu.get_cpu_capability():
         return None, frozenset()
     try:
         op = torch.ops.mkldnn._linear_pointwise
@@ -47,14 +49,11 @@ def _onednn_linear_dtypes() -> tuple[Any, frozenset[torch.dtype]]:
 
 
 _ONEDNN_LINEAR, _ONEDNN_DTYPES = _onednn_linear_dtypes()
-# oneDNN first only where the CPU has AVX-512 (see the module docstring); on AVX2-only CPUs MKL's
-# GEMM is as fast for products and faster for weight gradients, and it writes into ``out``.
-_ONEDNN_FIRST = _ONEDNN_LINEAR is not None and "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
 def onednn_available(dtype: torch.dtype = torch.float32) -> bool:
     """Whether :func:`matmul_nt` uses oneDNN for ``dtype`` on this machine."""
-    return _ONEDNN_FIRST and dtype in _ONEDNN_DTYPES
+    return dtype in _ONEDNN_DTYPES
 
 
 def _matrix_layout(x: Tensor) -> Tensor:
@@ -72,8 +71,7 @@ def _recording(*tensors: Tensor) -> bool:
 
 def _use_onednn(a: Tensor, b: Tensor) -> bool:
     return (
-        _ONEDNN_FIRST
-        and a.device.type == "cpu"
+        a.device.type == "cpu"
         and a.dtype in _ONEDNN_DTYPES
         and a.dtype == b.dtype
         and a.numel() > 0
