@@ -26,7 +26,7 @@ from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from . import functional
-from .backend import LayerPair, cnnlab_twin, torch_twin
+from .twins import LayerPair, cnnlab_twin, torch_twin
 
 __all__ = ["ConversionError", "convert", "functional_mode"]
 
@@ -123,7 +123,11 @@ def _move_parametrizations(layer: nn.Module, new: nn.Module) -> None:
 
 def _unconverted_reason(module: nn.Module, to: str) -> str | None:
     """Why a torch conv/pool module (going to cnnlab) stays on torch, or ``None`` if it is not one."""
-    if to != "cnnlab" or not isinstance(module, _TORCH_CONV_POOL):
+    if (
+        to != "cnnlab"
+        or not isinstance(module, _TORCH_CONV_POOL)
+        or _base_class(module).__module__.startswith("cnnlab")
+    ):
         return None
     if cnnlab_twin(_base_class(module)) is None:
         torch_class = next(cls for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn"))
@@ -149,7 +153,7 @@ def _functional_calls(module: nn.Module) -> list[str]:
 def convert(
     module: nn.Module, to: Literal["cnnlab", "torch"] = "cnnlab", inplace: bool = False, strict: bool = False
 ) -> nn.Module:
-    """Return ``module`` with every layer listed in :data:`cnnlab.backend.LAYER_PAIRS` replaced by
+    """Return ``module`` with every layer listed in :data:`cnnlab.twins.LAYER_PAIRS` replaced by
     its counterpart, recursively, keeping parameters (the same objects), buffers, device, dtype,
     mode, hooks and parametrizations.
 

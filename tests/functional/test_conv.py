@@ -13,7 +13,8 @@ from torch import nn
 
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
-from cnnlab.functional.algorithms import select_conv2d_algorithm
+from cnnlab.functional.conv.base import ConvCall
+from cnnlab.functional.conv.dispatch import select_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin
 
 ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "traceable", "triton", "auto"]
@@ -117,7 +118,7 @@ def test_auto_takes_fft_for_large_stride_one_kernels(kernel, kwargs, dtype, expe
     rest, and the result matches torch's either way (forward and backward)."""
     reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 6, kernel, **kwargs)
     x = torch.randn(2, 4, 13, 12, dtype=dtype)
-    assert select_conv2d_algorithm(x, ours.weight, ours.stride, ours.padding, ours.groups) == expected
+    assert select_algorithm(ConvCall(x, ours.weight, ours.stride, ours.padding, ours.dilation, ours.groups)) == expected
     if dtype != torch.bfloat16:
         reference, ours = reference.to(dtype), ours.to(dtype)
         compare_forward_backward(reference, ours, x)

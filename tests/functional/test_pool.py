@@ -15,7 +15,8 @@ from torch import nn
 
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
-from cnnlab.functional import pool as pool_module
+from cnnlab.functional.pool import base as pool_base
+from cnnlab.functional.pool import max as max_module
 from tests.conftest import assert_close, compare_forward_backward
 
 
@@ -444,14 +445,14 @@ def test_max_pooling_buys_invariance_to_one_pixel_shifts():
 def test_max_pool2d_fast_path_picks_the_scan_index(kernel, stride, padding, dilation, ceil_mode):
     """The one-``max`` path agrees with the exact separable scan wherever it applies."""
     x = tied_input(2, 3, 9, 10)
-    _, _, k, s, p, d, o = pool_module._pool_args("max_pool2d", x, 2, kernel, stride, padding, dilation, ceil_mode)
-    values, fast = pool_module._max_pool2d_direct(x, k, s, p, d, o)
+    _, _, k, s, p, d, o = pool_base.pool_args("max_pool2d", x, 2, kernel, stride, padding, dilation, ceil_mode)
+    values, fast = max_module._max_pool2d_direct(x, k, s, p, d, o)
     assert fast is not None
-    assert torch.equal(values, pool_module._gather_flat(x, fast))
-    scan = pool_module._max_indices_2d(
+    assert torch.equal(values, pool_base.gather_flat(x, fast))
+    scan = max_module.max_indices_2d(
         x,
-        lambda t: pool_module._max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
-        lambda t: pool_module._max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
+        lambda t: max_module.max_indices_1d(t, k[1], s[1], p[1], d[1], o[1]),
+        lambda t: max_module.max_indices_1d(t, k[0], s[0], p[0], d[0], o[0]),
     )
     assert torch.equal(fast, scan)
 
@@ -472,10 +473,10 @@ def test_maxima_count_is_exact_beyond_float32_integers(memory_format):
     """The one-pass backward counts the maxima of a 0/1 float mask; above 2²⁴ ones a float32 sum
     would round (16785409 → 16785408), the count must not."""
     ones = torch.ones(1, 1, 4097, 4097).contiguous(memory_format=memory_format)
-    assert pool_module._count_ones(ones) == ones.numel()
+    assert max_module._count_ones(ones) == ones.numel()
     mask = (torch.rand(2, 3, 7, 5) > 0.5).float().contiguous(memory_format=memory_format)
     for dtype in (torch.float32, torch.bfloat16, torch.float64):
-        assert pool_module._count_ones(mask.to(dtype)) == int(torch.count_nonzero(mask))
+        assert max_module._count_ones(mask.to(dtype)) == int(torch.count_nonzero(mask))
 
 
 def test_max_pool2d_tap_by_tap_backward_records_double_backward():

@@ -68,11 +68,11 @@ def check_against_torch(device: str, dtype: torch.dtype, channels_last: bool = F
         if channels_last:
             assert out.is_contiguous(memory_format=torch.channels_last)
     # transposed convolution through the TRANSPOSED kernel
-    from cnnlab.functional.algorithms import triton_conv
+    from cnnlab.functional.conv.dispatch import convolve_transpose
 
     x = torch.randn(2, 4, 5, 6, device=device, dtype=dtype, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, device=device, dtype=dtype, requires_grad=True)
-    out = triton_conv.conv_transpose2d(x, w, (2, 2), (1, 1), (1, 1), (1, 1), 1)
+    out = convolve_transpose(x, w, (2, 2), (1, 1), (1, 1), (1, 1), 1, algorithm="triton")
     xr, wr = x.detach().float().requires_grad_(True), w.detach().float().requires_grad_(True)
     expected = F.conv_transpose2d(xr, wr, None, 2, 1, 1, 1, 1)
     grad = torch.randn_like(expected)
@@ -111,9 +111,9 @@ def test_kernels_match_torch_in_the_interpreter():
 
 
 def test_triton_refuses_cpu_tensors_without_the_interpreter():
-    from cnnlab.functional.algorithms import triton_conv
+    from cnnlab.functional.conv.triton import available
 
-    if triton_conv.available(torch.zeros(1)):
+    if available(torch.zeros(1)):
         pytest.skip("running under TRITON_INTERPRET")
     with pytest.raises(ValueError, match="the 'triton' algorithm needs triton installed and a CUDA tensor"):
         CF.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), algorithm="triton")
@@ -130,11 +130,12 @@ def test_kernels_match_cudnn(dtype, channels_last):
 @pytest.mark.gpu
 @needs_triton
 def test_auto_picks_triton_on_cuda_and_calls_no_torch_conv():
-    from cnnlab.functional.algorithms import select_conv2d_algorithm
+    from cnnlab.functional.conv.base import ConvCall
+    from cnnlab.functional.conv.dispatch import select_algorithm
 
     x = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
     w = torch.randn(8, 8, 3, 3, device="cuda", requires_grad=True)
-    assert select_conv2d_algorithm(x, w, (1, 1), (1, 1), 1) == "triton"
+    assert select_algorithm(ConvCall(x, w, (1, 1), (1, 1), (1, 1), 1)) == "triton"
     with ForbiddenOpGuard() as guard:
         CF.conv2d(x, w, padding=1).sum().backward()
     assert not guard.forbidden, guard.forbidden

@@ -122,7 +122,7 @@ def test_lazy_layers_convert_before_and_after_materialising():
     ):
         ours = cnnlab.convert(nn.Sequential(lazy), strict=True)
         assert type(ours[0]).__name__ == type(lazy).__name__ and type(ours[0]).__module__.startswith("cnnlab")
-        x = torch.randn(2, 5, *(6,) * (ours[0].spatial_dims))
+        x = torch.randn(2, 5, *(6,) * len(ours[0].kernel_size))
         y = ours[0](x)
         assert type(ours[0]) is twin and ours[0].in_channels == 5
         reference = type(lazy).cls_to_become(5, 4, 3, **({"stride": 2} if "Transpose" in twin.__name__ else {}))

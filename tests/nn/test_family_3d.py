@@ -361,7 +361,7 @@ def test_every_torch_conv_and_pool_module_and_functional_has_a_twin():
     each torch.nn.functional conv/pool function a cnnlab function of the same name."""
     import re
 
-    from cnnlab.backend import cnnlab_twin
+    from cnnlab.twins import cnnlab_twin
 
     modules = [name for name in dir(nn) if re.search(r"Conv|Pool|Unpool", name) and name[0] != "_"]
     assert len(modules) >= 31

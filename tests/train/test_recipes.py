@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from cnnlab import nn as cnn
@@ -128,10 +127,8 @@ def test_multi_crop_tta_weighs_its_views():
     up, down = padded[..., :8, :8], padded[..., 2:, 2:]
     views = [(x, 1 / 4), (x.flip(-1), 1 / 4), (up, 1 / 8), (up.flip(-1), 1 / 8), (down, 1 / 8), (down.flip(-1), 1 / 8)]
     expected = sum(weight * model(view) for view, weight in views)
-    trainer = OmegaConf.create({"tta_flip": True, "tta_translate": True})
-    torch.testing.assert_close(tta_logits(model, x, trainer), expected)
-    plain = OmegaConf.create({"tta_flip": False, "tta_translate": False})
-    torch.testing.assert_close(tta_logits(model, x, plain), model(x))
+    torch.testing.assert_close(tta_logits(model, x, flip=True, translate=True), expected)
+    torch.testing.assert_close(tta_logits(model, x, flip=False, translate=False), model(x))
 
 
 def test_cosine_schedule_anneals_to_zero_after_its_warm_up():

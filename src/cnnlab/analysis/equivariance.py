@@ -56,9 +56,8 @@ def conv_equivariance(
 ) -> list[EquivarianceError]:
     """Equivariance error of every 2-D convolution in ``model``, on random inputs of the shape
     that layer sees inside the model."""
-    from .. import nn as cnn
 
-    convs = {m: name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, cnn.Conv2d))}
+    convs = {m: name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     inputs: dict[nn.Module, Tensor] = {}
 
     def record(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:  # returns None: output kept

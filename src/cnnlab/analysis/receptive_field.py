@@ -58,14 +58,7 @@ class ReceptiveField:
 
 
 # Layers whose output sees the whole input, whatever its size (adaptive pooling counts too).
-GLOBAL_POOLS = (
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    cnn.AdaptiveAvgPool2d,
-    cnn.AdaptiveMaxPool2d,
-    cnn.GlobalAvgPool2d,
-    cnn.GlobalMaxPool2d,
-)
+GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, cnn.GlobalAvgPool2d, cnn.GlobalMaxPool2d)
 
 
 def first(value) -> int:
@@ -77,22 +70,22 @@ def layer_geometry(module: nn.Module) -> tuple[int, int, int, int] | str | None:
     """``(kernel, stride, padding, dilation)`` along one spatial axis (the first), ``"global"``
     for layers that see the whole input, ``"transposed"`` handled by the caller, or None for
     pointwise layers (activations, norms, 1×1 channel maxout)."""
-    if isinstance(module, (nn.Conv2d, cnn.Conv2d, nn.Conv1d, cnn.Conv1d)):
+    if isinstance(module, (nn.Conv2d, nn.Conv1d)):  # cnnlab's layers subclass torch's
         padding = module.padding
         kernel, dilation = first(module.kernel_size), first(module.dilation)
         if isinstance(padding, str):
             padding = 0 if padding == "valid" else dilation * (kernel - 1) // 2
         return kernel, first(module.stride), first(padding), dilation
-    if isinstance(module, (nn.MaxPool2d, cnn.MaxPool2d)):
+    if isinstance(module, nn.MaxPool2d):
         return (
             first(module.kernel_size),
             first(module.stride),
             first(module.padding),
             first(module.dilation),
         )
-    if isinstance(module, (nn.AvgPool2d, cnn.AvgPool2d, cnn.DistanceWeightedPool2d)):
+    if isinstance(module, (nn.AvgPool2d, cnn.DistanceWeightedPool2d)):
         return first(module.kernel_size), first(module.stride), first(module.padding), 1
-    if isinstance(module, (nn.LPPool2d, cnn.LPPool2d)):
+    if isinstance(module, nn.LPPool2d):
         kernel = first(module.kernel_size)
         stride = kernel if module.stride is None else first(module.stride)
         return kernel, stride, 0, 1
@@ -128,7 +121,7 @@ def _walk(
         size, start, jump = size + (f - 1) * jump, start + ((f - 1) / 2 - (f - 1) // 2) * jump, jump * s
         rows.append(ReceptiveField(path, type(module).__name__, size, jump, start))
         return size, jump, start
-    if isinstance(module, (nn.ConvTranspose2d, cnn.ConvTranspose2d)):
+    if isinstance(module, nn.ConvTranspose2d):
         k, s = first(module.kernel_size), first(module.stride)
         d, p = first(module.dilation), first(module.padding)
         effective = d * (k - 1) + 1

@@ -41,9 +41,7 @@ class LayerCost:
 
 
 def _is_weighted(module: nn.Module) -> bool:
-    from .. import nn as cnn
-
-    return isinstance(module, (*_WEIGHTED, cnn.Conv1d, cnn.Conv2d, cnn.ConvTranspose1d, cnn.ConvTranspose2d))
+    return isinstance(module, _WEIGHTED)  # cnnlab's layers subclass their torch twins
 
 
 def layer_costs(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> list[LayerCost]:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 __all__ = [
     "PADDING_MODES",
+    "IntOrTuple",
     "check_floating",
     "check_input_rank",
     "check_non_negative",
@@ -28,6 +29,9 @@ __all__ = [
     "same_padding",
     "tap_ranges",
 ]
+
+IntOrTuple = int | Sequence[int]
+"""A size argument: one int for every spatial dim, or one per dim (torch's ``_size_any_t``)."""
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("same", "valid")

@@ -1,42 +1,100 @@
 """Layer factories for the model builder: what fills a model's ``conv`` and ``pool`` slots is
 decided here, from the ``conv=`` and ``pool=`` config groups, and nowhere else.
 
-``conv.kind``: ``standard`` (cnnlab Conv2d), ``separable`` (DepthwiseSeparableConv2d for every
-k×k conv), ``dilated`` (k×k stride-1 convs get ``conv.dilation``), ``fft`` (FFTConv2d) or
-``torch`` (torch.nn layers: the reference twin).
-``pool.kind``: ``max``, ``avg``, ``lp`` (``norm_type``), ``gaussian`` (``sigma``), ``blur``
-(MaxBlurPool2d, ``filter_size``), ``maxout`` (``pieces`` 1×1 filters per channel, max over them,
-then max pooling) or ``torch_max`` (torch.nn.MaxPool2d).
+``conv.kind`` and ``pool.kind`` name an entry of :data:`CONVS` and :data:`POOLS`; a new kind is one
+entry there and one file in ``configs/conv/`` or ``configs/pool/``. The torch kinds (``conv=torch``,
+``pool=torch_max``) build each layer's ``torch.nn`` twin, read from :mod:`cnnlab.twins`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
 from .. import nn as layers
+from ..twins import layer_class
 
-__all__ = ["CONV_KINDS", "POOL_KINDS", "create_conv", "create_conv_transpose", "create_global_pool", "create_pool"]
+__all__ = ["CONVS", "CONV_KINDS", "POOLS", "POOL_KINDS", "create_conv", "create_conv_transpose", "create_global_pool",
+           "create_pool"]  # fmt: skip
 
-CONV_KINDS = ("standard", "separable", "dilated", "fft", "torch")
-POOL_KINDS = ("max", "avg", "lp", "gaussian", "blur", "maxout", "torch_max")
+Config = Mapping[str, Any]
 
 
-def _kind(cfg: Mapping[str, Any], allowed: tuple[str, ...], group: str) -> str:
+def _backend(cfg: Config) -> str:
+    """``torch`` for the torch kinds (the reference twins), else ``cnnlab``."""
+    return "torch" if str(cfg.get("kind", "")).startswith("torch") else "cnnlab"
+
+
+def _conv2d(cfg: Config, *args, groups: int, bias: bool) -> nn.Module:
+    return layers.Conv2d(*args, groups=groups, bias=bias, algorithm=cfg.get("algorithm", "auto"))
+
+
+def _separable(cfg: Config, *args, groups: int, bias: bool) -> nn.Module:
+    """DepthwiseSeparableConv2d for every k×k convolution (1×1 and grouped ones stay Conv2d)."""
+    kernel_size = args[2]
+    if kernel_size > 1 and groups == 1:
+        return layers.DepthwiseSeparableConv2d(*args, bias=bias)
+    return _conv2d(cfg, *args, groups=groups, bias=bias)
+
+
+# conv.kind → (cfg, in, out, kernel, stride, padding, dilation, *, groups, bias) → layer
+CONVS: dict[str, Callable[..., nn.Module]] = {
+    "standard": _conv2d,
+    "separable": _separable,
+    "dilated": _conv2d,  # create_conv widens the dilation of k×k stride-1 convolutions
+    "fft": lambda cfg, *args, groups, bias: layers.FFTConv2d(*args, groups=groups, bias=bias),
+    "torch": lambda cfg, *args, groups, bias: layer_class(layers.Conv2d, "torch")(*args, groups=groups, bias=bias),
+}
+
+
+def _lp(cfg: Config, channels: int, kernel_size: int, stride: int, padding: int) -> nn.Module:
+    if padding:
+        raise ValueError(f"pool.kind=lp has no padding (as torch.nn.LPPool2d), but the layer asks padding={padding}")
+    return layers.LPPool2d(float(cfg.get("norm_type", 2)), kernel_size, stride)
+
+
+def _gaussian(cfg: Config, channels: int, kernel_size: int, stride: int, padding: int) -> nn.Module:
+    sigma, learnable = float(cfg.get("sigma", 1.0)), bool(cfg.get("learnable_sigma", False))
+    return layers.DistanceWeightedPool2d(kernel_size, stride, padding, kind="gaussian", sigma=sigma,
+                                         learnable_sigma=learnable)  # fmt: skip
+
+
+def _maxout(cfg: Config, channels: int, kernel_size: int, stride: int, padding: int) -> nn.Module:
+    """Separately parameterised 1×1 filters, max over each group of them, then max pooling."""
+    pieces = int(cfg.get("pieces", 2))
+    return nn.Sequential(
+        layers.Conv2d(channels, channels * pieces, 1),
+        layers.ChannelMaxPool(pieces),
+        layers.MaxPool2d(kernel_size, stride, padding),
+    )
+
+
+# pool.kind → (cfg, channels, kernel, stride, padding) → layer
+POOLS: dict[str, Callable[..., nn.Module]] = {
+    "max": lambda cfg, channels, *args: layers.MaxPool2d(*args),
+    "avg": lambda cfg, channels, *args: layers.AvgPool2d(*args),
+    "lp": _lp,
+    "gaussian": _gaussian,
+    "blur": lambda cfg, channels, k, s, p: layers.MaxBlurPool2d(k, int(cfg.get("filter_size", 3)), s),
+    "maxout": _maxout,
+    "torch_max": lambda cfg, channels, *args: layer_class(layers.MaxPool2d, "torch")(*args),
+}
+
+CONV_KINDS = tuple(CONVS)
+POOL_KINDS = tuple(POOLS)
+
+
+def _kind(cfg: Config, table: Mapping[str, Any], group: str) -> str:
     kind = cfg.get("kind")
-    if kind not in allowed:
-        raise ValueError(f"{group}.kind must be one of {list(allowed)}, but got {group}.kind={kind!r}")
+    if kind not in table:
+        raise ValueError(f"{group}.kind must be one of {list(table)}, but got {group}.kind={kind!r}")
     return kind
 
 
-def _is_torch(cfg: Mapping[str, Any]) -> bool:
-    return str(cfg.get("kind", "")).startswith("torch")
-
-
 def create_conv(
-    cfg: Mapping[str, Any],
+    cfg: Config,
     in_channels: int,
     out_channels: int,
     kernel_size: int,
@@ -48,24 +106,17 @@ def create_conv(
 ) -> nn.Module:
     """A convolution for a model's conv slot. ``padding=None`` keeps the size at stride 1
     (``dilation·(k−1)/2`` on each side, odd kernels)."""
-    kind = _kind(cfg, CONV_KINDS, "conv")
+    kind = _kind(cfg, CONVS, "conv")
     if kind == "dilated" and kernel_size > 1 and stride == 1:
         dilation = dilation * int(cfg.get("dilation", 2))
         padding = None
     if padding is None:
         padding = dilation * (kernel_size - 1) // 2
-    args = (in_channels, out_channels, kernel_size, stride, padding, dilation)
-    if kind == "torch":
-        return nn.Conv2d(*args, groups=groups, bias=bias)  # torch-backend
-    if kind == "fft":
-        return layers.FFTConv2d(*args, groups=groups, bias=bias)
-    if kind == "separable" and kernel_size > 1 and groups == 1:
-        return layers.DepthwiseSeparableConv2d(*args, bias=bias)
-    return layers.Conv2d(*args, groups=groups, bias=bias, algorithm=cfg.get("algorithm", "auto"))
+    return CONVS[kind](cfg, in_channels, out_channels, kernel_size, stride, padding, dilation, groups=groups, bias=bias)
 
 
 def create_conv_transpose(
-    cfg: Mapping[str, Any],
+    cfg: Config,
     in_channels: int,
     out_channels: int,
     kernel_size: int,
@@ -75,53 +126,24 @@ def create_conv_transpose(
     bias: bool = True,
 ) -> nn.Module:
     """A transposed convolution (decoder upsampling) from the conv backend."""
-    cls = nn.ConvTranspose2d if _is_torch(cfg) else layers.ConvTranspose2d
+    cls = layer_class(layers.ConvTranspose2d, _backend(cfg))
     return cls(in_channels, out_channels, kernel_size, stride, padding, output_padding, bias=bias)
 
 
 def create_pool(
-    cfg: Mapping[str, Any], channels: int, kernel_size: int = 2, stride: int | None = None, padding: int = 0
+    cfg: Config, channels: int, kernel_size: int = 2, stride: int | None = None, padding: int = 0
 ) -> nn.Module:
     """A spatial pooling layer for a model's pool slot."""
-    kind = _kind(cfg, POOL_KINDS, "pool")
-    stride = kernel_size if stride is None else stride
-    if kind == "torch_max":
-        return nn.MaxPool2d(kernel_size, stride, padding)  # torch-backend
-    if kind == "max":
-        return layers.MaxPool2d(kernel_size, stride, padding)
-    if kind == "avg":
-        return layers.AvgPool2d(kernel_size, stride, padding)
-    if kind == "lp":
-        if padding:
-            raise ValueError(
-                f"pool.kind=lp has no padding (as torch.nn.LPPool2d), but the layer asks padding={padding}"
-            )
-        return layers.LPPool2d(float(cfg.get("norm_type", 2)), kernel_size, stride)
-    if kind == "gaussian":
-        return layers.DistanceWeightedPool2d(
-            kernel_size,
-            stride,
-            padding,
-            kind="gaussian",
-            sigma=float(cfg.get("sigma", 1.0)),
-            learnable_sigma=bool(cfg.get("learnable_sigma", False)),
-        )
-    if kind == "blur":
-        return layers.MaxBlurPool2d(kernel_size, int(cfg.get("filter_size", 3)), stride)
-    # maxout: separately parameterised 1×1 filters, max over each group of them, then max pooling
-    pieces = int(cfg.get("pieces", 2))
-    return nn.Sequential(
-        layers.Conv2d(channels, channels * pieces, 1),
-        layers.ChannelMaxPool(pieces),
-        layers.MaxPool2d(kernel_size, stride, padding),
-    )
+    kind = _kind(cfg, POOLS, "pool")
+    return POOLS[kind](cfg, channels, kernel_size, kernel_size if stride is None else stride, padding)
 
 
-def create_global_pool(cfg: Mapping[str, Any], kind: str = "avg") -> nn.Module:
-    """Global average or max pooling to ``(N, C)``, from the pool backend."""
+def create_global_pool(cfg: Config, kind: str = "avg") -> nn.Module:
+    """Global average or max pooling to ``(N, C)``, from the pool backend (torch's: adaptive pooling
+    to 1×1, then ``Flatten``)."""
     if kind not in ("avg", "max"):
         raise ValueError(f"global_pool kind must be 'avg' or 'max', but got kind={kind!r}")
-    if _is_torch(cfg):
-        pool = nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.AdaptiveMaxPool2d(1)  # torch-backend
-        return nn.Sequential(pool, nn.Flatten())
+    if _backend(cfg) == "torch":
+        adaptive = layers.AdaptiveAvgPool2d if kind == "avg" else layers.AdaptiveMaxPool2d
+        return nn.Sequential(layer_class(adaptive, "torch")(1), nn.Flatten())
     return layers.GlobalAvgPool2d(flatten=True) if kind == "avg" else layers.GlobalMaxPool2d(flatten=True)

@@ -15,6 +15,8 @@ from .conv import (
     LazyConvTranspose2d,
     LazyConvTranspose3d,
 )
+from .global_pool import GlobalAvgPool2d, GlobalMaxPool2d
+from .maxout import ChannelMaxPool
 from .pool import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -25,17 +27,11 @@ from .pool import (
     AvgPool1d,
     AvgPool2d,
     AvgPool3d,
-    BlurPool2d,
-    ChannelMaxPool,
-    DistanceWeightedPool2d,
     FractionalMaxPool2d,
     FractionalMaxPool3d,
-    GlobalAvgPool2d,
-    GlobalMaxPool2d,
     LPPool1d,
     LPPool2d,
     LPPool3d,
-    MaxBlurPool2d,
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
@@ -44,6 +40,7 @@ from .pool import (
     MaxUnpool3d,
 )
 from .separable import DepthwiseSeparableConv2d
+from .weighted_pool import BlurPool2d, DistanceWeightedPool2d, MaxBlurPool2d
 
 __all__ = [
     "AdaptiveAvgPool1d",

@@ -3,16 +3,15 @@ a 1×1 channel mixer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from ..functional._utils import IntOrTuple
 from .conv import Conv2d
 
 __all__ = ["DepthwiseSeparableConv2d"]
-
-IntOrTuple = int | Sequence[int]
 
 
 class DepthwiseSeparableConv2d(nn.Module):

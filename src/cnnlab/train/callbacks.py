@@ -1,6 +1,6 @@
 """Stages added to training without editing the loop.
 
-A callback is any object with some of the hooks of :class:`Callback`; runs configure them under
+A callback is any object with some of the hooks of :class:`~.state.Callback`; runs configure them under
 ``callbacks:`` (``python train.py callbacks=ema``; each entry is instantiated with Hydra's
 ``_target_``). The loop calls every hook at its point, in config order; ``on_epoch_end`` may add
 entries to the epoch's metrics (a key with a ``/`` becomes a TensorBoard scalar of that tag and a
@@ -11,41 +11,17 @@ resumed run continues the callback exactly.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..data import normalize
 from ..errors import UserError
-
-if TYPE_CHECKING:
-    from .state import Run
-    from .steps import StepOutput
+from .state import Callback, Run
+from .steps import StepOutput
 
 __all__ = ["Callback", "DiracInit", "Lookahead", "PatchWhitening", "WeightEMA"]
-
-
-class Callback:
-    """Hooks the loop calls; each does nothing unless overridden."""
-
-    def on_fit_start(self, run: Run) -> None:
-        """After set-up and any resume, before the first step."""
-
-    def on_step_end(self, run: Run, step: StepOutput) -> None:
-        """After each optimiser step (``run.progress.step`` already counts it)."""
-
-    def on_epoch_end(self, run: Run, metrics: dict[str, Any]) -> None:
-        """After the epoch's evaluation; add ``metrics["<group>/<name>"] = value`` to log more."""
-
-    def on_fit_end(self, run: Run, metrics: dict[str, Any]) -> None:
-        """After the last epoch, before ``metrics.json`` is written (may add entries to it)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (called before :meth:`on_fit_start`)."""
 
 
 def _check_averaging(name: str, decay: float, every_n_steps: int) -> None:
@@ -88,11 +64,9 @@ class WeightEMA(Callback):
                 averaged[name].copy_(value)
 
     def on_epoch_end(self, run: Run, metrics: dict[str, Any]) -> None:
-        from .steps import evaluate
-
         if self.average is None:
             return
-        result = evaluate(self.average, run.val_loader, run.task, run.cfg.trainer, run.autocast, run.num_classes)
+        result = run.evaluate(self.average)
         metrics["val/ema_loss"] = result["loss"]
         if result["acc"] is not None:
             metrics["val/ema_acc"] = result["acc"]

@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ..errors import UserError
+from .overrides import swept_overrides
 from .report import JobInfo
-from .sweep import swept_overrides
 
 __all__ = ["hydra_main"]
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from ..errors import UserError
 from ..models import CONV_KINDS, POOL_KINDS
+from .options import TrainerOptions
 
 __all__ = ["KNOWN_KEYS", "ConfigValueError", "validate_config"]
 
@@ -27,15 +28,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "seed", "name", "tags", "resume", "ckpt_path", "allow_config_change", "optimized_metric",
         }
     ),
-    "trainer": frozenset(
-        {
-            "max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "overfit_batches", "device",
-            "precision", "compile", "deterministic", "label_smoothing", "tta_flip", "tta_translate",
-            "channels_last", "logit_scale",
-            "grad_clip_norm", "eval_only", "progress_bar", "log_every_n_steps", "checkpoint_every_n_steps",
-            "keep_last_k", "skip_nonfinite_steps",
-        }
-    ),
+    "trainer": TrainerOptions.config_keys(),
     "logger": frozenset({"enabled", "log_images", "analysis", "analysis_every_n_epochs", "analysis_images"}),
     "paths": frozenset({"root_dir", "data_dir", "output_dir"}),
     "data": frozenset(

@@ -23,7 +23,7 @@ from .run_config import adopt_run_config, short_keys
 from .setup import build_run
 from .signals import StopRequested
 from .state import Run
-from .steps import NonFiniteLossError, StepOutput, evaluate, train_step
+from .steps import NonFiniteLossError, StepOutput
 
 __all__ = ["NonFiniteLossError", "end_epoch", "fit", "run", "train_epoch"]
 
@@ -54,19 +54,19 @@ def resume_command(run: Run) -> str:
 def train_epoch(run: Run, stop: StopRequested) -> None:
     """Steps from where the epoch stands to its end (or to ``trainer.max_steps``); per-step
     scalars under ``train_step/``; step checkpoints; a stop signal checkpoints and exits."""
-    progress, trainer = run.progress, run.cfg.trainer
+    progress, options = run.progress, run.options
     bar = tqdm(
         run.train_loader.iterate(progress.epoch, start_batch=progress.batch),
         total=len(run.train_loader),
         initial=progress.batch,
         desc=f"epoch {progress.epoch + 1}/{run.max_epochs}",
-        disable=not (trainer.progress_bar and run.main),
+        disable=not (options.progress_bar and run.main),
         leave=False,
     )
     epoch_start = time.perf_counter()
     for images, labels in bar:
         step_start = time.perf_counter()
-        step = train_step(run, images, labels)
+        step = run.train_step(images, labels)
         _count(run, step, time.perf_counter() - step_start)
         for callback in run.callbacks.values():
             callback.on_step_end(run, step)
@@ -77,10 +77,10 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
                 acc=f"{progress.running_correct / max(progress.running_seen, 1):.3f}",
                 img_s=f"{images_per_sec:.0f}",
             )
-        if progress.step % trainer.log_every_n_steps == 0:
+        if progress.step % options.log_every_n_steps == 0:
             run.logger.scalar("train_step/loss", step.loss.item(), progress.step)
             run.logger.scalar("train_step/lr", run.scheduler.get_last_lr()[0], progress.step)
-        every = trainer.checkpoint_every_n_steps
+        every = options.checkpoint_every_n_steps
         if (every and progress.step % every == 0) or stop.signal is not None:
             run.save_checkpoint()
         if stop.signal is not None:
@@ -105,7 +105,7 @@ def end_epoch(run: Run) -> None:
         progress.running_loss, progress.running_correct, progress.running_seen, device=run.device
     )
     seen = max(float(seen), 1.0)
-    result = evaluate(run.model, run.val_loader, run.task, cfg.trainer, run.autocast, run.num_classes)
+    result = run.evaluate()
     run.last_eval = result
     progress.epoch += 1
     progress.start_epoch()
@@ -193,18 +193,18 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = No
     try:
         if run.main:
             log.info("%s", run.shape_table)
-            if cfg.trainer.precision == "auto":
+            if run.options.precision == "auto":
                 log.info(
                     "trainer.precision=auto: %s on %s",
                     "bf16 autocast" if run.precision == "bf16" else "float32",
                     run.device,
                 )
-            if saved is not None and not cfg.trainer.eval_only:
+            if saved is not None and not run.options.eval_only:
                 p = run.progress
                 log.info("Resumed from %s at epoch %d, batch %d, step %d", saved_path, p.epoch, p.batch, p.step)
         run.logger.text("config", OmegaConf.to_yaml(cfg, resolve=True))
         run.logger.text("model/shape_table", run.shape_table)
-        if cfg.trainer.eval_only:
+        if run.options.eval_only:
             return evaluate_checkpoint(run, saved, saved_path)
         fit(run)
         return finish(run, job or JobInfo(), time.perf_counter() - started)

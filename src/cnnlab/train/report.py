@@ -16,7 +16,6 @@ from ..analysis.tensorboard import log_analysis
 from ..data import CIFAR10_CLASSES
 from ..errors import UserError
 from .state import Run
-from .steps import evaluate
 from .tensorboard import first_conv_weight
 
 __all__ = ["JobInfo", "evaluate_checkpoint", "finish", "format_duration", "hparams_of"]
@@ -89,7 +88,7 @@ def finish(run: Run, job: JobInfo, wall_seconds: float) -> dict[str, Any]:
     epoch's evaluation is the final one (the test set is not evaluated twice)."""
     progress, cfg = run.progress, run.cfg
     if run.last_eval is None:  # resumed a run that had already finished
-        run.last_eval = evaluate(run.model, run.val_loader, run.task, cfg.trainer, run.autocast, run.num_classes)
+        run.last_eval = run.evaluate()
     final = run.last_eval
     classifier = final["acc"] is not None
     history = progress.history
@@ -178,8 +177,7 @@ def load_model_weights(run: Run, state_dict: dict[str, Any], path: Path) -> None
 def evaluate_checkpoint(run: Run, saved: dict[str, Any], path: Path) -> dict[str, Any]:
     """``trainer.eval_only=true``: the checkpoint's model on the validation set."""
     load_model_weights(run, saved["model"], path)
-    cfg = run.cfg
-    result = evaluate(run.model, run.val_loader, run.task, cfg.trainer, run.autocast, run.num_classes)
+    result = run.evaluate()
     metrics = {"val_loss": result["loss"], "val_acc": result["acc"], "ckpt_path": str(path)}
     if run.main:
         (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -20,6 +20,7 @@ from ..models import build_model, format_shape_table
 from .checkpoint import CheckpointManager
 from .config import ConfigValueError
 from .distributed import init_distributed
+from .options import TrainerOptions
 from .state import Run
 from .tensorboard import RunLogger
 
@@ -65,16 +66,15 @@ def load_data(cfg: DictConfig) -> dict[str, torch.Tensor]:
     )
 
 
-def _loaders(cfg: DictConfig, device: torch.device, rank: int, world_size: int):
+def _loaders(cfg: DictConfig, options: TrainerOptions, device: torch.device, rank: int, world_size: int):
     """Training and validation loaders over whole tensors held on ``device``. With
     ``trainer.overfit_batches=N`` training sees the same N batches every epoch, unshuffled and
     unaugmented (a model that cannot fit them has a bug)."""
-    trainer = cfg.trainer
     data = load_data(cfg.data)
     mean, std = torch.tensor(list(cfg.data.mean)), torch.tensor(list(cfg.data.std))
-    overfit = trainer.overfit_batches
+    overfit = options.overfit_batches
     common = dict(mean=mean, std=std, device=device, rank=rank, world_size=world_size,
-                  channels_last=trainer.channels_last)  # fmt: skip
+                  channels_last=options.channels_last)  # fmt: skip
     train_loader = TensorImageLoader(
         data["train_images"],
         data["train_labels"],
@@ -83,7 +83,7 @@ def _loaders(cfg: DictConfig, device: torch.device, rank: int, world_size: int):
         drop_last=True,
         augment=None if overfit else OmegaConf.to_container(cfg.data.augment),
         seed=int(cfg.seed),
-        limit_batches=overfit or trainer.limit_train_batches,
+        limit_batches=overfit or options.limit_train_batches,
         split="batch",
         **common,
     )
@@ -91,7 +91,7 @@ def _loaders(cfg: DictConfig, device: torch.device, rank: int, world_size: int):
         data["test_images"],
         data["test_labels"],
         int(cfg.data.eval_batch_size),
-        limit_batches=trainer.limit_val_batches,
+        limit_batches=options.limit_val_batches,
         split="dataset",
         **common,
     )
@@ -105,29 +105,29 @@ def _loaders(cfg: DictConfig, device: torch.device, rank: int, world_size: int):
 
 def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: Path | None = None) -> Run:
     """Everything a run needs, built from ``cfg``; ``saved`` (a checkpoint) restores it."""
-    trainer = cfg.trainer
-    device = select_device(trainer.device)
+    options = TrainerOptions.from_config(cfg.trainer)
+    device = select_device(options.device)
     rank, world_size = init_distributed(device)
     run_dir = Path(cfg.paths.output_dir)
     seed_everything(int(cfg.seed))
-    if trainer.deterministic:
+    if options.deterministic:
         torch.use_deterministic_algorithms(True)
-    train_loader, val_loader, mean, std = _loaders(cfg, device, rank, world_size)
+    train_loader, val_loader, mean, std = _loaders(cfg, options, device, rank, world_size)
 
     input_shape = tuple(cfg.data.image_shape)
     model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
-    model.to(device, memory_format=torch.channels_last if trainer.channels_last else torch.preserve_format)
+    model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
     step_model = model
     if world_size > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.index else None
         )
-    if trainer.compile:
+    if options.compile:
         step_model = torch.compile(step_model)
 
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     steps_per_epoch = len(train_loader)
-    total_steps = trainer.max_steps if trainer.max_steps > 0 else trainer.max_epochs * steps_per_epoch
+    total_steps = options.max_steps if options.max_steps > 0 else options.max_epochs * steps_per_epoch
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=total_steps)
     callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items()}
     main = rank == 0
@@ -136,9 +136,10 @@ def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: 
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     run = Run(
         cfg=cfg,
+        options=options,
         run_dir=run_dir,
         device=device,
-        precision=select_precision(str(trainer.precision), device),
+        precision=select_precision(options.precision, device),
         rank=rank,
         world_size=world_size,
         model=model,
@@ -148,7 +149,7 @@ def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: 
         train_loader=train_loader,
         val_loader=val_loader,
         logger=RunLogger(run_dir, bool(cfg.logger.enabled) and main),
-        checkpoints=CheckpointManager(run_dir / "checkpoints", int(trainer.keep_last_k)),
+        checkpoints=CheckpointManager(run_dir / "checkpoints", options.keep_last_k),
         callbacks=callbacks,
         shape_table=format_shape_table(rows, input_shape),
         input_shape=input_shape,
@@ -157,7 +158,7 @@ def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: 
         total_steps=total_steps,
         max_epochs=math.ceil(total_steps / steps_per_epoch),
     )
-    if saved is not None and not trainer.eval_only:
+    if saved is not None and not options.eval_only:
         run.restore(saved)
         run.last_checkpoint = saved_path
     return run

@@ -1,5 +1,6 @@
-"""What a run is made of (:class:`Run`: model, optimiser, data, logger, ...) and how far it got
-(:class:`Progress`: the counters a checkpoint saves so that a resumed run continues exactly)."""
+"""What a run is made of (:class:`Run`: model, optimiser, data, logger, ...), how far it got
+(:class:`Progress`: the counters a checkpoint saves so that a resumed run continues exactly), and
+the hooks it calls (:class:`Callback`)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,37 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
+from torch import Tensor, nn
 
 from ..data import TensorImageLoader
-from .callbacks import Callback
 from .checkpoint import CheckpointManager, capture_rng, restore_rng
+from .options import TrainerOptions
+from .steps import NonFiniteLossError, StepOutput, evaluate, train_step
 from .tensorboard import RunLogger
 
-__all__ = ["Progress", "Run"]
+__all__ = ["Callback", "Progress", "Run"]
+
+
+class Callback:
+    """Hooks the loop calls; each does nothing unless overridden."""
+
+    def on_fit_start(self, run: Run) -> None:
+        """After set-up and any resume, before the first step."""
+
+    def on_step_end(self, run: Run, step: StepOutput) -> None:
+        """After each optimiser step (``run.progress.step`` already counts it)."""
+
+    def on_epoch_end(self, run: Run, metrics: dict[str, Any]) -> None:
+        """After the epoch's evaluation; add ``metrics["<group>/<name>"] = value`` to log more."""
+
+    def on_fit_end(self, run: Run, metrics: dict[str, Any]) -> None:
+        """After the last epoch, before ``metrics.json`` is written (may add entries to it)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (called before :meth:`on_fit_start`)."""
 
 
 @dataclass
@@ -60,6 +84,7 @@ class Run:
     """Everything :func:`cnnlab.train.setup.build_run` builds from a config, passed to each stage."""
 
     cfg: DictConfig
+    options: TrainerOptions  # cfg.trainer, typed
     run_dir: Path
     device: torch.device
     precision: str  # "32" or "bf16": trainer.precision with "auto" resolved for this device
@@ -104,6 +129,32 @@ class Run:
     def autocast(self) -> contextlib.AbstractContextManager:
         enabled = self.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_step(self, images: Tensor, labels: Tensor) -> StepOutput:
+        """One optimiser step on a batch (:func:`~.steps.train_step`); a CUDA out-of-memory error or a
+        non-finite loss becomes a message that says what to try."""
+        try:
+            return train_step(self.step_model, self.model.parameters(), self.optimizer, self.scheduler, images,
+                              labels, self.task, self.options, self.autocast)  # fmt: skip
+        except torch.cuda.OutOfMemoryError as error:
+            batch_size = int(self.cfg.data.batch_size)
+            raise RuntimeError(
+                f"CUDA out of memory at data.batch_size={batch_size}: try data.batch_size={max(1, batch_size // 2)} "
+                f"(or trainer.precision=bf16)"
+            ) from error
+        except NonFiniteLossError as error:
+            progress = self.progress
+            raise NonFiniteLossError(
+                f"{error} became non-finite at step {progress.step + 1} (epoch {progress.epoch + 1}, batch "
+                f"{progress.batch + 1}); last finite loss {progress.last_finite_loss:.4f}. The last good checkpoint "
+                f"is {self.last_checkpoint or 'none yet'}. Try a lower optimizer.lr, trainer.grad_clip_norm=1.0 or "
+                f"trainer.precision=32, or set trainer.skip_nonfinite_steps=true to skip such steps."
+            ) from None
+
+    def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
+        """``{"loss", "acc", "confusion"}`` of ``model`` (default: the run's) on the validation set."""
+        model = self.model if model is None else model
+        return evaluate(model, self.val_loader, self.task, self.options, self.autocast, self.num_classes)
 
     def snapshot(self) -> dict[str, Any]:
         """What a checkpoint holds: tensors and built-in types only (``weights_only``-loadable)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .sweep import ALWAYS_EXCLUDED, swept_overrides
+from .overrides import ALWAYS_EXCLUDED, swept_overrides
 
 __all__ = ["RunRecord", "find_runs", "format_markdown", "plot_curves", "seed_means", "summary_table", "write_summary"]
 

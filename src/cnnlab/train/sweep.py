@@ -15,18 +15,13 @@ from typing import Any
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig
 
-__all__ = ["SweepSummary", "name_jobs_by_swept_keys", "swept_overrides"]
+from .overrides import ALWAYS_EXCLUDED, parse_overrides
+from .summary import write_summary
+
+__all__ = ["SweepSummary", "name_jobs_by_swept_keys"]
 
 log = logging.getLogger("cnnlab")
 EXCLUDE_KEY = "hydra.job.config.override_dirname.exclude_keys"
-# Never part of a job's name: they change where or how a job runs, not what it is.
-ALWAYS_EXCLUDED = ("trainer.progress_bar", "data.root", "paths.data_dir", "resume")
-
-
-def _parse(arguments: list[str]):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_overrides(arguments)
 
 
 def name_jobs_by_swept_keys(argv: list[str]) -> list[str]:
@@ -38,7 +33,7 @@ def name_jobs_by_swept_keys(argv: list[str]) -> list[str]:
     if any(a.split("=", 1)[0].lstrip("+") == EXCLUDE_KEY for a in arguments):
         return argv  # the user chose the names
     try:
-        overrides = _parse(arguments)
+        overrides = parse_overrides(arguments)
     except Exception:  # let Hydra report the malformed override
         return argv
     fixed = [o.key_or_group for o in overrides if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
@@ -46,25 +41,11 @@ def name_jobs_by_swept_keys(argv: list[str]) -> list[str]:
     return [*argv, f"{EXCLUDE_KEY}=[{','.join(excluded)}]"]
 
 
-def swept_overrides(overrides: list[str], excluded: set[str]) -> list[tuple[str, Any]]:
-    """``[("pool", "avg"), ("optimizer.lr", 0.1)]``: a job's overrides that are not excluded
-    from its name (in a sweep: what was swept; in a single run: what was set)."""
-    out = []
-    for override in _parse(overrides):
-        key = override.key_or_group
-        if key not in excluded and not key.startswith("hydra"):
-            value = override.value()
-            out.append((key, value if isinstance(value, (bool, int, float, str)) else str(value)))
-    return out
-
-
 class SweepSummary(HydraCallback):
     """Hydra callback (``configs/hydra/default.yaml``): after a multirun, the summary table of
     every job in the sweep directory, also logged."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from .summary import write_summary
-
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
             table = write_summary(sweep_dir)

@@ -20,17 +20,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .gemm import (
-    ChannelsLastConv2d,
-    ConvProducts,
-    Geometry,
-    flipped_filters,
-    input_grad_nhwc,
-    weight_grad_nhwc,
-)
+from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry, flipped_filters
+from .gemm import input_grad_nhwc, weight_grad_nhwc
 from .matmul import matmul_nt
 
-__all__ = ["conv2d"]
+__all__ = ["WINOGRAD", "winograd_nhwc"]
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
@@ -113,25 +107,21 @@ def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input
     return input_grad_nhwc(grad, weight, geometry, padding, input_size)
 
 
-WINOGRAD = ConvProducts(
-    forward=lambda x, weight, geometry, padding, out_size: winograd_nhwc(x, weight, padding, geometry.groups),
-    input_grad=_input_grad,
-    weight_grad=weight_grad_nhwc,
+def _three_by_three(call: ConvCall) -> str | None:
+    if call.kernel == (3, 3) and call.stride == (1, 1) and call.dilation == (1, 1):
+        return None
+    return (
+        f"a 3×3 kernel with stride=(1, 1) and dilation=(1, 1), but got kernel_size={call.kernel}, "
+        f"stride={call.stride}, dilation={call.dilation}"
+    )
+
+
+WINOGRAD = ConvAlgorithm(
+    "winograd",
+    requires=_three_by_three,
+    products=ConvProducts(
+        forward=lambda x, weight, geometry, padding, out_size: winograd_nhwc(x, weight, padding, geometry.groups),
+        input_grad=_input_grad,
+        weight_grad=weight_grad_nhwc,
+    ),
 )
-
-
-def conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
-    """Winograd F(2×2, 3×3); same contract and result (to float rounding) as :func:`.gemm.conv2d`."""
-    if tuple(weight.shape[2:]) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1):
-        raise ValueError(
-            "the 'winograd' algorithm needs a 3×3 kernel with stride=(1, 1) and dilation=(1, 1), but got "
-            f"kernel_size={tuple(weight.shape[2:])}, stride={tuple(stride)}, dilation={tuple(dilation)}"
-        )
-    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, WINOGRAD)

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._utils import conv_output_size
-from .gemm import memory_format_of
+from .base import ConvAlgorithm, memory_format_of
 
-__all__ = ["conv", "conv2d", "conv_transpose", "conv_transpose2d"]
+__all__ = ["TRACEABLE", "conv", "conv_transpose"]
 
 
 def conv(
@@ -123,6 +123,4 @@ def _non_overlapping_transpose(input: Tensor, weight: Tensor) -> Tensor:
     return out.contiguous(memory_format=memory_format_of(input))
 
 
-# The 2-D entry points of the algorithm registry.
-conv2d = conv
-conv_transpose2d = conv_transpose
+TRACEABLE = ConvAlgorithm("traceable", eager=conv, traceable=conv)

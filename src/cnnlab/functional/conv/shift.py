@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .gemm import ChannelsLastConv2d, ConvProducts, Geometry, flipped_filters
+from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry, flipped_filters
 from .matmul import matmul_nt
 
-__all__ = ["conv2d"]
+__all__ = ["SHIFT"]
 
 
 def _grid(x: Tensor, pads: tuple[tuple[int, int], tuple[int, int]], tail: int) -> Tensor:
@@ -109,18 +109,8 @@ def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padd
     return torch.stack(taps, -1).view(out_channels, group_channels, kh, kw)
 
 
-SHIFT = ConvProducts(_forward, _input_grad, _weight_grad)
+def _stride_one(call: ConvCall) -> str | None:
+    return None if call.stride == (1, 1) else f"stride=(1, 1), but got stride={call.stride}"
 
 
-def conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
-    """Stride-1 convolution by shift-and-add; same contract and result as :func:`.gemm.conv2d`."""
-    if tuple(stride) != (1, 1):
-        raise ValueError(f"the 'shift' algorithm needs stride=(1, 1), but got stride={tuple(stride)}")
-    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, SHIFT)
+SHIFT = ConvAlgorithm("shift", requires=_stride_one, products=ConvProducts(_forward, _input_grad, _weight_grad))

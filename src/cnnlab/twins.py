@@ -1,8 +1,9 @@
-"""The only table mapping each cnnlab layer to its ``torch.nn`` twin.
+"""The one table pairing each cnnlab layer with its ``torch.nn`` twin.
 
-Read by :func:`cnnlab.convert` (and by the model factories), so adding a layer pair here is all
-it takes for the rest of cnnlab to swap it. Each entry names the constructor arguments that both
-classes store as attributes under the same name.
+Read by :func:`cnnlab.convert` and by the model factories (``conv=torch``, ``pool=torch_max``
+build the twins listed here), so adding a layer pair here is all it takes for the rest of cnnlab
+to swap it. Each entry names the constructor arguments that both classes store as attributes
+under the same name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import nn
 
 from . import nn as cnn
 
-__all__ = ["LAYER_PAIRS", "LayerPair", "cnnlab_twin", "torch_twin"]
+__all__ = ["LAYER_PAIRS", "LayerPair", "cnnlab_twin", "layer_class", "torch_twin"]
 
 _CONV = (
     "in_channels",
@@ -91,3 +92,13 @@ def torch_twin(cls: type[nn.Module]) -> LayerPair | None:
 def cnnlab_twin(cls: type[nn.Module]) -> LayerPair | None:
     """The first pair whose torch side is exactly ``cls``."""
     return next((pair for pair in LAYER_PAIRS if pair.torch is cls), None)
+
+
+def layer_class(cls: type[nn.Module], backend: str) -> type[nn.Module]:
+    """``cls`` (a cnnlab layer) for ``backend="cnnlab"``, its torch twin for ``backend="torch"``."""
+    if backend == "cnnlab":
+        return cls
+    pair = torch_twin(cls)
+    if pair is None:
+        raise ValueError(f"{cls.__name__} has no torch twin in cnnlab.twins.LAYER_PAIRS")
+    return pair.torch

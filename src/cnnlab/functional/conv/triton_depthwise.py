@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .gemm import ConvProducts, Geometry
-from .triton_conv import available
+from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry
+from .depthwise import one_channel_per_group
+from .triton import available
 
 try:
     import triton
@@ -23,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
 
-__all__ = ["TRITON_DEPTHWISE", "available"]
+__all__ = ["TRITON_DEPTHWISE"]
 
 BLOCK_M, BLOCK_C = 64, 32
 
@@ -181,4 +182,14 @@ def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padd
     return partial.sum(0).view(weight_shape).to(x.dtype)
 
 
-TRITON_DEPTHWISE = ConvProducts(_forward, _input_grad, _weight_grad)
+def _depthwise_on_triton(call: ConvCall) -> str | None:
+    if not available(call.input):
+        return f"triton installed and a CUDA tensor, but got input on {call.input.device}"
+    return one_channel_per_group(call)
+
+
+TRITON_DEPTHWISE = ConvAlgorithm(
+    "triton_depthwise",
+    requires=_depthwise_on_triton,
+    products=ConvProducts(_forward, _input_grad, _weight_grad),
+)

@@ -2,7 +2,7 @@
 ``x ⋆ w = IFFT(FFT(x) · conj(FFT(w)))``. Its cost does not grow with the kernel size, so it pays
 for large kernels (7×7 and up).
 
-Same contract as :mod:`.gemm`. The transform size equals the zero-padded input, which is enough:
+Same contract as every algorithm (:mod:`.base`). The transform size equals the zero-padded input, which is enough:
 every valid output position ``y <= H - (d(k-1)+1)`` reads ``x[y + i*d]`` without wrapping around.
 """
 
@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import gemm, traceable
+from . import traceable
+from .base import ConvAlgorithm, memory_format_of
 
-__all__ = ["conv2d", "dilate_kernel", "traceable_conv2d"]
+__all__ = ["FFT", "dilate_kernel"]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
 
@@ -103,7 +104,7 @@ class _FFTConv2d(torch.autograd.Function):
     - ``∂w = IFFT(Σ_n conj(FFT(∂y)) · FFT(x))`` shifted back by ``p``, cropped to the (dilated)
       kernel support.
 
-    Eager only: under a tracer or ``torch.func`` transform :func:`traceable_conv2d` runs instead.
+    Eager only: under a tracer or ``torch.func`` transform :func:`_traceable_conv2d` runs instead.
     """
 
     @staticmethod
@@ -184,7 +185,7 @@ def _batch_chunks(x: Tensor, size) -> list[slice]:
     return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)] or [slice(0, 0)]
 
 
-def conv2d(
+def _conv2d(
     input: Tensor,
     weight: Tensor,
     stride: tuple[int, int],
@@ -192,20 +193,20 @@ def conv2d(
     dilation: tuple[int, int],
     groups: int,
 ) -> Tensor:
-    """Same result as :func:`cnnlab.functional.algorithms.gemm.conv2d`, computed with ``torch.fft``.
+    """The convolution computed with ``torch.fft``.
 
     Half-precision inputs are transformed in float32 (torch.fft has no bfloat16 kernels on CPU).
     """
     if input.shape[0] == 0:  # MKL rejects empty transforms; an empty batch has nothing to transform
-        return gemm.conv2d(input, weight, stride, padding, dilation, groups)
+        return traceable.conv(input, weight, stride, padding, dilation, groups)
     dtype = input.dtype
     compute = dtype if dtype in _FFT_DTYPES else torch.float32
     w = dilate_kernel(weight.to(compute), dilation)
     y = _FFTConv2d.apply(input.to(compute), w, stride, padding, groups)
-    return y.to(dtype).contiguous(memory_format=gemm.memory_format_of(input))
+    return y.to(dtype).contiguous(memory_format=memory_format_of(input))
 
 
-def traceable_conv2d(
+def _traceable_conv2d(
     input: Tensor,
     weight: Tensor,
     stride: tuple[int, int],
@@ -213,12 +214,12 @@ def traceable_conv2d(
     dilation: tuple[int, int],
     groups: int,
 ) -> Tensor:
-    """The traceable form of :func:`conv2d` (see :mod:`cnnlab.functional._tracing`): the same
+    """The traceable form of :func:`_conv2d` (see :mod:`cnnlab.functional._tracing`): the same
     product, ``IFFT(Σ_c FFT(x_pad) · conj(FFT(w)))`` cropped and strided, in differentiable ops
     whose derivatives autograd derives (the spectra are kept for backward, unlike :class:`_FFTConv2d`)."""
     n = input.shape[0]
     if isinstance(n, int) and n == 0:  # MKL rejects empty transforms
-        return traceable.conv2d(input, weight, stride, padding, dilation, groups)
+        return traceable.conv(input, weight, stride, padding, dilation, groups)
     dtype = input.dtype
     compute = dtype if dtype in _FFT_DTYPES else torch.float32
     w = dilate_kernel(weight.to(compute), dilation)
@@ -232,4 +233,7 @@ def traceable_conv2d(
     y_hat = torch.einsum("ngchw,gochw->ngohw", x_hat, w_hat.conj())
     y = torch.fft.irfft2(y_hat.reshape(n, out_channels, *y_hat.shape[3:]), s=size)
     y = y[:, :, : size[0] - kh + 1 : stride[0], : size[1] - kw + 1 : stride[1]]
-    return y.to(dtype).contiguous(memory_format=gemm.memory_format_of(input))
+    return y.to(dtype).contiguous(memory_format=memory_format_of(input))
+
+
+FFT = ConvAlgorithm("fft", eager=_conv2d, traceable=_traceable_conv2d)

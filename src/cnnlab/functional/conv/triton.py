@@ -27,7 +27,7 @@ import os
 import torch
 from torch import Tensor
 
-from .gemm import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvProducts, Geometry, transposed_output_size
+from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry
 
 try:
     import triton
@@ -35,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
 
-__all__ = ["available", "conv2d", "conv_transpose2d"]
+__all__ = ["TRITON", "available"]
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -241,38 +241,24 @@ def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input
     return _launch_conv(grad, _matrix(weight, geometry.groups, True), geometry, padding, input_size, transposed=True)
 
 
-TRITON = ConvProducts(
-    forward=lambda x, weight, geometry, padding, out_size: _launch_conv(
-        x, _matrix(weight, geometry.groups, False), geometry, padding, out_size, transposed=False
+def _on_triton(call: ConvCall) -> str | None:
+    if available(call.input):
+        return None
+    return (
+        "triton installed and a CUDA tensor, but got "
+        f"input on {call.input.device} (triton {'missing' if triton is None else 'present'})"
+    )
+
+
+TRITON = ConvAlgorithm(
+    "triton",
+    requires=_on_triton,
+    products=ConvProducts(
+        forward=lambda x, weight, geometry, padding, out_size: _launch_conv(
+            x, _matrix(weight, geometry.groups, False), geometry, padding, out_size, transposed=False
+        ),
+        input_grad=_input_grad,
+        weight_grad=_weight_grad,
     ),
-    input_grad=_input_grad,
-    weight_grad=_weight_grad,
+    compiled=True,
 )
-
-
-def _check(input: Tensor) -> None:
-    if not available(input):
-        raise ValueError(
-            "the 'triton' algorithm needs triton installed and a CUDA tensor, but got "
-            f"input on {input.device} (triton {'missing' if triton is None else 'present'})"
-        )
-
-
-def conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
-    """Implicit-GEMM convolution; same contract and result as :func:`.gemm.conv2d`."""
-    _check(input)
-    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, TRITON)
-
-
-def conv_transpose2d(input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int) -> Tensor:
-    """Transposed convolution through the same kernel (``TRANSPOSED``); see :func:`.gemm.conv_transpose2d`."""
-    _check(input)
-    out_size = transposed_output_size(input, weight, stride, padding, output_padding, dilation)
-    return ChannelsLastConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size, TRITON)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .algorithms.triton_conv import available
+from ..conv.triton import available
 
 try:
     import triton

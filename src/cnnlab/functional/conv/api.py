@@ -1,20 +1,18 @@
-"""Convolution as pure functions with ``torch.nn.functional``'s signatures, built from tensor
-primitives (``F.unfold``/``F.fold``/``F.pad``, ``matmul``, ``torch.fft``).
+"""Convolution as pure functions with ``torch.nn.functional``'s signatures.
 
-Validation, normalisation and padding happen once here; the arithmetic lives in
-:mod:`cnnlab.functional.algorithms`. 1-D convolution is 2-D convolution over a height-1 image.
+Validation, normalisation and padding happen once here; :mod:`.dispatch` decides which algorithm
+computes the result. 1-D convolution is 2-D convolution over a height-1 image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from ._tracing import fx_leaf
-from ._utils import (
+from .._tracing import fx_leaf
+from .._utils import (
     PADDING_MODES,
+    IntOrTuple,
     check_floating,
     check_input_rank,
     check_non_negative,
@@ -24,20 +22,7 @@ from ._utils import (
     pad_input,
     resolve_padding,
 )
-from .algorithms import get_conv2d_algorithm, get_conv_transpose2d, traceable
-
-__all__ = [
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_tbc",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "fft_conv2d",
-]
-
-IntOrTuple = int | Sequence[int]
+from .dispatch import convolve, convolve_transpose
 
 
 def _check_channels(input: Tensor, weight: Tensor, groups: int, transposed: bool) -> None:
@@ -168,15 +153,10 @@ def _conv(
         input = pad_input(input, pads, padding_mode)
         inner = (0,) * spatial_dims
 
-    if spatial_dims == 3:  # the N-d form: strided slices + matmul, its backward by autograd
-        if algorithm not in ("auto", "traceable"):
-            raise ValueError(f"{op}: algorithm must be 'auto' or 'traceable', but got algorithm={algorithm!r}")
-        return _add_bias(traceable.conv(input, weight, stride, inner, dilation, groups), bias, batched).to(dtype)
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, dilation, inner = (1, *stride), (1, *dilation), (0, *inner)
-    conv = get_conv2d_algorithm(algorithm, input, weight, stride, inner, groups)
-    out = conv(input, weight, stride, inner, dilation, groups)
+    out = convolve(input, weight, stride, inner, dilation, groups, algorithm)
     if spatial_dims == 1:
         out = out.squeeze(2)
     return _add_bias(out, bias, batched).to(dtype)
@@ -230,7 +210,7 @@ def conv3d(
     algorithm: str = "auto",
 ) -> Tensor:
     """3-D convolution over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the N-d strided-slice form of
-    :mod:`cnnlab.functional.algorithms.traceable`. See :class:`cnnlab.nn.Conv3d`."""
+    :mod:`cnnlab.functional.conv.traceable`. See :class:`cnnlab.nn.Conv3d`."""
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 3)
 
 
@@ -306,13 +286,10 @@ def _conv_transpose(
     dtype = input.dtype
     if dtype in (torch.float16, torch.bfloat16):  # the adjoint's overlapping sums, rounded once
         input, weight, bias = _in_float32(input, weight, bias)
-    if spatial_dims == 3:
-        out = traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
-        return _add_bias(out, bias, batched).to(dtype)
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
-    out = get_conv_transpose2d(input, weight)(input, weight, stride, padding, output_padding, dilation, groups)
+    out = convolve_transpose(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
     return _add_bias(out, bias, batched).to(dtype)

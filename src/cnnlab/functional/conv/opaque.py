@@ -4,7 +4,7 @@ Inductor cannot see through the eager ``autograd.Function``s (chunked im2col, on
 primitive), and the traceable form it can see through is slower: its float32 GEMM is MKL's, and it
 materialises the column matrix of the whole batch (``docs/benchmarks.md``). So under
 ``torch.compile`` (and only there: ``torch.export``, ONNX, ``jit.trace`` and ``torch.func`` take the
-traceable form, which they can record op by op) an algorithm with :class:`~.gemm.ConvProducts`
+traceable form, which they can record op by op) an algorithm whose record says ``compiled=True``
 runs as three opaque custom ops, one per product, each with a fake (meta) implementation giving
 its output's shape and memory format, and autograd formulas that call the other ops:
 
@@ -21,30 +21,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._utils import conv_output_size
-from .gemm import GEMM, ConvProducts, Geometry, _nhwc, memory_format_of, to_nchw, transposed_output_size
-from .shift import SHIFT
-from .triton_conv import TRITON
-from .winograd import WINOGRAD
+from .._utils import conv_transpose_output_size
+from .algorithms import ALGORITHMS
+from .base import ConvCall, Geometry, memory_format_of, nhwc, output_size, to_nchw
 
-__all__ = ["PRODUCTS", "conv2d", "conv_transpose2d"]
-
-PRODUCTS: dict[str, ConvProducts] = {"gemm": GEMM, "shift": SHIFT, "winograd": WINOGRAD, "triton": TRITON}
-
-
-def _geometry(weight: Tensor, stride, dilation, groups: int) -> Geometry:
-    return Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
+__all__ = ["conv2d", "conv_transpose2d"]
 
 
 def _format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
-
-
-def _output_size(x: Tensor, weight: Tensor, stride, padding, dilation) -> list[int]:
-    return [
-        conv_output_size(size, k, s, (p, p), d)
-        for size, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    ]
 
 
 @torch.library.custom_op("cnnlab::correlate2d", mutates_args=())
@@ -58,16 +43,16 @@ def _correlate(
     algorithm: str,
     channels_last: bool,
 ) -> Tensor:
-    geometry = _geometry(weight, stride, dilation, groups)
-    out_size = tuple(_output_size(x, weight, stride, padding, dilation))
+    geometry = Geometry.of(weight, stride, dilation, groups)
+    out_size = output_size(x.shape[2:], geometry, padding)
     with torch.no_grad():  # the products pick oneDNN only outside autograd recording
-        out = PRODUCTS[algorithm].forward(_nhwc(x), weight, geometry, tuple(padding), out_size)
+        out = ALGORITHMS[algorithm].products.forward(nhwc(x), weight, geometry, tuple(padding), out_size)
     return to_nchw(out, _format(channels_last))
 
 
 @_correlate.register_fake
 def _(x, weight, stride, padding, dilation, groups, algorithm, channels_last):
-    out_size = _output_size(x, weight, stride, padding, dilation)
+    out_size = output_size(x.shape[2:], Geometry.of(weight, stride, dilation, groups), padding)
     return x.new_empty(x.shape[0], weight.shape[0], *out_size).contiguous(memory_format=_format(channels_last))
 
 
@@ -83,9 +68,9 @@ def _input_grad(
     algorithm: str,
     channels_last: bool,
 ) -> Tensor:
-    geometry = _geometry(weight, stride, dilation, groups)
+    geometry = Geometry.of(weight, stride, dilation, groups)
     with torch.no_grad():
-        out = PRODUCTS[algorithm].input_grad(_nhwc(grad), weight, geometry, tuple(padding), tuple(input_size))
+        out = ALGORITHMS[algorithm].products.input_grad(nhwc(grad), weight, geometry, tuple(padding), tuple(input_size))
     return to_nchw(out, _format(channels_last))
 
 
@@ -108,7 +93,8 @@ def _weight_grad(
 ) -> Tensor:
     geometry = Geometry(tuple(weight_shape[2:]), tuple(stride), tuple(dilation), groups)
     with torch.no_grad():
-        return PRODUCTS[algorithm].weight_grad(_nhwc(x), _nhwc(grad), geometry, tuple(weight_shape), tuple(padding))
+        products = ALGORITHMS[algorithm].products
+        return products.weight_grad(nhwc(x), nhwc(grad), geometry, tuple(weight_shape), tuple(padding))
 
 
 @_weight_grad.register_fake
@@ -149,18 +135,24 @@ _correlate.register_autograd(_correlate_backward, setup_context=_save)
 _input_grad.register_autograd(_input_grad_backward, setup_context=_save)
 
 
-def conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, *, algorithm: str) -> Tensor:
-    """The eager ``algorithm`` (a key of :data:`PRODUCTS`) as one opaque op; same contract as :mod:`.gemm`.
-    The output's memory format is fixed here, at trace time, as an argument: inside a compiled
-    graph the input may arrive with other strides than the fake tensor had."""
+def conv2d(call: ConvCall, algorithm: str) -> Tensor:
+    """The eager products of ``algorithm`` as one opaque op. The output's memory format is fixed
+    here, at trace time, as an argument: inside a compiled graph the input may arrive with other
+    strides than the fake tensor had."""
+    input, weight, stride, padding, dilation, groups = call
     channels_last = memory_format_of(input) == torch.channels_last
     return _correlate(input, weight, list(stride), list(padding), list(dilation), groups, algorithm, channels_last)
 
 
-def conv_transpose2d(input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int) -> Tensor:
-    """:func:`.gemm.conv_transpose2d` as one opaque op (the convolution's input gradient)."""
-    out_size = transposed_output_size(input, weight, stride, padding, output_padding, dilation)
+def conv_transpose2d(
+    input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int, algorithm: str
+) -> Tensor:
+    """The transposed convolution (the convolution's input gradient) as one opaque op."""
+    out_size = [
+        conv_transpose_output_size(*sizes)
+        for sizes in zip(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    ]
     channels_last = memory_format_of(input) == torch.channels_last
     return _input_grad(
-        input, weight, list(out_size), list(stride), list(padding), list(dilation), groups, "gemm", channels_last
+        input, weight, out_size, list(stride), list(padding), list(dilation), groups, algorithm, channels_last
     )

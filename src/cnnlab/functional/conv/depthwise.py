@@ -3,7 +3,7 @@ instead of a GEMM with a k²-long inner dimension it is ``k²`` multiply-adds of
 
     out[n, c·m + j] = Σ_{u, v} w[c·m + j, 0, u, v] · x_pad[n, c, y·s + u·d, x·s + v·d]
 
-No column buffer is built. Same contract as :mod:`.gemm`.
+No column buffer is built. On CUDA the dispatch runs :mod:`.triton_depthwise` instead.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import torch
 from torch import Tensor
 
 from .._utils import output_size_unpadded, pad_input
-from . import triton_depthwise
-from .gemm import ChannelsLastConv2d
+from .base import ConvAlgorithm, ConvCall
 
-__all__ = ["conv2d"]
+__all__ = ["DEPTHWISE", "one_channel_per_group"]
 
 _CHUNK_ELEMENTS = 2 * 1024 * 1024
 
@@ -101,22 +100,16 @@ class _DepthwiseConv2d(torch.autograd.Function):
         return grad_input, grad_weight.view_as(weight) if grad_weight is not None else None, None, None
 
 
-def conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
-    """Depthwise convolution; ``groups`` must equal the input channels (one input channel per group)."""
-    if weight.shape[1] != 1 or groups != input.shape[1]:
-        raise ValueError(
-            f"depthwise algorithm needs groups == in_channels, but got groups={groups}, in_channels={input.shape[1]}"
-        )
-    if triton_depthwise.available(input):  # CUDA: the Triton kernels
-        return ChannelsLastConv2d.apply(
-            input, weight, stride, padding, dilation, groups, triton_depthwise.TRITON_DEPTHWISE
-        )
+def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
     padded = pad_input(input, tuple((p, p) for p in padding))
     return _DepthwiseConv2d.apply(padded, weight, stride, dilation)
+
+
+def one_channel_per_group(call: ConvCall) -> str | None:
+    """``None`` where every group holds one input channel, else what depthwise kernels need."""
+    if call.weight.shape[1] == 1 and call.groups == call.input.shape[1]:
+        return None
+    return f"groups == in_channels, but got groups={call.groups}, in_channels={call.input.shape[1]}"
+
+
+DEPTHWISE = ConvAlgorithm("depthwise", requires=one_channel_per_group, eager=_conv2d)

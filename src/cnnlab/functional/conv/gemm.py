@@ -24,34 +24,15 @@ One bordered input buffer and one column buffer serve all chunks of a call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
-from .._utils import conv_output_size
+from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry, flipped_weight_matrix, weight_matrix
 from .matmul import addmm_nt, matmul_nt
 
-__all__ = [
-    "GEMM",
-    "ChannelsLastConv2d",
-    "ChannelsLastConvTranspose2d",
-    "ConvProducts",
-    "Geometry",
-    "column_chunks",
-    "conv2d",
-    "conv_nhwc",
-    "conv_transpose2d",
-    "flipped_filters",
-    "flipped_weight_matrix",
-    "input_grad_nhwc",
-    "memory_format_of",
-    "to_nchw",
-    "transposed_output_size",
-    "weight_grad_nhwc",
-    "weight_matrix",
-]
+__all__ = ["GEMM", "POINTWISE", "column_chunks", "conv_nhwc", "input_grad_nhwc", "weight_grad_nhwc"]
 
 # Bytes per column buffer: 1 Mi float32 numbers, 2 Mi bfloat16 ones. On the 2-core x86 VM
 # (2026-11-24) float32 layer speed was flat from 1 Mi to 8 Mi numbers while peak memory grew with
@@ -59,58 +40,6 @@ __all__ = [
 # the fast model (batch 512) ran 0.55× torch at 1 Mi numbers and 0.68× at 2 Mi, where fewer chunks
 # mean fewer small ops.
 _CHUNK_BYTES = 4 * 1024 * 1024
-
-
-class Geometry(NamedTuple):
-    """Everything but the tensors: ``kernel``, ``stride``, ``dilation`` (pairs) and ``groups``."""
-
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-
-
-def memory_format_of(x: Tensor) -> torch.memory_format:
-    """``channels_last`` (4-D) or ``channels_last_3d`` (5-D) when ``x`` is stored that way (and not
-    also plainly contiguous), else ``contiguous_format``."""
-    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
-    if channels_last is None:
-        return torch.contiguous_format
-    try:
-        stored = x.is_contiguous(memory_format=channels_last) and not x.is_contiguous()
-    except RuntimeError:  # vmap's batched tensors cannot answer: they have no layout of their own to keep
-        return torch.contiguous_format
-    return channels_last if stored else torch.contiguous_format
-
-
-def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:
-    """``(N, H, W, C)`` → ``(N, C, H, W)`` stored in ``memory_format`` (a copy only for contiguous)."""
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
-
-
-def weight_matrix(weight: Tensor, groups: int) -> Tensor:
-    """Filters ``(O, C/G, kH, kW)`` → ``(G, O/G, kH·kW·C/G)`` in the column order of :func:`column_chunks`."""
-    return weight.permute(0, 2, 3, 1).reshape(groups, weight.shape[0] // groups, -1)
-
-
-def flipped_filters(weight: Tensor, groups: int) -> Tensor:
-    """The filters whose stride-1 correlation with ``∂out`` is ``∂x``: per group, transposed and
-    rotated by 180°, ``W'[c, o, i, j] = W[o, c, kH-1-i, kW-1-j]``; ``(O, C/G, kH, kW)`` → ``(C, O/G, kH, kW)``."""
-    out_channels, group_channels, kh, kw = weight.shape
-    flipped = weight.view(groups, out_channels // groups, group_channels, kh, kw).transpose(1, 2).flip(3, 4)
-    return flipped.reshape(groups * group_channels, out_channels // groups, kh, kw)
-
-
-def flipped_weight_matrix(weight: Tensor, groups: int) -> Tensor:
-    """``weight_matrix(flipped_filters(weight, groups), groups)`` written in one copy (tap by tap),
-    not two: with 512 channels each copy is 9.4 MB of peak memory."""
-    out_channels, group_channels, kh, kw = weight.shape
-    grouped = weight.view(groups, out_channels // groups, group_channels, kh, kw).permute(0, 2, 3, 4, 1)
-    out = weight.new_empty(groups, group_channels, kh, kw, out_channels // groups)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i, j] = grouped[:, :, kh - 1 - i, kw - 1 - j]
-    return out.view(groups, group_channels, -1)
 
 
 def _padding_plan(x: Tensor, geometry: Geometry, out_size, padding) -> tuple[Tensor, tuple[int, int, int, int]]:
@@ -301,147 +230,21 @@ def _col2im_input_grad(grad_out: Tensor, weight: Tensor, geometry: Geometry, pad
     return grad[:, padding[0] : padding[0] + input_size[0], padding[1] : padding[1] + input_size[1]]
 
 
-class ConvProducts(NamedTuple):
-    """The three products of one convolution algorithm, all on channels-last tensors:
-
-    - ``forward(x, weight, geometry, padding, out_size)`` → ``(N, H_out, W_out, O)``;
-    - ``input_grad(grad, weight, geometry, padding, input_size)`` → ``(N, H, W, C)``;
-    - ``weight_grad(x, grad, geometry, weight_shape, padding)`` → ``(O, C/G, kH, kW)``.
-
-    :class:`ChannelsLastConv2d` and :class:`ChannelsLastConvTranspose2d` turn them into
-    autograd Functions: the transposed convolution's forward is the input gradient and its
-    backward the forward and the weight gradient with roles swapped.
-    """
-
-    forward: Callable[..., Tensor]
-    input_grad: Callable[..., Tensor]
-    weight_grad: Callable[..., Tensor]
+def _forward(x: Tensor, weight: Tensor, geometry: Geometry, padding, out_size) -> Tensor:
+    return conv_nhwc(x, weight_matrix(weight, geometry.groups), geometry, out_size, padding)
 
 
-def _nhwc(x: Tensor) -> Tensor:
-    return x.permute(0, 2, 3, 1).contiguous()  # free for channels-last input
+def _pointwise_geometry(call: ConvCall) -> str | None:
+    if call.pointwise:
+        return None
+    return f"a 1×1 kernel and padding=0, but got kernel_size={call.kernel}, padding={call.padding}"
 
 
-def _save_geometry(ctx, inputs) -> None:
-    """What both Functions keep for backward: input and filters, and the geometry."""
-    input, weight, stride, padding, dilation, groups = inputs[:6]
-    ctx.save_for_backward(input, weight)
-    ctx.geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
-    ctx.padding, ctx.products = padding, inputs[-1]
+_PRODUCTS = ConvProducts(forward=_forward, input_grad=input_grad_nhwc, weight_grad=weight_grad_nhwc)
 
+GEMM = ConvAlgorithm("gemm", products=_PRODUCTS, compiled=True)
+"""Channels-last im2col + GEMM: every geometry; the transposed convolution's default."""
 
-class ChannelsLastConv2d(torch.autograd.Function):
-    """A convolution from an algorithm's :class:`ConvProducts`. Keeps only input and filters for
-    backward; output and input gradient come back in the input's memory format. The products run
-    on autograd-recording ops under ``create_graph`` (``matmul_nt`` then uses ``torch.matmul``),
-    so double backward works. Eager only (no vmap or jvp rule): under a tracer or ``torch.func``
-    transform the traceable form runs instead (:mod:`cnnlab.functional._tracing`)."""
-
-    @staticmethod
-    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, products) -> Tensor:
-        geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
-        out_size = tuple(
-            conv_output_size(size, k, s, (p, p), d)
-            for size, k, s, p, d in zip(input.shape[2:], geometry.kernel, stride, padding, dilation)
-        )
-        out = products.forward(_nhwc(input), weight, geometry, padding, out_size)
-        return to_nchw(out, memory_format_of(input))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _save_geometry(ctx, inputs)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
-        grad = _nhwc(grad_out)
-        grad_input = grad_weight = None
-        # weight gradient first: its channels-last input copy is gone before the input gradient's buffers exist
-        if ctx.needs_input_grad[1]:
-            grad_weight = products.weight_grad(_nhwc(input), grad, geometry, weight.shape, padding)
-        if ctx.needs_input_grad[0]:
-            grad_input = products.input_grad(grad, weight, geometry, padding, tuple(input.shape[2:]))
-            del grad
-            grad_input = to_nchw(grad_input, memory_format_of(input))
-        return grad_input, grad_weight, None, None, None, None, None
-
-
-class ChannelsLastConvTranspose2d(torch.autograd.Function):
-    """The adjoint of :class:`ChannelsLastConv2d` (a convolution from the output size back to the
-    input size): forward is its input gradient; backward its forward and weight gradient."""
-
-    @staticmethod
-    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size, products):
-        geometry = Geometry(tuple(weight.shape[2:]), tuple(stride), tuple(dilation), groups)
-        out = products.input_grad(_nhwc(input), weight, geometry, padding, out_size)
-        return to_nchw(out, memory_format_of(input))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _save_geometry(ctx, inputs)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
-        grad = _nhwc(grad_out)
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = products.weight_grad(grad, _nhwc(input), geometry, weight.shape, padding)
-        if ctx.needs_input_grad[0]:
-            grad_input = products.forward(grad, weight, geometry, padding, tuple(input.shape[2:]))
-            del grad
-            grad_input = to_nchw(grad_input, memory_format_of(input))
-        return grad_input, grad_weight, None, None, None, None, None, None
-
-
-def transposed_output_size(input: Tensor, weight: Tensor, stride, padding, output_padding, dilation):
-    """``(H - 1)·s − 2p + d(k − 1) + output_padding + 1`` per spatial dim."""
-    return tuple(
-        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
-        for size, s, p, d, k, extra in zip(input.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)
-    )
-
-
-GEMM = ConvProducts(
-    forward=lambda x, weight, geometry, padding, out_size: conv_nhwc(
-        x, weight_matrix(weight, geometry.groups), geometry, out_size, padding
-    ),
-    input_grad=input_grad_nhwc,
-    weight_grad=weight_grad_nhwc,
-)
-
-
-def conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
-    """``out[n, o, y, x] = Σ_{c, i, j} w[o, c, i, j] · x_pad[n, g(o)·C_g + c, y·s + i·d, x·s + j·d]``.
-
-    ``input (N, C, H, W)``, ``weight (O, C/groups, kH, kW)`` → ``(N, O, H_out, W_out)``, in the
-    input's memory format (channels-last input gives channels-last output without a copy).
-    """
-    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, GEMM)
-
-
-def conv_transpose2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    output_padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
-    """The adjoint of :func:`conv2d`: scatters every input position through the filters.
-
-    ``input (N, C_in, H, W)``, ``weight (C_in, C_out/groups, kH, kW)`` →
-    ``(N, C_out, (H-1)s - 2p + d(k-1) + output_padding + 1, ...)``.
-    """
-    out_size = transposed_output_size(input, weight, stride, padding, output_padding, dilation)
-    return ChannelsLastConvTranspose2d.apply(input, weight, stride, padding, dilation, groups, out_size, GEMM)
+POINTWISE = ConvAlgorithm("pointwise", requires=_pointwise_geometry, products=_PRODUCTS, compiled=True)
+"""The same products for unpadded 1×1 filters: on channels-last data the input rows already are
+the columns, so the convolution is one GEMM with no column copy."""

@@ -1,0 +1,104 @@
+"""The one place that decides which implementation computes a convolution.
+
+From the algorithm's name (or ``auto``'s rule), the device, dtype and geometry, and the tracer
+state (never tensor values), :func:`convolve` and :func:`convolve_transpose` run one of:
+
+- the eager kernel: the record's ``products`` through :class:`~.base.ChannelsLastConv2d`, or its
+  own autograd Function (``eager``);
+- the opaque ``cnnlab::`` custom ops (:mod:`.opaque`) under ``torch.compile``, for records
+  marked ``compiled``;
+- the traceable form (:mod:`.traceable`, or the record's own) under every other tracer and
+  ``torch.func`` transform, and on meta/fake tensors (:mod:`cnnlab.functional._tracing`);
+- Triton kernels for CUDA tensors (records ``triton`` and ``triton_depthwise``).
+
+Inputs arrive validated, batched and padded from :mod:`.api`. 1-D convolutions arrive as 2-D
+ones over a height-1 image; 3-D ones run the N-d traceable form, the only algorithm that covers
+them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._tracing import is_compiling_graph, is_tracing
+from .._utils import conv_transpose_output_size
+from . import opaque, traceable
+from .algorithms import ALGORITHMS
+from .base import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvAlgorithm, ConvCall
+from .triton import available as triton_available
+
+__all__ = ["ALGORITHMS", "convolve", "convolve_transpose", "resolve", "select_algorithm"]
+
+_FFT_DTYPES = (torch.float32, torch.float64)
+_N_D = ("traceable",)  # the algorithms that cover 3-D convolutions
+
+
+def select_algorithm(call: ConvCall) -> str:
+    """The rule behind ``algorithm="auto"`` for a 2-D convolution; its measured reasons are in
+    ``docs/benchmarks.md`` ("Which algorithm auto picks")."""
+    if call.depthwise:
+        return "triton_depthwise" if triton_available(call.input) else "depthwise"
+    if call.input.is_cuda and triton_available(call.input):
+        return "triton"
+    if call.pointwise:
+        return "pointwise"
+    if min(call.kernel) >= 7 and call.stride == (1, 1) and call.input.dtype in _FFT_DTYPES:
+        return "fft"
+    return "gemm"
+
+
+def resolve(algorithm: str, call: ConvCall) -> ConvAlgorithm:
+    """The record for ``algorithm`` (``auto`` resolved) that covers ``call``; ``ValueError`` for an
+    unknown name (listing the registered ones) or a geometry the algorithm does not cover."""
+    spatial_dims = call.input.dim() - 2
+    if algorithm == "auto":
+        algorithm = select_algorithm(call) if spatial_dims == 2 else _N_D[0]
+    record = ALGORITHMS.get(algorithm)
+    if record is None:
+        raise ValueError(f"algorithm must be 'auto' or one of {sorted(ALGORITHMS)}, but got algorithm={algorithm!r}")
+    if spatial_dims != 2 and algorithm not in _N_D:
+        raise ValueError(
+            f"conv{spatial_dims}d: algorithm must be 'auto' or one of {list(_N_D)}, but got algorithm={algorithm!r}"
+        )
+    requirement = record.requires(call)
+    if requirement is not None:
+        raise ValueError(f"the {record.name!r} algorithm needs {requirement}")
+    return record
+
+
+def convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, algorithm: str = "auto") -> Tensor:
+    """Cross-correlation of a batched ``(N, C, *S)`` input with ``(O, C/G, *k)`` filters and
+    symmetric zero ``padding``, by the implementation this module picks → ``(N, O, *S_out)`` in the
+    input's memory format."""
+    call = ConvCall(input, weight, tuple(stride), tuple(padding), tuple(dilation), groups)
+    record = resolve(algorithm, call)
+    if is_tracing(input, weight):
+        if record.compiled and is_compiling_graph():
+            return opaque.conv2d(call, record.name)
+        return (record.traceable or traceable.conv)(*call)
+    if record.products is not None:
+        return ChannelsLastConv2d.apply(*call, record.products)
+    return record.eager(*call)
+
+
+def convolve_transpose(
+    input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int, algorithm: str = "gemm"
+) -> Tensor:
+    """The adjoint of :func:`convolve` (``(N, C, *S)`` with filters ``(C, O/G, *k)``): the input
+    gradient of the convolution, from the products of ``algorithm`` (``gemm``, or ``triton`` on
+    CUDA); under tracers the zero-stuffed traceable form."""
+    if is_tracing(input, weight):
+        if is_compiling_graph() and input.dim() == 4:
+            return opaque.conv_transpose2d(input, weight, stride, padding, output_padding, dilation, groups, algorithm)
+        return traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
+    if input.dim() != 4:
+        return traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
+    record = resolve(algorithm, ConvCall(input, weight, tuple(stride), tuple(padding), tuple(dilation), groups))
+    out_size = tuple(
+        conv_transpose_output_size(*sizes)
+        for sizes in zip(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    )
+    return ChannelsLastConvTranspose2d.apply(
+        input, weight, stride, padding, dilation, groups, out_size, record.products
+    )

@@ -1,0 +1,174 @@
+"""Adaptive pooling (any input size to a fixed output size) and global pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._tracing import fx_leaf
+from .._utils import check_input_rank
+from . import traceable
+from .base import accumulation, check_not_empty, finish, gather_flat, in_layout_of, with_indices
+from .dispatch import PoolKernels, run
+from .max import MAX_POOL2D, max_indices_2d, scan_argmax
+
+__all__ = [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool1d_with_indices",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_with_indices",
+    "adaptive_max_pool3d",
+    "adaptive_max_pool3d_with_indices",
+    "global_avg_pool2d",
+    "global_max_pool2d",
+]
+
+
+def _adaptive_output_size(
+    op: str, input: Tensor, output_size, spatial_dims: int
+) -> tuple[Tensor, bool, tuple[int, ...]]:
+    batched = check_input_rank(input, spatial_dims, op)
+    x = input if batched else input.unsqueeze(0)
+    sizes = output_size if isinstance(output_size, Sequence) else (output_size,) * spatial_dims
+    if len(sizes) != spatial_dims:
+        raise RuntimeError(f"{op}: output_size must have {spatial_dims} elements, but got output_size={output_size!r}")
+    out = tuple(x.shape[2 + i] if v is None else int(v) for i, v in enumerate(sizes))
+    if any(v < 0 for v in out):
+        raise RuntimeError(f"{op}: output_size must be non-negative, but got output_size={out}")
+    check_not_empty(op, input, x)
+    return x, batched, out
+
+
+def _adaptive_bounds(size: int, out: int, device) -> tuple[Tensor, Tensor]:
+    """torch's window of output ``o``: ``[floor(o·size/out), ceil((o+1)·size/out))``."""
+    o = torch.arange(out, device=device)
+    return (o * size) // out, ((o + 1) * size + out - 1) // out
+
+
+def _adaptive_matrix(size: int, out: int, like: Tensor) -> Tensor:
+    """``(out, size)`` averaging matrix: row ``o`` is ``1/len`` over window ``o``."""
+    start, end = _adaptive_bounds(size, out, like.device)
+    j = torch.arange(size, device=like.device)
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def _adaptive_argmax_1d(x: Tensor, out: int) -> Tensor:
+    size = x.shape[-1]
+    start, end = _adaptive_bounds(size, out, x.device)
+    kernel = int((end - start).max()) if out else 1
+    positions = start[:, None] + torch.arange(kernel, device=x.device)
+    positions = torch.where(positions < end[:, None], positions, size)  # beyond the window: invalid
+    windows = F.pad(x, [0, 1], value=traceable.lowest(x.dtype))[..., positions.clamp(max=size)]
+    # One max gives the first maximum of each window, torch's rule, unless a NaN is in the way
+    # (torch takes the last one): then the exact scan. Taps past a window's end read -inf.
+    values, tap = windows.max(-1)
+    if bool(values.sum().isnan()):
+        return scan_argmax(windows, positions, size)[1]
+    return start + tap
+
+
+def _adaptive_avg(x: Tensor, out: tuple[int, ...]) -> Tensor:
+    """Adaptive averages of a batched ``(N, C, *S)``: along each spatial dim, a product with the
+    ``(out, size)`` averaging matrix (float16/bfloat16 accumulated in float32)."""
+    result = accumulation(x)
+    for axis, size in enumerate(out, start=2):
+        matrix = _adaptive_matrix(result.shape[axis], size, result)
+        last = result.dim() - 1  # non-negative axes: ONNX's Transpose rejects negative ones
+        result = torch.matmul(result.movedim(axis, last), matrix.t()).movedim(last, axis)
+    (result,) = in_layout_of(x, result.to(x.dtype))
+    return result
+
+
+@fx_leaf
+def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
+    """Average over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveAvgPool1d`."""
+    x, batched, out = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
+    return finish(_adaptive_avg(x, out), None, batched, False)
+
+
+@fx_leaf
+def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
+    """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
+    x, batched, out = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
+    return finish(_adaptive_avg(x, out), None, batched, False)
+
+
+@fx_leaf
+def adaptive_avg_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
+    """Averaging matrices along D, H and W. See :class:`cnnlab.nn.AdaptiveAvgPool3d`."""
+    x, batched, out = _adaptive_output_size("adaptive_avg_pool3d", input, output_size, 3)
+    return finish(_adaptive_avg(x, out), None, batched, False)
+
+
+@fx_leaf
+def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_indices: bool = False):
+    """Max over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveMaxPool1d`."""
+    x, batched, (o,) = _adaptive_output_size("adaptive_max_pool1d", input, output_size, 1)
+    return finish(*run(ADAPTIVE_MAX_POOL1D, x, o), batched, return_indices)
+
+
+@fx_leaf
+def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
+    """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
+    x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
+    height, width = x.shape[2:]
+    if oh and ow and height % oh == 0 and width % ow == 0:
+        # Windows that tile the image (global pooling, 32² → 4²) are max_pool2d's, kernel = stride
+        kernel = (height // oh, width // ow)
+        out, index = run(MAX_POOL2D, x, kernel, kernel, (0, 0), (1, 1), (oh, ow), return_indices)
+        return finish(out, index, batched, return_indices)
+    return finish(*in_layout_of(x, *run(ADAPTIVE_MAX_POOL2D, x, (oh, ow))), batched, return_indices)
+
+
+def _eager_adaptive_max_pool1d(x: Tensor, out: int) -> tuple[Tensor, Tensor]:
+    with torch.no_grad():
+        index = _adaptive_argmax_1d(x, out)
+    return x.gather(-1, index), index
+
+
+def _eager_adaptive_max_pool2d(x: Tensor, out: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    with torch.no_grad():
+        index = max_indices_2d(x, lambda t: _adaptive_argmax_1d(t, out[1]), lambda t: _adaptive_argmax_1d(t, out[0]))
+    return gather_flat(x, index), index
+
+
+ADAPTIVE_MAX_POOL1D = PoolKernels(
+    eager=_eager_adaptive_max_pool1d, traceable=lambda x, out: traceable.adaptive_max_pool(x, (out,))
+)
+ADAPTIVE_MAX_POOL2D = PoolKernels(eager=_eager_adaptive_max_pool2d, traceable=traceable.adaptive_max_pool)
+
+
+@fx_leaf
+def adaptive_max_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
+    """Max over windows that tile any volume (the window form of :mod:`.traceable`). See
+    :class:`cnnlab.nn.AdaptiveMaxPool3d`."""
+    x, batched, out = _adaptive_output_size("adaptive_max_pool3d", input, output_size, 3)
+    values, index = traceable.adaptive_max_pool(accumulation(x), out)
+    return finish(*in_layout_of(x, values.to(x.dtype), index), batched, return_indices)
+
+
+@fx_leaf
+def global_avg_pool2d(input: Tensor, flatten: bool = False) -> Tensor:
+    """Mean over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)`` (``(N, C)`` with ``flatten``).
+    See :class:`cnnlab.nn.GlobalAvgPool2d`."""
+    check_input_rank(input, 2, "global_avg_pool2d")
+    return input.mean((-2, -1), keepdim=not flatten)
+
+
+@fx_leaf
+def global_max_pool2d(input: Tensor, flatten: bool = False) -> Tensor:
+    """Max over the whole image (torch's max-pool rule). See :class:`cnnlab.nn.GlobalMaxPool2d`."""
+    out = adaptive_max_pool2d(input, 1)
+    return out.flatten(-3) if flatten else out
+
+
+adaptive_max_pool1d_with_indices = with_indices(adaptive_max_pool1d)
+adaptive_max_pool2d_with_indices = with_indices(adaptive_max_pool2d)
+adaptive_max_pool3d_with_indices = with_indices(adaptive_max_pool3d)

@@ -1,0 +1,202 @@
+"""Average and power-average (LP) pooling: separable window sums divided by torch's divisors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .._tracing import fx_leaf
+from .._utils import IntOrTuple, ntuple, tap_ranges
+from . import traceable, triton
+from .base import accumulation, in_layout_of, pool_args
+from .dispatch import PoolKernels, run
+
+__all__ = ["avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d"]
+
+
+def _avg_divisor(size: int, kernel: int, stride: int, padding: int, out: int, count_include_pad: bool, device):
+    """torch's per-window divisor along one dim: the window clipped to the padded input
+    (``count_include_pad``) or to the input itself."""
+    start = torch.arange(out, device=device) * stride - padding
+    end = torch.clamp(start + kernel, max=size + padding)
+    if not count_include_pad:
+        start, end = start.clamp(min=0), end.clamp(max=size)
+    return end - start
+
+
+def _along(dim: int, index: slice) -> tuple:
+    """Index ``index`` along the negative ``dim``."""
+    return (..., index, *(slice(None),) * (-dim - 1))
+
+
+def _sum_taps(source: Tensor, dim: int, ranges, stride: int, out_len: int, adjoint: bool) -> Tensor:
+    """Window sums along ``dim`` as one strided add per tap (no window buffer); ``adjoint`` sends
+    each output back to the inputs of its window (the backward)."""
+    shape = list(source.shape)
+    shape[dim] = out_len
+    out = source.new_zeros(shape)
+    for lo, hi, start in ranges:
+        outputs = _along(dim, slice(lo, hi))
+        inputs = _along(dim, slice(start, start + stride * (hi - lo - 1) + 1, stride))
+        if adjoint:
+            out[inputs] += source[outputs]
+        else:
+            out[outputs] += source[inputs]
+    return out
+
+
+class _WindowSum(torch.autograd.Function):
+    """Sum over windows along ``dim`` (−1 or −2); backward is the adjoint scatter, itself built
+    from differentiable ops so double backward works."""
+
+    @staticmethod
+    def forward(x: Tensor, dim: int, kernel: int, stride: int, padding: int, out: int) -> Tensor:
+        return _sum_taps(x, dim, tap_ranges(x.shape[dim], kernel, stride, padding, out), stride, out, adjoint=False)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, dim, kernel, stride, padding, out = inputs
+        ctx.geometry = (dim, tap_ranges(x.shape[dim], kernel, stride, padding, out), stride, x.shape[dim])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        dim, ranges, stride, size = ctx.geometry
+        return _sum_taps(grad, dim, ranges, stride, size, adjoint=True), None, None, None, None, None
+
+
+def _divisors(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> Tensor:
+    """torch's divisor of every window, ``(*S_out)``: the product of the per-dim window lengths."""
+    if divisor_override is not None:
+        return torch.full(o, divisor_override, device=x.device)
+    divisor = None
+    for a in range(len(k)):
+        d = _avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device)
+        divisor = d if divisor is None else divisor.unsqueeze(-1) * d
+    return divisor
+
+
+def _mean_of_sums(sums: Tensor, divisor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``sums / divisor`` rounded once to ``dtype``; integer inputs divide with truncation, as torch."""
+    if not dtype.is_floating_point:
+        return torch.div(sums, divisor, rounding_mode="trunc").to(dtype)
+    return (sums / divisor.to(sums.dtype)).to(dtype)
+
+
+def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, spatial_dims):
+    x, batched, k, s, p, _, o = pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError(f"{op}: divisor_override must be non-zero, but got divisor_override={divisor_override}")
+    kernels = AVG_POOL2D if spatial_dims == 2 else AVG_POOL
+    out = run(kernels, x, k, s, p, o, count_include_pad, divisor_override)
+    return out if batched else out.squeeze(0)
+
+
+def _averages(window_sum):
+    """An average pool from a ``window_sum(x, k, s, p, o)``: the sums (in float32 for half
+    precision) divided by torch's divisors, in the input's layout."""
+
+    def average(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> Tensor:
+        sums = window_sum(accumulation(x), k, s, p, o)
+        divisor = _divisors(x, k, s, p, o, count_include_pad, divisor_override)
+        (out,) = in_layout_of(x, _mean_of_sums(sums, divisor, x.dtype))
+        return out
+
+    return average
+
+
+def _separable_window_sum(x: Tensor, k, s, p, o) -> Tensor:
+    """One dim at a time, the last first: separable window sums of :class:`_WindowSum`."""
+    for axis in range(len(k)):
+        dim = -1 - axis
+        x = _WindowSum.apply(x, dim, k[dim], s[dim], p[dim], o[dim])
+    return x
+
+
+def _triton_avg_pool2d(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> Tensor:
+    divisors = [_avg_divisor(x.shape[2 + a], k[a], s[a], p[a], o[a], count_include_pad, x.device) for a in (0, 1)]
+    if divisor_override is not None:
+        divisors = [torch.full_like(divisors[0], divisor_override), torch.ones_like(divisors[1])]
+    return triton.avg_pool2d(x, k, s, p, o, *divisors)
+
+
+AVG_POOL = PoolKernels(eager=_averages(_separable_window_sum), traceable=_averages(traceable.window_sum))
+AVG_POOL2D = PoolKernels(eager=AVG_POOL.eager, traceable=AVG_POOL.traceable, triton=_triton_avg_pool2d)
+
+
+@fx_leaf
+def avg_pool1d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """1-D average pooling. See :class:`cnnlab.nn.AvgPool1d`."""
+    return _avg_pool("avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1)
+
+
+@fx_leaf
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """2-D average pooling. See :class:`cnnlab.nn.AvgPool2d`."""
+    return _avg_pool(
+        "avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2
+    )
+
+
+def _lpfinish(pooled: Tensor, norm_type: float, window: int) -> Tensor:
+    # torch's formula: (sign(avg) · relu(|avg|) · window) ** (1/p)
+    return (torch.sign(pooled) * torch.relu(torch.abs(pooled))).mul(window).pow(1.0 / norm_type)
+
+
+@fx_leaf
+def lp_pool1d(
+    input: Tensor, norm_type: float, kernel_size: int, stride: IntOrTuple | None = None, ceil_mode: bool = False
+) -> Tensor:
+    """1-D power-average pooling ``(Σ x^p)^(1/p)``. See :class:`cnnlab.nn.LPPool1d`."""
+    (k,) = ntuple(kernel_size, 1, "kernel_size")
+    return _lpfinish(avg_pool1d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, k)
+
+
+@fx_leaf
+def lp_pool2d(
+    input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
+) -> Tensor:
+    """2-D power-average pooling; ``norm_type=2`` is L2-norm pooling. See :class:`cnnlab.nn.LPPool2d`."""
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    return _lpfinish(avg_pool2d(input.pow(norm_type), (kh, kw), stride, 0, ceil_mode), norm_type, kh * kw)
+
+
+@fx_leaf
+def avg_pool3d(
+    input: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """3-D average pooling over ``(N, C, D, H, W)``. See :class:`cnnlab.nn.AvgPool3d`."""
+    return _avg_pool(
+        "avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3
+    )
+
+
+@fx_leaf
+def lp_pool3d(
+    input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
+) -> Tensor:
+    """3-D power-average pooling. See :class:`cnnlab.nn.LPPool3d`."""
+    k = ntuple(kernel_size, 3, "kernel_size")
+    return _lpfinish(avg_pool3d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, math.prod(k))

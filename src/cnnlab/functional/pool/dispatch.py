@@ -1,0 +1,43 @@
+"""The one place that decides how a pooling op computes.
+
+Each pooling module describes an op by its :class:`PoolKernels` (the eager kernel, its
+traceable form, a Triton kernel where one exists) and calls :func:`run`, which picks from the
+tracer state and the device, never from tensor values:
+
+- the traceable form (reductions over window views, :mod:`.traceable`) under ``torch.compile``,
+  ``torch.export``, ``jit.trace``, the ``torch.func`` transforms and on meta/fake tensors
+  (:mod:`cnnlab.functional._tracing`);
+- the Triton kernel for CUDA tensors (or any tensor under ``TRITON_INTERPRET=1``);
+- the eager kernel everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .._tracing import is_tracing
+from ..conv.triton import available as triton_available
+
+__all__ = ["PoolKernels", "run"]
+
+
+@dataclass(frozen=True)
+class PoolKernels:
+    """The implementations of one pooling op, all called as ``kernel(x, *args)`` with a validated
+    batched ``x``. ``traceable=None``: the eager kernel is itself traceable (the 3-D pools)."""
+
+    eager: Callable
+    traceable: Callable | None = None
+    triton: Callable | None = None
+
+
+def run(kernels: PoolKernels, x: Tensor, *args):
+    """Compute ``kernels`` on ``x`` by the implementation the module docstring's rule picks."""
+    if is_tracing(x):
+        return (kernels.traceable or kernels.eager)(x, *args)
+    if kernels.triton is not None and triton_available(x):
+        return kernels.triton(x, *args)
+    return kernels.eager(x, *args)

@@ -1,0 +1,116 @@
+"""Pools that weight their window: distance-weighted averages and anti-aliased (blur) pooling."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .. import functional
+from ..functional._utils import IntOrTuple
+from ..functional.pool.base import pool_geometry
+
+__all__ = ["BlurPool2d", "DistanceWeightedPool2d", "MaxBlurPool2d"]
+
+
+class DistanceWeightedPool2d(nn.Module):
+    r"""Weighted average whose weights fall with distance ``r`` from the window's centre:
+
+    ``w(r) ∝ exp(−r²/2σ²)`` (``kind="gaussian"``) or ``w(r) ∝ 1/(1 + r)`` (``kind="inverse"``),
+    normalised so ``Σ w = 1``. Odd and even windows (an even window's centre lies between
+    pixels); stride and zero padding as :class:`AvgPool2d` (padding counts as zeros).
+
+    Args:
+        kernel_size, stride (default ``kernel_size``), padding, ceil_mode: as AvgPool2d.
+        kind: ``"gaussian"`` or ``"inverse"``. Default ``"gaussian"``.
+        sigma (float): Gaussian width in pixels. Default 1.0.
+        learnable_sigma (bool): make ``sigma`` a parameter (Gaussian only). Default False.
+
+    Example:
+        >>> DistanceWeightedPool2d(3, stride=2, padding=1)(torch.randn(1, 8, 32, 32)).shape
+        torch.Size([1, 8, 16, 16])
+    """
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        kind: str = "gaussian",
+        sigma: float = 1.0,
+        learnable_sigma: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, _ = pool_geometry(
+            "DistanceWeightedPool2d", 2, kernel_size, stride, padding
+        )
+        if kind not in ("gaussian", "inverse"):
+            raise ValueError(f"DistanceWeightedPool2d: kind must be 'gaussian' or 'inverse', but got kind={kind!r}")
+        if sigma <= 0:
+            raise ValueError(f"DistanceWeightedPool2d: sigma must be positive, but got sigma={sigma}")
+        if learnable_sigma and kind != "gaussian":
+            raise ValueError("DistanceWeightedPool2d: learnable_sigma=True needs kind='gaussian'")
+        self.ceil_mode = ceil_mode
+        self.kind = kind
+        self.learnable_sigma = learnable_sigma
+        if learnable_sigma:
+            self.sigma = nn.Parameter(torch.tensor(float(sigma), device=device, dtype=dtype))
+        else:
+            self.sigma = float(sigma)
+
+    def extra_repr(self) -> str:
+        sigma = float(self.sigma.detach()) if isinstance(self.sigma, Tensor) else self.sigma
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, kind={self.kind}"
+            + (f", sigma={sigma:g}" if self.kind == "gaussian" else "")
+            + (", learnable_sigma=True" if self.learnable_sigma else "")
+        )
+
+    def forward(self, input: Tensor) -> Tensor:
+        return functional.distance_weighted_pool2d(
+            input, self.kernel_size, self.stride, self.padding, self.ceil_mode, kind=self.kind, sigma=self.sigma
+        )
+
+
+class BlurPool2d(nn.Module):
+    """Anti-aliased downsampling (Zhang 2019, "Making Convolutional Networks Shift-Invariant
+    Again"): a per-channel binomial low-pass filter of size ``filter_size`` (1–7; 1 is plain
+    subsampling) with reflect padding, evaluated every ``stride`` pixels.
+
+    Shape: ``(N, C, H, W)`` → ``(N, C, ceil(H/s), ceil(W/s))`` for odd filters.
+
+    Example:
+        >>> BlurPool2d(filter_size=3, stride=2)(torch.randn(1, 8, 32, 32)).shape
+        torch.Size([1, 8, 16, 16])
+    """
+
+    def __init__(self, filter_size: int = 3, stride: IntOrTuple = 2) -> None:
+        super().__init__()
+        functional.binomial_filter(filter_size)  # validates 1..7
+        self.filter_size = filter_size
+        _, self.stride, _, _ = pool_geometry("BlurPool2d", 2, 1, stride, 0)
+
+    def extra_repr(self) -> str:
+        return f"filter_size={self.filter_size}, stride={self.stride}"
+
+    def forward(self, input: Tensor) -> Tensor:
+        return functional.blur_pool2d(input, self.filter_size, self.stride)
+
+
+class MaxBlurPool2d(nn.Module):
+    """Max pooling made shift-robust (Zhang 2019): dense max over ``kernel_size`` windows with
+    stride 1, then :class:`BlurPool2d` does the subsampling by ``stride``."""
+
+    def __init__(self, kernel_size: IntOrTuple = 2, filter_size: int = 3, stride: IntOrTuple = 2) -> None:
+        super().__init__()
+        functional.binomial_filter(filter_size)
+        self.kernel_size, self.stride, _, _ = pool_geometry("MaxBlurPool2d", 2, kernel_size, stride, 0)
+        self.filter_size = filter_size
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, filter_size={self.filter_size}, stride={self.stride}"
+
+    def forward(self, input: Tensor) -> Tensor:
+        return functional.max_blur_pool2d(input, self.kernel_size, self.filter_size, self.stride)
