@@ -24,6 +24,7 @@ train: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

@@ -16,7 +16,7 @@ from torch import nn
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
 from cnnlab.functional.pool import base as pool_base
-from cnnlab.functional.pool import max as max_module
+from cnnlab.functional.pool import max_pool as max_module
 from tests.conftest import assert_close, compare_forward_backward
 
 

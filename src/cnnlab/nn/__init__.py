@@ -1,86 +1,22 @@
-"""cnnlab layers: drop-in replacements for ``torch.nn`` convolution and pooling modules."""
+"""cnnlab layers: drop-in replacements for ``torch.nn`` convolution and pooling modules (each
+subclasses its torch twin), and the layers torch lacks. Each module lists its layers once, in its
+``__all__``."""
 
-from .conv import (
-    Conv1d,
-    Conv2d,
-    Conv3d,
-    ConvTranspose1d,
-    ConvTranspose2d,
-    ConvTranspose3d,
-    FFTConv2d,
-    LazyConv1d,
-    LazyConv2d,
-    LazyConv3d,
-    LazyConvTranspose1d,
-    LazyConvTranspose2d,
-    LazyConvTranspose3d,
-)
-from .global_pool import GlobalAvgPool2d, GlobalMaxPool2d
-from .maxout import ChannelMaxPool
-from .pool import (
-    AdaptiveAvgPool1d,
-    AdaptiveAvgPool2d,
-    AdaptiveAvgPool3d,
-    AdaptiveMaxPool1d,
-    AdaptiveMaxPool2d,
-    AdaptiveMaxPool3d,
-    AvgPool1d,
-    AvgPool2d,
-    AvgPool3d,
-    FractionalMaxPool2d,
-    FractionalMaxPool3d,
-    LPPool1d,
-    LPPool2d,
-    LPPool3d,
-    MaxPool1d,
-    MaxPool2d,
-    MaxPool3d,
-    MaxUnpool1d,
-    MaxUnpool2d,
-    MaxUnpool3d,
-)
-from .separable import DepthwiseSeparableConv2d
-from .weighted_pool import BlurPool2d, DistanceWeightedPool2d, MaxBlurPool2d
+from . import conv, global_pool, maxout, pool, separable, weighted_pool
+from .conv import *  # noqa: F403
+from .global_pool import *  # noqa: F403
+from .maxout import *  # noqa: F403
+from .pool import *  # noqa: F403
+from .separable import *  # noqa: F403
+from .weighted_pool import *  # noqa: F403
 
-__all__ = [
-    "AdaptiveAvgPool1d",
-    "AdaptiveAvgPool2d",
-    "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d",
-    "AdaptiveMaxPool2d",
-    "AdaptiveMaxPool3d",
-    "AvgPool1d",
-    "AvgPool2d",
-    "AvgPool3d",
-    "BlurPool2d",
-    "ChannelMaxPool",
-    "Conv1d",
-    "Conv2d",
-    "Conv3d",
-    "ConvTranspose1d",
-    "ConvTranspose2d",
-    "ConvTranspose3d",
-    "DepthwiseSeparableConv2d",
-    "DistanceWeightedPool2d",
-    "FFTConv2d",
-    "FractionalMaxPool2d",
-    "FractionalMaxPool3d",
-    "GlobalAvgPool2d",
-    "GlobalMaxPool2d",
-    "LPPool1d",
-    "LPPool2d",
-    "LPPool3d",
-    "LazyConv1d",
-    "LazyConv2d",
-    "LazyConv3d",
-    "LazyConvTranspose1d",
-    "LazyConvTranspose2d",
-    "LazyConvTranspose3d",
-    "MaxBlurPool2d",
-    "MaxPool1d",
-    "MaxPool2d",
-    "MaxPool3d",
-    "MaxUnpool1d",
-    "MaxUnpool2d",
-    "MaxUnpool3d",
-]
+__all__ = sorted(
+    [
+        *conv.__all__,
+        *global_pool.__all__,
+        *maxout.__all__,
+        *pool.__all__,
+        *separable.__all__,
+        *weighted_pool.__all__,
+    ]
+)

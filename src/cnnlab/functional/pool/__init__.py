@@ -1,76 +1,27 @@
-"""Pooling: one module per family of pools (:mod:`.max`, :mod:`.avg`, :mod:`.adaptive`,
+"""Pooling: one module per family of pools (:mod:`.max_pool`, :mod:`.avg_pool`, :mod:`.adaptive`,
 :mod:`.fractional`, :mod:`.unpool`, :mod:`.weighted`, :mod:`.maxout`), each describing its
 implementations for the one dispatch (:mod:`.dispatch`) that picks eager kernel, traceable form
 (:mod:`.traceable`) or Triton (:mod:`.triton`). Built from strided views, reductions,
-``gather``/``scatter`` and ``matmul``: never torch's pooling ops."""
+``gather``/``scatter`` and ``matmul``: never torch's pooling ops. The public functions are
+listed once, in each family module's ``__all__``."""
 
-from .adaptive import (
-    adaptive_avg_pool1d,
-    adaptive_avg_pool2d,
-    adaptive_avg_pool3d,
-    adaptive_max_pool1d,
-    adaptive_max_pool1d_with_indices,
-    adaptive_max_pool2d,
-    adaptive_max_pool2d_with_indices,
-    adaptive_max_pool3d,
-    adaptive_max_pool3d_with_indices,
-    global_avg_pool2d,
-    global_max_pool2d,
-)
-from .avg import avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d
-from .fractional import (
-    fractional_max_pool2d,
-    fractional_max_pool2d_with_indices,
-    fractional_max_pool3d,
-    fractional_max_pool3d_with_indices,
-)
-from .max import (
-    max_pool1d,
-    max_pool1d_with_indices,
-    max_pool2d,
-    max_pool2d_with_indices,
-    max_pool3d,
-    max_pool3d_with_indices,
-)
-from .maxout import channel_max_pool
-from .unpool import max_unpool1d, max_unpool2d, max_unpool3d
-from .weighted import binomial_filter, blur_pool2d, distance_weighted_pool2d, distance_weights, max_blur_pool2d
+from . import adaptive, avg_pool, fractional, max_pool, maxout, unpool, weighted
+from .adaptive import *  # noqa: F403
+from .avg_pool import *  # noqa: F403
+from .fractional import *  # noqa: F403
+from .max_pool import *  # noqa: F403
+from .maxout import *  # noqa: F403
+from .unpool import *  # noqa: F403
+from .weighted import *  # noqa: F403
 
-__all__ = [
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d",
-    "adaptive_max_pool1d",
-    "adaptive_max_pool1d_with_indices",
-    "adaptive_max_pool2d",
-    "adaptive_max_pool2d_with_indices",
-    "adaptive_max_pool3d",
-    "adaptive_max_pool3d_with_indices",
-    "avg_pool1d",
-    "avg_pool2d",
-    "avg_pool3d",
-    "binomial_filter",
-    "blur_pool2d",
-    "channel_max_pool",
-    "distance_weighted_pool2d",
-    "distance_weights",
-    "fractional_max_pool2d",
-    "fractional_max_pool2d_with_indices",
-    "fractional_max_pool3d",
-    "fractional_max_pool3d_with_indices",
-    "global_avg_pool2d",
-    "global_max_pool2d",
-    "lp_pool1d",
-    "lp_pool2d",
-    "lp_pool3d",
-    "max_blur_pool2d",
-    "max_pool1d",
-    "max_pool1d_with_indices",
-    "max_pool2d",
-    "max_pool2d_with_indices",
-    "max_pool3d",
-    "max_pool3d_with_indices",
-    "max_unpool1d",
-    "max_unpool2d",
-    "max_unpool3d",
-]
+__all__ = sorted(
+    [
+        *adaptive.__all__,
+        *avg_pool.__all__,
+        *fractional.__all__,
+        *max_pool.__all__,
+        *maxout.__all__,
+        *unpool.__all__,
+        *weighted.__all__,
+    ]
+)

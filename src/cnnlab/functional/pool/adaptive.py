@@ -13,7 +13,7 @@ from .._utils import check_input_rank
 from . import traceable
 from .base import accumulation, check_not_empty, finish, gather_flat, in_layout_of, with_indices
 from .dispatch import PoolKernels, run
-from .max import MAX_POOL2D, max_indices_2d, scan_argmax
+from .max_pool import MAX_POOL2D, max_indices_2d, scan_argmax
 
 __all__ = [
     "adaptive_avg_pool1d",

@@ -15,7 +15,7 @@ from ..conv.dispatch import convolve
 from . import traceable
 from .base import pool_args
 from .dispatch import PoolKernels, run
-from .max import max_pool2d
+from .max_pool import max_pool2d
 
 __all__ = ["binomial_filter", "blur_pool2d", "distance_weighted_pool2d", "distance_weights", "max_blur_pool2d"]
 

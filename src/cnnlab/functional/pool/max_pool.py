@@ -22,16 +22,12 @@ from .base import accumulation, finish, gather_flat, in_layout_of, pool_args, wi
 from .dispatch import PoolKernels, run
 
 __all__ = [
-    "MAX_POOL2D",
-    "max_indices_1d",
-    "max_indices_2d",
     "max_pool1d",
     "max_pool1d_with_indices",
     "max_pool2d",
     "max_pool2d_with_indices",
     "max_pool3d",
     "max_pool3d_with_indices",
-    "scan_argmax",
 ]
 
 
