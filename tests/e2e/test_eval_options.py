@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
 from cnnlab.data.loader import TensorImageLoader
-from cnnlab.train.loop import evaluate
+from cnnlab.train.options import TrainerOptions
+from cnnlab.train.steps import evaluate
+
+DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "trainer" / "default.yaml"
 
 
 class _LeftRight(nn.Module):
@@ -24,8 +30,8 @@ def _loader(images, labels, **kwargs):
 
 
 def _trainer(**overrides):
-    base = {"label_smoothing": 0.0, "logit_scale": 1.0, "tta_flip": False}
-    return OmegaConf.create({**base, **overrides})
+    """The default trainer options (configs/trainer/default.yaml) with ``overrides``."""
+    return dataclasses.replace(TrainerOptions.from_config(OmegaConf.load(DEFAULTS)), **overrides)
 
 
 def test_tta_flip_averages_the_logits_of_each_image_and_its_mirror():

@@ -190,10 +190,11 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
 
     # in-process: the test set is evaluated once per epoch, not again after the last one
     import cnnlab.train.loop as loop
+    import cnnlab.train.state as state
 
     calls = []
-    evaluate = loop.evaluate
-    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: calls.append(1) or evaluate(*a, **k))
+    evaluate = state.evaluate  # what Run.evaluate calls: every evaluation pass of a run
+    monkeypatch.setattr(state, "evaluate", lambda *a, **k: calls.append(1) or evaluate(*a, **k))
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*QUIET, "trainer.max_epochs=2", f"paths.output_dir={tmp_path}/i"])
     metrics = loop.run(cfg)

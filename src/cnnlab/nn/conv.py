@@ -18,6 +18,7 @@ from ..functional._utils import (
     IntOrTuple,
     check_non_negative,
     check_positive,
+    conv_transpose_output_size,
     ntuple,
     resolve_padding,
 )
@@ -222,6 +223,40 @@ class _ConvTranspose:
                          stride, padding, dilation, output_padding, groups, padding_mode)  # fmt: skip
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device, dtype)  # fmt: skip
+
+    def _output_padding(
+        self,
+        input: Tensor,
+        output_size: Sequence[int] | None,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        kernel_size: Sequence[int],
+        num_spatial_dims: int,
+        dilation: Sequence[int] | None = None,
+    ) -> list[int]:
+        """torch's rule (the ``output_padding`` that yields ``output_size``, which may include N and
+        C), with a message that names the layer and lists what is allowed."""
+        if output_size is None:
+            return list(self.output_padding)
+        n = num_spatial_dims
+        if len(output_size) not in (n, n + 1, n + 2):
+            raise ValueError(
+                f"{type(self).__name__}: output_size must have {n} (or {n + 2} with batch and channels) "
+                f"elements, but got output_size={list(output_size)}"
+            )
+        spatial = list(output_size)[-n:]
+        dilation = dilation or (1,) * n
+        min_sizes = [
+            conv_transpose_output_size(size, k, s, p, 0, d)
+            for size, s, p, d, k in zip(input.shape[-n:], stride, padding, dilation, kernel_size)
+        ]
+        max_sizes = [m + s - 1 for m, s in zip(min_sizes, stride)]
+        if not all(lo <= size <= hi for size, lo, hi in zip(spatial, min_sizes, max_sizes)):
+            raise ValueError(
+                f"{type(self).__name__}: requested an output size of {spatial}, but valid sizes range from "
+                f"{min_sizes} to {max_sizes} (for an input of {list(input.shape[-n:])})"
+            )
+        return [size - lo for size, lo in zip(spatial, min_sizes)]
 
 
 class ConvTranspose1d(_ConvTranspose, nn.ConvTranspose1d):
