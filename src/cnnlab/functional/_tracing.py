@@ -45,7 +45,7 @@ def is_tracing(*tensors: Tensor) -> bool:
 def is_compiling_graph() -> bool:
     """``torch.compile`` is capturing a graph for a backend (not ``torch.export``, which must record
     portable ops): opaque custom ops may stand in for the eager kernels there
-    (:mod:`cnnlab.functional.algorithms.opaque`). Those ops have no vmap rule, so a ``torch.func``
+    (:mod:`cnnlab.functional.conv.opaque`). Those ops have no vmap rule, so a ``torch.func``
     transform traced inside ``torch.compile`` is not supported (dynamo answers functorch's
     interpreter query as if a transform were always active, so it cannot be asked)."""
     return torch.compiler.is_compiling() and not torch.compiler.is_exporting()

@@ -82,6 +82,7 @@ class _Conv:
     a class may fix another, as :class:`FFTConv2d` does)."""
 
     algorithm: str = "auto"
+    _spatial_dims: int
 
     def __init__(
         self,
@@ -204,6 +205,8 @@ class _ConvTranspose:
     ``forward(input, output_size=None)`` (its ``output_padding`` rule), after cnnlab's argument
     checks; the compute is one call of ``cnnlab.functional.conv_transposeNd``."""
 
+    _spatial_dims: int
+
     def __init__(
         self,
         in_channels: int,
@@ -280,7 +283,7 @@ class ConvTranspose1d(_ConvTranspose, nn.ConvTranspose1d):
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, 1, self.dilation
-        )  # torch's rule for reaching output_size
+        )
         return functional.conv_transpose1d(
             input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
@@ -305,7 +308,7 @@ class ConvTranspose2d(_ConvTranspose, nn.ConvTranspose2d):
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
-        )  # torch's rule for reaching output_size
+        )
         return functional.conv_transpose2d(
             input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
@@ -328,7 +331,7 @@ class ConvTranspose3d(_ConvTranspose, nn.ConvTranspose3d):
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, 3, self.dilation
-        )  # torch's rule for reaching output_size
+        )
         return functional.conv_transpose3d(
             input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
         )

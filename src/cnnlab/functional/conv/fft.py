@@ -2,8 +2,8 @@
 ``x ⋆ w = IFFT(FFT(x) · conj(FFT(w)))``. Its cost does not grow with the kernel size, so it pays
 for large kernels (7×7 and up).
 
-Same contract as every algorithm (:mod:`.base`). The transform size equals the zero-padded input, which is enough:
-every valid output position ``y <= H - (d(k-1)+1)`` reads ``x[y + i*d]`` without wrapping around.
+Same contract as every algorithm (:mod:`.base`). The transform size equals the zero-padded input,
+which is enough: every valid output position ``y <= H - (d(k-1)+1)`` reads ``x[y + i*d]`` without wrapping around.
 """
 
 from __future__ import annotations
