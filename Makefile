@@ -1,5 +1,7 @@
 # Two commands do all the set-up on a fresh machine: `make train` and `make test`.
-# Both create .venv (with cnnlab installed editable and its dev tools) when it is missing.
+# Both create .venv (with cnnlab installed editable and its dev tools) when it is missing, and
+# build cnnlab's compiled CPU kernels (src/cnnlab/csrc, cached per CPU kind; without a compiler
+# the Python algorithms run instead, with a warning).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 	test -e .env || test ! -d $(SHARED_DATA)/cifar-10-batches-py || echo "CNNLAB_DATA=$(SHARED_DATA)" > .env
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.native: $(VENV)/.installed $(wildcard src/cnnlab/csrc/*.cpp)
+	$(PY) -m cnnlab.functional.native || echo "cnnlab: compiled CPU kernels not built; the Python algorithms will run"
+	touch $@
+
+venv: $(VENV)/.installed $(VENV)/.native
 
 train: venv
 	$(PY) train.py experiment=cifar_fast $(ARGS)
@@ -26,8 +32,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The whole suite (compiled kernels where built), then the layer equivalence tests again on the
+# Python algorithms alone, as a machine without a compiler runs them.
 test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	CNNLAB_NATIVE=0 $(PY) -m pytest -n 2 -q -m "not slow" tests/functional tests/nn $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) benchmarks/layers.py $(ARGS)

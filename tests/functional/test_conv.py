@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cnnlab.functional as CF
+from cnnlab.functional import native
 from cnnlab import nn as cnn
 from cnnlab.functional.conv.base import ConvCall
 from cnnlab.functional.conv.dispatch import select_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin
 
-ALGORITHMS = ["gemm", "shift", "winograd", "pointwise", "fft", "traceable", "triton", "auto"]
-CPU_ALGORITHMS = [name for name in ALGORITHMS if name != "triton"]
+ALGORITHMS = ["gemm", "direct", "shift", "winograd", "pointwise", "fft", "traceable", "triton", "auto"]
+CPU_ALGORITHMS = [name for name in ALGORITHMS if name != "triton" and (name != "direct" or native.available())]
 
 
 def supports(algorithm: str, layer: cnn.Conv2d) -> bool:
@@ -30,6 +31,8 @@ def supports(algorithm: str, layer: cnn.Conv2d) -> bool:
         return kernel == (3, 3) and stride == (1, 1) and dilation == (1, 1)
     if algorithm == "triton":  # CUDA only (CPU under TRITON_INTERPRET): tests/functional/test_triton_kernels.py
         return False
+    if algorithm == "direct":  # cnnlab's compiled kernels: float32 CPU tensors, where they were built
+        return native.available() and layer.weight.dtype == torch.float32
     if algorithm == "pointwise":  # padding other than zeros is applied before the algorithm runs
         zero_padding = isinstance(layer.padding, str) or not any(layer.padding)
         return kernel == (1, 1) and (zero_padding or layer.padding_mode != "zeros")
@@ -115,9 +118,12 @@ def test_conv1d_matches_torch(kernel, stride, padding, dilation, groups, padding
 )
 def test_auto_takes_fft_for_large_stride_one_kernels(kernel, kwargs, dtype, expected):
     """``auto`` resolves to ``fft`` for float32/64 stride-1 filters of 7×7 and up, ``gemm`` for the
-    rest, and the result matches torch's either way (forward and backward)."""
+    rest, and the result matches torch's either way (forward and backward); float32 on the CPU
+    goes to the compiled ``direct`` kernels first, where they were built."""
     reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 6, kernel, **kwargs)
     x = torch.randn(2, 4, 13, 12, dtype=dtype)
+    if dtype == torch.float32 and native.available():
+        expected = "direct"
     assert select_algorithm(ConvCall(x, ours.weight, ours.stride, ours.padding, ours.dilation, ours.groups)) == expected
     if dtype != torch.bfloat16:
         reference, ours = reference.to(dtype), ours.to(dtype)
@@ -280,11 +286,13 @@ def test_conv2d_is_linear(a, b):
 def test_circular_conv_is_translation_equivariant(shift_y, shift_x, algorithm):
     """With circular padding, conv(roll(x)) == roll(conv(x)): the same weights at every position."""
     kernel = 1 if algorithm == "pointwise" else 3
-    layer = cnn.Conv2d(3, 4, kernel, padding=kernel // 2, padding_mode="circular", algorithm=algorithm).double()
-    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    dtype = torch.float32 if algorithm == "direct" else torch.float64  # the compiled kernels are float32's
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    layer = cnn.Conv2d(3, 4, kernel, padding=kernel // 2, padding_mode="circular", algorithm=algorithm).to(dtype)
+    x = torch.randn(2, 3, 12, 12, dtype=dtype)
     rolled_then_conv = layer(torch.roll(x, (shift_y, shift_x), dims=(2, 3)))
     conv_then_rolled = torch.roll(layer(x), (shift_y, shift_x), dims=(2, 3))
-    torch.testing.assert_close(rolled_then_conv, conv_then_rolled, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rolled_then_conv, conv_then_rolled, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("algorithm", CPU_ALGORITHMS)

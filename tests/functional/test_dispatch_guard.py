@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
 from cnnlab import nn as cnn
+from cnnlab.functional import native
 from tests.conftest import ForbiddenOpGuard
 
 GUARDED_LAYERS = [
@@ -81,3 +84,41 @@ def test_layer_dispatches_no_conv_or_pool_op(make, shape):
     assert x.grad is not None
     assert guard.seen, "the guard recorded nothing"
     assert guard.forbidden == [], f"{type(layer).__name__} dispatched {guard.forbidden}"
+
+
+# What the profiler must never see: aten's and oneDNN's convolution and pooling ops (by any name
+# torch gives them), however deep inside another op they run. cnnlab's own compiled ops
+# (cnnlab_native::correlate_nhwc, window_max2d, ...) and oneDNN's matmul are allowed.
+PROFILED_FORBIDDEN = re.compile(r"^(aten|mkldnn|onednn|ideep)::.*(conv(olution|_|\d)|pool)|dnnl.*(conv|pool)", re.I)
+
+
+def _profiled_ops(model: nn.Module, x: torch.Tensor) -> set[str]:
+    """Every op torch.profiler records for one forward and backward, nested calls included."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        model(x).float().square().mean().backward()
+    return {event.name for event in profile.events()}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_profiler_sees_no_torch_conv_or_pool_op_in_a_cnnlab_model(channels_last):
+    """A model built from config (compiled kernels where built, the Python algorithms elsewhere):
+    the profiler's full op list, including ops called from inside cnnlab's custom ops, holds no
+    convolution or pooling op of torch or oneDNN."""
+    from cnnlab.models import build_model
+    from tests.configs import compose_cfg
+
+    cfg = compose_cfg("model=fast")
+    model, _ = build_model(cfg.model, cfg.conv, cfg.pool, (3, 32, 32))
+    x = torch.randn(8, 3, 32, 32)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    ops = _profiled_ops(model, x)
+    assert any(name.startswith("aten::") for name in ops), "the profiler recorded no aten op"
+    assert sorted(name for name in ops if PROFILED_FORBIDDEN.search(name)) == []
+    if native.available():  # and the compiled kernels are what ran
+        assert {"cnnlab_native::correlate_nhwc", "cnnlab_native::window_max2d"} <= ops
+
+
+def test_profiler_check_catches_torch_layers():
+    ops = _profiled_ops(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2)), torch.randn(2, 3, 8, 8))
+    assert any(PROFILED_FORBIDDEN.search(name) for name in ops)

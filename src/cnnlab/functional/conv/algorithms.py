@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import ConvAlgorithm
 from .depthwise import DEPTHWISE
+from .direct import DIRECT
 from .fft import FFT
 from .gemm import GEMM, POINTWISE
 from .shift import SHIFT
@@ -20,5 +21,5 @@ __all__ = ["ALGORITHMS"]
 
 ALGORITHMS: dict[str, ConvAlgorithm] = {
     record.name: record
-    for record in (GEMM, POINTWISE, SHIFT, WINOGRAD, FFT, DEPTHWISE, TRACEABLE, TRITON, TRITON_DEPTHWISE)
+    for record in (GEMM, POINTWISE, DIRECT, SHIFT, WINOGRAD, FFT, DEPTHWISE, TRACEABLE, TRITON, TRITON_DEPTHWISE)
 }

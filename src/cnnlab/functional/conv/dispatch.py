@@ -9,7 +9,9 @@ state (never tensor values), :func:`convolve` and :func:`convolve_transpose` run
   marked ``compiled``;
 - the traceable form (:mod:`.traceable`, or the record's own) under every other tracer and
   ``torch.func`` transform, and on meta/fake tensors (:mod:`cnnlab.functional._tracing`);
-- Triton kernels for CUDA tensors (records ``triton`` and ``triton_depthwise``).
+- Triton kernels for CUDA tensors (records ``triton`` and ``triton_depthwise``);
+- cnnlab's compiled CPU kernels (:mod:`cnnlab.functional.native`, record ``direct``) for float32
+  CPU tensors, where they were built.
 
 Inputs arrive validated, batched and padded from :mod:`.api`. 1-D convolutions arrive as 2-D
 ones over a height-1 image; 3-D ones run the N-d traceable form, the only algorithm that covers
@@ -21,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import native
 from .._tracing import is_compiling_graph, is_tracing
 from .._utils import conv_transpose_output_size
 from . import opaque, traceable
@@ -31,6 +34,7 @@ from .triton import available as triton_available
 __all__ = ["ALGORITHMS", "convolve", "convolve_transpose", "resolve", "select_algorithm"]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
+_DIRECT_MIN_CHANNELS = 4  # input channels per group below which the direct kernel's input gradient is too thin
 _N_D = ("traceable",)  # the algorithms that cover 3-D convolutions
 
 
@@ -43,6 +47,9 @@ def select_algorithm(call: ConvCall) -> str:
         return "triton"
     if call.pointwise:
         return "pointwise"
+    direct = call.input.device.type == "cpu" and call.input.dtype == torch.float32
+    if direct and call.weight.shape[1] >= _DIRECT_MIN_CHANNELS and native.available():
+        return "direct"
     if min(call.kernel) >= 7 and call.stride == (1, 1) and call.input.dtype in _FFT_DTYPES:
         return "fft"
     return "gemm"

@@ -8,7 +8,9 @@ tracer state and the device, never from tensor values:
   ``torch.export``, ``jit.trace``, the ``torch.func`` transforms and on meta/fake tensors
   (:mod:`cnnlab.functional._tracing`);
 - the Triton kernel for CUDA tensors (or any tensor under ``TRITON_INTERPRET=1``);
-- the eager kernel everywhere else.
+- cnnlab's compiled kernel for floating-point CPU tensors, where one exists and was built
+  (:mod:`cnnlab.functional.native`);
+- the eager kernel (Python, from tensor primitives) everywhere else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .. import native
 from .._tracing import is_tracing
 from ..conv.triton import available as triton_available
 
@@ -32,6 +35,7 @@ class PoolKernels:
     eager: Callable
     traceable: Callable | None = None
     triton: Callable | None = None
+    native: Callable | None = None
 
 
 def run(kernels: PoolKernels, x: Tensor, *args):
@@ -40,4 +44,6 @@ def run(kernels: PoolKernels, x: Tensor, *args):
         return (kernels.traceable or kernels.eager)(x, *args)
     if kernels.triton is not None and triton_available(x):
         return kernels.triton(x, *args)
+    if kernels.native is not None and x.device.type == "cpu" and x.dtype.is_floating_point and native.available():
+        return kernels.native(x, *args)
     return kernels.eager(x, *args)

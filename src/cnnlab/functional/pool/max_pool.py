@@ -156,13 +156,45 @@ def _traceable_max_pool1d(x: Tensor, k: int, s: int, p: int, d: int, o: int) -> 
     return traceable.max_pool(x, (k,), (s,), (p,), (d,), (o,))
 
 
+class _NativeMaxPool2d(torch.autograd.Function):
+    """``cnnlab_native::window_max2d`` (values and torch's indices in one pass, ``csrc/window_max.cpp``)
+    and its backward, the gradient scattered to those indices; under ``create_graph`` the scatter
+    is ``scatter_add``, which autograd records."""
+
+    @staticmethod
+    def forward(x: Tensor, k, s, p, d, o):
+        return torch.ops.cnnlab_native.window_max2d(x, k, s, p, d, o)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(output[1])
+        ctx.mark_non_differentiable(output[1])
+        ctx.input_shape = inputs[0].shape
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _grad_index):
+        (index,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            n, c = ctx.input_shape[:2]
+            flat = grad.new_zeros(n, c, ctx.input_shape[2:].numel())
+            positions = index.shape[2:].numel()
+            flat = flat.scatter_add(-1, index.reshape(n, c, positions), grad.reshape(n, c, positions))
+            return flat.view(ctx.input_shape), None, None, None, None, None
+        grad_input = torch.ops.cnnlab_native.window_max2d_backward(grad, index, ctx.input_shape[2:])
+        return grad_input, None, None, None, None, None
+
+
+def _native_max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor, Tensor | None]:
+    out, index = _NativeMaxPool2d.apply(x, k, s, p, d, o)
+    return out, index if return_indices else None
+
+
 MAX_POOL1D = PoolKernels(eager=_eager_max_pool1d, traceable=_traceable_max_pool1d)
 MAX_POOL2D = PoolKernels(
     eager=_eager_max_pool2d,
     traceable=_traceable_max_pool2d,
-    triton=functools.partial(
-        _eager_max_pool2d, kernel=triton.max_pool2d
-    ),  # one kernel finds values and torch's indices
+    triton=functools.partial(_eager_max_pool2d, kernel=triton.max_pool2d),  # values and torch's indices in one kernel
+    native=_native_max_pool2d,
 )
 
 

@@ -1,0 +1,263 @@
+// Direct convolution on channels-last (NHWC) float32 data: forward, input gradient and weight
+// gradient as batch-reduce GEMMs over the kernel taps, with no column matrix.
+//
+// Forward, per output row (n, oh) and block of Mb outputs along W:
+//     Y[Mb × O] = Σ_taps A_tap[Mb × C] · B_tap[C × O]
+// where A_tap is read in place from the input (rows stride·C apart: leading dimension stride·C)
+// and B_tap is the tap's filter slice, packed once per call as [kh][kw][C][O]. Padding is never
+// materialised: each tap multiplies only the outputs whose input it reads lies inside the image
+// (a clamped range of the row; taps reading a padded row are skipped), into an accumulator that
+// starts at zero. The accumulator is the output row itself (float32), so each output is written
+// once per tap while it sits in L1/L2 (a zero-bordered copy of the input instead cost 20 ms of the
+// 38 ms forward of 64→64 3×3 @32², batch 128). Input gradient: every output row scatters
+// ∂Y[OW × O] · B_tapᵀ[O × C] into the rows of ∂X it touches (leading dimension stride·C), one
+// image per task, so no two tasks write the same numbers. Weight gradient: per output row and tap,
+// ∂W_tapᵀ[O × C] += ∂Yᵀ[O × OW] · A_tap[OW × C], each task into its own accumulator, summed at the
+// end. The GEMM microkernel is ATen's cpublas::brgemm (oneDNN's batch-reduce ukernel, AVX-512 or
+// AVX2): ~265 GFLOP/s per Zen 5 core for 32×64×64 products (docs/benchmarks.md, issue 26).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <vector>
+
+namespace cnnlab {
+namespace {
+
+using at::native::cpublas::brgemm;
+using at::native::cpublas::brgemm_release;
+
+struct Geometry {
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw, groups;
+};
+
+Geometry geometry(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                  int64_t groups) {
+  return {kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups};
+}
+
+// The outputs [lo, hi) whose tap at `offset` (= tap·dilation − padding) reads inside [0, size):
+// lo·stride + offset ≥ 0 and (hi − 1)·stride + offset ≤ size − 1.
+struct Range {
+  int64_t lo, hi;
+};
+
+Range inside(int64_t offset, int64_t stride, int64_t size, int64_t out) {
+  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t hi = size - 1 - offset < 0 ? 0 : std::min(out, (size - 1 - offset) / stride + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+constexpr int64_t kBlock = 64;  // outputs along W per product: the accumulator block stays in L1
+
+int64_t knob(const char* name, int64_t fallback) {  // benchmark-only overrides of the blocking below
+  const char* value = std::getenv(name);
+  return value ? std::atoll(value) : fallback;
+}
+// Fewer channels per group than this make every tap's product too thin (K = Cg): the rows are
+// gathered instead, about kRows outputs at a time (3→64 3×3 @32², batch 128: 11.7 ms forward;
+// gathering short rows of many channels lost: 512→512 @4² 80 ms against 27 ms by taps, as the
+// kh·kw·C × O filter matrix no longer stays in cache).
+const int64_t kMinTapChannels = knob("CNNLAB_MIN_TAP_CHANNELS", 16);
+const int64_t kRows = knob("CNNLAB_GATHER_OUTPUTS", 64);
+
+// One output row's receptive fields, [OW][kh·kw·Cg] for group `grp` (zeros where a tap reads
+// padding): the columns of im2col for a single row, built in a buffer that stays in L2.
+void gather_row(const float* x, float* cols, int64_t n, int64_t oh, int64_t grp, int64_t H, int64_t W, int64_t C,
+                int64_t Cg, int64_t OW, const Geometry& g) {
+  const int64_t K = g.kh * g.kw * Cg;
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    float* dst = cols + ow * K;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+      for (int64_t j = 0; j < g.kw; ++j, dst += Cg) {
+        const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+        if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
+          std::fill(dst, dst + Cg, 0.0f);
+        } else {
+          const float* src = x + ((n * H + ih) * W + iw) * C + grp * Cg;
+          std::copy(src, src + Cg, dst);
+        }
+      }
+    }
+  }
+}
+
+at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+              "cnnlab_native::correlate_nhwc: float32 only");
+  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const at::Tensor x = input.contiguous();
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t O = weight.size(0), Cg = C / groups, Og = O / groups, OH = out_size[0], OW = out_size[1];
+  const int64_t K = g.kh * g.kw * Cg;
+  // [G][kh][kw][Cg][Og]: each tap's filter slice a row-major K × N matrix, and all taps together
+  // the [kh·kw·Cg][Og] matrix of a gathered row
+  const at::Tensor packed = weight.view({groups, Og, Cg, g.kh, g.kw}).permute({0, 3, 4, 2, 1}).contiguous();
+  at::Tensor out = at::empty({N, OH, OW, O}, x.options());
+  const float* xp = x.const_data_ptr<float>();
+  const float* wp = packed.const_data_ptr<float>();
+  float* yp = out.data_ptr<float>();
+  // Few channels: gather the receptive fields of R whole output rows (about kRows outputs) and
+  // multiply once, K = kh·kw·Cg, M = R·OW; otherwise one product per tap and row.
+  const bool gathered = Cg < kMinTapChannels;
+  const int64_t R = gathered ? std::max<int64_t>(1, std::min(OH, kRows / OW)) : 1;
+  const int64_t blocks = (OH + R - 1) / R;
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> cols(gathered ? R * OW * K : 0);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks, oh0 = (task % blocks) * R, rows_here = std::min(R, OH - oh0);
+      const int64_t row = n * OH + oh0;
+      float* y_row = yp + row * OW * O;
+      if (gathered) {
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          for (int64_t r = 0; r < rows_here; ++r) {
+            gather_row(xp, cols.data() + r * OW * K, n, oh0 + r, grp, H, W, C, Cg, OW, g);
+          }
+          const int64_t outputs = rows_here * OW;
+          for (int64_t lo = 0; lo < outputs; lo += kBlock) {
+            const int64_t M = std::min(kBlock, outputs - lo);
+            brgemm(M, Og, K, K, Og, O, false, cols.data() + lo * K, wp + grp * K * Og, y_row + lo * O + grp * Og,
+                   false);
+          }
+        }
+        continue;
+      }
+      const int64_t oh = oh0;
+      std::fill(y_row, y_row + OW * O, 0.0f);
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t offset = j * g.dw - g.pw;
+          const Range r = inside(offset, g.sw, W, OW);
+          for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
+            const int64_t M = std::min(kBlock, r.hi - lo);
+            for (int64_t grp = 0; grp < groups; ++grp) {
+              const float* a = xp + ((n * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
+              const float* b = wp + ((grp * g.kh + i) * g.kw + j) * Cg * Og;
+              brgemm(M, Og, Cg, g.sw * C, Og, O, true, a, b, y_row + lo * O + grp * Og, false);
+            }
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  return out;
+}
+
+at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                  at::IntArrayRef input_size) {
+  TORCH_CHECK(grad.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+              "cnnlab_native::correlate_nhwc_input_grad: float32 only");
+  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const at::Tensor dy = grad.contiguous();
+  const int64_t N = dy.size(0), OH = dy.size(1), OW = dy.size(2), O = dy.size(3);
+  const int64_t Cg = weight.size(1), C = Cg * groups, Og = O / groups, H = input_size[0], W = input_size[1];
+  // [G][kh][kw][Og][Cg]: each tap's filter slice transposed, a row-major K × N matrix for ∂Y · Bᵀ
+  const at::Tensor packed = weight.view({groups, Og, Cg, g.kh, g.kw}).permute({0, 3, 4, 1, 2}).contiguous();
+  at::Tensor out = at::empty({N, H, W, C}, dy.options());
+  const float* gp = dy.const_data_ptr<float>();
+  const float* wp = packed.const_data_ptr<float>();
+  float* dxp = out.data_ptr<float>();
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      std::fill(dxp + n * H * W * C, dxp + (n + 1) * H * W * C, 0.0f);
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t offset = j * g.dw - g.pw;
+            const Range r = inside(offset, g.sw, W, OW);
+            for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
+              const int64_t M = std::min(kBlock, r.hi - lo);
+              for (int64_t grp = 0; grp < groups; ++grp) {
+                const float* a = gp + ((n * OH + oh) * OW + lo) * O + grp * Og;
+                const float* b = wp + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
+                float* c = dxp + ((n * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
+                brgemm(M, Cg, Og, O, Cg, g.sw * C, true, a, b, c, false);
+              }
+            }
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  return out;
+}
+
+at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                   int64_t groups) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat,
+              "cnnlab_native::correlate_nhwc_weight_grad: float32 only");
+  const Geometry g = geometry(weight_shape.slice(2), stride, padding, dilation, groups);
+  const at::Tensor x = input.contiguous(), dy = grad.contiguous();
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
+  const int64_t per_task = groups * g.kh * g.kw * Og * Cg, rows = N * OH;
+  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), rows), 1);
+  // one [G][kh][kw][Og][Cg] accumulator per task, summed at the end
+  at::Tensor partial = at::zeros({tasks, per_task}, x.options());
+  const float* xp = x.const_data_ptr<float>();
+  const float* gp = dy.const_data_ptr<float>();
+  float* pp = partial.data_ptr<float>();
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> dyt(O * OW);  // ∂Yᵀ of one output row, [O][OW]: each product's A, row-major
+    for (int64_t t = begin; t < end; ++t) {
+      float* acc = pp + t * per_task;
+      for (int64_t row = rows * t / tasks; row < rows * (t + 1) / tasks; ++row) {
+        const int64_t n = row / OH, oh = row % OH;
+        const float* dy_row = gp + row * OW * O;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          for (int64_t o = 0; o < O; ++o) dyt[o * OW + ow] = dy_row[ow * O + o];
+        }
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t offset = j * g.dw - g.pw;
+            const Range r = inside(offset, g.sw, W, OW);
+            if (r.lo >= r.hi) continue;
+            for (int64_t grp = 0; grp < groups; ++grp) {
+              const float* a = dyt.data() + grp * Og * OW + r.lo;
+              const float* b = xp + ((n * H + ih) * W + r.lo * g.sw + offset) * C + grp * Cg;
+              float* c = acc + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
+              brgemm(Og, Cg, r.hi - r.lo, OW, g.sw * C, Cg, true, a, b, c, false);
+            }
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  // [G][kh][kw][Og][Cg] → (O, Cg, kh, kw)
+  return partial.sum(0).view({groups, g.kh, g.kw, Og, Cg}).permute({0, 3, 4, 1, 2}).reshape(weight_shape).contiguous();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
+  m.def("correlate_nhwc(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
+        " int[2] out_size) -> Tensor");
+  m.def("correlate_nhwc_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"
+        " int groups, int[2] input_size) -> Tensor");
+  m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[2] stride, int[2] padding,"
+        " int[2] dilation, int groups) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(cnnlab_native, CPU, m) {
+  m.impl("correlate_nhwc", &correlate_nhwc);
+  m.impl("correlate_nhwc_input_grad", &correlate_nhwc_input_grad);
+  m.impl("correlate_nhwc_weight_grad", &correlate_nhwc_weight_grad);
+}
+
+}  // namespace cnnlab

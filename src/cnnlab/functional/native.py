@@ -1,0 +1,115 @@
+"""cnnlab's compiled CPU kernels (``src/cnnlab/csrc/*.cpp``), built once per machine and cached.
+
+The C++ sources register ``torch.library`` ops in the ``cnnlab_native`` namespace
+(``torch.ops.cnnlab_native.*``); this module builds them with ``torch.utils.cpp_extension`` the
+first time a kernel is asked for (``make venv`` does it ahead: ``python -m
+cnnlab.functional.native``), for the instruction set this CPU has (AVX-512 or AVX2; the name of
+the build says which, so another CPU gets its own), and gives each op the fake implementation
+that ``torch.compile``, ``torch.export`` and meta tensors need.
+
+Where no compiler is there, or ``CNNLAB_NATIVE=0`` is set, :func:`available` is ``False``, one
+warning says why (no compiler), and the dispatches run the Python algorithms: the same results,
+slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["available", "build"]
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
+
+# Instruction-set flags per CPU capability torch reports; the kernels vectorise through the compiler.
+_ISA_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+
+
+def _capability() -> str:
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def _enabled() -> bool:
+    return os.environ.get("CNNLAB_NATIVE", "1") != "0"
+
+
+def build(verbose: bool = False) -> None:
+    """Compile (or load the cached build of) the kernels and load them into ``torch.ops``."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its import warns that this machine has no CUDA runtime: irrelevant here
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+
+    capability = _capability()
+    flags = ["-O3", "-fopenmp", "-DNDEBUG", *_ISA_FLAGS.get(capability, [])]
+    cpp_extension.load(
+        name=f"cnnlab_native_{capability.lower()}",
+        sources=sorted(str(path) for path in CSRC.glob("*.cpp")),
+        extra_cflags=flags,
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+        verbose=verbose,
+    )
+
+
+_loaded: bool | None = None  # set by the first call of available()
+
+
+@torch.compiler.assume_constant_result  # tracers read the answer, never this function's body
+def available() -> bool:
+    """Whether the compiled kernels are loaded (building them the first time)."""
+    global _loaded
+    if _loaded is None:
+        _loaded = _load()
+    return _loaded
+
+
+def _load() -> bool:
+    if not _enabled():
+        return False
+    try:
+        build()
+    except Exception as error:  # no compiler, no headers: the Python algorithms still compute everything
+        warnings.warn(
+            f"cnnlab: the compiled CPU kernels could not be built ({type(error).__name__}: {error}); "
+            "cnnlab runs its Python algorithms instead (same results, slower). Install a C++ compiler "
+            "(g++) to build them, or set CNNLAB_NATIVE=0 to silence this.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    _register_fakes()
+    return True
+
+
+def _register_fakes() -> None:
+    """Shapes and memory formats of each op's outputs, for fake and meta tensors."""
+
+    def like(x: torch.Tensor, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        return x.new_empty(shape, dtype=dtype or x.dtype).contiguous(memory_format=layout)
+
+    @torch.library.register_fake("cnnlab_native::window_max2d")
+    def _(input, kernel, stride, padding, dilation, output_size):
+        n, c = input.shape[:2]
+        return like(input, n, c, *output_size), like(input, n, c, *output_size, dtype=torch.long)
+
+    @torch.library.register_fake("cnnlab_native::window_max2d_backward")
+    def _(grad, index, input_size):
+        return like(grad, *grad.shape[:2], *input_size)
+
+
+if __name__ == "__main__":
+    build(verbose=True)
+    print(f"cnnlab: compiled CPU kernels built for {_capability()}: {sorted(dir(torch.ops.cnnlab_native))}")
