@@ -90,15 +90,13 @@ def convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: i
 
 
 def convolve_transpose(
-    input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int, algorithm: str = "auto"
+    input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int, algorithm: str = "gemm"
 ) -> Tensor:
     """The adjoint of :func:`convolve` (``(N, C, *S)`` with filters ``(C, O/G, *k)``): the input
-    gradient of the convolution, from the products of ``algorithm`` (``auto``: ``direct`` for
-    float32 CPU tensors where the compiled kernels were built, else ``gemm``; ``triton`` on CUDA
-    by name); under tracers the zero-stuffed traceable form."""
-    if algorithm == "auto":
-        cpu_float32 = input.device.type == "cpu" and input.dtype == torch.float32
-        algorithm = "direct" if cpu_float32 and native.available() else "gemm"
+    gradient of the convolution, from the products of ``algorithm`` (``gemm``; ``direct`` or, on
+    CUDA, ``triton`` by name: the direct kernels' scatter lost to ``gemm`` on the 2×2 stride-2
+    upsampling of ``benchmarks/layers.py``, docs/benchmarks.md); under tracers the zero-stuffed
+    traceable form."""
     if is_tracing(input, weight):
         if is_compiling_graph() and input.dim() == 4:
             return opaque.conv_transpose2d(input, weight, stride, padding, output_padding, dilation, groups, algorithm)
