@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cnnlab.functional as CF
-from cnnlab.functional import native
 from cnnlab import nn as cnn
+from cnnlab.functional import native
 from cnnlab.functional.conv.base import ConvCall
 from cnnlab.functional.conv.dispatch import select_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin

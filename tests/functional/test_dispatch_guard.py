@@ -122,3 +122,23 @@ def test_profiler_sees_no_torch_conv_or_pool_op_in_a_cnnlab_model(channels_last)
 def test_profiler_check_catches_torch_layers():
     ops = _profiled_ops(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2)), torch.randn(2, 3, 8, 8))
     assert any(PROFILED_FORBIDDEN.search(name) for name in ops)
+
+
+@pytest.mark.skipif(not native.available(), reason="cnnlab's compiled kernels were not built")
+def test_compiled_kernels_have_fake_implementations():
+    """Every cnnlab_native op infers its output on fake tensors as it computes it eagerly
+    (``torch.library.opcheck``: schema, fake implementation, no aliasing)."""
+    ops = torch.ops.cnnlab_native
+    x, w, g = torch.randn(2, 7, 6, 5), torch.randn(4, 5, 3, 3), torch.randn(2, 5, 4, 4)
+    cases = [
+        (ops.correlate_nhwc, (x, w, [1, 1], [0, 0], [1, 1], 1, [5, 4])),
+        (
+            ops.correlate_nhwc_input_grad,
+            (g.permute(0, 2, 3, 1).contiguous(), torch.randn(5, 4, 3, 3), [1, 1], [1, 1], [1, 1], 1, [4, 4]),
+        ),
+        (ops.correlate_nhwc_weight_grad, (x, torch.randn(2, 5, 4, 4), [4, 5, 3, 3], [1, 1], [0, 0], [1, 1], 1)),
+        (ops.window_max2d, (g, [2, 2], [2, 2], [0, 0], [1, 1], [2, 2])),
+        (ops.window_max2d_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4])),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))

@@ -109,7 +109,20 @@ def _register_fakes() -> None:
     def _(grad, index, input_size):
         return like(grad, *grad.shape[:2], *input_size)
 
+    # the direct convolution's products, all on contiguous (N, H, W, C) tensors
+    @torch.library.register_fake("cnnlab_native::correlate_nhwc")
+    def _(input, weight, stride, padding, dilation, groups, out_size):
+        return input.new_empty(input.shape[0], *out_size, weight.shape[0])
+
+    @torch.library.register_fake("cnnlab_native::correlate_nhwc_input_grad")
+    def _(grad, weight, stride, padding, dilation, groups, input_size):
+        return grad.new_empty(grad.shape[0], *input_size, weight.shape[1] * groups)
+
+    @torch.library.register_fake("cnnlab_native::correlate_nhwc_weight_grad")
+    def _(input, grad, weight_shape, stride, padding, dilation, groups):
+        return input.new_empty(weight_shape)
+
 
 if __name__ == "__main__":
     build(verbose=True)
-    print(f"cnnlab: compiled CPU kernels built for {_capability()}: {sorted(dir(torch.ops.cnnlab_native))}")
+    print(f"cnnlab: compiled CPU kernels built for {_capability()} from {CSRC}")
