@@ -376,3 +376,43 @@ def test_depthwise_gradcheck(out_channels, kwargs):
 )
 def test_other_convs_gradcheck(fn, inputs):
     assert torch.autograd.gradcheck(fn, tuple(_double(*shape) for shape in inputs))
+
+
+needs_native = pytest.mark.skipif(not native.available(), reason="cnnlab's compiled kernels were not built")
+
+
+@needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation", "groups"),
+    [(3, 1, 1, 1, 1), (3, (2, 1), 1, 1, 2), ((3, 5), 1, (0, 2), (2, 1), 1), (1, 1, 0, 1, 4), (3, 2, 1, 1, 1)],
+)
+def test_direct_kernels_on_wide_rows_match_torch(kernel, stride, padding, dilation, groups, channels_last):
+    """Rows of 24 outputs: contiguous input with stride 1 along W takes the NCHW kernels,
+    channels-last input and stride 2 along W the NHWC ones; both agree with torch."""
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 8, 12, kernel, stride, padding, dilation, groups)
+    ours.algorithm = "direct"
+    x = torch.randn(2, 8, 9, 24)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = compare_forward_backward(reference, ours, x)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_direct_kernels_support_double_backward(channels_last):
+    """``create_graph=True``: the second derivative (of the input gradient's norm by the weight)
+    agrees with torch's."""
+    reference, ours = twin(nn.Conv2d, cnn.Conv2d, 8, 6, 3, 1, 1)
+    ours.algorithm = "direct"
+    x = torch.randn(2, 8, 7, 20)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    second = []
+    for layer in (reference, ours):
+        xi = x.clone().requires_grad_(True)
+        (grad_x,) = torch.autograd.grad(layer(xi).square().sum(), xi, create_graph=True)
+        (grad_w,) = torch.autograd.grad(grad_x.square().sum(), layer.weight)
+        second.append(grad_w)
+    assert_close(second[1], second[0], scale=10)

@@ -116,7 +116,8 @@ def test_profiler_sees_no_torch_conv_or_pool_op_in_a_cnnlab_model(channels_last)
     assert any(name.startswith("aten::") for name in ops), "the profiler recorded no aten op"
     assert sorted(name for name in ops if PROFILED_FORBIDDEN.search(name)) == []
     if native.available():  # and the compiled kernels are what ran
-        assert {"cnnlab_native::correlate_nhwc", "cnnlab_native::window_max2d"} <= ops
+        layout = "nhwc" if channels_last else "nchw"
+        assert {f"cnnlab_native::correlate_{layout}", "cnnlab_native::window_max2d"} <= ops
 
 
 def test_profiler_check_catches_torch_layers():
@@ -137,6 +138,9 @@ def test_compiled_kernels_have_fake_implementations():
             (g.permute(0, 2, 3, 1).contiguous(), torch.randn(5, 4, 3, 3), [1, 1], [1, 1], [1, 1], 1, [4, 4]),
         ),
         (ops.correlate_nhwc_weight_grad, (x, torch.randn(2, 5, 4, 4), [4, 5, 3, 3], [1, 1], [0, 0], [1, 1], 1)),
+        (ops.correlate_nchw, (x, torch.randn(4, 7, 3, 3), [1, 1], [1, 1], [1, 1], 1, [6, 5])),
+        (ops.correlate_nchw_input_grad, (g, torch.randn(5, 3, 3, 3), [1, 1], [1, 1], [1, 1], 1, [4, 4])),
+        (ops.correlate_nchw_weight_grad, (g, torch.randn(2, 6, 4, 4), [6, 5, 3, 3], [1, 1], [1, 1], [1, 1], 1)),
         (ops.window_max2d, (g, [2, 2], [2, 2], [0, 0], [1, 1], [2, 2])),
         (ops.window_max2d_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4])),
     ]

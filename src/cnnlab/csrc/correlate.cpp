@@ -243,6 +243,138 @@ at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor&
   return partial.sum(0).view({groups, g.kh, g.kw, Og, Cg}).permute({0, 3, 4, 1, 2}).reshape(weight_shape).contiguous();
 }
 
+// The same three products on contiguous (NCHW) data, for convolutions with stride 1 along W, so
+// that an output row's positions are contiguous in memory and become the GEMM's N dimension:
+//     Y[Og × OW] (ld OH·OW) += W_tap[Og × Cg] · X_tap[Cg × OW] (ld H·W)
+// per output row and tap, the roles of channels and positions swapped against NHWC. No layout
+// copy of the activations is made (NCHW models otherwise pay two per convolution, and up to 1.5×
+// torch's peak memory for a step). The weight gradient transposes one input row at a time into a
+// thread-local [W][Cg] buffer, so that its products' B operand is row-major.
+at::Tensor correlate_nchw(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && stride[1] == 1,
+              "cnnlab_native::correlate_nchw: float32, stride 1 along W");
+  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const at::Tensor x = input.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = weight.size(0), Cg = C / groups, Og = O / groups, OH = out_size[0], OW = out_size[1];
+  // [G][kh][kw][Og][Cg]: each tap's filter slice a row-major M × K matrix
+  const at::Tensor packed = weight.view({groups, Og, Cg, g.kh, g.kw}).permute({0, 3, 4, 1, 2}).contiguous();
+  at::Tensor out = at::zeros({N, O, OH, OW}, x.options());
+  const float* xp = x.const_data_ptr<float>();
+  const float* wp = packed.const_data_ptr<float>();
+  float* yp = out.data_ptr<float>();
+  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / OH, oh = row % OH;
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t offset = j * g.dw - g.pw;
+          const Range r = inside(offset, 1, W, OW);
+          if (r.lo >= r.hi) continue;
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            const float* a = wp + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
+            const float* b = xp + ((n * C + grp * Cg) * H + ih) * W + r.lo + offset;
+            float* c = yp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
+            brgemm(Og, r.hi - r.lo, Cg, Cg, H * W, OH * OW, true, a, b, c, false);
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  return out;
+}
+
+at::Tensor correlate_nchw_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                     at::IntArrayRef input_size) {
+  TORCH_CHECK(grad.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && stride[1] == 1,
+              "cnnlab_native::correlate_nchw_input_grad: float32, stride 1 along W");
+  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const at::Tensor dy = grad.contiguous();
+  const int64_t N = dy.size(0), O = dy.size(1), OH = dy.size(2), OW = dy.size(3);
+  const int64_t Cg = weight.size(1), C = Cg * groups, Og = O / groups, H = input_size[0], W = input_size[1];
+  // [G][kh][kw][Cg][Og]: each tap's filter slice transposed, a row-major M × K matrix
+  const at::Tensor packed = weight.view({groups, Og, Cg, g.kh, g.kw}).permute({0, 3, 4, 2, 1}).contiguous();
+  at::Tensor out = at::zeros({N, C, H, W}, dy.options());
+  const float* gp = dy.const_data_ptr<float>();
+  const float* wp = packed.const_data_ptr<float>();
+  float* dxp = out.data_ptr<float>();
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t offset = j * g.dw - g.pw;
+            const Range r = inside(offset, 1, W, OW);
+            if (r.lo >= r.hi) continue;
+            for (int64_t grp = 0; grp < groups; ++grp) {
+              const float* a = wp + ((grp * g.kh + i) * g.kw + j) * Cg * Og;
+              const float* b = gp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
+              float* c = dxp + ((n * C + grp * Cg) * H + ih) * W + r.lo + offset;
+              brgemm(Cg, r.hi - r.lo, Og, Og, OH * OW, H * W, true, a, b, c, false);
+            }
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  return out;
+}
+
+at::Tensor correlate_nchw_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat && stride[1] == 1,
+              "cnnlab_native::correlate_nchw_weight_grad: float32, stride 1 along W");
+  const Geometry g = geometry(weight_shape.slice(2), stride, padding, dilation, groups);
+  const at::Tensor x = input.contiguous(), dy = grad.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = dy.size(1), OH = dy.size(2), OW = dy.size(3), Cg = C / groups, Og = O / groups;
+  const int64_t per_task = groups * g.kh * g.kw * Og * Cg, rows = N * OH;
+  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), rows), 1);
+  at::Tensor partial = at::zeros({tasks, per_task}, x.options());  // [G][kh][kw][Og][Cg] per task
+  const float* xp = x.const_data_ptr<float>();
+  const float* gp = dy.const_data_ptr<float>();
+  float* pp = partial.data_ptr<float>();
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> xt(W * Cg);  // one input row of one group, transposed: [W][Cg]
+    for (int64_t t = begin; t < end; ++t) {
+      float* acc = pp + t * per_task;
+      for (int64_t row = rows * t / tasks; row < rows * (t + 1) / tasks; ++row) {
+        const int64_t n = row / OH, oh = row % OH;
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            const float* x_row = xp + ((n * C + grp * Cg) * H + ih) * W;
+            for (int64_t c = 0; c < Cg; ++c) {
+              for (int64_t w = 0; w < W; ++w) xt[w * Cg + c] = x_row[c * H * W + w];
+            }
+            for (int64_t j = 0; j < g.kw; ++j) {
+              const int64_t offset = j * g.dw - g.pw;
+              const Range r = inside(offset, 1, W, OW);
+              if (r.lo >= r.hi) continue;
+              const float* a = gp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
+              const float* b = xt.data() + (r.lo + offset) * Cg;
+              float* c = acc + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
+              brgemm(Og, Cg, r.hi - r.lo, OH * OW, Cg, Cg, true, a, b, c, false);
+            }
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  return partial.sum(0).view({groups, g.kh, g.kw, Og, Cg}).permute({0, 3, 4, 1, 2}).reshape(weight_shape).contiguous();
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
@@ -252,12 +384,21 @@ TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
         " int groups, int[2] input_size) -> Tensor");
   m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[2] stride, int[2] padding,"
         " int[2] dilation, int groups) -> Tensor");
+  m.def("correlate_nchw(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
+        " int[2] out_size) -> Tensor");
+  m.def("correlate_nchw_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"
+        " int groups, int[2] input_size) -> Tensor");
+  m.def("correlate_nchw_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[2] stride, int[2] padding,"
+        " int[2] dilation, int groups) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnlab_native, CPU, m) {
   m.impl("correlate_nhwc", &correlate_nhwc);
   m.impl("correlate_nhwc_input_grad", &correlate_nhwc_input_grad);
   m.impl("correlate_nhwc_weight_grad", &correlate_nhwc_weight_grad);
+  m.impl("correlate_nchw", &correlate_nchw);
+  m.impl("correlate_nchw_input_grad", &correlate_nchw_input_grad);
+  m.impl("correlate_nchw_weight_grad", &correlate_nchw_weight_grad);
 }
 
 }  // namespace cnnlab

@@ -122,6 +122,19 @@ def _register_fakes() -> None:
     def _(input, grad, weight_shape, stride, padding, dilation, groups):
         return input.new_empty(weight_shape)
 
+    # ... and on contiguous (N, C, H, W) tensors
+    @torch.library.register_fake("cnnlab_native::correlate_nchw")
+    def _(input, weight, stride, padding, dilation, groups, out_size):
+        return input.new_empty(input.shape[0], weight.shape[0], *out_size)
+
+    @torch.library.register_fake("cnnlab_native::correlate_nchw_input_grad")
+    def _(grad, weight, stride, padding, dilation, groups, input_size):
+        return grad.new_empty(grad.shape[0], weight.shape[1] * groups, *input_size)
+
+    @torch.library.register_fake("cnnlab_native::correlate_nchw_weight_grad")
+    def _(input, grad, weight_shape, stride, padding, dilation, groups):
+        return input.new_empty(weight_shape)
+
 
 if __name__ == "__main__":
     build(verbose=True)

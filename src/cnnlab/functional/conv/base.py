@@ -233,9 +233,11 @@ class ConvAlgorithm:
         name: the ``algorithm=`` name users pass.
         requires: ``requires(call)`` is ``None`` where the algorithm covers ``call``, else what it
             needs, completing "the 'name' algorithm needs …" (the dispatch raises ``ValueError``).
-        products: channels-last products, run eagerly through :class:`ChannelsLastConv2d`.
-        eager: for algorithms that are their own autograd Function (no ``products``):
-            ``eager(input, weight, stride, padding, dilation, groups)``.
+        products: channels-last products, run eagerly through :class:`ChannelsLastConv2d` (unless
+            ``eager`` is given too) and as opaque custom ops under ``torch.compile``.
+        eager: the eager convolution, for algorithms that are their own autograd Function (or
+            that choose between it and their products): ``eager(input, weight, stride, padding,
+            dilation, groups)``.
         traceable: the form computed under tracers and transforms, same signature as ``eager``;
             ``None`` means :func:`.traceable.conv` (slices, ``cat`` and ``matmul``).
         compiled: under ``torch.compile`` the products run as opaque ``cnnlab::`` custom ops
@@ -250,7 +252,7 @@ class ConvAlgorithm:
     compiled: bool = False
 
     def __post_init__(self) -> None:
-        if (self.products is None) == (self.eager is None):
-            raise TypeError(f"ConvAlgorithm {self.name!r} needs exactly one of products= and eager=")
+        if self.products is None and self.eager is None:
+            raise TypeError(f"ConvAlgorithm {self.name!r} needs products=, eager= or both")
         if self.compiled and self.products is None:
             raise TypeError(f"ConvAlgorithm {self.name!r}: compiled=True needs products=")

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from .. import native
-from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry
+from . import traceable
+from .base import ChannelsLastConv2d, ConvAlgorithm, ConvCall, ConvProducts, Geometry, memory_format_of, output_size
 from .gemm import GEMM
 
 __all__ = ["DIRECT"]
@@ -49,6 +50,56 @@ def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padd
     )
 
 
+_NCHW_MIN_ROW = 16
+
+
+class _DirectConv2dNCHW(torch.autograd.Function):
+    """The NCHW kernels as a convolution; under ``create_graph`` the backward differentiates the
+    traceable form instead (it records its ops)."""
+
+    @staticmethod
+    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+        out_size = output_size(input.shape[2:], Geometry.of(weight, stride, dilation, groups), padding)
+        return torch.ops.cnnlab_native.correlate_nchw(input, weight, stride, padding, dilation, groups, out_size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, *ctx.arguments = inputs
+        ctx.save_for_backward(input, weight)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.arguments
+        if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
+            out = traceable.conv(input, weight, stride, padding, dilation, groups)
+            wanted = [t for t, needed in zip((input, weight), ctx.needs_input_grad) if needed]
+            grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
+            return *(next(grads) if needed else None for needed in ctx.needs_input_grad[:2]), None, None, None, None
+        ops = torch.ops.cnnlab_native
+        grad = grad.contiguous()
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = ops.correlate_nchw_weight_grad(
+                input, grad, list(weight.shape), stride, padding, dilation, groups
+            )
+        if ctx.needs_input_grad[0]:
+            grad_input = ops.correlate_nchw_input_grad(
+                grad, weight, stride, padding, dilation, groups, list(input.shape[2:])
+            )
+        return grad_input, grad_weight, None, None, None, None
+
+
+def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+    """NCHW kernels for contiguous input with stride 1 along W and long enough rows, else NHWC."""
+    geometry = Geometry.of(weight, stride, dilation, groups)
+    out_width = output_size(input.shape[2:], geometry, padding)[1]
+    nchw = memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
+    if nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW:
+        return _DirectConv2dNCHW.apply(input, weight, list(stride), list(padding), list(dilation), groups)
+    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, _PRODUCTS)
+
+
 def _float32_on_cpu(call: ConvCall) -> str | None:
     if call.input.device.type == "cpu" and call.input.dtype == torch.float32 and native.available():
         return None
@@ -58,9 +109,6 @@ def _float32_on_cpu(call: ConvCall) -> str | None:
     )
 
 
-DIRECT = ConvAlgorithm(
-    "direct",
-    requires=_float32_on_cpu,
-    products=ConvProducts(_forward, _input_grad, _weight_grad),
-    compiled=True,
-)
+_PRODUCTS = ConvProducts(_forward, _input_grad, _weight_grad)
+
+DIRECT = ConvAlgorithm("direct", requires=_float32_on_cpu, products=_PRODUCTS, eager=_conv2d, compiled=True)

@@ -3,8 +3,8 @@
 From the algorithm's name (or ``auto``'s rule), the device, dtype and geometry, and the tracer
 state (never tensor values), :func:`convolve` and :func:`convolve_transpose` run one of:
 
-- the eager kernel: the record's ``products`` through :class:`~.base.ChannelsLastConv2d`, or its
-  own autograd Function (``eager``);
+- the eager kernel: the record's own ``eager`` function, or its ``products`` through
+  :class:`~.base.ChannelsLastConv2d`;
 - the opaque ``cnnlab::`` custom ops (:mod:`.opaque`) under ``torch.compile``, for records
   marked ``compiled``;
 - the traceable form (:mod:`.traceable`, or the record's own) under every other tracer and
@@ -84,9 +84,9 @@ def convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: i
         if record.compiled and is_compiling_graph():
             return opaque.conv2d(call, record.name)
         return (record.traceable or traceable.conv)(*call)
-    if record.products is not None:
-        return ChannelsLastConv2d.apply(*call, record.products)
-    return record.eager(*call)
+    if record.eager is not None:
+        return record.eager(*call)
+    return ChannelsLastConv2d.apply(*call, record.products)
 
 
 def convolve_transpose(
