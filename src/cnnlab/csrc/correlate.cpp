@@ -1,5 +1,5 @@
-// Direct convolution on channels-last (NHWC) float32 data: forward, input gradient and weight
-// gradient as batch-reduce GEMMs over the kernel taps, with no column matrix.
+// Direct convolution of float32 data, channels-last (NHWC; below, a contiguous NCHW variant for
+// stride 1 along W): forward, input gradient and weight gradient as GEMMs over the kernel taps.
 //
 // Forward, per output row (n, oh) and block of Mb outputs along W:
 //     Y[Mb × O] = Σ_taps A_tap[Mb × C] · B_tap[C × O]
