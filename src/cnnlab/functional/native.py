@@ -14,6 +14,7 @@ slower.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -41,7 +42,9 @@ def _enabled() -> bool:
 
 
 def build(verbose: bool = False) -> None:
-    """Compile (or load the cached build of) the kernels and load them into ``torch.ops``."""
+    """Compile (or load the cached build of) the kernels and load them into ``torch.ops``. A build
+    newer than every source is loaded directly (asking ``cpp_extension`` to check it costs every
+    process about 2 s); the flags are part of its name, so other flags make another build."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)  # its import warns that this machine has no CUDA runtime: irrelevant here
@@ -52,9 +55,15 @@ def build(verbose: bool = False) -> None:
 
     capability = _capability()
     flags = ["-O3", "-fopenmp", "-DNDEBUG", *_ISA_FLAGS.get(capability, [])]
+    name = f"cnnlab_native_{capability.lower()}_{hashlib.sha1(' '.join(flags).encode()).hexdigest()[:8]}"
+    sources = sorted(CSRC.glob("*.cpp"))
+    library = Path(cpp_extension._get_build_directory(name, verbose)) / f"{name}.so"
+    if not verbose and library.exists() and library.stat().st_mtime > max(path.stat().st_mtime for path in sources):
+        torch.ops.load_library(str(library))
+        return
     cpp_extension.load(
-        name=f"cnnlab_native_{capability.lower()}",
-        sources=sorted(str(path) for path in CSRC.glob("*.cpp")),
+        name=name,
+        sources=[str(path) for path in sources],
         extra_cflags=flags,
         extra_ldflags=["-fopenmp"],
         is_python_module=False,
