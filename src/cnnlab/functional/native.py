@@ -104,10 +104,10 @@ def _load() -> bool:
 def _register_fakes() -> None:
     """Shapes and memory formats of each op's outputs, for fake and meta tensors."""
 
+    from .conv.base import memory_format_of
+
     def like(x: torch.Tensor, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
-        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        return x.new_empty(shape, dtype=dtype or x.dtype).contiguous(memory_format=layout)
+        return x.new_empty(shape, dtype=dtype or x.dtype).contiguous(memory_format=memory_format_of(x))
 
     @torch.library.register_fake("cnnlab_native::window_max2d")
     def _(input, kernel, stride, padding, dilation, output_size):

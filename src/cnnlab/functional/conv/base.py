@@ -32,6 +32,7 @@ __all__ = [
     "memory_format_of",
     "nhwc",
     "output_size",
+    "recording",
     "to_nchw",
     "weight_matrix",
 ]
@@ -57,6 +58,13 @@ def output_size(input_size, geometry: Geometry, padding) -> tuple[int, ...]:
         conv_output_size(size, k, s, (p, p), d)
         for size, k, s, p, d in zip(input_size, geometry.kernel, geometry.stride, padding, geometry.dilation)
     )
+
+
+def recording(*tensors: Tensor) -> bool:
+    """Whether autograd records ops on ``tensors`` (grad mode on and one of them requires grad):
+    where a product must be built from differentiable ops (double backward) instead of ``out=``
+    writes or compiled kernels."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def memory_format_of(x: Tensor) -> torch.memory_format:

@@ -23,18 +23,23 @@ from torch import Tensor
 
 from .. import native
 from . import traceable
-from .base import ChannelsLastConv2d, ConvAlgorithm, ConvCall, ConvProducts, Geometry, memory_format_of, output_size
+from .base import (
+    ChannelsLastConv2d,
+    ConvAlgorithm,
+    ConvCall,
+    ConvProducts,
+    Geometry,
+    memory_format_of,
+    output_size,
+    recording,
+)
 from .gemm import GEMM
 
 __all__ = ["DIRECT"]
 
 
-def _recording(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 def _forward(x: Tensor, weight: Tensor, geometry: Geometry, padding, out_size) -> Tensor:
-    if _recording(x, weight):
+    if recording(x, weight):
         return GEMM.products.forward(x, weight, geometry, padding, out_size)
     return torch.ops.cnnlab_native.correlate_nhwc(
         x, weight, geometry.stride, padding, geometry.dilation, geometry.groups, out_size
@@ -42,7 +47,7 @@ def _forward(x: Tensor, weight: Tensor, geometry: Geometry, padding, out_size) -
 
 
 def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input_size) -> Tensor:
-    if _recording(grad, weight):
+    if recording(grad, weight):
         return GEMM.products.input_grad(grad, weight, geometry, padding, input_size)
     return torch.ops.cnnlab_native.correlate_nhwc_input_grad(
         grad, weight, geometry.stride, padding, geometry.dilation, geometry.groups, input_size
@@ -50,7 +55,7 @@ def _input_grad(grad: Tensor, weight: Tensor, geometry: Geometry, padding, input
 
 
 def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padding) -> Tensor:
-    if _recording(x, grad):
+    if recording(x, grad):
         return GEMM.products.weight_grad(x, grad, geometry, weight_shape, padding)
     return torch.ops.cnnlab_native.correlate_nhwc_weight_grad(
         x, grad, list(weight_shape), geometry.stride, padding, geometry.dilation, geometry.groups

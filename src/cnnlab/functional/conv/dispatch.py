@@ -97,17 +97,17 @@ def convolve_transpose(
     CUDA, ``triton`` by name: the direct kernels' scatter lost to ``gemm`` on the 2×2 stride-2
     upsampling of ``benchmarks/layers.py``, docs/benchmarks.md); under tracers the zero-stuffed
     traceable form."""
-    if is_tracing(input, weight):
-        if is_compiling_graph() and input.dim() == 4:
-            return opaque.conv_transpose2d(input, weight, stride, padding, output_padding, dilation, groups, algorithm)
-        return traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
-    if input.dim() != 4:
+    if input.dim() != 4:  # 3-D: the N-d traceable form, in eager mode too
         return traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
     record = resolve(algorithm, ConvCall(input, weight, tuple(stride), tuple(padding), tuple(dilation), groups))
     out_size = tuple(
         conv_transpose_output_size(*sizes)
         for sizes in zip(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
     )
+    if is_tracing(input, weight):
+        if is_compiling_graph():
+            return opaque.conv_transpose2d(input, weight, stride, padding, dilation, groups, out_size, record.name)
+        return traceable.conv_transpose(input, weight, stride, padding, output_padding, dilation, groups)
     return ChannelsLastConvTranspose2d.apply(
         input, weight, stride, padding, dilation, groups, out_size, record.products
     )

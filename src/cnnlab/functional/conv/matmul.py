@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .base import recording
+
 __all__ = ["addmm_nt", "matmul_nt", "onednn_available"]
 
 
@@ -65,10 +67,6 @@ def _matrix_layout(x: Tensor) -> Tensor:
     return x.contiguous()
 
 
-def _recording(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 def _use_onednn(a: Tensor, b: Tensor) -> bool:
     return (
         a.device.type == "cpu"
@@ -76,7 +74,7 @@ def _use_onednn(a: Tensor, b: Tensor) -> bool:
         and a.dtype == b.dtype
         and a.numel() > 0
         and b.numel() > 0
-        and not _recording(a, b)
+        and not recording(a, b)
     )
 
 
@@ -92,7 +90,7 @@ def matmul_nt(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
         return result if out is None else out.copy_(result)
     if out is None:
         return torch.matmul(a, b.t())
-    if _recording(a, b, out):  # out= is not differentiable: an in-place copy is
+    if recording(a, b, out):  # out= is not differentiable: an in-place copy is
         return out.copy_(torch.matmul(a, b.t()))
     return torch.mm(a, b.t(), out=out)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._utils import conv_transpose_output_size
 from .algorithms import ALGORITHMS
 from .base import ConvCall, Geometry, memory_format_of, nhwc, output_size, to_nchw
 
@@ -144,15 +143,11 @@ def conv2d(call: ConvCall, algorithm: str) -> Tensor:
     return _correlate(input, weight, list(stride), list(padding), list(dilation), groups, algorithm, channels_last)
 
 
-def conv_transpose2d(
-    input: Tensor, weight: Tensor, stride, padding, output_padding, dilation, groups: int, algorithm: str
-) -> Tensor:
-    """The transposed convolution (the convolution's input gradient) as one opaque op."""
-    out_size = [
-        conv_transpose_output_size(*sizes)
-        for sizes in zip(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
-    ]
+def conv_transpose2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, out_size,
+                     algorithm: str) -> Tensor:  # fmt: skip
+    """The transposed convolution (the convolution's input gradient, of spatial size ``out_size``)
+    as one opaque op."""
     channels_last = memory_format_of(input) == torch.channels_last
     return _input_grad(
-        input, weight, out_size, list(stride), list(padding), list(dilation), groups, algorithm, channels_last
+        input, weight, list(out_size), list(stride), list(padding), list(dilation), groups, algorithm, channels_last
     )

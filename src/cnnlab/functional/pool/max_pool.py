@@ -175,12 +175,9 @@ class _NativeMaxPool2d(torch.autograd.Function):
     def backward(ctx, grad: Tensor, _grad_index):
         (index,) = ctx.saved_tensors
         if torch.is_grad_enabled():
-            n, c = ctx.input_shape[:2]
-            flat = grad.new_zeros(n, c, ctx.input_shape[2:].numel())
-            positions = index.shape[2:].numel()
-            flat = flat.scatter_add(-1, index.reshape(n, c, positions), grad.reshape(n, c, positions))
-            return flat.view(ctx.input_shape), None, None, None, None, None
-        grad_input = torch.ops.cnnlab_native.window_max2d_backward(grad, index, ctx.input_shape[2:])
+            grad_input = _scatter_to_index(grad, index, ctx.input_shape)
+        else:
+            grad_input = torch.ops.cnnlab_native.window_max2d_backward(grad, index, ctx.input_shape[2:])
         return grad_input, None, None, None, None, None
 
 
@@ -280,11 +277,17 @@ class _MaxPool2d(torch.autograd.Function):
             grad_input = _max_pool2d_backward_by_taps(wide, x, out, *ctx.geometry).to(grad.dtype)
             return grad_input, None, None, None, None, None, None, None
         (index,) = ctx.saved_tensors
-        n, c = ctx.input_shape[:2]
-        flat = wide.new_zeros(n, c, ctx.input_shape[2:].numel())
-        positions = index.shape[2:].numel()  # explicit: -1 is ambiguous for an empty batch
-        flat = flat.scatter_add(-1, index.reshape(n, c, positions), wide.reshape(n, c, positions))
-        return flat.view(ctx.input_shape).to(grad.dtype), None, None, None, None, None, None, None
+        return _scatter_to_index(wide, index, ctx.input_shape).to(grad.dtype), None, None, None, None, None, None, None
+
+
+def _scatter_to_index(grad: Tensor, index: Tensor, input_shape: torch.Size) -> Tensor:
+    """``∂x`` of ``input_shape`` with ``∂x[n, c, index[n, c, o]] += grad[n, c, o]`` (``scatter_add``,
+    which autograd records, so double backward works)."""
+    n, c = input_shape[:2]
+    flat = grad.new_zeros(n, c, input_shape[2:].numel())
+    positions = index.shape[2:].numel()  # explicit: -1 is ambiguous for an empty batch
+    flat = flat.scatter_add(-1, index.reshape(n, c, positions), grad.reshape(n, c, positions))
+    return flat.view(input_shape)
 
 
 def _max_pool2d_backward_by_taps(grad: Tensor, x: Tensor, out: Tensor, k, s, p, d, o) -> Tensor:
