@@ -15,6 +15,9 @@ from torch import nn
 import cnnlab
 from cnnlab import functional as C
 from cnnlab import nn as cnn
+from cnnlab.functional import native
+from cnnlab.functional.conv.base import ConvCall
+from cnnlab.functional.conv.dispatch import select_algorithm
 
 F64 = torch.float64
 
@@ -74,6 +77,43 @@ def test_conv3d_matches_torch(kwargs):
     if kwargs.get("padding") == "same":
         w = torch.randn(8, 4, 3, 3, 3, dtype=F64, requires_grad=True)
     compare_with_grad(lambda *t: C.conv3d(*t, **kwargs), lambda *t: F.conv3d(*t, **kwargs), x, w, b)
+
+
+needs_native = pytest.mark.skipif(not native.available(), reason="cnnlab's compiled kernels were not built")
+
+
+@needs_native
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d], ids=str)
+@pytest.mark.parametrize("kwargs", [*CONV3D[:-1], {"padding": 1, "in_channels": 20}], ids=str)
+def test_conv3d_compiled_kernels_match_torch(kwargs, memory_format):
+    """float32 3-D convolutions run cnnlab's compiled channels-last kernels (``direct``, what
+    ``auto`` picks here): output, both gradients and the memory format agree with torch's, with
+    few channels per group (the gathered forward) and many (one product per tap)."""
+    kwargs = dict(kwargs)
+    channels, groups = kwargs.pop("in_channels", 4), kwargs.get("groups", 1)
+    call = ConvCall(torch.empty(1, channels, 1, 1, 1), torch.empty(8, channels // groups, 1, 1, 1), 1, 0, 1, groups)
+    assert select_algorithm(call) == "direct"
+    x = torch.randn(2, channels, 6, 7, 9).contiguous(memory_format=memory_format).requires_grad_()
+    w = torch.randn(8, channels // groups, 3, 3, 3 if kwargs.get("padding") == "same" else 2, requires_grad=True)
+    b = torch.randn(8, requires_grad=True)
+    ours, theirs = C.conv3d(x, w, b, **kwargs), F.conv3d(x, w, b, **kwargs)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-4)
+    assert ours.is_contiguous(memory_format=memory_format)
+    grad = torch.randn_like(theirs)
+    for a, e in zip(torch.autograd.grad(ours, (x, w, b), grad), torch.autograd.grad(theirs, (x, w, b), grad)):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-4)
+
+
+@needs_native
+def test_conv3d_compiled_kernels_support_double_backward():
+    x = torch.randn(2, 4, 5, 6, 7, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, 3, requires_grad=True)
+    second = []
+    for conv in (C.conv3d, F.conv3d):
+        (grad_x,) = torch.autograd.grad(conv(x, w, None, 1, 1).square().sum(), x, create_graph=True)
+        second.append(torch.autograd.grad(grad_x.square().sum(), w)[0])
+    # a sum of ~10⁴ float32 products per entry: tolerance relative to the largest
+    torch.testing.assert_close(second[0], second[1], rtol=1e-4, atol=1e-4 * second[1].abs().max().item())
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])

@@ -1,13 +1,14 @@
-// Direct convolution of float32 data, channels-last (NHWC; below, a contiguous NCHW variant for
-// stride 1 along W): forward, input gradient and weight gradient as GEMMs over the kernel taps.
+// Direct convolution of float32 data, channels-last (NHWC and NDHWC; below, a contiguous NCHW variant
+// for 2-D with stride 1 along W): forward, input gradient and weight gradient as GEMMs over the
+// kernel taps. A 2-D convolution is the 3-D one of a depth-1 image and filter.
 //
-// Forward, per output row (n, oh) and block of Mb outputs along W:
+// Forward, per output row (n, [od,] oh) and block of Mb outputs along W:
 //     Y[Mb × O] = Σ_taps A_tap[Mb × C] · B_tap[C × O]
 // where A_tap is read in place from the input (rows stride·C apart: leading dimension stride·C)
-// and B_tap is the tap's filter slice, packed once per call as [kh][kw][C][O]. Padding is never
+// and B_tap is the tap's filter slice, packed once per call as [kd][kh][kw][C][O]. Padding is never
 // materialised: each tap multiplies only the outputs whose input it reads lies inside the image
-// (a clamped range of the row; taps reading a padded row are skipped), into an accumulator that
-// starts at zero. The accumulator is the output row itself (float32), so each output is written
+// (a clamped range of the row; taps reading a padded row or plane are skipped), into an accumulator
+// that starts at zero. The accumulator is the output row itself (float32), so each output is written
 // once per tap while it sits in L1/L2 (a zero-bordered copy of the input instead cost 20 ms of the
 // 38 ms forward of 64→64 3×3 @32², batch 128). Input gradient: every output row scatters
 // ∂Y[OW × O] · B_tapᵀ[O × C] into the rows of ∂X it touches (leading dimension stride·C), one
@@ -39,6 +40,27 @@ Geometry geometry(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRe
   return {kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups};
 }
 
+// The channels-last kernels cover 2-D and 3-D: a 2-D convolution is a 3-D one over a depth-1 image
+// with a depth-1 filter. `Volume` holds the depth geometry and the sizes those kernels loop over.
+struct Volume {
+  int64_t kd = 1, sd = 1, pd = 0, dd = 1;
+  int64_t D = 1, OD = 1;  // input and output depth
+  Geometry g;             // height and width
+  int64_t taps() const { return kd * g.kh * g.kw; }
+};
+
+// (N, [D,] H, W, C) sizes and the geometry of 2 or 3 spatial dims, depth first.
+Volume volume(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+              int64_t groups, int64_t depth, int64_t out_depth) {
+  Volume v;
+  const size_t s = kernel.size() - 2;  // 0 for 2-D, 1 for 3-D
+  if (s == 1) {
+    v.kd = kernel[0], v.sd = stride[0], v.pd = padding[0], v.dd = dilation[0], v.D = depth, v.OD = out_depth;
+  }
+  v.g = geometry(kernel.slice(s), stride.slice(s), padding.slice(s), dilation.slice(s), groups);
+  return v;
+}
+
 // The outputs [lo, hi) whose tap at `offset` (= tap·dilation − padding) reads inside [0, size):
 // lo·stride + offset ≥ 0 and (hi − 1)·stride + offset ≤ size − 1.
 struct Range {
@@ -64,59 +86,79 @@ int64_t knob(const char* name, int64_t fallback) {  // benchmark-only overrides 
 const int64_t kMinTapChannels = knob("CNNLAB_MIN_TAP_CHANNELS", 16);
 const int64_t kRows = knob("CNNLAB_GATHER_OUTPUTS", 64);
 
-// One output row's receptive fields, [OW][kh·kw·Cg] for group `grp` (zeros where a tap reads
-// padding): the columns of im2col for a single row, built in a buffer that stays in L2.
-void gather_row(const float* x, float* cols, int64_t n, int64_t oh, int64_t grp, int64_t H, int64_t W, int64_t C,
-                int64_t Cg, int64_t OW, const Geometry& g) {
-  const int64_t K = g.kh * g.kw * Cg;
+// One output row's receptive fields, [OW][kd·kh·kw·Cg] for group `grp` (zeros where a tap reads
+// padding): the columns of im2col for a single row, built in a buffer that stays in L2. `plane`
+// is the input image (n) and `od`, `oh` the row's output depth and height.
+void gather_row(const float* image, float* cols, int64_t od, int64_t oh, int64_t grp, int64_t H, int64_t W,
+                int64_t C, int64_t Cg, int64_t OW, const Volume& v) {
+  const Geometry& g = v.g;
+  const int64_t K = v.taps() * Cg;
   for (int64_t ow = 0; ow < OW; ++ow) {
     float* dst = cols + ow * K;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-      for (int64_t j = 0; j < g.kw; ++j, dst += Cg) {
-        const int64_t iw = ow * g.sw - g.pw + j * g.dw;
-        if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
-          std::fill(dst, dst + Cg, 0.0f);
-        } else {
-          const float* src = x + ((n * H + ih) * W + iw) * C + grp * Cg;
-          std::copy(src, src + Cg, dst);
+    for (int64_t a = 0; a < v.kd; ++a) {
+      const int64_t id = od * v.sd - v.pd + a * v.dd;
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+        for (int64_t j = 0; j < g.kw; ++j, dst += Cg) {
+          const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+          if (id < 0 || id >= v.D || ih < 0 || ih >= H || iw < 0 || iw >= W) {
+            std::fill(dst, dst + Cg, 0.0f);
+          } else {
+            const float* src = image + ((id * H + ih) * W + iw) * C + grp * Cg;
+            std::copy(src, src + Cg, dst);
+          }
         }
       }
     }
   }
 }
 
+// The filters of 2-D (O, Cg, kh, kw) or 3-D (O, Cg, kd, kh, kw) weights as [G][kd][kh][kw][Cg][Og]
+// (`transposed`: [G][kd][kh][kw][Og][Cg]).
+at::Tensor pack(const at::Tensor& weight, int64_t groups, const Volume& v, bool transposed) {
+  const int64_t O = weight.size(0), Cg = weight.size(1);
+  const at::Tensor w = weight.reshape({groups, O / groups, Cg, v.kd, v.g.kh, v.g.kw});
+  return transposed ? w.permute({0, 3, 4, 5, 1, 2}).contiguous() : w.permute({0, 3, 4, 5, 2, 1}).contiguous();
+}
+
+// Channels-last input (N, [D,] H, W, C); 2 or 3 spatial dims. Output (N, [OD,] OH, OW, O).
 at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
   TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "cnnlab_native::correlate_nhwc: float32 only");
-  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const bool deep = input.dim() == 5;
   const at::Tensor x = input.contiguous();
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  const int64_t O = weight.size(0), Cg = C / groups, Og = O / groups, OH = out_size[0], OW = out_size[1];
-  const int64_t K = g.kh * g.kw * Cg;
-  // [G][kh][kw][Cg][Og]: each tap's filter slice a row-major K × N matrix, and all taps together
-  // the [kh·kw·Cg][Og] matrix of a gathered row
-  const at::Tensor packed = weight.view({groups, Og, Cg, g.kh, g.kw}).permute({0, 3, 4, 2, 1}).contiguous();
-  at::Tensor out = at::empty({N, OH, OW, O}, x.options());
+  const Volume v = volume(weight.sizes().slice(2), stride, padding, dilation, groups, deep ? x.size(1) : 1,
+                          deep ? out_size[0] : 1);
+  const Geometry& g = v.g;
+  const int64_t N = x.size(0), H = x.size(-3), W = x.size(-2), C = x.size(-1);
+  const int64_t O = weight.size(0), Cg = C / groups, Og = O / groups, OH = out_size[deep], OW = out_size[deep + 1];
+  const int64_t K = v.taps() * Cg, OR = v.OD * OH;  // OR: output rows per image
+  // each tap's filter slice a row-major K × N matrix, and all taps together the
+  // [kd·kh·kw·Cg][Og] matrix of a gathered row
+  const at::Tensor packed = pack(weight, groups, v, false);
+  std::vector<int64_t> shape{N};
+  shape.insert(shape.end(), out_size.begin(), out_size.end());
+  shape.push_back(O);
+  at::Tensor out = at::empty(shape, x.options());
   const float* xp = x.const_data_ptr<float>();
   const float* wp = packed.const_data_ptr<float>();
   float* yp = out.data_ptr<float>();
   // Few channels: gather the receptive fields of R whole output rows (about kRows outputs) and
-  // multiply once, K = kh·kw·Cg, M = R·OW; otherwise one product per tap and row.
+  // multiply once, K = kd·kh·kw·Cg, M = R·OW; otherwise one product per tap and row.
   const bool gathered = Cg < kMinTapChannels;
-  const int64_t R = gathered ? std::max<int64_t>(1, std::min(OH, kRows / OW)) : 1;
-  const int64_t blocks = (OH + R - 1) / R;
+  const int64_t R = gathered ? std::max<int64_t>(1, std::min(OR, kRows / OW)) : 1;
+  const int64_t blocks = (OR + R - 1) / R;
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> cols(gathered ? R * OW * K : 0);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks, oh0 = (task % blocks) * R, rows_here = std::min(R, OH - oh0);
-      const int64_t row = n * OH + oh0;
-      float* y_row = yp + row * OW * O;
+      const int64_t n = task / blocks, r0 = (task % blocks) * R, rows_here = std::min(R, OR - r0);
+      const float* image = xp + n * v.D * H * W * C;
+      float* y_row = yp + (n * OR + r0) * OW * O;
       if (gathered) {
         for (int64_t grp = 0; grp < groups; ++grp) {
           for (int64_t r = 0; r < rows_here; ++r) {
-            gather_row(xp, cols.data() + r * OW * K, n, oh0 + r, grp, H, W, C, Cg, OW, g);
+            gather_row(image, cols.data() + r * OW * K, (r0 + r) / OH, (r0 + r) % OH, grp, H, W, C, Cg, OW, v);
           }
           const int64_t outputs = rows_here * OW;
           for (int64_t lo = 0; lo < outputs; lo += kBlock) {
@@ -127,49 +169,11 @@ at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at:
         }
         continue;
       }
-      const int64_t oh = oh0;
+      const int64_t od = r0 / OH, oh = r0 % OH;
       std::fill(y_row, y_row + OW * O, 0.0f);
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-        if (ih < 0 || ih >= H) continue;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t offset = j * g.dw - g.pw;
-          const Range r = inside(offset, g.sw, W, OW);
-          for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
-            const int64_t M = std::min(kBlock, r.hi - lo);
-            for (int64_t grp = 0; grp < groups; ++grp) {
-              const float* a = xp + ((n * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
-              const float* b = wp + ((grp * g.kh + i) * g.kw + j) * Cg * Og;
-              brgemm(M, Og, Cg, g.sw * C, Og, O, true, a, b, y_row + lo * O + grp * Og, false);
-            }
-          }
-        }
-      }
-    }
-    brgemm_release(false);
-  });
-  return out;
-}
-
-at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
-                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                                  at::IntArrayRef input_size) {
-  TORCH_CHECK(grad.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
-              "cnnlab_native::correlate_nhwc_input_grad: float32 only");
-  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
-  const at::Tensor dy = grad.contiguous();
-  const int64_t N = dy.size(0), OH = dy.size(1), OW = dy.size(2), O = dy.size(3);
-  const int64_t Cg = weight.size(1), C = Cg * groups, Og = O / groups, H = input_size[0], W = input_size[1];
-  // [G][kh][kw][Og][Cg]: each tap's filter slice transposed, a row-major K × N matrix for ∂Y · Bᵀ
-  const at::Tensor packed = weight.view({groups, Og, Cg, g.kh, g.kw}).permute({0, 3, 4, 1, 2}).contiguous();
-  at::Tensor out = at::empty({N, H, W, C}, dy.options());
-  const float* gp = dy.const_data_ptr<float>();
-  const float* wp = packed.const_data_ptr<float>();
-  float* dxp = out.data_ptr<float>();
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      std::fill(dxp + n * H * W * C, dxp + (n + 1) * H * W * C, 0.0f);
-      for (int64_t oh = 0; oh < OH; ++oh) {
+      for (int64_t a = 0; a < v.kd; ++a) {
+        const int64_t id = od * v.sd - v.pd + a * v.dd;
+        if (id < 0 || id >= v.D) continue;
         for (int64_t i = 0; i < g.kh; ++i) {
           const int64_t ih = oh * g.sh - g.ph + i * g.dh;
           if (ih < 0 || ih >= H) continue;
@@ -179,10 +183,9 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
             for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
               const int64_t M = std::min(kBlock, r.hi - lo);
               for (int64_t grp = 0; grp < groups; ++grp) {
-                const float* a = gp + ((n * OH + oh) * OW + lo) * O + grp * Og;
-                const float* b = wp + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
-                float* c = dxp + ((n * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
-                brgemm(M, Cg, Og, O, Cg, g.sw * C, true, a, b, c, false);
+                const float* x_tap = image + ((id * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
+                const float* w_tap = wp + (((grp * v.kd + a) * g.kh + i) * g.kw + j) * Cg * Og;
+                brgemm(M, Og, Cg, g.sw * C, Og, O, true, x_tap, w_tap, y_row + lo * O + grp * Og, false);
               }
             }
           }
@@ -194,18 +197,81 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
   return out;
 }
 
+// ∂x (N, [D,] H, W, C) of correlate_nhwc from ∂y (N, [OD,] OH, OW, O).
+at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                     at::IntArrayRef input_size) {
+  TORCH_CHECK(grad.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+              "cnnlab_native::correlate_nhwc_input_grad: float32 only");
+  const bool deep = grad.dim() == 5;
+  const at::Tensor dy = grad.contiguous();
+  const Volume v = volume(weight.sizes().slice(2), stride, padding, dilation, groups, deep ? input_size[0] : 1,
+                          deep ? dy.size(1) : 1);
+  const Geometry& g = v.g;
+  const int64_t N = dy.size(0), OH = dy.size(-3), OW = dy.size(-2), O = dy.size(-1);
+  const int64_t Cg = weight.size(1), C = Cg * groups, Og = O / groups, H = input_size[deep], W = input_size[deep + 1];
+  // each tap's filter slice transposed, a row-major K × N matrix for ∂Y · Bᵀ
+  const at::Tensor packed = pack(weight, groups, v, true);
+  std::vector<int64_t> shape{N};
+  shape.insert(shape.end(), input_size.begin(), input_size.end());
+  shape.push_back(C);
+  at::Tensor out = at::empty(shape, dy.options());
+  const float* gp = dy.const_data_ptr<float>();
+  const float* wp = packed.const_data_ptr<float>();
+  float* dxp = out.data_ptr<float>();
+  const int64_t image_size = v.D * H * W * C;
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      float* image = dxp + n * image_size;
+      std::fill(image, image + image_size, 0.0f);
+      for (int64_t od = 0; od < v.OD; ++od) {
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const float* dy_row = gp + ((n * v.OD + od) * OH + oh) * OW * O;
+          for (int64_t a = 0; a < v.kd; ++a) {
+            const int64_t id = od * v.sd - v.pd + a * v.dd;
+            if (id < 0 || id >= v.D) continue;
+            for (int64_t i = 0; i < g.kh; ++i) {
+              const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+              if (ih < 0 || ih >= H) continue;
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t offset = j * g.dw - g.pw;
+                const Range r = inside(offset, g.sw, W, OW);
+                for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
+                  const int64_t M = std::min(kBlock, r.hi - lo);
+                  for (int64_t grp = 0; grp < groups; ++grp) {
+                    const float* dy_block = dy_row + lo * O + grp * Og;
+                    const float* w_tap = wp + (((grp * v.kd + a) * g.kh + i) * g.kw + j) * Og * Cg;
+                    float* dx = image + ((id * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
+                    brgemm(M, Cg, Og, O, Cg, g.sw * C, true, dy_block, w_tap, dx, false);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    brgemm_release(false);
+  });
+  return out;
+}
+
+// ∂w (O, Cg, [kd,] kh, kw) of correlate_nhwc from x (N, [D,] H, W, C) and ∂y (N, [OD,] OH, OW, O).
 at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
-                                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                                   int64_t groups) {
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups) {
   TORCH_CHECK(input.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat,
               "cnnlab_native::correlate_nhwc_weight_grad: float32 only");
-  const Geometry g = geometry(weight_shape.slice(2), stride, padding, dilation, groups);
+  const bool deep = input.dim() == 5;
   const at::Tensor x = input.contiguous(), dy = grad.contiguous();
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
-  const int64_t per_task = groups * g.kh * g.kw * Og * Cg, rows = N * OH;
+  const Volume v = volume(weight_shape.slice(2), stride, padding, dilation, groups, deep ? x.size(1) : 1,
+                          deep ? dy.size(1) : 1);
+  const Geometry& g = v.g;
+  const int64_t N = x.size(0), H = x.size(-3), W = x.size(-2), C = x.size(-1);
+  const int64_t OH = dy.size(-3), OW = dy.size(-2), O = dy.size(-1), Cg = C / groups, Og = O / groups;
+  const int64_t per_task = groups * v.taps() * Og * Cg, rows = N * v.OD * OH;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), rows), 1);
-  // one [G][kh][kw][Og][Cg] accumulator per task, summed at the end
+  // one [G][kd][kh][kw][Og][Cg] accumulator per task, summed at the end
   at::Tensor partial = at::zeros({tasks, per_task}, x.options());
   const float* xp = x.const_data_ptr<float>();
   const float* gp = dy.const_data_ptr<float>();
@@ -215,23 +281,28 @@ at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor&
     for (int64_t t = begin; t < end; ++t) {
       float* acc = pp + t * per_task;
       for (int64_t row = rows * t / tasks; row < rows * (t + 1) / tasks; ++row) {
-        const int64_t n = row / OH, oh = row % OH;
+        const int64_t n = row / (v.OD * OH), od = row / OH % v.OD, oh = row % OH;
+        const float* image = xp + n * v.D * H * W * C;
         const float* dy_row = gp + row * OW * O;
         for (int64_t ow = 0; ow < OW; ++ow) {
           for (int64_t o = 0; o < O; ++o) dyt[o * OW + ow] = dy_row[ow * O + o];
         }
-        for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= H) continue;
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const int64_t offset = j * g.dw - g.pw;
-            const Range r = inside(offset, g.sw, W, OW);
-            if (r.lo >= r.hi) continue;
-            for (int64_t grp = 0; grp < groups; ++grp) {
-              const float* a = dyt.data() + grp * Og * OW + r.lo;
-              const float* b = xp + ((n * H + ih) * W + r.lo * g.sw + offset) * C + grp * Cg;
-              float* c = acc + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
-              brgemm(Og, Cg, r.hi - r.lo, OW, g.sw * C, Cg, true, a, b, c, false);
+        for (int64_t a = 0; a < v.kd; ++a) {
+          const int64_t id = od * v.sd - v.pd + a * v.dd;
+          if (id < 0 || id >= v.D) continue;
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t j = 0; j < g.kw; ++j) {
+              const int64_t offset = j * g.dw - g.pw;
+              const Range r = inside(offset, g.sw, W, OW);
+              if (r.lo >= r.hi) continue;
+              for (int64_t grp = 0; grp < groups; ++grp) {
+                const float* dyt_block = dyt.data() + grp * Og * OW + r.lo;
+                const float* x_tap = image + ((id * H + ih) * W + r.lo * g.sw + offset) * C + grp * Cg;
+                float* dw = acc + (((grp * v.kd + a) * g.kh + i) * g.kw + j) * Og * Cg;
+                brgemm(Og, Cg, r.hi - r.lo, OW, g.sw * C, Cg, true, dyt_block, x_tap, dw, false);
+              }
             }
           }
         }
@@ -239,8 +310,12 @@ at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor&
     }
     brgemm_release(false);
   });
-  // [G][kh][kw][Og][Cg] → (O, Cg, kh, kw)
-  return partial.sum(0).view({groups, g.kh, g.kw, Og, Cg}).permute({0, 3, 4, 1, 2}).reshape(weight_shape).contiguous();
+  // [G][kd][kh][kw][Og][Cg] → (O, Cg, [kd,] kh, kw)
+  return partial.sum(0)
+      .view({groups, v.kd, g.kh, g.kw, Og, Cg})
+      .permute({0, 4, 5, 1, 2, 3})
+      .reshape(weight_shape)
+      .contiguous();
 }
 
 // The same three products on contiguous (NCHW) data, for convolutions with stride 1 along W, so
@@ -378,12 +453,12 @@ at::Tensor correlate_nchw_weight_grad(const at::Tensor& input, const at::Tensor&
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
-  m.def("correlate_nhwc(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
-        " int[2] out_size) -> Tensor");
-  m.def("correlate_nhwc_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"
-        " int groups, int[2] input_size) -> Tensor");
-  m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[2] stride, int[2] padding,"
-        " int[2] dilation, int groups) -> Tensor");
+  m.def("correlate_nhwc(Tensor input, Tensor weight, int[] stride, int[] padding, int[] dilation, int groups,"
+        " int[] out_size) -> Tensor");
+  m.def("correlate_nhwc_input_grad(Tensor grad, Tensor weight, int[] stride, int[] padding, int[] dilation,"
+        " int groups, int[] input_size) -> Tensor");
+  m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[] stride, int[] padding,"
+        " int[] dilation, int groups) -> Tensor");
   m.def("correlate_nchw(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
         " int[2] out_size) -> Tensor");
   m.def("correlate_nchw_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"

@@ -81,13 +81,13 @@ def memory_format_of(x: Tensor) -> torch.memory_format:
 
 
 def nhwc(x: Tensor) -> Tensor:
-    """``(N, C, H, W)`` → contiguous ``(N, H, W, C)`` (free for channels-last input)."""
-    return x.permute(0, 2, 3, 1).contiguous()
+    """``(N, C, *S)`` → contiguous ``(N, *S, C)`` (free for channels-last input)."""
+    return x.movedim(1, -1).contiguous()
 
 
 def to_nchw(out: Tensor, memory_format: torch.memory_format) -> Tensor:
-    """``(N, H, W, C)`` → ``(N, C, H, W)`` stored in ``memory_format`` (a copy only for contiguous)."""
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
+    """``(N, *S, C)`` → ``(N, C, *S)`` stored in ``memory_format`` (a copy only for contiguous)."""
+    return out.movedim(-1, 1).contiguous(memory_format=memory_format)
 
 
 def weight_matrix(weight: Tensor, groups: int) -> Tensor:
@@ -204,8 +204,8 @@ class ChannelsLastConvTranspose2d(torch.autograd.Function):
 
 
 class ConvCall(NamedTuple):
-    """One 2-D convolution as the dispatch sees it: a validated batched input, its filters, and
-    pairs of ints for ``stride``, symmetric zero ``padding`` and ``dilation``."""
+    """One 2-D (or 3-D) convolution as the dispatch sees it: a validated batched input, its
+    filters, and pairs (triples) of ints for ``stride``, symmetric zero ``padding`` and ``dilation``."""
 
     input: Tensor
     weight: Tensor

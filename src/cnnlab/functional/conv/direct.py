@@ -5,15 +5,16 @@ microkernel; the input gradient scatters ``∂Y · B_tapᵀ`` into the rows of `
 gradient sums ``∂Yᵀ · A_tap`` per tap. Threads split output rows (forward), images (input
 gradient) and row ranges with their own accumulators (weight gradient).
 
-Channels-last input runs the NHWC kernels (through :class:`~.base.ChannelsLastConv2d`, and as
-opaque custom ops under ``torch.compile``). Contiguous (NCHW) input with stride 1 along W and
-rows of at least ``_NCHW_MIN_ROW`` outputs runs the NCHW kernels, which need no layout copy;
+Channels-last input runs the channels-last kernels, 2-D (NHWC) and 3-D (NDHWC) alike (and as
+opaque custom ops under ``torch.compile``, 2-D). Contiguous (NCHW) 2-D input with stride 1 along
+W and rows of at least ``_NCHW_MIN_ROW`` outputs runs the NCHW kernels, which need no layout copy;
 shorter rows make their products too thin (256→256 3×3 @8², batch 128: 1.60× torch's
 forward+backward in NCHW against 1.2× through the NHWC kernels; at 32² and 16² NCHW took
-0.76× and 0.98×), and they take the NHWC kernels too.
+0.76× and 0.98×), and they take the channels-last kernels too, as do contiguous 3-D inputs.
 
 Double backward (``create_graph=True``) needs products that autograd records: there the
-:mod:`.gemm` products (NHWC) or the traceable form (NCHW) run instead.
+traceable form (eager) or the :mod:`.gemm` products (the opaque ops, transposed convolutions) run
+instead.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from torch import Tensor
 from .. import native
 from . import traceable
 from .base import (
-    ChannelsLastConv2d,
     ConvAlgorithm,
     ConvCall,
     ConvProducts,
     Geometry,
     memory_format_of,
+    nhwc,
     output_size,
     recording,
+    to_nchw,
 )
 from .gemm import GEMM
 
@@ -65,14 +67,19 @@ def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padd
 _NCHW_MIN_ROW = 16
 
 
-class _DirectConv2dNCHW(torch.autograd.Function):
-    """The NCHW kernels as a convolution; under ``create_graph`` the backward differentiates the
-    traceable form instead (it records its ops)."""
+class _DirectConv(torch.autograd.Function):
+    """The compiled kernels as a convolution: the NCHW ones (``nchw=True``, no layout copy) or the
+    channels-last ones (2-D and 3-D; contiguous input pays a copy each way). Under
+    ``create_graph`` the backward differentiates the traceable form instead (it records its ops)."""
 
     @staticmethod
-    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, nchw: bool) -> Tensor:
         out_size = output_size(input.shape[2:], Geometry.of(weight, stride, dilation, groups), padding)
-        return torch.ops.cnnlab_native.correlate_nchw(input, weight, stride, padding, dilation, groups, out_size)
+        ops = torch.ops.cnnlab_native
+        if nchw:
+            return ops.correlate_nchw(input, weight, stride, padding, dilation, groups, out_size)
+        out = ops.correlate_nhwc(nhwc(input), weight, stride, padding, dilation, groups, out_size)
+        return to_nchw(out, memory_format_of(input))
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -82,34 +89,49 @@ class _DirectConv2dNCHW(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         input, weight = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.arguments
+        stride, padding, dilation, groups, nchw = ctx.arguments
+        wanted = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
             out = traceable.conv(input, weight, stride, padding, dilation, groups)
-            wanted = [t for t, needed in zip((input, weight), ctx.needs_input_grad) if needed]
-            grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
-            return *(next(grads) if needed else None for needed in ctx.needs_input_grad[:2]), None, None, None, None
+            inputs = [t for t, needed in zip((input, weight), wanted) if needed]
+            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+            return *(next(grads) if needed else None for needed in wanted), None, None, None, None, None
         ops = torch.ops.cnnlab_native
-        grad = grad.contiguous()
         grad_input = grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = ops.correlate_nchw_weight_grad(
-                input, grad, list(weight.shape), stride, padding, dilation, groups
+        if nchw:
+            grad = grad.contiguous()
+            if wanted[1]:
+                grad_weight = ops.correlate_nchw_weight_grad(
+                    input, grad, list(weight.shape), stride, padding, dilation, groups
+                )
+            if wanted[0]:
+                grad_input = ops.correlate_nchw_input_grad(
+                    grad, weight, stride, padding, dilation, groups, list(input.shape[2:])
+                )
+            return grad_input, grad_weight, None, None, None, None, None
+        grad = nhwc(grad)
+        # weight gradient first: its channels-last input copy is gone before the input gradient's buffers exist
+        if wanted[1]:
+            grad_weight = ops.correlate_nhwc_weight_grad(
+                nhwc(input), grad, list(weight.shape), stride, padding, dilation, groups
             )
-        if ctx.needs_input_grad[0]:
-            grad_input = ops.correlate_nchw_input_grad(
+        if wanted[0]:
+            grad_input = ops.correlate_nhwc_input_grad(
                 grad, weight, stride, padding, dilation, groups, list(input.shape[2:])
             )
-        return grad_input, grad_weight, None, None, None, None
+            del grad
+            grad_input = to_nchw(grad_input, memory_format_of(input))
+        return grad_input, grad_weight, None, None, None, None, None
 
 
-def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-    """NCHW kernels for contiguous input with stride 1 along W and long enough rows, else NHWC."""
+def _convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+    """NCHW kernels for contiguous 2-D input with stride 1 along W and long enough rows, else the
+    channels-last ones."""
     geometry = Geometry.of(weight, stride, dilation, groups)
-    out_width = output_size(input.shape[2:], geometry, padding)[1]
-    nchw = memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
-    if nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW:
-        return _DirectConv2dNCHW.apply(input, weight, list(stride), list(padding), list(dilation), groups)
-    return ChannelsLastConv2d.apply(input, weight, stride, padding, dilation, groups, _PRODUCTS)
+    out_width = output_size(input.shape[2:], geometry, padding)[-1]
+    nchw = input.dim() == 4 and memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
+    nchw = nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW
+    return _DirectConv.apply(input, weight, list(stride), list(padding), list(dilation), groups, nchw)
 
 
 def _float32_on_cpu(call: ConvCall) -> str | None:
@@ -123,4 +145,4 @@ def _float32_on_cpu(call: ConvCall) -> str | None:
 
 _PRODUCTS = ConvProducts(_forward, _input_grad, _weight_grad)
 
-DIRECT = ConvAlgorithm("direct", requires=_float32_on_cpu, products=_PRODUCTS, eager=_conv2d, compiled=True)
+DIRECT = ConvAlgorithm("direct", requires=_float32_on_cpu, products=_PRODUCTS, eager=_convolve, compiled=True)

@@ -14,8 +14,8 @@ state (never tensor values), :func:`convolve` and :func:`convolve_transpose` run
   CPU tensors, where they were built.
 
 Inputs arrive validated, batched and padded from :mod:`.api`. 1-D convolutions arrive as 2-D
-ones over a height-1 image; 3-D ones run the N-d traceable form, the only algorithm that covers
-them.
+ones over a height-1 image; 3-D ones run the compiled kernels (``direct``) or the N-d traceable
+form, the two algorithms that cover them.
 """
 
 from __future__ import annotations
@@ -35,20 +35,27 @@ __all__ = ["ALGORITHMS", "convolve", "convolve_transpose", "resolve", "select_al
 
 _FFT_DTYPES = (torch.float32, torch.float64)
 _DIRECT_MIN_CHANNELS = 4  # input channels per group below which the direct kernel's input gradient is too thin
-_N_D = ("traceable",)  # the algorithms that cover 3-D convolutions
+_N_D = ("direct", "traceable")  # the algorithms that cover 3-D convolutions
+
+
+def _direct_fits(call: ConvCall, min_channels: int = _DIRECT_MIN_CHANNELS) -> bool:
+    """A float32 CPU convolution with enough channels per group, and the compiled kernels built."""
+    direct = call.input.device.type == "cpu" and call.input.dtype == torch.float32
+    return direct and call.weight.shape[1] >= min_channels and native.available()
 
 
 def select_algorithm(call: ConvCall) -> str:
-    """The rule behind ``algorithm="auto"`` for a 2-D convolution; its measured reasons are in
-    ``docs/benchmarks.md`` ("Which algorithm auto picks")."""
+    """The rule behind ``algorithm="auto"``; its measured reasons are in ``docs/benchmarks.md``
+    ("Which algorithm auto picks")."""
+    if call.input.dim() == 5:  # 3-D: the compiled kernels beat the traceable form at any channel count
+        return "direct" if _direct_fits(call, min_channels=1) else "traceable"
     if call.depthwise:
         return "triton_depthwise" if triton_available(call.input) else "depthwise"
     if call.input.is_cuda and triton_available(call.input):
         return "triton"
     if call.pointwise:
         return "pointwise"
-    direct = call.input.device.type == "cpu" and call.input.dtype == torch.float32
-    if direct and call.weight.shape[1] >= _DIRECT_MIN_CHANNELS and native.available():
+    if _direct_fits(call):
         return "direct"
     if min(call.kernel) >= 7 and call.stride == (1, 1) and call.input.dtype in _FFT_DTYPES:
         return "fft"
@@ -60,7 +67,7 @@ def resolve(algorithm: str, call: ConvCall) -> ConvAlgorithm:
     unknown name (listing the registered ones) or a geometry the algorithm does not cover."""
     spatial_dims = call.input.dim() - 2
     if algorithm == "auto":
-        algorithm = select_algorithm(call) if spatial_dims == 2 else _N_D[0]
+        algorithm = select_algorithm(call)
     record = ALGORITHMS.get(algorithm)
     if record is None:
         raise ValueError(f"algorithm must be 'auto' or one of {sorted(ALGORITHMS)}, but got algorithm={algorithm!r}")
@@ -81,7 +88,7 @@ def convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: i
     call = ConvCall(input, weight, tuple(stride), tuple(padding), tuple(dilation), groups)
     record = resolve(algorithm, call)
     if is_tracing(input, weight):
-        if record.compiled and is_compiling_graph():
+        if record.compiled and is_compiling_graph() and input.dim() == 4:
             return opaque.conv2d(call, record.name)
         return (record.traceable or traceable.conv)(*call)
     if record.eager is not None:
