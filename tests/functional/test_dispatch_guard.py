@@ -88,7 +88,7 @@ def test_layer_dispatches_no_conv_or_pool_op(make, shape):
 
 # What the profiler must never see: aten's and oneDNN's convolution and pooling ops (by any name
 # torch gives them), however deep inside another op they run. cnnlab's own compiled ops
-# (cnnlab_native::correlate_nhwc, window_max2d, ...) and oneDNN's matmul are allowed.
+# (cnnlab_native::correlate_nhwc, window_max, ...) and oneDNN's matmul are allowed.
 PROFILED_FORBIDDEN = re.compile(r"^(aten|mkldnn|onednn|ideep)::.*(conv(olution|_|\d)|pool)|dnnl.*(conv|pool)", re.I)
 
 
@@ -117,7 +117,7 @@ def test_profiler_sees_no_torch_conv_or_pool_op_in_a_cnnlab_model(channels_last)
     assert sorted(name for name in ops if PROFILED_FORBIDDEN.search(name)) == []
     if native.available():  # and the compiled kernels are what ran
         layout = "nhwc" if channels_last else "nchw"
-        assert {f"cnnlab_native::correlate_{layout}", "cnnlab_native::window_max2d"} <= ops
+        assert {f"cnnlab_native::correlate_{layout}", "cnnlab_native::window_max"} <= ops
 
 
 def test_profiler_check_catches_torch_layers():
@@ -131,7 +131,12 @@ def test_compiled_kernels_have_fake_implementations():
     (``torch.library.opcheck``: schema, fake implementation, no aliasing)."""
     ops = torch.ops.cnnlab_native
     x, w, g = torch.randn(2, 7, 6, 5), torch.randn(4, 5, 3, 3), torch.randn(2, 5, 4, 4)
+    v = torch.randn(2, 3, 4, 5, 6)
     cases = [
+        (
+            ops.correlate_nhwc,
+            (v.movedim(1, -1).contiguous(), torch.randn(4, 3, 2, 3, 3), [1, 2, 1], [1, 0, 1], [1, 1, 2], 1, [5, 2, 2]),
+        ),
         (ops.correlate_nhwc, (x, w, [1, 1], [0, 0], [1, 1], 1, [5, 4])),
         (
             ops.correlate_nhwc_input_grad,
@@ -141,8 +146,15 @@ def test_compiled_kernels_have_fake_implementations():
         (ops.correlate_nchw, (x, torch.randn(4, 7, 3, 3), [1, 1], [1, 1], [1, 1], 1, [6, 5])),
         (ops.correlate_nchw_input_grad, (g, torch.randn(5, 3, 3, 3), [1, 1], [1, 1], [1, 1], 1, [4, 4])),
         (ops.correlate_nchw_weight_grad, (g, torch.randn(2, 6, 4, 4), [6, 5, 3, 3], [1, 1], [1, 1], [1, 1], 1)),
-        (ops.window_max2d, (g, [2, 2], [2, 2], [0, 0], [1, 1], [2, 2])),
-        (ops.window_max2d_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4])),
+        (ops.window_max, (g, [2, 2], [2, 2], [0, 0], [1, 1], [2, 2])),
+        (ops.window_max, (v, [2, 3, 2], [1, 2, 2], [1, 1, 0], [1, 1, 2], [4, 2, 1])),
+        (ops.adaptive_window_max, (g, [3, 2])),
+        (ops.adaptive_window_max, (v.contiguous(memory_format=torch.channels_last_3d), [2, 3, 1])),
+        (ops.window_max_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4])),
+        (
+            ops.window_max_backward,
+            (torch.randn(2, 5, 1, 2, 2), torch.zeros(2, 5, 1, 2, 2, dtype=torch.long), [2, 3, 4]),
+        ),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))

@@ -1,13 +1,17 @@
-// Max pooling over 2-D windows, forward (values and torch's flat indices) and backward (the
-// gradient scattered to those indices), for contiguous (NCHW) and channels-last (NHWC) input.
+// Max pooling over 2-D and 3-D windows, forward (values and torch's flat indices) and backward (the
+// gradient scattered to those indices), for contiguous and channels-last input. The windows are
+// max pooling's (kernel, stride, padding, dilation) or adaptive pooling's (output o of an axis of
+// size I covers [floor(o·I/O), ceil((o+1)·I/O))); each axis gets a table of its windows' first
+// in-bounds tap, end and step, and one loop nest serves both. A 2-D pool is a 3-D one of depth 1.
 //
 // torch's rule, kept exactly: a window starts at -inf with the index of its first in-bounds tap;
 // taps are visited in row-major order and a tap wins when it is greater than the running maximum
 // or NaN (so the last NaN wins); padding is never a tap.
 //
-// Blocking: NCHW runs one (n, c) plane per task, the window loop innermost; NHWC runs one output
-// row (n, oh) per task and keeps a row of C running maxima, so each tap is one contiguous pass
-// over C channels that the compiler vectorises (benchmarks/layers.py: "max 2×2", "max 3×3/2").
+// Blocking: contiguous input runs one (n, c) plane per task, the window loop innermost;
+// channels-last input runs one output row (n, [od,] oh) per task and keeps a row of C running
+// maxima, so each tap is one contiguous pass over C channels that the compiler vectorises
+// (benchmarks/layers.py: "max 2×2", "max 3×3/2", "adaptive max", "max3d").
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -23,43 +27,70 @@
 namespace cnnlab {
 namespace {
 
-struct Window {
-  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+// The windows along one axis: output o reads taps first[o], first[o] + step, … < end[o].
+struct Axis {
+  std::vector<int64_t> first, end;
+  int64_t step = 1;
 };
 
-// First in-bounds tap of a window starting at `start` (may be negative), and its end.
-inline void bounds(int64_t start, int64_t kernel, int64_t dilation, int64_t size, int64_t& first, int64_t& end) {
-  first = start;
-  while (first < 0) first += dilation;
-  end = std::min(start + (kernel - 1) * dilation + 1, size);
+// Max pooling's windows: start o·stride − padding, `kernel` taps `dilation` apart, clipped to [0, size).
+Axis pooled(int64_t size, int64_t out, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation) {
+  Axis axis{std::vector<int64_t>(out), std::vector<int64_t>(out), dilation};
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * stride - padding;
+    int64_t first = start;
+    while (first < 0) first += dilation;
+    axis.first[o] = first;
+    axis.end[o] = std::min(start + (kernel - 1) * dilation + 1, size);
+  }
+  return axis;
 }
 
+// Adaptive pooling's windows: [floor(o·size/out), ceil((o+1)·size/out)).
+Axis adaptive(int64_t size, int64_t out) {
+  Axis axis{std::vector<int64_t>(out), std::vector<int64_t>(out), 1};
+  for (int64_t o = 0; o < out; ++o) {
+    axis.first[o] = o * size / out;
+    axis.end[o] = ((o + 1) * size + out - 1) / out;
+  }
+  return axis;
+}
+
+// Sizes of a (N, C, [D,] H, W) input and its output, depth 1 for 2-D, with the three axes' windows.
+struct Pool {
+  int64_t N, C, D, H, W, OD, OH, OW;
+  Axis d, h, w;
+};
+
 template <typename T>
-void forward_nchw(const T* in, T* out, int64_t* index, int64_t planes, int64_t H, int64_t W, int64_t OH,
-                  int64_t OW, const Window& w) {
+void forward_planes(const T* in, T* out, int64_t* index, const Pool& p) {
   using acc_t = at::opmath_type<T>;
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const T* x = in + p * H * W;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        int64_t ih0, ih1;
-        bounds(oh * w.sh - w.ph, w.kh, w.dh, H, ih0, ih1);
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          int64_t iw0, iw1;
-          bounds(ow * w.sw - w.pw, w.kw, w.dw, W, iw0, iw1);
-          acc_t best = -std::numeric_limits<acc_t>::infinity();
-          int64_t arg = ih0 * W + iw0;
-          for (int64_t ih = ih0; ih < ih1; ih += w.dh) {
-            for (int64_t iw = iw0; iw < iw1; iw += w.dw) {
-              const acc_t v = static_cast<acc_t>(x[ih * W + iw]);
-              if (v > best || std::isnan(v)) {
-                best = v;
-                arg = ih * W + iw;
+  const int64_t in_plane = p.D * p.H * p.W, out_plane = p.OD * p.OH * p.OW;
+  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* x = in + plane * in_plane;
+      T* y = out + plane * out_plane;
+      int64_t* ix = index + plane * out_plane;
+      for (int64_t od = 0; od < p.OD; ++od) {
+        for (int64_t oh = 0; oh < p.OH; ++oh) {
+          for (int64_t ow = 0; ow < p.OW; ++ow, ++y, ++ix) {
+            acc_t best = -std::numeric_limits<acc_t>::infinity();
+            int64_t arg = (p.d.first[od] * p.H + p.h.first[oh]) * p.W + p.w.first[ow];
+            for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
+              for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
+                for (int64_t iw = p.w.first[ow]; iw < p.w.end[ow]; iw += p.w.step) {
+                  const int64_t tap = (id * p.H + ih) * p.W + iw;
+                  const acc_t v = static_cast<acc_t>(x[tap]);
+                  if (v > best || std::isnan(v)) {
+                    best = v;
+                    arg = tap;
+                  }
+                }
               }
             }
+            *y = static_cast<T>(best);
+            *ix = arg;
           }
-          out[(p * OH + oh) * OW + ow] = static_cast<T>(best);
-          index[(p * OH + oh) * OW + ow] = arg;
         }
       }
     }
@@ -67,42 +98,40 @@ void forward_nchw(const T* in, T* out, int64_t* index, int64_t planes, int64_t H
 }
 
 template <typename T>
-void forward_nhwc(const T* in, T* out, int64_t* index, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                  int64_t OW, const Window& w) {
+void forward_channels_last(const T* in, T* out, int64_t* index, const Pool& p) {
   using acc_t = at::opmath_type<T>;
-  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+  const int64_t C = p.C;
+  at::parallel_for(0, p.N * p.OD * p.OH, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> best(C);
     std::vector<int64_t> arg(C);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / OH, oh = row % OH;
-      const T* x = in + n * H * W * C;
-      int64_t ih0, ih1;
-      bounds(oh * w.sh - w.ph, w.kh, w.dh, H, ih0, ih1);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        int64_t iw0, iw1;
-        bounds(ow * w.sw - w.pw, w.kw, w.dw, W, iw0, iw1);
-        const int64_t first = ih0 * W + iw0;
+      const int64_t n = row / (p.OD * p.OH), od = row / p.OH % p.OD, oh = row % p.OH;
+      const T* x = in + n * p.D * p.H * p.W * C;
+      for (int64_t ow = 0; ow < p.OW; ++ow) {
+        const int64_t first = (p.d.first[od] * p.H + p.h.first[oh]) * p.W + p.w.first[ow];
         for (int64_t c = 0; c < C; ++c) {
           best[c] = -std::numeric_limits<acc_t>::infinity();
           arg[c] = first;
         }
-        for (int64_t ih = ih0; ih < ih1; ih += w.dh) {
-          for (int64_t iw = iw0; iw < iw1; iw += w.dw) {
-            const int64_t tap = ih * W + iw;
-            const T* xt = x + tap * C;
-            acc_t* b = best.data();
-            int64_t* a = arg.data();
+        for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
+          for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
+            for (int64_t iw = p.w.first[ow]; iw < p.w.end[ow]; iw += p.w.step) {
+              const int64_t tap = (id * p.H + ih) * p.W + iw;
+              const T* xt = x + tap * C;
+              acc_t* b = best.data();
+              int64_t* a = arg.data();
 #pragma omp simd
-            for (int64_t c = 0; c < C; ++c) {
-              const acc_t v = static_cast<acc_t>(xt[c]);
-              const bool take = v > b[c] || v != v;
-              b[c] = take ? v : b[c];
-              a[c] = take ? tap : a[c];
+              for (int64_t c = 0; c < C; ++c) {
+                const acc_t v = static_cast<acc_t>(xt[c]);
+                const bool take = v > b[c] || v != v;
+                b[c] = take ? v : b[c];
+                a[c] = take ? tap : a[c];
+              }
             }
           }
         }
-        T* y = out + ((n * OH + oh) * OW + ow) * C;
-        int64_t* i = index + ((n * OH + oh) * OW + ow) * C;
+        T* y = out + (row * p.OW + ow) * C;
+        int64_t* i = index + (row * p.OW + ow) * C;
         for (int64_t c = 0; c < C; ++c) {
           y[c] = static_cast<T>(best[c]);
           i[c] = arg[c];
@@ -112,43 +141,75 @@ void forward_nhwc(const T* in, T* out, int64_t* index, int64_t N, int64_t C, int
   });
 }
 
-bool channels_last(const at::Tensor& t) {
-  return t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
+at::MemoryFormat channels_last_format(int64_t dim) {
+  return dim == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
 }
 
-std::tuple<at::Tensor, at::Tensor> window_max2d(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
-                                              at::IntArrayRef padding, at::IntArrayRef dilation,
-                                              at::IntArrayRef output_size) {
-  TORCH_CHECK(input.dim() == 4 && input.device().is_cpu(), "cnnlab_native::window_max2d: a 4-D CPU tensor");
+bool channels_last(const at::Tensor& t) {
+  return (t.dim() == 4 || t.dim() == 5) && t.is_contiguous(channels_last_format(t.dim())) && !t.is_contiguous();
+}
+
+// The spatial sizes of x, depth first and 1 for 2-D: {D, H, W}.
+std::vector<int64_t> volume(at::IntArrayRef spatial) {
+  std::vector<int64_t> sizes(3 - spatial.size(), 1);
+  sizes.insert(sizes.end(), spatial.begin(), spatial.end());
+  return sizes;
+}
+
+// Runs the forward on `input` (N, C, *S) with each axis' windows made by `axis(i, size, out)`.
+template <typename MakeAxis>
+std::tuple<at::Tensor, at::Tensor> window_max_with(const at::Tensor& input, at::IntArrayRef output_size,
+                                                   MakeAxis axis) {
+  const int64_t spatial = input.dim() - 2;
+  TORCH_CHECK((spatial == 2 || spatial == 3) && input.device().is_cpu() && output_size.size() == size_t(spatial),
+              "cnnlab_native::window_max: a 4-D or 5-D CPU tensor and an output size per spatial dim");
   const bool nhwc = channels_last(input);
-  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto format = nhwc ? channels_last_format(input.dim()) : at::MemoryFormat::Contiguous;
   const at::Tensor x = input.contiguous(format);
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t OH = output_size[0], OW = output_size[1];
-  const Window w{kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]};
-  at::Tensor out = at::empty({N, C, OH, OW}, x.options(), format);
-  at::Tensor index = at::empty({N, C, OH, OW}, x.options().dtype(at::kLong), format);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cnnlab_native::window_max2d", [&] {
+  const std::vector<int64_t> in = volume(x.sizes().slice(2)), out = volume(output_size);
+  const int64_t skip = 3 - spatial;  // axes of size 1 that a 2-D pool adds: one window each, covering it
+  Pool p{x.size(0), x.size(1), in[0], in[1], in[2], out[0], out[1], out[2],
+         skip ? adaptive(1, 1) : axis(0, in[0], out[0]), axis(1 - skip, in[1], out[1]), axis(2 - skip, in[2], out[2])};
+  std::vector<int64_t> shape{p.N, p.C};
+  shape.insert(shape.end(), output_size.begin(), output_size.end());
+  at::Tensor values = at::empty(shape, x.options(), format);
+  at::Tensor index = at::empty(shape, x.options().dtype(at::kLong), format);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cnnlab_native::window_max", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
     if (nhwc) {
-      forward_nhwc(x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), index.data_ptr<int64_t>(), N, C, H, W,
-                   OH, OW, w);
+      forward_channels_last(xp, values.data_ptr<scalar_t>(), index.data_ptr<int64_t>(), p);
     } else {
-      forward_nchw(x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), index.data_ptr<int64_t>(), N * C, H, W,
-                   OH, OW, w);
+      forward_planes(xp, values.data_ptr<scalar_t>(), index.data_ptr<int64_t>(), p);
     }
   });
-  return {out, index};
+  return {values, index};
+}
+
+std::tuple<at::Tensor, at::Tensor> window_max(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                                              at::IntArrayRef output_size) {
+  return window_max_with(input, output_size, [&](size_t i, int64_t size, int64_t out) {
+    return pooled(size, out, kernel[i], stride[i], padding[i], dilation[i]);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_window_max(const at::Tensor& input, at::IntArrayRef output_size) {
+  return window_max_with(input, output_size, [](size_t, int64_t size, int64_t out) { return adaptive(size, out); });
 }
 
 // ∂x[n, c, index[n, c, o]] += ∂y[n, c, o]; sums over overlapping windows in float32 for half types.
-at::Tensor window_max2d_backward(const at::Tensor& grad, const at::Tensor& index, at::IntArrayRef input_size) {
+at::Tensor window_max_backward(const at::Tensor& grad, const at::Tensor& index, at::IntArrayRef input_size) {
   const bool nhwc = channels_last(grad) || channels_last(index);
-  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto format = nhwc ? channels_last_format(grad.dim()) : at::MemoryFormat::Contiguous;
   const at::Tensor g = grad.contiguous(format), i = index.contiguous(format);
-  const int64_t N = g.size(0), C = g.size(1), OHW = g.size(2) * g.size(3), HW = input_size[0] * input_size[1];
+  const int64_t N = g.size(0), C = g.size(1), outputs = g.numel() / std::max<int64_t>(N * C, 1);
+  int64_t inputs = 1;
+  for (const int64_t s : input_size) inputs *= s;
+  std::vector<int64_t> shape{N, C};
+  shape.insert(shape.end(), input_size.begin(), input_size.end());
   const auto acc_type = at::toOpMathType(g.scalar_type());
-  at::Tensor sums = at::empty({N, C, input_size[0], input_size[1]}, g.options().dtype(acc_type), format).zero_();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "cnnlab_native::window_max2d_backward", [&] {
+  at::Tensor sums = at::empty(shape, g.options().dtype(acc_type), format).zero_();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "cnnlab_native::window_max_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* go = g.const_data_ptr<scalar_t>();
     const int64_t* ix = i.const_data_ptr<int64_t>();
@@ -156,10 +217,10 @@ at::Tensor window_max2d_backward(const at::Tensor& grad, const at::Tensor& index
     if (nhwc) {
       at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
-          for (int64_t o = 0; o < OHW; ++o) {
-            const int64_t base = (n * OHW + o) * C;
+          for (int64_t o = 0; o < outputs; ++o) {
+            const int64_t base = (n * outputs + o) * C;
             for (int64_t c = 0; c < C; ++c) {
-              gi[(n * HW + ix[base + c]) * C + c] += static_cast<acc_t>(go[base + c]);
+              gi[(n * inputs + ix[base + c]) * C + c] += static_cast<acc_t>(go[base + c]);
             }
           }
         }
@@ -167,7 +228,7 @@ at::Tensor window_max2d_backward(const at::Tensor& grad, const at::Tensor& index
     } else {
       at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
         for (int64_t p = begin; p < end; ++p) {
-          for (int64_t o = 0; o < OHW; ++o) gi[p * HW + ix[p * OHW + o]] += static_cast<acc_t>(go[p * OHW + o]);
+          for (int64_t o = 0; o < outputs; ++o) gi[p * inputs + ix[p * outputs + o]] += static_cast<acc_t>(go[p * outputs + o]);
         }
       });
     }
@@ -178,14 +239,16 @@ at::Tensor window_max2d_backward(const at::Tensor& grad, const at::Tensor& index
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
-  m.def("window_max2d(Tensor input, int[2] kernel, int[2] stride, int[2] padding, int[2] dilation, int[2] output_size)"
+  m.def("window_max(Tensor input, int[] kernel, int[] stride, int[] padding, int[] dilation, int[] output_size)"
         " -> (Tensor, Tensor)");
-  m.def("window_max2d_backward(Tensor grad, Tensor index, int[2] input_size) -> Tensor");
+  m.def("adaptive_window_max(Tensor input, int[] output_size) -> (Tensor, Tensor)");
+  m.def("window_max_backward(Tensor grad, Tensor index, int[] input_size) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnlab_native, CPU, m) {
-  m.impl("window_max2d", &window_max2d);
-  m.impl("window_max2d_backward", &window_max2d_backward);
+  m.impl("window_max", &window_max);
+  m.impl("adaptive_window_max", &adaptive_window_max);
+  m.impl("window_max_backward", &window_max_backward);
 }
 
 }  // namespace cnnlab

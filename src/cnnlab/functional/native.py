@@ -109,12 +109,14 @@ def _register_fakes() -> None:
     def like(x: torch.Tensor, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         return x.new_empty(shape, dtype=dtype or x.dtype).contiguous(memory_format=memory_format_of(x))
 
-    @torch.library.register_fake("cnnlab_native::window_max2d")
-    def _(input, kernel, stride, padding, dilation, output_size):
-        n, c = input.shape[:2]
-        return like(input, n, c, *output_size), like(input, n, c, *output_size, dtype=torch.long)
+    def window_max(input, *windows):  # (kernel, stride, padding, dilation,) output_size
+        shape = (*input.shape[:2], *windows[-1])
+        return like(input, *shape), like(input, *shape, dtype=torch.long)
 
-    @torch.library.register_fake("cnnlab_native::window_max2d_backward")
+    torch.library.register_fake("cnnlab_native::window_max")(window_max)
+    torch.library.register_fake("cnnlab_native::adaptive_window_max")(window_max)
+
+    @torch.library.register_fake("cnnlab_native::window_max_backward")
     def _(grad, index, input_size):
         return like(grad, *grad.shape[:2], *input_size)
 

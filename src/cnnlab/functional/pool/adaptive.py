@@ -13,7 +13,7 @@ from .._utils import check_input_rank
 from . import traceable
 from .base import accumulation, check_not_empty, finish, gather_flat, in_layout_of, with_indices
 from .dispatch import PoolKernels, run
-from .max_pool import MAX_POOL2D, max_indices_2d, scan_argmax
+from .max_pool import MAX_POOL2D, NativeWindowMax, max_indices_2d, scan_argmax
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -142,16 +142,29 @@ def _eager_adaptive_max_pool2d(x: Tensor, out: tuple[int, int]) -> tuple[Tensor,
 ADAPTIVE_MAX_POOL1D = PoolKernels(
     eager=_eager_adaptive_max_pool1d, traceable=lambda x, out: traceable.adaptive_max_pool(x, (out,))
 )
-ADAPTIVE_MAX_POOL2D = PoolKernels(eager=_eager_adaptive_max_pool2d, traceable=traceable.adaptive_max_pool)
+
+
+def _native_adaptive_max_pool(x: Tensor, out: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    return NativeWindowMax.apply(x, None, None, None, None, out)
+
+
+def _window_adaptive_max_pool3d(x: Tensor, out: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
+    values, index = traceable.adaptive_max_pool(accumulation(x), out)  # gradients of overlaps add in float32
+    return values.to(x.dtype), index
+
+
+ADAPTIVE_MAX_POOL2D = PoolKernels(
+    eager=_eager_adaptive_max_pool2d, traceable=traceable.adaptive_max_pool, native=_native_adaptive_max_pool
+)
+ADAPTIVE_MAX_POOL3D = PoolKernels(eager=_window_adaptive_max_pool3d, native=_native_adaptive_max_pool)
 
 
 @fx_leaf
 def adaptive_max_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
-    """Max over windows that tile any volume (the window form of :mod:`.traceable`). See
-    :class:`cnnlab.nn.AdaptiveMaxPool3d`."""
+    """Max over windows that tile any volume (the compiled window maximum, or the window form of
+    :mod:`.traceable`). See :class:`cnnlab.nn.AdaptiveMaxPool3d`."""
     x, batched, out = _adaptive_output_size("adaptive_max_pool3d", input, output_size, 3)
-    values, index = traceable.adaptive_max_pool(accumulation(x), out)
-    return finish(*in_layout_of(x, values.to(x.dtype), index), batched, return_indices)
+    return finish(*in_layout_of(x, *run(ADAPTIVE_MAX_POOL3D, x, out)), batched, return_indices)
 
 
 @fx_leaf

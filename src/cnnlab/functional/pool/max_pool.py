@@ -156,14 +156,17 @@ def _traceable_max_pool1d(x: Tensor, k: int, s: int, p: int, d: int, o: int) -> 
     return traceable.max_pool(x, (k,), (s,), (p,), (d,), (o,))
 
 
-class _NativeMaxPool2d(torch.autograd.Function):
-    """``cnnlab_native::window_max2d`` (values and torch's indices in one pass, ``csrc/window_max.cpp``)
-    and its backward, the gradient scattered to those indices; under ``create_graph`` the scatter
-    is ``scatter_add``, which autograd records."""
+class NativeWindowMax(torch.autograd.Function):
+    """cnnlab's compiled window maximum (``csrc/window_max.cpp``; 2-D and 3-D, values and torch's
+    indices in one pass): max pooling's windows ``(k, s, p, d, o)``, or adaptive pooling's when
+    ``k`` is ``None``. Backward scatters the gradient to those indices; under ``create_graph`` the
+    scatter is ``scatter_add``, which autograd records."""
 
     @staticmethod
     def forward(x: Tensor, k, s, p, d, o):
-        return torch.ops.cnnlab_native.window_max2d(x, k, s, p, d, o)
+        if k is None:
+            return torch.ops.cnnlab_native.adaptive_window_max(x, o)
+        return torch.ops.cnnlab_native.window_max(x, k, s, p, d, o)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -177,12 +180,12 @@ class _NativeMaxPool2d(torch.autograd.Function):
         if torch.is_grad_enabled():
             grad_input = _scatter_to_index(grad, index, ctx.input_shape)
         else:
-            grad_input = torch.ops.cnnlab_native.window_max2d_backward(grad, index, ctx.input_shape[2:])
+            grad_input = torch.ops.cnnlab_native.window_max_backward(grad, index, ctx.input_shape[2:])
         return grad_input, None, None, None, None, None
 
 
-def _native_max_pool2d(x: Tensor, k, s, p, d, o, return_indices: bool) -> tuple[Tensor, Tensor | None]:
-    out, index = _NativeMaxPool2d.apply(x, k, s, p, d, o)
+def _native_max_pool(x: Tensor, k, s, p, d, o, return_indices: bool = True) -> tuple[Tensor, Tensor | None]:
+    out, index = NativeWindowMax.apply(x, k, s, p, d, o)
     return out, index if return_indices else None
 
 
@@ -191,7 +194,7 @@ MAX_POOL2D = PoolKernels(
     eager=_eager_max_pool2d,
     traceable=_traceable_max_pool2d,
     triton=functools.partial(_eager_max_pool2d, kernel=triton.max_pool2d),  # values and torch's indices in one kernel
-    native=_native_max_pool2d,
+    native=_native_max_pool,
 )
 
 
@@ -205,11 +208,19 @@ def max_pool3d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ):
-    """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the window reduction of
-    :mod:`.traceable` (indices flat ``(z·H + y)·W + x``). See :class:`cnnlab.nn.MaxPool3d`."""
+    """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the compiled window maximum,
+    or the window reduction of :mod:`.traceable` (indices flat ``(z·H + y)·W + x``). See
+    :class:`cnnlab.nn.MaxPool3d`."""
     x, batched, k, s, p, d, o = pool_args("max_pool3d", input, 3, kernel_size, stride, padding, dilation, ceil_mode)
+    return finish(*in_layout_of(x, *run(MAX_POOL3D, x, k, s, p, d, o), keep_3d=True), batched, return_indices)
+
+
+def _window_max_pool3d(x: Tensor, k, s, p, d, o) -> tuple[Tensor, Tensor]:
     values, index = traceable.max_pool(accumulation(x), k, s, p, d, o)  # gradients of overlaps add in float32
-    return finish(*in_layout_of(x, values.to(x.dtype), index, keep_3d=True), batched, return_indices)
+    return values.to(x.dtype), index
+
+
+MAX_POOL3D = PoolKernels(eager=_window_max_pool3d, native=_native_max_pool)
 
 
 class _MaxPool2d(torch.autograd.Function):
