@@ -151,6 +151,10 @@ def test_compiled_kernels_have_fake_implementations():
         (ops.adaptive_window_max, (g, [3, 2])),
         (ops.adaptive_window_max, (v.contiguous(memory_format=torch.channels_last_3d), [2, 3, 1])),
         (ops.window_max_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4])),
+        (ops.adaptive_window_mean, (g.contiguous(memory_format=torch.channels_last), [3, 2])),
+        (ops.adaptive_window_mean, (v, [2, 3, 4])),
+        (ops.adaptive_window_mean_backward, (torch.randn(2, 5, 3, 2), [4, 4])),
+        (ops.adaptive_window_mean_backward, (torch.randn(2, 3, 2, 3, 4), [4, 5, 6])),
         (
             ops.window_max_backward,
             (torch.randn(2, 5, 1, 2, 2), torch.zeros(2, 5, 1, 2, 2, dtype=torch.long), [2, 3, 4]),

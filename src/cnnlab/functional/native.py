@@ -116,6 +116,14 @@ def _register_fakes() -> None:
     torch.library.register_fake("cnnlab_native::window_max")(window_max)
     torch.library.register_fake("cnnlab_native::adaptive_window_max")(window_max)
 
+    @torch.library.register_fake("cnnlab_native::adaptive_window_mean")
+    def _(input, output_size):
+        return like(input, *input.shape[:2], *output_size)
+
+    @torch.library.register_fake("cnnlab_native::adaptive_window_mean_backward")
+    def _(grad, input_size):
+        return like(grad, *grad.shape[:2], *input_size)
+
     @torch.library.register_fake("cnnlab_native::window_max_backward")
     def _(grad, index, input_size):
         return like(grad, *grad.shape[:2], *input_size)

@@ -86,25 +86,74 @@ def _adaptive_avg(x: Tensor, out: tuple[int, ...]) -> Tensor:
     return result
 
 
+class _NativeAdaptiveMean(torch.autograd.Function):
+    """cnnlab's compiled adaptive window mean (``csrc/windows.cpp``, 2-D and 3-D) and its backward,
+    which spreads each output's gradient over its window; under ``create_graph`` the backward is
+    the averaging matrices' product, which autograd records."""
+
+    @staticmethod
+    def forward(x: Tensor, out: tuple[int, ...]) -> Tensor:
+        return torch.ops.cnnlab_native.adaptive_window_mean(x, out)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.input_size = inputs[0].shape[2:]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if torch.is_grad_enabled():  # the adjoint of the averaging matrices: Pᵀ along each axis
+            result = accumulation(grad)
+            for axis, size in enumerate(ctx.input_size, start=2):
+                matrix = _adaptive_matrix(size, result.shape[axis], result)
+                result = torch.matmul(result.movedim(axis, -1), matrix).movedim(-1, axis)
+            return in_layout_of(grad, result.to(grad.dtype))[0], None
+        return torch.ops.cnnlab_native.adaptive_window_mean_backward(grad, ctx.input_size), None
+
+
+def _tiles(x: Tensor, out: tuple[int, ...]) -> bool:
+    """Whether the windows tile the input (each size a multiple of its output size: global pooling,
+    32² → 4²)."""
+    return all(o and size % o == 0 for size, o in zip(x.shape[2:], out))
+
+
+def _tiled_mean(x: Tensor, out: tuple[int, ...]) -> Tensor:
+    """Adaptive averages of tiling windows: one mean over a view ``(N, C, o₁, k₁, o₂, k₂, …)``."""
+    tiles = x
+    for axis, o in enumerate(out):
+        tiles = tiles.unflatten(2 + 2 * axis, (o, x.shape[2 + axis] // o))
+    (result,) = in_layout_of(x, tiles.mean(tuple(range(3, tiles.dim(), 2))))
+    return result
+
+
+def _native_adaptive_avg(x: Tensor, out: tuple[int, ...]) -> Tensor:
+    if _tiles(x, out):  # torch's reduction kernels vectorise a tile's sum; the window loop does not
+        return _tiled_mean(x, out)
+    (result,) = in_layout_of(x, _NativeAdaptiveMean.apply(x, out))
+    return result
+
+
+ADAPTIVE_AVG_POOL = PoolKernels(eager=_adaptive_avg, native=_native_adaptive_avg)
+
+
 @fx_leaf
 def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
     """Average over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveAvgPool1d`."""
     x, batched, out = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
-    return finish(_adaptive_avg(x, out), None, batched, False)
+    return finish(_adaptive_avg(x, out), None, batched, False)  # 1-D: no compiled kernel
 
 
 @fx_leaf
 def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
     """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
     x, batched, out = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
-    return finish(_adaptive_avg(x, out), None, batched, False)
+    return finish(run(ADAPTIVE_AVG_POOL, x, out), None, batched, False)
 
 
 @fx_leaf
 def adaptive_avg_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
     """Averaging matrices along D, H and W. See :class:`cnnlab.nn.AdaptiveAvgPool3d`."""
     x, batched, out = _adaptive_output_size("adaptive_avg_pool3d", input, output_size, 3)
-    return finish(_adaptive_avg(x, out), None, batched, False)
+    return finish(run(ADAPTIVE_AVG_POOL, x, out), None, batched, False)
 
 
 @fx_leaf

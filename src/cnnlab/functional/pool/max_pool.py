@@ -157,7 +157,7 @@ def _traceable_max_pool1d(x: Tensor, k: int, s: int, p: int, d: int, o: int) -> 
 
 
 class NativeWindowMax(torch.autograd.Function):
-    """cnnlab's compiled window maximum (``csrc/window_max.cpp``; 2-D and 3-D, values and torch's
+    """cnnlab's compiled window maximum (``csrc/windows.cpp``; 2-D and 3-D, values and torch's
     indices in one pass): max pooling's windows ``(k, s, p, d, o)``, or adaptive pooling's when
     ``k`` is ``None``. Backward scatters the gradient to those indices; under ``create_graph`` the
     scatter is ``scatter_add``, which autograd records."""

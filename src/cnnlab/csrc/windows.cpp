@@ -1,5 +1,6 @@
-// Max pooling over 2-D and 3-D windows, forward (values and torch's flat indices) and backward (the
-// gradient scattered to those indices), for contiguous and channels-last input. The windows are
+// Pooling over 2-D and 3-D windows, for contiguous and channels-last input: the window maximum
+// (values and torch's flat indices; backward scatters the gradient to those indices) and the
+// adaptive window mean (backward spreads each output's gradient over its window). The windows are
 // max pooling's (kernel, stride, padding, dilation) or adaptive pooling's (output o of an axis of
 // size I covers [floor(o·I/O), ceil((o+1)·I/O))); each axis gets a table of its windows' first
 // in-bounds tap, end and step, and one loop nest serves both. A 2-D pool is a 3-D one of depth 1.
@@ -236,6 +237,111 @@ at::Tensor window_max_backward(const at::Tensor& grad, const at::Tensor& index, 
   return sums.scalar_type() == g.scalar_type() ? sums : sums.to(g.scalar_type());
 }
 
+// Visits every output of a (N, C, [D,] H, W) pool with its window's taps: `visit(plane_or_image, o,
+// count, taps)` where taps(f) calls f(tap) for the flat spatial index of each of the count taps. Contiguous input: one
+// (n, c) plane per task; channels-last: one image per task (windows of neighbouring outputs
+// overlap, so a backward scatter stays inside its task).
+template <typename Visit>
+void for_each_window(const Pool& p, bool channels_last, Visit visit) {
+  at::parallel_for(0, channels_last ? p.N : p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t o = 0;
+      for (int64_t od = 0; od < p.OD; ++od) {
+        for (int64_t oh = 0; oh < p.OH; ++oh) {
+          for (int64_t ow = 0; ow < p.OW; ++ow, ++o) {
+            const int64_t count =
+                (p.d.end[od] - p.d.first[od]) * (p.h.end[oh] - p.h.first[oh]) * (p.w.end[ow] - p.w.first[ow]);
+            visit(task, o, count, [&](auto&& f) {
+              for (int64_t id = p.d.first[od]; id < p.d.end[od]; ++id) {
+                for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ++ih) {
+                  for (int64_t iw = p.w.first[ow]; iw < p.w.end[ow]; ++iw) f((id * p.H + ih) * p.W + iw);
+                }
+              }
+            });
+          }
+        }
+      }
+    }
+  });
+}
+
+Pool adaptive_pool(const at::Tensor& x, at::IntArrayRef input_size, at::IntArrayRef output_size) {
+  const std::vector<int64_t> in = volume(input_size), out = volume(output_size);
+  return {x.size(0), x.size(1), in[0], in[1], in[2], out[0], out[1], out[2],
+          adaptive(in[0], out[0]), adaptive(in[1], out[1]), adaptive(in[2], out[2])};
+}
+
+// Adaptive average pooling: y[o] = Σ_window x / |window|, summed in float32 for half types.
+at::Tensor adaptive_window_mean(const at::Tensor& input, at::IntArrayRef output_size) {
+  TORCH_CHECK((input.dim() == 4 || input.dim() == 5) && input.dim() - 2 == int64_t(output_size.size()),
+              "cnnlab_native::adaptive_window_mean: a 4-D or 5-D tensor and an output size per spatial dim");
+  const bool nhwc = channels_last(input);
+  const auto format = nhwc ? channels_last_format(input.dim()) : at::MemoryFormat::Contiguous;
+  const at::Tensor x = input.contiguous(format);
+  const Pool p = adaptive_pool(x, x.sizes().slice(2), output_size);
+  std::vector<int64_t> shape{p.N, p.C};
+  shape.insert(shape.end(), output_size.begin(), output_size.end());
+  at::Tensor out = at::empty(shape, x.options(), format);
+  const int64_t inputs = p.D * p.H * p.W, outputs = p.OD * p.OH * p.OW, C = p.C;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cnnlab_native::adaptive_window_mean", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = out.data_ptr<scalar_t>();
+    if (nhwc) {
+      for_each_window(p, true, [&](int64_t n, int64_t o, int64_t count, auto taps) {
+        thread_local std::vector<acc_t> sum;
+        sum.assign(C, acc_t(0));
+        taps([&](int64_t tap) {
+          const scalar_t* xt = xp + (n * inputs + tap) * C;
+          for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(xt[c]);
+        });
+        scalar_t* y = yp + (n * outputs + o) * C;
+        for (int64_t c = 0; c < C; ++c) y[c] = static_cast<scalar_t>(sum[c] / count);
+      });
+    } else {
+      for_each_window(p, false, [&](int64_t plane, int64_t o, int64_t count, auto taps) {
+        acc_t sum = 0;
+        taps([&](int64_t tap) { sum += static_cast<acc_t>(xp[plane * inputs + tap]); });
+        yp[plane * outputs + o] = static_cast<scalar_t>(sum / count);
+      });
+    }
+  });
+  return out;
+}
+
+// ∂x[tap] = Σ_{windows holding tap} ∂y[o] / |window o|, in float32 for half types.
+at::Tensor adaptive_window_mean_backward(const at::Tensor& grad, at::IntArrayRef input_size) {
+  const bool nhwc = channels_last(grad);
+  const auto format = nhwc ? channels_last_format(grad.dim()) : at::MemoryFormat::Contiguous;
+  const at::Tensor g = grad.contiguous(format);
+  const Pool p = adaptive_pool(g, input_size, g.sizes().slice(2));
+  std::vector<int64_t> shape{p.N, p.C};
+  shape.insert(shape.end(), input_size.begin(), input_size.end());
+  const auto acc_type = at::toOpMathType(g.scalar_type());
+  at::Tensor sums = at::empty(shape, g.options().dtype(acc_type), format).zero_();
+  const int64_t inputs = p.D * p.H * p.W, outputs = p.OD * p.OH * p.OW, C = p.C;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "cnnlab_native::adaptive_window_mean_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    acc_t* gi = sums.data_ptr<acc_t>();
+    if (nhwc) {
+      for_each_window(p, true, [&](int64_t n, int64_t o, int64_t count, auto taps) {
+        const scalar_t* go = gp + (n * outputs + o) * C;
+        taps([&](int64_t tap) {
+          acc_t* dx = gi + (n * inputs + tap) * C;
+          for (int64_t c = 0; c < C; ++c) dx[c] += static_cast<acc_t>(go[c]) / count;
+        });
+      });
+    } else {
+      for_each_window(p, false, [&](int64_t plane, int64_t o, int64_t count, auto taps) {
+        const acc_t share = static_cast<acc_t>(gp[plane * outputs + o]) / count;
+        taps([&](int64_t tap) { gi[plane * inputs + tap] += share; });
+      });
+    }
+  });
+  return sums.scalar_type() == g.scalar_type() ? sums : sums.to(g.scalar_type());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
@@ -243,12 +349,16 @@ TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
         " -> (Tensor, Tensor)");
   m.def("adaptive_window_max(Tensor input, int[] output_size) -> (Tensor, Tensor)");
   m.def("window_max_backward(Tensor grad, Tensor index, int[] input_size) -> Tensor");
+  m.def("adaptive_window_mean(Tensor input, int[] output_size) -> Tensor");
+  m.def("adaptive_window_mean_backward(Tensor grad, int[] input_size) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnlab_native, CPU, m) {
   m.impl("window_max", &window_max);
   m.impl("adaptive_window_max", &adaptive_window_max);
   m.impl("window_max_backward", &window_max_backward);
+  m.impl("adaptive_window_mean", &adaptive_window_mean);
+  m.impl("adaptive_window_mean_backward", &adaptive_window_mean_backward);
 }
 
 }  // namespace cnnlab
