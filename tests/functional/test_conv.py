@@ -7,14 +7,16 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
 from cnnlab.functional import native
-from cnnlab.functional.conv.base import ConvCall
+from cnnlab.functional.conv.base import ConvCall, memory_format_of
 from cnnlab.functional.conv.dispatch import select_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin
 
@@ -119,15 +121,17 @@ def test_conv1d_matches_torch(kernel, stride, padding, dilation, groups, padding
 def test_auto_takes_fft_for_large_stride_one_kernels(kernel, kwargs, dtype, expected):
     """``auto`` resolves to ``fft`` for float32/64 stride-1 filters of 7×7 and up, ``gemm`` for the
     rest, and the result matches torch's either way (forward and backward); float32 on the CPU
-    goes to the compiled ``direct`` kernels first, where they were built."""
+    goes to the compiled ``direct`` kernels first, where they were built (and bfloat16 where the
+    CPU has AVX512-BF16)."""
     reference, ours = twin(nn.Conv2d, cnn.Conv2d, 4, 6, kernel, **kwargs)
     x = torch.randn(2, 4, 13, 12, dtype=dtype)
-    if dtype == torch.float32 and native.available():
+    ours.weight.data = ours.weight.data.to(dtype)
+    if native.available() and (dtype == torch.float32 or (dtype == torch.bfloat16 and native.bfloat16_available())):
         expected = "direct"
     assert select_algorithm(ConvCall(x, ours.weight, ours.stride, ours.padding, ours.dilation, ours.groups)) == expected
     if dtype != torch.bfloat16:
         reference, ours = reference.to(dtype), ours.to(dtype)
-        compare_forward_backward(reference, ours, x)
+        compare_forward_backward(reference, ours, x.to(dtype))
 
 
 @pytest.mark.parametrize("algorithm", ["depthwise", "auto"])
@@ -397,6 +401,42 @@ def test_direct_kernels_on_wide_rows_match_torch(kernel, stride, padding, dilati
         x = x.contiguous(memory_format=torch.channels_last)
     out = compare_forward_backward(reference, ours, x)
     assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.skipif(not native.bfloat16_available(), reason="needs cnnlab's compiled kernels and AVX512-BF16")
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("channels", "kernel", "stride", "padding", "dilation", "groups"),
+    [
+        ((24, 64), 3, 1, 1, 1, 1),  # one term per kernel row (K = 3·24), spans crossing the edge
+        ((64, 40), 3, 2, 1, 1, 1),  # stride 2: four residue classes in the input gradient
+        ((7, 45), (3, 5), (2, 3), (2, 1), (2, 1), 1),  # one term per tap, odd channel counts
+        ((8, 12), 3, (1, 2), (0, 2), (1, 2), 2),  # groups
+        ((16, 8), (1, 3), 1, (0, 4), 1, 1),  # padding wider than the kernel
+        ((32, 96), 2, 3, 0, 1, 1),  # stride > kernel: input pixels no output reads
+    ],
+)
+def test_bfloat16_direct_kernels_match_torch(channels, kernel, stride, padding, dilation, groups, channels_last):
+    """bfloat16 convolutions on the AVX512-BF16 microkernel (float32 accumulation): output and
+    both gradients agree with torch's float32 convolution of the same bfloat16 numbers, to
+    bfloat16's rounding of the result."""
+    c_in, c_out = channels
+    x = torch.randn(3, c_in, 11, 13).to(torch.bfloat16)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c_out, c_in // groups, *((kernel,) * 2 if isinstance(kernel, int) else kernel)).to(torch.bfloat16)
+    args = (stride, padding, dilation, groups)
+    assert select_algorithm(ConvCall(x, w, *(_pair(v) for v in args[:3]), groups)) == "direct"
+    ours_in = [x.clone().requires_grad_(), w.clone().requires_grad_()]
+    theirs_in = [x.float().requires_grad_(), w.float().requires_grad_()]
+    ours, theirs = CF.conv2d(ours_in[0], ours_in[1], None, *args), F.conv2d(theirs_in[0], theirs_in[1], None, *args)
+    assert ours.dtype == torch.bfloat16 and ours.is_contiguous(memory_format=memory_format_of(x))
+    grad = torch.randn_like(theirs).to(torch.bfloat16)
+    ours_grads = torch.autograd.grad(ours, ours_in, grad)
+    theirs_grads = torch.autograd.grad(theirs, theirs_in, grad.float())
+    for a, e in zip((ours, *ours_grads), (theirs, *theirs_grads)):
+        assert a.dtype == torch.bfloat16
+        torch.testing.assert_close(a.float(), e, rtol=1e-2, atol=1e-2 * e.abs().max().item())
 
 
 @needs_native

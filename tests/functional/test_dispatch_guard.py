@@ -150,15 +150,28 @@ def test_compiled_kernels_have_fake_implementations():
         (ops.window_max, (v, [2, 3, 2], [1, 2, 2], [1, 1, 0], [1, 1, 2], [4, 2, 1])),
         (ops.adaptive_window_max, (g, [3, 2])),
         (ops.adaptive_window_max, (v.contiguous(memory_format=torch.channels_last_3d), [2, 3, 1])),
-        (ops.window_max_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4])),
+        (ops.window_max_backward, (torch.randn(2, 5, 2, 2), torch.zeros(2, 5, 2, 2, dtype=torch.long), [4, 4], False)),
         (ops.adaptive_window_mean, (g.contiguous(memory_format=torch.channels_last), [3, 2])),
         (ops.adaptive_window_mean, (v, [2, 3, 4])),
         (ops.adaptive_window_mean_backward, (torch.randn(2, 5, 3, 2), [4, 4])),
         (ops.adaptive_window_mean_backward, (torch.randn(2, 3, 2, 3, 4), [4, 5, 6])),
         (
             ops.window_max_backward,
-            (torch.randn(2, 5, 1, 2, 2), torch.zeros(2, 5, 1, 2, 2, dtype=torch.long), [2, 3, 4]),
+            (torch.randn(2, 5, 1, 2, 2), torch.zeros(2, 5, 1, 2, 2, dtype=torch.long), [2, 3, 4], True),
         ),
     ]
+    if native.bfloat16_available():  # the bfloat16 kernels behind the same ops
+        bf = torch.bfloat16
+        cases += [
+            (ops.correlate_nhwc, (x.to(bf), w.to(bf), [1, 1], [0, 0], [1, 1], 1, [5, 4])),
+            (
+                ops.correlate_nhwc_input_grad,
+                (x.to(bf), torch.randn(5, 4, 3, 3, dtype=bf), [1, 1], [1, 1], [1, 1], 1, [7, 6]),
+            ),
+            (
+                ops.correlate_nhwc_weight_grad,
+                (x.to(bf), torch.randn(2, 5, 4, 4, dtype=bf), [4, 5, 3, 3], [1, 1], [0, 0], [1, 1], 1),
+            ),
+        ]
     for op, args in cases:
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))

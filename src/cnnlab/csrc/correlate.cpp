@@ -17,6 +17,8 @@
 // end. The GEMM microkernel is ATen's cpublas::brgemm (oneDNN's batch-reduce ukernel, AVX-512 or
 // AVX2): ~265 GFLOP/s per Zen 5 core for 32×64×64 products (docs/benchmarks.md, issue 26).
 
+#include "correlate_bf16.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
@@ -121,11 +123,27 @@ at::Tensor pack(const at::Tensor& weight, int64_t groups, const Volume& v, bool 
   return transposed ? w.permute({0, 3, 4, 5, 1, 2}).contiguous() : w.permute({0, 3, 4, 5, 2, 1}).contiguous();
 }
 
+// bfloat16 data of 2 spatial dims goes to correlate_bf16.cpp (on CPUs with AVX512-BF16).
+bool bfloat16(const at::Tensor& a, const at::Tensor& b, const char* op) {
+  if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat) return false;
+  TORCH_CHECK(a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 && a.dim() == 4 &&
+                  bf16::supported(),
+              op, ": float32 (2-D or 3-D), or bfloat16 (2-D, on a CPU with AVX512-BF16)");
+  return true;
+}
+
+bf16::Geometry2d geometry2d(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation) {
+  return {kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]};
+}
+
 // Channels-last input (N, [D,] H, W, C); 2 or 3 spatial dims. Output (N, [OD,] OH, OW, O).
 at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
-  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
-              "cnnlab_native::correlate_nhwc: float32 only");
+  if (bfloat16(input, weight, "cnnlab_native::correlate_nhwc")) {
+    return bf16::forward(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+                         out_size[0], out_size[1]);
+  }
   const bool deep = input.dim() == 5;
   const at::Tensor x = input.contiguous();
   const Volume v = volume(weight.sizes().slice(2), stride, padding, dilation, groups, deep ? x.size(1) : 1,
@@ -201,8 +219,10 @@ at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at:
 at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
                                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                      at::IntArrayRef input_size) {
-  TORCH_CHECK(grad.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
-              "cnnlab_native::correlate_nhwc_input_grad: float32 only");
+  if (bfloat16(grad, weight, "cnnlab_native::correlate_nhwc_input_grad")) {
+    return bf16::input_grad(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+                            input_size[0], input_size[1]);
+  }
   const bool deep = grad.dim() == 5;
   const at::Tensor dy = grad.contiguous();
   const Volume v = volume(weight.sizes().slice(2), stride, padding, dilation, groups, deep ? input_size[0] : 1,
@@ -260,8 +280,10 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
 at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
                                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                       int64_t groups) {
-  TORCH_CHECK(input.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat,
-              "cnnlab_native::correlate_nhwc_weight_grad: float32 only");
+  if (bfloat16(input, grad, "cnnlab_native::correlate_nhwc_weight_grad")) {
+    return bf16::weight_grad(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
+                             groups);
+  }
   const bool deep = input.dim() == 5;
   const at::Tensor x = input.contiguous(), dy = grad.contiguous();
   const Volume v = volume(weight_shape.slice(2), stride, padding, dilation, groups, deep ? x.size(1) : 1,
@@ -459,6 +481,7 @@ TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
         " int groups, int[] input_size) -> Tensor");
   m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[] stride, int[] padding,"
         " int[] dilation, int groups) -> Tensor");
+  m.def("bfloat16_supported() -> bool", [] { return bf16::supported(); });  // the CPU runs correlate_bf16.cpp
   m.def("correlate_nchw(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
         " int[2] out_size) -> Tensor");
   m.def("correlate_nchw_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"

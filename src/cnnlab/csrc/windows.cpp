@@ -23,6 +23,7 @@
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace cnnlab {
@@ -98,6 +99,17 @@ void forward_planes(const T* in, T* out, int64_t* index, const Pool& p) {
   });
 }
 
+// x in its accumulation type; bfloat16 by its bits (the upper half of a float32), which the
+// compiler vectorises.
+template <typename T>
+inline at::opmath_type<T> widen(T x) {
+  return static_cast<at::opmath_type<T>>(x);
+}
+template <>
+inline float widen(c10::BFloat16 x) {
+  return c10::bit_cast<float>(static_cast<uint32_t>(x.x) << 16);
+}
+
 template <typename T>
 void forward_channels_last(const T* in, T* out, int64_t* index, const Pool& p) {
   using acc_t = at::opmath_type<T>;
@@ -110,20 +122,20 @@ void forward_channels_last(const T* in, T* out, int64_t* index, const Pool& p) {
       const T* x = in + n * p.D * p.H * p.W * C;
       for (int64_t ow = 0; ow < p.OW; ++ow) {
         const int64_t first = (p.d.first[od] * p.H + p.h.first[oh]) * p.W + p.w.first[ow];
+        acc_t* b = best.data();
+        int64_t* a = arg.data();
         for (int64_t c = 0; c < C; ++c) {
-          best[c] = -std::numeric_limits<acc_t>::infinity();
-          arg[c] = first;
+          b[c] = -std::numeric_limits<acc_t>::infinity();
+          a[c] = first;
         }
         for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
           for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
             for (int64_t iw = p.w.first[ow]; iw < p.w.end[ow]; iw += p.w.step) {
               const int64_t tap = (id * p.H + ih) * p.W + iw;
               const T* xt = x + tap * C;
-              acc_t* b = best.data();
-              int64_t* a = arg.data();
 #pragma omp simd
               for (int64_t c = 0; c < C; ++c) {
-                const acc_t v = static_cast<acc_t>(xt[c]);
+                const acc_t v = widen(xt[c]);
                 const bool take = v > b[c] || v != v;
                 b[c] = take ? v : b[c];
                 a[c] = take ? tap : a[c];
@@ -134,8 +146,8 @@ void forward_channels_last(const T* in, T* out, int64_t* index, const Pool& p) {
         T* y = out + (row * p.OW + ow) * C;
         int64_t* i = index + (row * p.OW + ow) * C;
         for (int64_t c = 0; c < C; ++c) {
-          y[c] = static_cast<T>(best[c]);
-          i[c] = arg[c];
+          y[c] = static_cast<T>(b[c]);
+          i[c] = a[c];
         }
       }
     }
@@ -198,8 +210,11 @@ std::tuple<at::Tensor, at::Tensor> adaptive_window_max(const at::Tensor& input, 
   return window_max_with(input, output_size, [](size_t, int64_t size, int64_t out) { return adaptive(size, out); });
 }
 
-// ∂x[n, c, index[n, c, o]] += ∂y[n, c, o]; sums over overlapping windows in float32 for half types.
-at::Tensor window_max_backward(const at::Tensor& grad, const at::Tensor& index, at::IntArrayRef input_size) {
+// ∂x[n, c, index[n, c, o]] += ∂y[n, c, o]. Where windows overlap, an input can collect several
+// gradients: half types sum them in float32 (`overlapping`); otherwise each input gets at most one
+// and the sum is exact in any type.
+at::Tensor window_max_backward(const at::Tensor& grad, const at::Tensor& index, at::IntArrayRef input_size,
+                               bool overlapping) {
   const bool nhwc = channels_last(grad) || channels_last(index);
   const auto format = nhwc ? channels_last_format(grad.dim()) : at::MemoryFormat::Contiguous;
   const at::Tensor g = grad.contiguous(format), i = index.contiguous(format);
@@ -208,30 +223,38 @@ at::Tensor window_max_backward(const at::Tensor& grad, const at::Tensor& index, 
   for (const int64_t s : input_size) inputs *= s;
   std::vector<int64_t> shape{N, C};
   shape.insert(shape.end(), input_size.begin(), input_size.end());
-  const auto acc_type = at::toOpMathType(g.scalar_type());
-  at::Tensor sums = at::empty(shape, g.options().dtype(acc_type), format).zero_();
+  const auto sum_type = overlapping ? at::toOpMathType(g.scalar_type()) : g.scalar_type();
+  at::Tensor sums = at::empty(shape, g.options().dtype(sum_type), format).zero_();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "cnnlab_native::window_max_backward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* go = g.const_data_ptr<scalar_t>();
-    const int64_t* ix = i.const_data_ptr<int64_t>();
-    acc_t* gi = sums.data_ptr<acc_t>();
-    if (nhwc) {
-      at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n) {
-          for (int64_t o = 0; o < outputs; ++o) {
-            const int64_t base = (n * outputs + o) * C;
-            for (int64_t c = 0; c < C; ++c) {
-              gi[(n * inputs + ix[base + c]) * C + c] += static_cast<acc_t>(go[base + c]);
+    const auto scatter = [&](auto* gi) {
+      using sum_t = std::remove_pointer_t<decltype(gi)>;
+      const scalar_t* go = g.const_data_ptr<scalar_t>();
+      const int64_t* ix = i.const_data_ptr<int64_t>();
+      if (nhwc) {
+        at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t n = begin; n < end; ++n) {
+            for (int64_t o = 0; o < outputs; ++o) {
+              const int64_t base = (n * outputs + o) * C;
+              for (int64_t c = 0; c < C; ++c) {
+                gi[(n * inputs + ix[base + c]) * C + c] += static_cast<sum_t>(go[base + c]);
+              }
             }
           }
-        }
-      });
+        });
+      } else {
+        at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t p = begin; p < end; ++p) {
+            for (int64_t o = 0; o < outputs; ++o) {
+              gi[p * inputs + ix[p * outputs + o]] += static_cast<sum_t>(go[p * outputs + o]);
+            }
+          }
+        });
+      }
+    };
+    if (overlapping) {
+      scatter(sums.data_ptr<at::opmath_type<scalar_t>>());
     } else {
-      at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {
-          for (int64_t o = 0; o < outputs; ++o) gi[p * inputs + ix[p * outputs + o]] += static_cast<acc_t>(go[p * outputs + o]);
-        }
-      });
+      scatter(sums.data_ptr<scalar_t>());
     }
   });
   return sums.scalar_type() == g.scalar_type() ? sums : sums.to(g.scalar_type());
@@ -348,7 +371,7 @@ TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
   m.def("window_max(Tensor input, int[] kernel, int[] stride, int[] padding, int[] dilation, int[] output_size)"
         " -> (Tensor, Tensor)");
   m.def("adaptive_window_max(Tensor input, int[] output_size) -> (Tensor, Tensor)");
-  m.def("window_max_backward(Tensor grad, Tensor index, int[] input_size) -> Tensor");
+  m.def("window_max_backward(Tensor grad, Tensor index, int[] input_size, bool overlapping) -> Tensor");
   m.def("adaptive_window_mean(Tensor input, int[] output_size) -> Tensor");
   m.def("adaptive_window_mean_backward(Tensor grad, int[] input_size) -> Tensor");
 }

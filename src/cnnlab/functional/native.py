@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "build"]
+__all__ = ["available", "bfloat16_available", "build"]
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -58,7 +58,8 @@ def build(verbose: bool = False) -> None:
     name = f"cnnlab_native_{capability.lower()}_{hashlib.sha1(' '.join(flags).encode()).hexdigest()[:8]}"
     sources = sorted(CSRC.glob("*.cpp"))
     library = Path(cpp_extension._get_build_directory(name, verbose)) / f"{name}.so"
-    if not verbose and library.exists() and library.stat().st_mtime > max(path.stat().st_mtime for path in sources):
+    newest = max(path.stat().st_mtime for path in CSRC.iterdir())
+    if not verbose and library.exists() and library.stat().st_mtime > newest:
         torch.ops.load_library(str(library))
         return
     cpp_extension.load(
@@ -81,6 +82,18 @@ def available() -> bool:
     if _loaded is None:
         _loaded = _load()
     return _loaded
+
+
+_bfloat16: bool | None = None
+
+
+@torch.compiler.assume_constant_result
+def bfloat16_available() -> bool:
+    """Whether the bfloat16 convolution kernels run here: built, and the CPU has AVX512-BF16."""
+    global _bfloat16
+    if _bfloat16 is None:
+        _bfloat16 = available() and torch.ops.cnnlab_native.bfloat16_supported()
+    return _bfloat16
 
 
 def _load() -> bool:
@@ -125,7 +138,7 @@ def _register_fakes() -> None:
         return like(grad, *grad.shape[:2], *input_size)
 
     @torch.library.register_fake("cnnlab_native::window_max_backward")
-    def _(grad, index, input_size):
+    def _(grad, index, input_size, overlapping):
         return like(grad, *grad.shape[:2], *input_size)
 
     # the direct convolution's products, all on contiguous (N, H, W, C) tensors

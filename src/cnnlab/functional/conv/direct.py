@@ -129,20 +129,25 @@ def _convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: 
     channels-last ones."""
     geometry = Geometry.of(weight, stride, dilation, groups)
     out_width = output_size(input.shape[2:], geometry, padding)[-1]
-    nchw = input.dim() == 4 and memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
+    nchw = input.dim() == 4 and input.dtype == torch.float32  # bfloat16 has channels-last kernels only
+    nchw = nchw and memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
     nchw = nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW
     return _DirectConv.apply(input, weight, list(stride), list(padding), list(dilation), groups, nchw)
 
 
-def _float32_on_cpu(call: ConvCall) -> str | None:
-    if call.input.device.type == "cpu" and call.input.dtype == torch.float32 and native.available():
+def _covered(call: ConvCall) -> str | None:
+    """float32 CPU tensors, and bfloat16 ones of 2-D convolutions on CPUs with AVX512-BF16."""
+    dtype, cpu = call.input.dtype, call.input.device.type == "cpu"
+    bfloat16 = dtype == torch.bfloat16 and call.input.dim() == 4 and native.bfloat16_available()
+    if cpu and call.weight.dtype == dtype and native.available() and (dtype == torch.float32 or bfloat16):
         return None
     return (
-        "a float32 CPU tensor and cnnlab's compiled kernels (a C++ compiler; CNNLAB_NATIVE unset), but got "
-        f"{call.input.dtype} on {call.input.device}, compiled kernels {'built' if native.available() else 'missing'}"
+        "a float32 CPU tensor (or bfloat16, 2-D, on a CPU with AVX512-BF16) and cnnlab's compiled kernels (a C++ "
+        f"compiler; CNNLAB_NATIVE unset), but got {dtype} {call.input.dim() - 2}-D on {call.input.device}, "
+        f"compiled kernels {'built' if native.available() else 'missing'}"
     )
 
 
 _PRODUCTS = ConvProducts(_forward, _input_grad, _weight_grad)
 
-DIRECT = ConvAlgorithm("direct", requires=_float32_on_cpu, products=_PRODUCTS, eager=_convolve, compiled=True)
+DIRECT = ConvAlgorithm("direct", requires=_covered, products=_PRODUCTS, eager=_convolve, compiled=True)

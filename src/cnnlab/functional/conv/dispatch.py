@@ -11,7 +11,7 @@ state (never tensor values), :func:`convolve` and :func:`convolve_transpose` run
   ``torch.func`` transform, and on meta/fake tensors (:mod:`cnnlab.functional._tracing`);
 - Triton kernels for CUDA tensors (records ``triton`` and ``triton_depthwise``);
 - cnnlab's compiled CPU kernels (:mod:`cnnlab.functional.native`, record ``direct``) for float32
-  CPU tensors, where they were built.
+  CPU tensors (and bfloat16 ones on CPUs with AVX512-BF16), where they were built.
 
 Inputs arrive validated, batched and padded from :mod:`.api`. 1-D convolutions arrive as 2-D
 ones over a height-1 image; 3-D ones run the compiled kernels (``direct``) or the N-d traceable
@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import native
 from .._tracing import is_compiling_graph, is_tracing
 from .._utils import conv_transpose_output_size
 from . import opaque, traceable
@@ -39,9 +38,9 @@ _N_D = ("direct", "traceable")  # the algorithms that cover 3-D convolutions
 
 
 def _direct_fits(call: ConvCall, min_channels: int = _DIRECT_MIN_CHANNELS) -> bool:
-    """A float32 CPU convolution with enough channels per group, and the compiled kernels built."""
-    direct = call.input.device.type == "cpu" and call.input.dtype == torch.float32
-    return direct and call.weight.shape[1] >= min_channels and native.available()
+    """A convolution the compiled kernels cover (float32, or bfloat16 where the CPU has
+    AVX512-BF16), with enough channels per group."""
+    return call.weight.shape[1] >= min_channels and ALGORITHMS["direct"].requires(call) is None
 
 
 def select_algorithm(call: ConvCall) -> str:

@@ -170,9 +170,12 @@ class NativeWindowMax(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
+        x, k, s, _, d, _ = inputs
         ctx.save_for_backward(output[1])
         ctx.mark_non_differentiable(output[1])
-        ctx.input_shape = inputs[0].shape
+        ctx.input_shape = x.shape
+        # adaptive windows (k None) may overlap; max pooling's do where a window is longer than its stride
+        ctx.overlapping = k is None or any(ss < dd * (kk - 1) + 1 for kk, ss, dd in zip(k, s, d))
 
     @staticmethod
     def backward(ctx, grad: Tensor, _grad_index):
@@ -180,7 +183,7 @@ class NativeWindowMax(torch.autograd.Function):
         if torch.is_grad_enabled():
             grad_input = _scatter_to_index(grad, index, ctx.input_shape)
         else:
-            grad_input = torch.ops.cnnlab_native.window_max_backward(grad, index, ctx.input_shape[2:])
+            grad_input = torch.ops.cnnlab_native.window_max_backward(grad, index, ctx.input_shape[2:], ctx.overlapping)
         return grad_input, None, None, None, None, None
 
 
