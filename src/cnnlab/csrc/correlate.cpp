@@ -17,7 +17,7 @@
 // end. The GEMM microkernel is ATen's cpublas::brgemm (oneDNN's batch-reduce ukernel, AVX-512 or
 // AVX2): ~265 GFLOP/s per Zen 5 core for 32×64×64 products (docs/benchmarks.md, issue 26).
 
-#include "correlate_bf16.h"
+#include "correlate_tiles.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -123,25 +123,42 @@ at::Tensor pack(const at::Tensor& weight, int64_t groups, const Volume& v, bool 
   return transposed ? w.permute({0, 3, 4, 5, 1, 2}).contiguous() : w.permute({0, 3, 4, 5, 2, 1}).contiguous();
 }
 
-// bfloat16 data of 2 spatial dims goes to correlate_bf16.cpp (on CPUs with AVX512-BF16).
-bool bfloat16(const at::Tensor& a, const at::Tensor& b, const char* op) {
-  if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat) return false;
+// The CPU runs correlate_tiles.cpp (its AVX-512 microkernel, and vdpbf16ps for bfloat16).
+bool tiles_supported() {
+#if defined(__x86_64__)
+  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                                __builtin_cpu_supports("avx512bf16");
+  return supported;
+#else
+  return false;
+#endif
+}
+
+const bool kFloatTiles = knob("CNNLAB_FLOAT_TILES", 1) != 0;  // benchmark-only: 0 runs float32 on brgemm
+
+// Whether a channels-last product runs on the tile kernels: bfloat16 always (2-D, where the CPU
+// has AVX512-BF16; nothing else computes it here), float32 2-D where the CPU has them, else brgemm.
+bool on_tiles(const at::Tensor& a, const at::Tensor& b, const char* op) {
+  if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat) {
+    return a.dim() == 4 && kFloatTiles && tiles_supported();
+  }
   TORCH_CHECK(a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 && a.dim() == 4 &&
-                  bf16::supported(),
+                  tiles_supported(),
               op, ": float32 (2-D or 3-D), or bfloat16 (2-D, on a CPU with AVX512-BF16)");
   return true;
 }
 
-bf16::Geometry2d geometry2d(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
-                            at::IntArrayRef dilation) {
+tiles::Geometry2d geometry2d(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation) {
   return {kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]};
 }
 
 // Channels-last input (N, [D,] H, W, C); 2 or 3 spatial dims. Output (N, [OD,] OH, OW, O).
 at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
-  if (bfloat16(input, weight, "cnnlab_native::correlate_nhwc")) {
-    return bf16::forward(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+  if (on_tiles(input, weight, "cnnlab_native::correlate_nhwc")) {
+    return tiles::forward(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
                          out_size[0], out_size[1]);
   }
   const bool deep = input.dim() == 5;
@@ -219,8 +236,8 @@ at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at:
 at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
                                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                      at::IntArrayRef input_size) {
-  if (bfloat16(grad, weight, "cnnlab_native::correlate_nhwc_input_grad")) {
-    return bf16::input_grad(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+  if (on_tiles(grad, weight, "cnnlab_native::correlate_nhwc_input_grad")) {
+    return tiles::input_grad(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
                             input_size[0], input_size[1]);
   }
   const bool deep = grad.dim() == 5;
@@ -280,8 +297,8 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
 at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
                                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                       int64_t groups) {
-  if (bfloat16(input, grad, "cnnlab_native::correlate_nhwc_weight_grad")) {
-    return bf16::weight_grad(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
+  if (on_tiles(input, grad, "cnnlab_native::correlate_nhwc_weight_grad")) {
+    return tiles::weight_grad(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
                              groups);
   }
   const bool deep = input.dim() == 5;
@@ -481,7 +498,7 @@ TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
         " int groups, int[] input_size) -> Tensor");
   m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[] stride, int[] padding,"
         " int[] dilation, int groups) -> Tensor");
-  m.def("bfloat16_supported() -> bool", [] { return bf16::supported(); });  // the CPU runs correlate_bf16.cpp
+  m.def("bfloat16_supported() -> bool", [] { return tiles_supported(); });  // the CPU runs correlate_tiles.cpp
   m.def("correlate_nchw(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
         " int[2] out_size) -> Tensor");
   m.def("correlate_nchw_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"

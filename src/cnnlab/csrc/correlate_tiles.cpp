@@ -1,0 +1,550 @@
+// Direct convolution of float32 and bfloat16 data, channels-last (NHWC), 2-D: forward, input gradient
+// and weight gradient on cnnlab's own AVX-512 microkernel (float32 accumulators: vfmadd231ps for
+// float32, vdpbf16ps for bfloat16). Compiled into every x86-64 build; run where the CPU has
+// AVX512-BF16 (`tiles_supported` in correlate.cpp), else the float32 products run on brgemm.
+//
+// The microkernel computes an MR × (16·NV) tile of C = Σ_terms A_term · B_term with the
+// accumulators in registers across every term (kernel tap) and the whole inner dimension K:
+//     C[m][n] = Σ_t Σ_k A_t[m][k] · B_t[k][n]
+// Each row m of A_t is its own pointer (K contiguous values; a shared zero row stands for
+// padding), so one kernel serves all three products without column matrices:
+// - forward: rows are output pixels, A_t[m] the input pixel tap t reads, B_t the tap's filters
+//   [C × O]; the tile is stored in the data's type;
+// - input gradient: rows are input pixels of one residue class modulo the stride, A_t[m] the
+//   output-gradient pixel that reaches them through tap t, B_t the tap's filters transposed;
+// - weight gradient: rows are output channels, K runs over output positions (the gradient
+//   transposed, [O × positions]), B the tap's input pixels; the tile is added to a float32
+//   accumulator.
+// B is packed by pairs of k rows, 2·NP values per pair (N padded to NP, a multiple of 16): for
+// bfloat16 interleaved ([N][2], as vdpbf16ps multiplies two bfloat16 pairs into one float32 lane:
+// C[m][n] += A[m][2k]·B[2k][n] + A[m][2k+1]·B[2k+1][n]), for float32 one row after the other.
+
+#include "correlate_tiles.h"
+
+#if defined(__x86_64__)
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")  // only called where the CPU has them
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace cnnlab {
+namespace tiles {
+namespace {
+
+using bits = uint16_t;  // bfloat16 as stored
+
+constexpr int kMR = 12;              // most rows per tile (the row pointers are laid out kMR per term)
+constexpr int64_t kPositions = 256;  // output pixels per weight-gradient block (K of its products; even)
+constexpr int64_t kChunk = 16;       // tiles that share each block of filters while it sits in L2
+
+// Tile shape for products with n columns: 6 rows × 64 columns (24 accumulators; each k step loads
+// 4 B vectors and 6 broadcasts for 24 multiply-adds) where n allows, else 12 × 32 (12 row
+// pointers and 2 B vectors for 24).
+struct Blocking {
+  int64_t rows, columns;
+};
+int64_t knob(const char* name, int64_t fallback) {
+  const char* value = std::getenv(name);
+  return value ? std::atoll(value) : fallback;
+}
+const int64_t kWideRows = knob("CNNLAB_TILE_ROWS", 6), kWideColumns = knob("CNNLAB_TILE_COLUMNS", 64);
+Blocking blocking(int64_t n) { return n >= 48 ? Blocking{kWideRows, kWideColumns} : Blocking{kMR, 32}; }
+
+// How one k step multiplies: float32 one k at a time, bfloat16 a pair.
+template <typename T>
+struct Lanes;
+
+template <>
+struct Lanes<float> {
+  static constexpr int kStep = 1;
+  using Vector = __m512;
+  static Vector load(const float* p) { return _mm512_loadu_ps(p); }
+  static Vector broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static __m512 multiply_add(__m512 acc, Vector a, Vector b) { return _mm512_fmadd_ps(a, b, acc); }
+  static void store(float* out, __mmask16 mask, __m512 value) { _mm512_mask_storeu_ps(out, mask, value); }
+};
+
+template <>
+struct Lanes<bits> {
+  static constexpr int kStep = 2;
+  using Vector = __m512bh;
+  static Vector load(const bits* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static Vector broadcast(const bits* p) {
+    int32_t pair;
+    std::memcpy(&pair, p, sizeof(pair));
+    return (__m512bh)_mm512_set1_epi32(pair);
+  }
+  static Vector broadcast_last(const bits* p) { return (__m512bh)_mm512_set1_epi32(static_cast<int32_t>(*p)); }
+  static __m512 multiply_add(__m512 acc, Vector a, Vector b) { return _mm512_dpbf16_ps(acc, a, b); }
+  static void store(bits* out, __mmask16 mask, __m512 value) {
+    _mm256_mask_storeu_epi16(out, mask, (__m256i)_mm512_cvtneps_pbh(value));
+  }
+};
+
+// Offset of column n in a packed B row.
+template <typename T>
+int64_t column(int64_t n) {
+  return n * Lanes<T>::kStep;
+}
+
+enum class Epilogue { kStore, kAddFloat };
+
+// One tile. a: terms × kMR row pointers (the first MR used); b: one pointer per term to packed B
+// (ldb values per pair of k); c: MR row pointers (T* for kStore, float* for kAddFloat);
+// columns: valid columns (≤ 16·NV).
+template <typename T, int MR, int NV>
+void tile(int64_t terms, const T* const* a, const T* const* b, int64_t K, int64_t ldb, void* const* c,
+          int64_t columns, Epilogue epilogue) {
+  using L = Lanes<T>;
+  constexpr int step = L::kStep;
+  const int64_t ldk = ldb * step / 2;  // values between consecutive k steps of B
+  __m512 acc[MR][NV];
+  for (int m = 0; m < MR; ++m) {
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+  }
+  const int64_t steps = K / step;
+  for (int64_t t = 0; t < terms; ++t) {
+    const T* const* rows = a + t * kMR;
+    const T* bt = b[t];
+    for (int64_t k = 0; k < steps; ++k) {
+      typename L::Vector bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = L::load(bt + k * ldk + 16 * step * v);
+      for (int m = 0; m < MR; ++m) {
+        const auto av = L::broadcast(rows[m] + step * k);
+        for (int v = 0; v < NV; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
+      }
+    }
+    if constexpr (step == 2) {
+      if (K & 1) {  // the last k alone: its pair's second half is zero in A (and in packed B)
+        typename L::Vector bv[NV];
+        for (int v = 0; v < NV; ++v) bv[v] = L::load(bt + steps * ldk + 16 * step * v);
+        for (int m = 0; m < MR; ++m) {
+          const auto av = L::broadcast_last(rows[m] + K - 1);
+          for (int v = 0; v < NV; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
+        }
+      }
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const int64_t left = columns - 16 * v;
+    if (left <= 0) break;
+    const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    for (int m = 0; m < MR; ++m) {
+      if (epilogue == Epilogue::kStore) {
+        L::store(static_cast<T*>(c[m]) + 16 * v, mask, acc[m][v]);
+      } else {
+        float* out = static_cast<float*>(c[m]) + 16 * v;
+        _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), acc[m][v]));
+      }
+    }
+  }
+}
+
+template <typename T>
+using TileFn = void (*)(int64_t, const T* const*, const T* const*, int64_t, int64_t, void* const*, int64_t, Epilogue);
+
+template <typename T, int NV, int... MR>
+constexpr std::array<TileFn<T>, sizeof...(MR)> tiles(std::integer_sequence<int, MR...>) {
+  return {&tile<T, MR + 1, NV>...};
+}
+
+// C[mr × columns] (mr ≤ kMR rows, ≤ 32 columns; mr ≤ 6 rows, ≤ 64 columns) from `terms` products;
+// a holds kMR row pointers per term.
+template <typename T>
+void multiply(int64_t mr, int64_t terms, const T* const* a, const T* const* b, int64_t K, int64_t ldb,
+              void* const* c, int64_t columns, Epilogue epilogue) {
+  static constexpr auto one = tiles<T, 1>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto two = tiles<T, 2>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto three = tiles<T, 3>(std::make_integer_sequence<int, 8>{});
+  static constexpr auto four = tiles<T, 4>(std::make_integer_sequence<int, 6>{});
+  const TileFn<T>* table[] = {one.data(), two.data(), three.data(), four.data()};
+  table[(columns + 15) / 16 - 1][mr - 1](terms, a, b, K, ldb, c, columns, epilogue);
+}
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+// Two rows of B (count values each) as one packed pair row of 2·round_up(count, 16) values, zeros
+// in the padding: bfloat16 interleaved (dst[2c] = first[c], dst[2c + 1] = second[c]), float32 one
+// row after the other.
+void pair_rows(const bits* first, const bits* second, int64_t count, bits* dst) {
+  const __m512i low = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                       37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+  for (int64_t c = 0; c < count; c += 32) {
+    const int64_t left = std::min<int64_t>(32, count - c);
+    const __mmask32 mask = left >= 32 ? __mmask32(0xFFFFFFFF) : __mmask32((1u << left) - 1);
+    const __m512i a = _mm512_maskz_loadu_epi16(mask, first + c), b = _mm512_maskz_loadu_epi16(mask, second + c);
+    _mm512_storeu_si512(dst + 2 * c, _mm512_permutex2var_epi16(a, low, b));
+    if (left > 16) _mm512_storeu_si512(dst + 2 * c + 32, _mm512_permutex2var_epi16(a, high, b));
+  }
+}
+
+void pair_rows(const float* first, const float* second, int64_t count, float* dst) {
+  const int64_t padded = round_up(count, 16);
+  for (const float* row : {first, second}) {
+    std::memcpy(dst, row, count * sizeof(float));
+    std::memset(dst + count, 0, (padded - count) * sizeof(float));
+    dst += padded;
+  }
+}
+
+
+// The values of a contiguous float32 or bfloat16 tensor.
+template <typename T>
+T* values(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return const_cast<float*>(t.const_data_ptr<float>());
+  } else {
+    return reinterpret_cast<T*>(const_cast<at::BFloat16*>(t.const_data_ptr<at::BFloat16>()));
+  }
+}
+
+// The filters as B, one packed block per group and tap: for the forward (transposed = false)
+// B[k = c][n = o] = W[o, c, i, j], K1 = C/G rows; for the input gradient (transposed = true)
+// B[k = o][n = c], K1 = O/G rows, the taps of a kernel row stored right to left (slot kw − 1 − j).
+// Where K1 is even, a kernel row's blocks follow each other as one block of kw·K1 rows (the merged
+// terms of `gather`). Sets K1 and ldb (values per pair of rows).
+template <typename T>
+std::vector<T> pack_filters(const at::Tensor& weight, int64_t groups, bool transposed, int64_t& K1, int64_t& ldb) {
+  const int64_t O = weight.size(0), Cg = weight.size(1), kh = weight.size(2), kw = weight.size(3), Og = O / groups;
+  K1 = transposed ? Og : Cg;
+  const int64_t N = transposed ? Cg : Og, pairs = (K1 + 1) / 2, taps = groups * kh * kw;
+  ldb = 2 * round_up(N, 16);
+  // [G][kh][kw][K1][N] (one strided copy by torch), then rows 2p and 2p + 1 made pair p
+  const at::Tensor grouped = weight.view({groups, Og, Cg, kh, kw});
+  at::Tensor rows = transposed ? grouped.permute({0, 3, 4, 1, 2}).flip(2) : grouped.permute({0, 3, 4, 2, 1});
+  rows = rows.contiguous();
+  const T* rp = values<T>(rows);
+  std::vector<T> packed(taps * pairs * ldb);
+  const std::vector<T> zeros(N, T(0));
+  at::parallel_for(0, taps * pairs, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t tap = index / pairs, p = index % pairs;
+      const T* first = rp + (tap * K1 + 2 * p) * N;
+      pair_rows(first, 2 * p + 1 < K1 ? first + N : zeros.data(), N, packed.data() + index * ldb);
+    }
+  });
+  return packed;
+}
+
+// One gathered product, the shape of both the forward and the input gradient: every pixel of the
+// destination image (N, DH, DW, DC) is Σ_taps (source pixel of the tap) · B_tap, the source image
+// being (N, SH, SW, SC); tap (i, j) of destination pixel (dh, dw) reads source pixel
+// (rows[i·DH + dh], cols[j·DW + dw]), or nothing where either is −1.
+template <typename T>
+struct Gather {
+  const T* src;
+  int64_t SH, SW, SC;
+  T* dst;
+  int64_t N, DH, DW, DC;
+  int64_t groups, K1, Ng, kh, kw;  // K1 source and Ng destination channels per group
+  std::vector<int64_t> rows, cols;
+  bool mergeable;  // a kernel row's kw taps read kw neighbouring source pixels (from the one at j = 0 of the slots)
+  int64_t first_slot_tap;  // the tap j stored in slot 0 of a kernel row (0, or kw − 1 for the input gradient)
+  const T* packed;
+  int64_t ldb;
+};
+
+// Runs a Gather. Destination pixels are grouped by which taps reach them (a mask over kernel rows
+// times a mask over kernel columns): within a group every tap reaches every pixel or none, so a
+// tile's products have no zero rows (padding costs nothing) and border pixels never slow the
+// interior. Where every kernel column reaches a group's pixels and the taps allow, a kernel row
+// is one term of kw·K1 rows (a contiguous span of kw source pixels), else one term per tap.
+template <typename T>
+void gather(const Gather<T>& P) {
+  TORCH_CHECK(P.kh <= 64 && P.kw <= 64, "cnnlab_native: kernels up to 64 taps wide");
+  struct Class {
+    uint64_t mask;
+    std::vector<int64_t> members;  // rows (or columns) with this mask
+  };
+  const auto classify = [](const std::vector<int64_t>& table, int64_t taps, int64_t size) {
+    std::vector<Class> classes;
+    for (int64_t x = 0; x < size; ++x) {
+      uint64_t mask = 0;
+      for (int64_t t = 0; t < taps; ++t) mask |= uint64_t(table[t * size + x] >= 0) << t;
+      auto found = std::find_if(classes.begin(), classes.end(), [&](const Class& c) { return c.mask == mask; });
+      if (found == classes.end()) {
+        classes.push_back({mask, {}});
+        found = classes.end() - 1;
+      }
+      found->members.push_back(x);
+    }
+    return classes;
+  };
+  const std::vector<Class> row_classes = classify(P.rows, P.kh, P.DH), col_classes = classify(P.cols, P.kw, P.DW);
+  const Blocking shape = blocking(P.Ng);
+  struct Tile {
+    const Class *row, *col;
+    int64_t start, count;  // pixels [start, start + count) of the group, ordered (n, row member, col member)
+  };
+  std::vector<Tile> tiles;
+  for (const Class& r : row_classes) {
+    for (const Class& c : col_classes) {
+      if (r.mask == 0 || c.mask == 0) continue;  // no tap reaches these pixels: zeroed below
+      const int64_t pixels = P.N * int64_t(r.members.size() * c.members.size());
+      for (int64_t start = 0; start < pixels; start += shape.rows) {
+        tiles.push_back({&r, &c, start, std::min(shape.rows, pixels - start)});
+      }
+    }
+  }
+  const int64_t full_cols = P.kw == 64 ? ~uint64_t(0) : (uint64_t(1) << P.kw) - 1;
+  const int64_t pairs = (P.K1 + 1) / 2, tap_size = pairs * P.ldb;
+  const bool merge = P.mergeable && P.kw > 1 && P.K1 % 2 == 0;
+  // zero the destination pixels no tap reaches (stride > kernel leaves some in the input gradient)
+  for (const Class& r : row_classes) {
+    for (const Class& c : col_classes) {
+      if (r.mask != 0 && c.mask != 0) continue;
+      for (int64_t n = 0; n < P.N; ++n) {
+        for (const int64_t dh : r.members) {
+          for (const int64_t dw : c.members) std::fill_n(P.dst + ((n * P.DH + dh) * P.DW + dw) * P.DC, P.DC, T(0));
+        }
+      }
+    }
+  }
+  const int64_t max_terms = P.kh * P.kw;
+  // the image and destination pixel of each of a tile's rows: one division, then counting
+  const auto locate = [](const Tile& tile, int64_t* n, int64_t* dh, int64_t* dw) {
+    const int64_t height = tile.row->members.size(), width = tile.col->members.size();
+    int64_t image = tile.start / (height * width), r = tile.start / width % height, c = tile.start % width;
+    for (int64_t m = 0; m < tile.count; ++m) {
+      n[m] = image, dh[m] = tile.row->members[r], dw[m] = tile.col->members[c];
+      if (++c == width) {
+        c = 0;
+        if (++r == height) r = 0, ++image;
+      }
+    }
+  };
+  at::parallel_for(0, (int64_t(tiles.size()) + kChunk - 1) / kChunk, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> a(kChunk * max_terms * kMR), b(kChunk * max_terms), b_block(max_terms);
+    int64_t terms[kChunk], K[kChunk], n_of[kChunk][kMR], dh_of[kChunk][kMR], dw_of[kChunk][kMR];
+    void* c[kMR];
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t first = chunk * kChunk, count = std::min<int64_t>(kChunk, tiles.size() - first);
+      for (int64_t grp = 0; grp < P.groups; ++grp) {
+        for (int64_t u = 0; u < count; ++u) {  // each tile's terms: the source rows they read, the filters
+          const Tile& tile = tiles[first + u];
+          locate(tile, n_of[u], dh_of[u], dw_of[u]);
+          const bool merged = merge && tile.col->mask == full_cols;
+          K[u] = merged ? P.kw * P.K1 : P.K1;
+          terms[u] = 0;
+          const T** rows = a.data() + u * max_terms * kMR;
+          for (int64_t i = 0; i < P.kh; ++i) {
+            if (!(tile.row->mask >> i & 1)) continue;
+            for (int64_t j = 0; j < P.kw; ++j) {
+              if (merged ? j != P.first_slot_tap : !(tile.col->mask >> j & 1)) continue;
+              for (int64_t m = 0; m < tile.count; ++m) {
+                const int64_t sh = P.rows[i * P.DH + dh_of[u][m]], sw = P.cols[j * P.DW + dw_of[u][m]];
+                rows[terms[u] * kMR + m] = P.src + ((n_of[u][m] * P.SH + sh) * P.SW + sw) * P.SC + grp * P.K1;
+              }
+              const int64_t slot = P.first_slot_tap == 0 ? j : P.kw - 1 - j;
+              b[u * max_terms + terms[u]++] = P.packed + ((grp * P.kh + i) * P.kw + slot) * tap_size;
+            }
+          }
+        }
+        // filter blocks outer, tiles inner: one block's filters stay in L2 for the chunk
+        for (int64_t n0 = 0; n0 < P.Ng; n0 += shape.columns) {
+          for (int64_t u = 0; u < count; ++u) {
+            const Tile& tile = tiles[first + u];
+            for (int64_t m = 0; m < tile.count; ++m) {
+              c[m] = P.dst + ((n_of[u][m] * P.DH + dh_of[u][m]) * P.DW + dw_of[u][m]) * P.DC + grp * P.Ng + n0;
+            }
+            for (int64_t t = 0; t < terms[u]; ++t) b_block[t] = b[u * max_terms + t] + column<T>(n0);
+            multiply(tile.count, terms[u], a.data() + u * max_terms * kMR, b_block.data(), K[u], P.ldb, c,
+                     std::min(shape.columns, P.Ng - n0), Epilogue::kStore);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Y (N, OH, OW, O) = correlation of X (N, H, W, C) with W (O, C/G, kh, kw): tap (i, j) of output
+// pixel (oh, ow) reads input pixel (oh·sh − ph + i·dh, ow·sw − pw + j·dw).
+template <typename T>
+at::Tensor forward_as(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
+                      int64_t OH, int64_t OW) {
+  const at::Tensor x = input.contiguous();
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), O = weight.size(0);
+  at::Tensor out = at::empty({N, OH, OW, O}, x.options());
+  int64_t K1, ldb;
+  const std::vector<T> packed = pack_filters<T>(weight, groups, false, K1, ldb);
+  Gather<T> P{values<T>(x), H, W, C, values<T>(out), N, OH, OW, O, groups, K1, O / groups, g.kh, g.kw,
+              std::vector<int64_t>(g.kh * OH), std::vector<int64_t>(g.kw * OW), groups == 1 && g.dw == 1, 0,
+              packed.data(), ldb};
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+      P.rows[i * OH + oh] = ih >= 0 && ih < H ? ih : -1;
+    }
+  }
+  for (int64_t j = 0; j < g.kw; ++j) {
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+      P.cols[j * OW + ow] = iw >= 0 && iw < W ? iw : -1;
+    }
+  }
+  gather(P);
+  return out;
+}
+
+// ∂X (N, H, W, C) from ∂Y (N, OH, OW, O): tap (i, j) of input pixel (ih, iw) receives from output
+// pixel ((ih + ph − i·dh)/sh, (iw + pw − j·dw)/sw) where both quotients are whole and in range;
+// the filters transposed. With stride 1 along W a kernel row's taps read neighbouring output
+// pixels right to left, so the span starts at tap kw − 1.
+template <typename T>
+at::Tensor input_grad_as(const at::Tensor& grad, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
+                         int64_t H, int64_t W) {
+  const at::Tensor dy = grad.contiguous();
+  const int64_t N = dy.size(0), OH = dy.size(1), OW = dy.size(2), O = dy.size(3);
+  const int64_t C = weight.size(1) * groups;
+  at::Tensor out = at::empty({N, H, W, C}, dy.options());
+  int64_t K1, ldb;
+  const std::vector<T> packed = pack_filters<T>(weight, groups, true, K1, ldb);
+  Gather<T> P{values<T>(dy), OH, OW, O, values<T>(out), N, H, W, C, groups, K1, C / groups, g.kh, g.kw,
+              std::vector<int64_t>(g.kh * H), std::vector<int64_t>(g.kw * W),
+              groups == 1 && g.dw == 1 && g.sw == 1, g.kw - 1, packed.data(), ldb};
+  const auto source = [](int64_t position, int64_t stride, int64_t size) {  // position/stride if whole, in range
+    return position >= 0 && position % stride == 0 && position / stride < size ? position / stride : -1;
+  };
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t ih = 0; ih < H; ++ih) P.rows[i * H + ih] = source(ih + g.ph - i * g.dh, g.sh, OH);
+  }
+  for (int64_t j = 0; j < g.kw; ++j) {
+    for (int64_t iw = 0; iw < W; ++iw) P.cols[j * W + iw] = source(iw + g.pw - j * g.dw, g.sw, OW);
+  }
+  gather(P);
+  return out;
+}
+
+// ∂W (O, C/G, kh, kw) = Σ_positions ∂Yᵀ[O × P] · X_tap[P × C], per tap, over blocks of P = kPositions
+// output pixels of the batch: ∂Yᵀ of the block is transposed once, each tap's input pixels packed
+// in pairs of positions; each task adds into its own float32 accumulator, summed at the end (long
+// blocks: the accumulator, Og × C floats per tap, is read and written once per block).
+template <typename T>
+at::Tensor weight_grad_as(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                       const Geometry2d& g, int64_t groups) {
+  const at::Tensor x = input.contiguous(), dy = grad.contiguous();
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
+  const int64_t CP = round_up(Cg, 16), taps = g.kh * g.kw;
+  const Blocking shape = blocking(Cg);
+  const int64_t pixels = N * OH * OW, blocks = (pixels + kPositions - 1) / kPositions;
+  const int64_t per_task = groups * taps * Og * CP;
+  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), blocks), 1);
+  at::Tensor partial = at::zeros({tasks, per_task}, x.options().dtype(at::kFloat));
+  const T* xp = values<T>(x);
+  const T* gp = values<T>(dy);
+  float* pp = partial.data_ptr<float>();
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> dyt(Og * (kPositions + 1));  // [Og][K]: ∂Yᵀ of the block for one group
+    std::vector<T> xb(kPositions * CP);         // [K/2][CP][2]: one tap's input pixels
+    // the image and output pixel of each position (n_of[K] = 0 etc.: the odd block's missing partner)
+    std::vector<int64_t> n_of(kPositions + 1, 0), oh_of(kPositions + 1, 0), ow_of(kPositions + 1, 0);
+    const std::vector<T> zeros(CP, 0);
+    const T* a[kMR];
+    void* c[kMR];
+    for (int64_t t = begin; t < end; ++t) {
+      float* acc = pp + t * per_task;
+      for (int64_t block = blocks * t / tasks; block < blocks * (t + 1) / tasks; ++block) {
+        const int64_t p0 = block * kPositions, K = std::min(kPositions, pixels - p0), ld = K + 1;
+        for (int64_t k = 0; k < K; ++k) {  // each position's image and output pixel, computed once per block
+          const int64_t q = p0 + k;
+          n_of[k] = q / (OH * OW), oh_of[k] = q / OW % OH, ow_of[k] = q % OW;
+        }
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          for (int64_t k = 0; k < K; ++k) {
+            const T* src = gp + (p0 + k) * O + grp * Og;
+            for (int64_t o = 0; o < Og; ++o) dyt[o * ld + k] = src[o];
+          }
+          for (int64_t i = 0; i < g.kh; ++i) {
+            for (int64_t j = 0; j < g.kw; ++j) {
+              bool any = false;
+              for (int64_t k = 0; k < K; k += 2) {  // positions k and k + 1 → [CP][2] pairs
+                const T* src[2];
+                for (int64_t e = 0; e < 2; ++e) {
+                  const int64_t ih = oh_of[k + e] * g.sh - g.ph + i * g.dh, iw = ow_of[k + e] * g.sw - g.pw + j * g.dw;
+                  const bool inside = k + e < K && ih >= 0 && ih < H && iw >= 0 && iw < W;
+                  src[e] = inside ? xp + ((n_of[k + e] * H + ih) * W + iw) * C + grp * Cg : zeros.data();
+                  any |= inside;
+                }
+                pair_rows(src[0], src[1], Cg, xb.data() + k * CP);
+              }
+              if (!any) continue;
+              float* dw = acc + ((grp * taps + i * g.kw + j) * Og) * CP;
+              for (int64_t o0 = 0; o0 < Og; o0 += shape.rows) {
+                const int64_t mr = std::min(shape.rows, Og - o0);
+                for (int64_t m = 0; m < mr; ++m) a[m] = dyt.data() + (o0 + m) * ld;
+                for (int64_t c0 = 0; c0 < Cg; c0 += shape.columns) {
+                  for (int64_t m = 0; m < mr; ++m) c[m] = dw + (o0 + m) * CP + c0;
+                  const T* b_tap = xb.data() + column<T>(c0);
+                  multiply(mr, 1, a, &b_tap, K, 2 * CP, c, std::min(shape.columns, Cg - c0), Epilogue::kAddFloat);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  // [G][kh][kw][Og][CP] → (O, Cg, kh, kw)
+  return partial.sum(0)
+      .view({groups, g.kh, g.kw, Og, CP})
+      .narrow(4, 0, Cg)
+      .permute({0, 3, 4, 1, 2})
+      .reshape(weight_shape)
+      .to(input.scalar_type())
+      .contiguous();
+}
+
+}  // namespace
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
+                   int64_t OH, int64_t OW) {
+  return input.scalar_type() == at::kFloat ? forward_as<float>(input, weight, g, groups, OH, OW)
+                                           : forward_as<bits>(input, weight, g, groups, OH, OW);
+}
+
+at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
+                      int64_t H, int64_t W) {
+  return grad.scalar_type() == at::kFloat ? input_grad_as<float>(grad, weight, g, groups, H, W)
+                                          : input_grad_as<bits>(grad, weight, g, groups, H, W);
+}
+
+at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                       const Geometry2d& g, int64_t groups) {
+  return input.scalar_type() == at::kFloat ? weight_grad_as<float>(input, grad, weight_shape, g, groups)
+                                           : weight_grad_as<bits>(input, grad, weight_shape, g, groups);
+}
+
+}  // namespace tiles
+}  // namespace cnnlab
+
+#else  // x86-64 only: elsewhere the float32 products run on brgemm, bfloat16 on the Python algorithms
+
+namespace cnnlab {
+namespace tiles {
+
+at::Tensor forward(const at::Tensor&, const at::Tensor&, const Geometry2d&, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "cnnlab_native: the tile kernels need an x86-64 CPU with AVX512-BF16");
+}
+at::Tensor input_grad(const at::Tensor&, const at::Tensor&, const Geometry2d&, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "cnnlab_native: the tile kernels need an x86-64 CPU with AVX512-BF16");
+}
+at::Tensor weight_grad(const at::Tensor&, const at::Tensor&, at::IntArrayRef, const Geometry2d&, int64_t) {
+  TORCH_CHECK(false, "cnnlab_native: the tile kernels need an x86-64 CPU with AVX512-BF16");
+}
+
+}  // namespace tiles
+}  // namespace cnnlab
+
+#endif
