@@ -99,11 +99,13 @@ int64_t column(int64_t n) {
 
 enum class Epilogue { kStore, kAddFloat };
 
-// One tile. a: terms × kMR row pointers (the first MR used); b: one pointer per term to packed B
-// (ldb values per pair of k); c: MR row pointers (T* for kStore, float* for kAddFloat);
-// columns: valid columns (≤ 16·NV).
-template <typename T, int MR, int NV>
-void tile(int64_t terms, const T* const* a, const T* const* b, int64_t K, int64_t ldb, void* const* c,
+// One tile. A is given per term either as kMR row pointers (`Strided` false: row m's K values
+// contiguous at a[t·kMR + m]) or as one pointer with a stride (`Strided` true: row m of k step s at
+// a[t] + s·lda + m·step, i.e. the tile's rows side by side in memory, as a gradient's channels
+// are); b: one pointer per term to packed B (ldb values per pair of k); c: MR row pointers (T* for
+// kStore, float* for kAddFloat); columns: valid columns (≤ 16·NV).
+template <typename T, int MR, int NV, bool Strided>
+void tile(int64_t terms, const T* const* a, int64_t lda, const T* const* b, int64_t K, int64_t ldb, void* const* c,
           int64_t columns, Epilogue epilogue) {
   using L = Lanes<T>;
   constexpr int step = L::kStep;
@@ -115,16 +117,17 @@ void tile(int64_t terms, const T* const* a, const T* const* b, int64_t K, int64_
   const int64_t steps = K / step;
   for (int64_t t = 0; t < terms; ++t) {
     const T* const* rows = a + t * kMR;
+    const T* base = a[t];
     const T* bt = b[t];
     for (int64_t k = 0; k < steps; ++k) {
       typename L::Vector bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = L::load(bt + k * ldk + 16 * step * v);
       for (int m = 0; m < MR; ++m) {
-        const auto av = L::broadcast(rows[m] + step * k);
+        const auto av = L::broadcast(Strided ? base + k * lda + m * step : rows[m] + step * k);
         for (int v = 0; v < NV; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
       }
     }
-    if constexpr (step == 2) {
+    if constexpr (step == 2 && !Strided) {  // (strided A is packed in whole pairs: K even)
       if (K & 1) {  // the last k alone: its pair's second half is zero in A (and in packed B)
         typename L::Vector bv[NV];
         for (int v = 0; v < NV; ++v) bv[v] = L::load(bt + steps * ldk + 16 * step * v);
@@ -151,24 +154,32 @@ void tile(int64_t terms, const T* const* a, const T* const* b, int64_t K, int64_
 }
 
 template <typename T>
-using TileFn = void (*)(int64_t, const T* const*, const T* const*, int64_t, int64_t, void* const*, int64_t, Epilogue);
+using TileFn = void (*)(int64_t, const T* const*, int64_t, const T* const*, int64_t, int64_t, void* const*, int64_t,
+                        Epilogue);
 
-template <typename T, int NV, int... MR>
+template <typename T, int NV, bool Strided, int... MR>
 constexpr std::array<TileFn<T>, sizeof...(MR)> tiles(std::integer_sequence<int, MR...>) {
-  return {&tile<T, MR + 1, NV>...};
+  return {&tile<T, MR + 1, NV, Strided>...};
+}
+
+template <typename T, bool Strided>
+const TileFn<T>* tile_table(int64_t vectors) {
+  static constexpr auto one = tiles<T, 1, Strided>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto two = tiles<T, 2, Strided>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto three = tiles<T, 3, Strided>(std::make_integer_sequence<int, 8>{});
+  static constexpr auto four = tiles<T, 4, Strided>(std::make_integer_sequence<int, 6>{});
+  const TileFn<T>* table[] = {one.data(), two.data(), three.data(), four.data()};
+  return table[vectors - 1];
 }
 
 // C[mr × columns] (mr ≤ kMR rows, ≤ 32 columns; mr ≤ 6 rows, ≤ 64 columns) from `terms` products;
-// a holds kMR row pointers per term.
+// A as kMR row pointers per term (lda = 0) or one strided pointer per term (lda > 0, see `tile`).
 template <typename T>
-void multiply(int64_t mr, int64_t terms, const T* const* a, const T* const* b, int64_t K, int64_t ldb,
+void multiply(int64_t mr, int64_t terms, const T* const* a, int64_t lda, const T* const* b, int64_t K, int64_t ldb,
               void* const* c, int64_t columns, Epilogue epilogue) {
-  static constexpr auto one = tiles<T, 1>(std::make_integer_sequence<int, kMR>{});
-  static constexpr auto two = tiles<T, 2>(std::make_integer_sequence<int, kMR>{});
-  static constexpr auto three = tiles<T, 3>(std::make_integer_sequence<int, 8>{});
-  static constexpr auto four = tiles<T, 4>(std::make_integer_sequence<int, 6>{});
-  const TileFn<T>* table[] = {one.data(), two.data(), three.data(), four.data()};
-  table[(columns + 15) / 16 - 1][mr - 1](terms, a, b, K, ldb, c, columns, epilogue);
+  const int64_t vectors = (columns + 15) / 16;
+  const TileFn<T> kernel = (lda ? tile_table<T, true>(vectors) : tile_table<T, false>(vectors))[mr - 1];
+  kernel(terms, a, lda, b, K, ldb, c, columns, epilogue);
 }
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
@@ -359,7 +370,7 @@ void gather(const Gather<T>& P) {
               c[m] = P.dst + ((n_of[u][m] * P.DH + dh_of[u][m]) * P.DW + dw_of[u][m]) * P.DC + grp * P.Ng + n0;
             }
             for (int64_t t = 0; t < terms[u]; ++t) b_block[t] = b[u * max_terms + t] + column<T>(n0);
-            multiply(tile.count, terms[u], a.data() + u * max_terms * kMR, b_block.data(), K[u], P.ldb, c,
+            multiply(tile.count, terms[u], a.data() + u * max_terms * kMR, 0, b_block.data(), K[u], P.ldb, c,
                      std::min(shape.columns, P.Ng - n0), Epilogue::kStore);
           }
         }
@@ -427,16 +438,18 @@ at::Tensor input_grad_as(const at::Tensor& grad, const at::Tensor& weight, const
 }
 
 // ∂W (O, C/G, kh, kw) = Σ_positions ∂Yᵀ[O × P] · X_tap[P × C], per tap, over blocks of P = kPositions
-// output pixels of the batch: ∂Yᵀ of the block is transposed once, each tap's input pixels packed
-// in pairs of positions; each task adds into its own float32 accumulator, summed at the end (long
-// blocks: the accumulator, Og × C floats per tap, is read and written once per block).
+// output pixels of the batch. A = ∂Yᵀ is read in place as a strided A (its rows, the output
+// channels, side by side; float32 needs no copy, bfloat16 interleaves pairs of positions once per
+// block); each tap's input pixels are packed as B in pairs of positions. Each task adds into its
+// own float32 accumulator, summed at the end (long blocks: the accumulator, Og × C floats per tap,
+// is read and written once per block).
 template <typename T>
 at::Tensor weight_grad_as(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
-                       const Geometry2d& g, int64_t groups) {
+                          const Geometry2d& g, int64_t groups) {
   const at::Tensor x = input.contiguous(), dy = grad.contiguous();
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
-  const int64_t CP = round_up(Cg, 16), taps = g.kh * g.kw;
+  const int64_t CP = round_up(Cg, 16), OP = round_up(Og, 16), taps = g.kh * g.kw;
   const Blocking shape = blocking(Cg);
   const int64_t pixels = N * OH * OW, blocks = (pixels + kPositions - 1) / kPositions;
   const int64_t per_task = groups * taps * Og * CP;
@@ -445,27 +458,31 @@ at::Tensor weight_grad_as(const at::Tensor& input, const at::Tensor& grad, at::I
   const T* xp = values<T>(x);
   const T* gp = values<T>(dy);
   float* pp = partial.data_ptr<float>();
+  constexpr bool pairs = Lanes<T>::kStep == 2;
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> dyt(Og * (kPositions + 1));  // [Og][K]: ∂Yᵀ of the block for one group
-    std::vector<T> xb(kPositions * CP);         // [K/2][CP][2]: one tap's input pixels
+    std::vector<T> dyp(pairs ? kPositions * OP : 0);  // bfloat16: [K/2][OP][2], positions 2k, 2k + 1 per word
+    std::vector<T> xb(kPositions * CP);               // [K/2][CP][2]: one tap's input pixels
     // the image and output pixel of each position (n_of[K] = 0 etc.: the odd block's missing partner)
     std::vector<int64_t> n_of(kPositions + 1, 0), oh_of(kPositions + 1, 0), ow_of(kPositions + 1, 0);
-    const std::vector<T> zeros(CP, 0);
-    const T* a[kMR];
+    const std::vector<T> zeros(std::max(CP, OP), T(0));
     void* c[kMR];
     for (int64_t t = begin; t < end; ++t) {
       float* acc = pp + t * per_task;
       for (int64_t block = blocks * t / tasks; block < blocks * (t + 1) / tasks; ++block) {
-        const int64_t p0 = block * kPositions, K = std::min(kPositions, pixels - p0), ld = K + 1;
+        const int64_t p0 = block * kPositions, K = std::min(kPositions, pixels - p0);
         for (int64_t k = 0; k < K; ++k) {  // each position's image and output pixel, computed once per block
           const int64_t q = p0 + k;
           n_of[k] = q / (OH * OW), oh_of[k] = q / OW % OH, ow_of[k] = q % OW;
         }
         for (int64_t grp = 0; grp < groups; ++grp) {
-          for (int64_t k = 0; k < K; ++k) {
-            const T* src = gp + (p0 + k) * O + grp * Og;
-            for (int64_t o = 0; o < Og; ++o) dyt[o * ld + k] = src[o];
+          const T* dy_block = gp + p0 * O + grp * Og;
+          if constexpr (pairs) {
+            for (int64_t k = 0; k < K; k += 2) {
+              pair_rows(dy_block + k * O, k + 1 < K ? dy_block + (k + 1) * O : zeros.data(), Og, dyp.data() + k * OP);
+            }
           }
+          const T* a_base = pairs ? dyp.data() : dy_block;
+          const int64_t lda = pairs ? 2 * OP : O, K_even = pairs ? round_up(K, 2) : K;
           for (int64_t i = 0; i < g.kh; ++i) {
             for (int64_t j = 0; j < g.kw; ++j) {
               bool any = false;
@@ -483,11 +500,12 @@ at::Tensor weight_grad_as(const at::Tensor& input, const at::Tensor& grad, at::I
               float* dw = acc + ((grp * taps + i * g.kw + j) * Og) * CP;
               for (int64_t o0 = 0; o0 < Og; o0 += shape.rows) {
                 const int64_t mr = std::min(shape.rows, Og - o0);
-                for (int64_t m = 0; m < mr; ++m) a[m] = dyt.data() + (o0 + m) * ld;
+                const T* a = a_base + column<T>(o0);
                 for (int64_t c0 = 0; c0 < Cg; c0 += shape.columns) {
                   for (int64_t m = 0; m < mr; ++m) c[m] = dw + (o0 + m) * CP + c0;
                   const T* b_tap = xb.data() + column<T>(c0);
-                  multiply(mr, 1, a, &b_tap, K, 2 * CP, c, std::min(shape.columns, Cg - c0), Epilogue::kAddFloat);
+                  multiply(mr, 1, &a, lda, &b_tap, K_even, 2 * CP, c, std::min(shape.columns, Cg - c0),
+                           Epilogue::kAddFloat);
                 }
               }
             }
