@@ -145,8 +145,79 @@ def three_d_cases() -> list[Case]:
     return [Case(name, "3d", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
 
 
+class _TimmSame(nn.Module):
+    """timm's ``Conv2dSame``: TensorFlow's SAME padding computed per input, then ``F.conv2d``."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(x.shape[2:], self.conv.kernel_size, self.conv.stride):
+            total = max((-(-size // s) - 1) * s + k - size, 0)
+            pads = [total // 2, total - total // 2, *pads]
+        return self.conv(torch.nn.functional.pad(x, pads))
+
+
+class _WithOffsets(nn.Module):
+    """A deformable convolution fed fixed offsets of up to ±1.5 pixels (drawn once per input shape)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer, self.offsets = layer, {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape not in self.offsets:
+            generator = torch.Generator().manual_seed(0)
+            taps = 2 * self.layer.kernel_size[0] * self.layer.kernel_size[1]
+            self.offsets[x.shape] = (torch.rand(x.shape[0], taps, *x.shape[2:], generator=generator) * 3 - 1.5).to(x)
+        return self.layer(x, self.offsets[x.shape])
+
+
+class _StandardisedConv(nn.Conv2d):
+    """timm's ``StdConv2d``: the weight through ``F.batch_norm`` (per output channel), then ``F.conv2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True,
+                                           momentum=0.0, eps=1e-6).reshape_as(self.weight)  # fmt: skip
+        return self._conv_forward(x, w, self.bias)
+
+
+def beyond_cases() -> list[Case]:
+    """The layers torch.nn lacks, against the reference each answers (timm, torchvision)."""
+    cases = [
+        (
+            "tf_same conv 64→64 3×3 s2 @32² (vs timm Conv2dSame)",
+            lambda: _TimmSame(nn.Conv2d(64, 64, 3, 2)),
+            lambda: cnn.Conv2d(64, 64, 3, 2, "tf_same"),
+            (64, 32, 32),
+        ),
+        (
+            "std conv 64→64 3×3 @32² (vs timm StdConv2d)",
+            lambda: _StandardisedConv(64, 64, 3, padding=1),
+            lambda: cnn.StdConv2d(64, 64, 3, padding=1),
+            (64, 32, 32),
+        ),
+    ]
+    try:
+        from torchvision.ops import DeformConv2d
+    except ImportError:
+        DeformConv2d = None
+    if DeformConv2d is not None:
+        cases.append(
+            (
+                "deformable 64→64 3×3 @16² (vs torchvision)",
+                lambda: _WithOffsets(DeformConv2d(64, 64, 3, padding=1)),
+                lambda: _WithOffsets(cnn.DeformConv2d(64, 64, 3, padding=1)),
+                (64, 16, 16),
+            )
+        )
+    return [Case(name, "beyond", make_t, make_c, shape) for name, make_t, make_c, shape in cases]
+
+
 def all_cases() -> list[Case]:
-    return conv_cases() + pool_cases() + three_d_cases()
+    return conv_cases() + pool_cases() + three_d_cases() + beyond_cases()
 
 
 def _sync(device: str) -> None:
@@ -219,7 +290,7 @@ def _memory_probe(name: str, impl: str, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--group", choices=["conv", "pool", "3d", "all"], default="all")
+    parser.add_argument("--group", choices=["conv", "pool", "3d", "beyond", "all"], default="all")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")

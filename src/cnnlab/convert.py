@@ -26,7 +26,7 @@ from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from . import functional
-from .twins import LayerPair, cnnlab_twin, torch_twin
+from .twins import EXTENSIONS, LayerPair, cnnlab_twin, torch_twin
 
 __all__ = ["ConversionError", "convert", "functional_mode"]
 
@@ -86,7 +86,9 @@ def _rebuild(layer: nn.Module, pair: LayerPair, to: str) -> nn.Module:
     kwargs = {name: getattr(layer, name) for name in pair.arguments}
     if "bias" in kwargs:
         kwargs["bias"] = kwargs["bias"] is not None
-    new = target(**kwargs, **_factory_kwargs(layer))
+    # (torchvision's layers take no device/dtype: their fresh parameters are replaced below anyway)
+    accepts_factory = "device" in inspect.signature(target.__init__).parameters
+    new = target(**kwargs, **(_factory_kwargs(layer) if accepts_factory else {}))
     if isinstance(layer, nn.modules.lazy.LazyModuleMixin) and layer.has_uninitialized_params():
         return new.train(layer.training)  # nothing to carry yet: its twin infers in_channels itself
     for name in list(new._parameters):  # the layer's own tensors replace the fresh ones
@@ -119,6 +121,19 @@ def _move_parametrizations(layer: nn.Module, new: nn.Module) -> None:
     for name in layer.parametrizations:
         new._parameters.pop(name, None)
         parametrize._inject_property(new, name)
+
+
+def _beyond_torch(layer: nn.Module) -> str | None:
+    """What a cnnlab layer computes that torch.nn cannot (an extension layer of
+    :data:`cnnlab.twins.EXTENSIONS`, ``padding='tf_same'``, a transposed convolution's non-zero
+    ``padding_mode``); ``None`` if nothing."""
+    if type(layer) in EXTENSIONS:
+        return EXTENSIONS[type(layer)]
+    if getattr(layer, "padding", None) == "tf_same":
+        return "padding='tf_same'"
+    if isinstance(layer, nn.modules.conv._ConvTransposeNd) and layer.padding_mode != "zeros":
+        return f"padding_mode={layer.padding_mode!r}"
+    return None
 
 
 def _unconverted_reason(module: nn.Module, to: str) -> str | None:
@@ -181,7 +196,8 @@ def convert(
     left: list[str] = []
     converted = _convert(module, to, "", left)
     if left:
-        message = "convert: this conv/pool work stays on torch:\n  " + "\n  ".join(left)
+        stays = "torch" if to == "cnnlab" else "cnnlab"
+        message = f"convert: this conv/pool work stays on {stays}:\n  " + "\n  ".join(left)
         if strict:
             raise ConversionError(message)
         warnings.warn(message, UserWarning, stacklevel=2)
@@ -192,6 +208,10 @@ def _convert(module: nn.Module, to: str, path: str, left: list[str]) -> nn.Modul
     find = cnnlab_twin if to == "cnnlab" else torch_twin
     pair = find(_base_class(module))
     where = path or "(root)"
+    extension = _beyond_torch(module) if to == "torch" else None
+    if extension is not None:
+        left.append(f"{where}: {type(module).__name__} uses {extension}, which torch.nn lacks")
+        return module
     if pair is not None:
         return _rebuild(module, pair, to)
     reason = _unconverted_reason(module, to)

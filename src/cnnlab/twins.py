@@ -14,7 +14,7 @@ from torch import nn
 
 from . import nn as cnn
 
-__all__ = ["LAYER_PAIRS", "LayerPair", "cnnlab_twin", "layer_class", "torch_twin"]
+__all__ = ["EXTENSIONS", "LAYER_PAIRS", "LayerPair", "cnnlab_twin", "layer_class", "torch_twin"]
 
 _CONV = (
     "in_channels",
@@ -34,6 +34,16 @@ _LP_POOL = ("norm_type", "kernel_size", "stride", "ceil_mode")
 _UNPOOL = ("kernel_size", "stride", "padding")
 _FRACTIONAL = ("kernel_size", "output_size", "output_ratio", "return_indices")
 _LAZY = tuple(name for name in _CONV if name != "in_channels")
+_DEFORM = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")
+
+
+def _torchvision_pairs() -> tuple:
+    """torchvision's layers that cnnlab twins (where torchvision is installed: it is optional)."""
+    try:
+        from torchvision.ops import DeformConv2d
+    except ImportError:
+        return ()
+    return (LayerPair(cnn.DeformConv2d, DeformConv2d, _DEFORM),)
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,13 @@ LAYER_PAIRS: tuple[LayerPair, ...] = (
         LayerPair(getattr(cnn, f"Lazy{name}"), getattr(nn, f"Lazy{name}"), (*_LAZY, "output_padding"))
         for name in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
     ),
+    *_torchvision_pairs(),
 )
+
+
+# cnnlab layers that are torch conv classes (isinstance checks and init loops reach them) but
+# compute what torch's class cannot: no twin, so convert(to="torch") leaves them, and says so
+EXTENSIONS: dict[type[nn.Module], str] = {cnn.StdConv2d: "weight standardisation"}
 
 
 def torch_twin(cls: type[nn.Module]) -> LayerPair | None:

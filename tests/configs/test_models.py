@@ -33,7 +33,7 @@ def group_configs():
 
 def test_every_family_and_option_is_there():
     assert set(MODELS) >= {"simple", "vgg", "resnet", "mobilenet", "dilated", "allconv", "fast", "autoencoder"}
-    assert set(CONVS) == {"standard", "separable", "dilated", "fft", "torch"}
+    assert set(CONVS) == {"standard", "separable", "dilated", "fft", "deformable", "std", "torch"}
     assert set(POOLS) == {"max", "avg", "lp2", "gaussian", "blur", "maxout", "torch_max"}
 
 

@@ -202,7 +202,7 @@ BAD_ARGUMENTS = [
     (lambda: cnn.Conv2d(4, 4, 3, padding=-1), RuntimeError, "padding=\\(-1, -1\\)"),
     (lambda: cnn.Conv2d(4, 4, 0), RuntimeError, "kernel_size=\\(0, 0\\)"),
     (lambda: cnn.Conv1d(4, 4, 3, stride=0), RuntimeError, "stride=\\(0,\\)"),
-    (lambda: cnn.ConvTranspose2d(4, 4, 3, padding_mode="reflect"), ValueError, "padding_mode='reflect'"),
+    (lambda: cnn.ConvTranspose2d(4, 4, 3, padding_mode="mirror"), ValueError, "padding_mode='mirror'"),
     (lambda: cnn.Conv2d(4, 4, 3)(torch.randn(4, 8)), RuntimeError, "3D \\(unbatched\\) or 4D.*\\[4, 8\\]"),
     (lambda: cnn.Conv1d(4, 4, 3)(torch.randn(1, 4, 8, 8)), RuntimeError, "2D \\(unbatched\\) or 3D"),
     (lambda: cnn.Conv2d(4, 4, 3)(torch.randn(1, 3, 8, 8)), RuntimeError, "to have 4 channels, but got 3"),

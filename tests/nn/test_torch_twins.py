@@ -12,7 +12,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import cnnlab
 from cnnlab import nn as cnn
-from cnnlab.twins import LAYER_PAIRS
+from cnnlab.twins import EXTENSIONS, LAYER_PAIRS
 from tests.conftest import assert_close
 
 PUBLIC = {name: getattr(cnn, name) for name in cnn.__all__}
@@ -20,14 +20,20 @@ PUBLIC = {name: getattr(cnn, name) for name in cnn.__all__}
 
 @pytest.mark.parametrize("pair", LAYER_PAIRS, ids=lambda pair: pair.cnnlab.__name__)
 def test_every_layer_with_a_twin_subclasses_it(pair):
-    assert issubclass(pair.cnnlab, pair.torch)
+    """torch.nn twins are subclassed; torchvision's (an optional dependency) are matched by their
+    parameter names instead."""
     assert pair.cnnlab.__module__.startswith("cnnlab.nn")
+    if pair.torch.__module__.startswith("torch.nn"):
+        assert issubclass(pair.cnnlab, pair.torch)
+    else:
+        kwargs = {"in_channels": 4, "out_channels": 6, "kernel_size": 3}
+        assert pair.cnnlab(**kwargs).state_dict().keys() == pair.torch(**kwargs).state_dict().keys()
 
 
 def test_the_twins_table_lists_every_layer_that_subclasses_torch():
     """A cnnlab layer that is a torch conv/pool class has its pair in the table (so convert and
     the torch config kinds know it)."""
-    paired = {pair.cnnlab for pair in LAYER_PAIRS}
+    paired = {pair.cnnlab for pair in LAYER_PAIRS} | set(EXTENSIONS)  # (extensions: torch classes without twin)
     torch_layers = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
     assert {cls for cls in PUBLIC.values() if issubclass(cls, torch_layers)} <= paired
 
@@ -35,10 +41,11 @@ def test_the_twins_table_lists_every_layer_that_subclasses_torch():
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_no_layer_inherits_from_a_sibling(name):
     """The only cnnlab base a public layer may have is what torch itself does: a lazy layer
-    becomes its eager class, and FFTConv2d is Conv2d with its algorithm fixed."""
+    becomes its eager class, FFTConv2d is Conv2d with its algorithm fixed and StdConv2d Conv2d with
+    its weight standardised."""
     cls = PUBLIC[name]
     cnnlab_bases = {base for base in inspect.getmro(cls)[1:] if base in PUBLIC.values()}
-    allowed = {getattr(cls, "cls_to_become", None)} | ({cnn.Conv2d} if cls is cnn.FFTConv2d else set())
+    allowed = {getattr(cls, "cls_to_become", None)} | ({cnn.Conv2d} if cls in (cnn.FFTConv2d, cnn.StdConv2d) else set())
     assert cnnlab_bases <= allowed, f"{name} inherits from {sorted(b.__name__ for b in cnnlab_bases)}"
 
 

@@ -44,6 +44,13 @@ class EveryLayer(nn.Module):
             cnn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2),
             cnn.FFTConv2d(8, 8, 7, padding=3) if fft else nn.Identity(),
             cnn.DepthwiseSeparableConv2d(8, 8, 3, padding=1),
+            # beyond torch.nn: deformable and weight-standardised convolution, strided 'tf_same'
+            # down and a circular-padded transposed convolution back up
+            cnn.DeformableConv2d(8, 8, 3, padding=1, modulated=True),
+            cnn.StdConv2d(8, 8, 3, padding=1, gain=True),
+            cnn.Conv2d(8, 8, 3, stride=2, padding="tf_same"),
+            cnn.AvgPool2d(3, 1, "tf_same", count_include_pad=False),
+            cnn.ConvTranspose2d(8, 8, 4, stride=2, padding=1, padding_mode="circular"),
             cnn.Conv2d(8, 8, 3, padding="same", groups=8),
             nn.ReLU(),
             cnn.MaxBlurPool2d(2, 3, 2),

@@ -34,7 +34,7 @@ IntOrTuple = int | Sequence[int]
 """A size argument: one int for every spatial dim, or one per dim (torch's ``_size_any_t``)."""
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-PADDING_STRINGS = ("same", "valid")
+PADDING_STRINGS = ("same", "valid", "tf_same")  # torch's two, and TensorFlow's SAME (any stride)
 
 
 def ntuple(value: int | Sequence[int], n: int, name: str = "argument") -> tuple[int, ...]:
@@ -79,13 +79,27 @@ def same_padding(kernel_size: tuple[int, ...], dilation: tuple[int, ...]) -> tup
     return tuple(pads)
 
 
+def tf_same_padding(size, kernel: int, stride: int, dilation: int = 1):
+    """TensorFlow's ``SAME`` padding of one dim: ``ceil(size / stride)`` outputs from a total
+    padding of ``max((ceil(size/s) − 1)·s + (k − 1)·d + 1 − size, 0)``, the odd pixel on the
+    right/bottom. Returns ``(left, right)``; symbolic sizes (``torch.export`` with a dynamic dim)
+    stay symbolic, with no guard on their value."""
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + (kernel - 1) * dilation + 1 - size
+    # (torch.jit.trace records sizes as tensors, torch.export as SymInts: neither takes Python's max)
+    total = total.clamp(min=0) if isinstance(total, Tensor) else torch.sym_max(total, 0)
+    return total // 2, total - total // 2
+
+
 def resolve_padding(
     padding: str | int | Sequence[int],
     kernel_size: tuple[int, ...],
     stride: tuple[int, ...],
     dilation: tuple[int, ...],
+    input_size: Sequence[int] | None = None,
 ) -> tuple[tuple[int, int], ...]:
-    """Normalise ``padding`` to per-dimension ``(left, right)`` pairs.
+    """Normalise ``padding`` to per-dimension ``(left, right)`` pairs (``'tf_same'`` needs the
+    ``input_size``; without it, only the string is checked and ``((0, 0),)`` pairs come back).
 
     Raises ``ValueError`` for an unknown string or ``'same'`` with stride > 1 (torch's checks).
     """
@@ -93,8 +107,10 @@ def resolve_padding(
     if isinstance(padding, str):
         if padding not in PADDING_STRINGS:
             raise ValueError(f"Invalid padding string {padding!r}, should be one of {set(PADDING_STRINGS)}")
-        if padding == "valid":
+        if padding == "valid" or (padding == "tf_same" and input_size is None):
             return ((0, 0),) * n
+        if padding == "tf_same":
+            return tuple(tf_same_padding(*args) for args in zip(input_size, kernel_size, stride, dilation))
         if any(s != 1 for s in stride):
             raise ValueError(f"padding='same' is not supported for strided convolutions, but got stride={stride}")
         return same_padding(kernel_size, dilation)
@@ -157,19 +173,57 @@ def check_floating(input: Tensor, weight: Tensor, op: str) -> None:
         )
 
 
-def pad_input(input: Tensor, pads: tuple[tuple[int, int], ...], mode: str = "zeros") -> Tensor:
+def pad_input(input: Tensor, pads: tuple[tuple[int, int], ...], mode: str = "zeros", skip_zero: bool = True) -> Tensor:
     """Pad the trailing ``len(pads)`` dimensions by ``(left, right)`` each with ``F.pad``.
 
     ``mode`` is a ``padding_mode`` (``zeros``, ``reflect``, ``replicate``, ``circular``). Returns
-    ``input`` itself when all pads are zero.
+    ``input`` itself when all pads are zero (``skip_zero``; pads that depend on a symbolic size
+    are not tested, so no tracer guards on them).
     """
-    if all(p == (0, 0) for p in pads):
+    if skip_zero and all(p == (0, 0) for p in pads):
         return input
     flat: list[int] = []
     for left, right in reversed(pads):
         flat.extend((left, right))
     torch_mode = "constant" if mode == "zeros" else mode
     return torch.nn.functional.pad(input, flat, mode=torch_mode)
+
+
+def _pad_dim(x: Tensor, dim: int, before: int, after: int) -> Tensor:
+    """Zeros on both sides of one dim."""
+    flat = [0, 0] * (x.dim() - 1 - dim) + [before, after]
+    return torch.nn.functional.pad(x, flat)
+
+
+def unpad_adjoint(x: Tensor, pads: tuple[tuple[int, int], ...], mode: str) -> Tensor:
+    """The adjoint of :func:`pad_input`: each padded position's value is added to the input
+    position it was copied from (``zeros``: dropped), ``(…, S + l + r)`` → ``(…, S)`` per padded
+    dim, so ⟨pad(x), y⟩ = ⟨x, unpad_adjoint(y)⟩. From slices, flips, sums and zero pads only
+    (every exporter records them; a scatter-add did not survive the TorchScript ONNX export):
+
+    - ``circular``: the left border adds onto the last ``l`` positions, the right onto the first ``r``;
+    - ``replicate``: each border's sum adds onto its edge position;
+    - ``reflect``: each border, reversed, adds onto the positions it mirrored (1…l and S−1−r…S−2).
+    """
+    dims = len(pads)
+    for axis, (left, right) in enumerate(pads):
+        dim = x.dim() - dims + axis
+        size = x.shape[dim] - left - right
+        out = x.narrow(dim, left, size)
+        if mode == "zeros":
+            x = out
+            continue
+        head, tail = x.narrow(dim, 0, left), x.narrow(dim, left + size, right)
+        if mode == "circular":
+            out = out + _pad_dim(head, dim, size - left, 0) + _pad_dim(tail, dim, 0, size - right)
+        elif mode == "replicate":
+            out = out + _pad_dim(head.sum(dim, keepdim=True), dim, 0, size - 1)
+            out = out + _pad_dim(tail.sum(dim, keepdim=True), dim, size - 1, 0)
+        else:  # reflect
+            out = out + _pad_dim(head.flip(dim), dim, 1, size - 1 - left)
+            out = out + _pad_dim(tail.flip(dim), dim, size - 1 - right, 1)
+        x = out
+    return x
 
 
 def tap_ranges(

@@ -39,12 +39,24 @@ def _separable(cfg: Config, *args, groups: int, bias: bool) -> nn.Module:
     return _conv2d(cfg, *args, groups=groups, bias=bias)
 
 
+def _deformable(cfg: Config, *args, groups: int, bias: bool) -> nn.Module:
+    """DeformableConv2d (offsets from a zero-initialised conv) for every k×k convolution; 1×1 ones stay Conv2d."""
+    if args[2] > 1:
+        return layers.DeformableConv2d(*args, groups=groups, bias=bias, offset_groups=int(cfg.get("offset_groups", 1)),
+                                       modulated=bool(cfg.get("modulated", False)))  # fmt: skip
+    return _conv2d(cfg, *args, groups=groups, bias=bias)
+
+
 # conv.kind → (cfg, in, out, kernel, stride, padding, dilation, *, groups, bias) → layer
 CONVS: dict[str, Callable[..., nn.Module]] = {
     "standard": _conv2d,
     "separable": _separable,
+    "deformable": _deformable,
     "dilated": _conv2d,  # create_conv widens the dilation of k×k stride-1 convolutions
     "fft": lambda cfg, *args, groups, bias: layers.FFTConv2d(*args, groups=groups, bias=bias),
+    "std": lambda cfg, *args, groups, bias: layers.StdConv2d(
+        *args, groups=groups, bias=bias, eps=float(cfg.get("eps", 1e-6)), gain=bool(cfg.get("gain", False))
+    ),
     "torch": lambda cfg, *args, groups, bias: layer_class(layers.Conv2d, "torch")(*args, groups=groups, bias=bias),
 }
 

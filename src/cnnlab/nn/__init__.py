@@ -2,8 +2,9 @@
 subclasses its torch twin), and the layers torch lacks. Each module lists its layers once, in its
 ``__all__``."""
 
-from . import conv, global_pool, maxout, pool, separable, weighted_pool
+from . import conv, deformable, global_pool, maxout, pool, separable, weighted_pool
 from .conv import *  # noqa: F403
+from .deformable import *  # noqa: F403
 from .global_pool import *  # noqa: F403
 from .maxout import *  # noqa: F403
 from .pool import *  # noqa: F403
@@ -13,6 +14,7 @@ from .weighted_pool import *  # noqa: F403
 __all__ = sorted(
     [
         *conv.__all__,
+        *deformable.__all__,
         *global_pool.__all__,
         *maxout.__all__,
         *pool.__all__,

@@ -37,6 +37,7 @@ __all__ = [
     "LazyConvTranspose1d",
     "LazyConvTranspose2d",
     "LazyConvTranspose3d",
+    "StdConv2d",
 ]
 
 
@@ -58,8 +59,6 @@ def _check_arguments(layer: str, spatial_dims: int, transposed: bool, in_channel
         raise ValueError(
             f"{layer}: padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={padding_mode!r}"
         )
-    if transposed and padding_mode != "zeros":
-        raise ValueError(f'{layer}: only "zeros" padding_mode is supported, but got padding_mode={padding_mode!r}')
     kernel_size, stride = ntuple(kernel_size, spatial_dims, "kernel_size"), ntuple(stride, spatial_dims, "stride")
     dilation = ntuple(dilation, spatial_dims, "dilation")
     check_positive("kernel_size", kernel_size, layer)
@@ -69,7 +68,7 @@ def _check_arguments(layer: str, spatial_dims: int, transposed: bool, in_channel
         if transposed or padding not in PADDING_STRINGS:
             allowed = "an int or a tuple of ints" if transposed else f"one of {set(PADDING_STRINGS)}"
             raise ValueError(f"{layer}: invalid padding string {padding!r}, should be {allowed}")
-        resolve_padding(padding, kernel_size, stride, dilation)  # 'same' + stride check
+        resolve_padding(padding, kernel_size, stride, dilation)  # 'same' + stride check ('tf_same' takes any)
     else:
         check_non_negative("padding", ntuple(padding, spatial_dims, "padding"), layer)
     check_non_negative("output_padding", ntuple(output_padding, spatial_dims, "output_padding"), layer)
@@ -102,9 +101,11 @@ class _Conv:
     ) -> None:
         _check_arguments(type(self).__name__, self._spatial_dims, False, in_channels, out_channels, kernel_size,
                          stride, padding, dilation, 0, groups, padding_mode)  # fmt: skip
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
-        )
+        tf_same = padding == "tf_same"  # cnnlab's extension: torch's constructor knows only 'same' and 'valid'
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0 if tf_same else padding, dilation, groups,
+                         bias, padding_mode, device, dtype)  # fmt: skip
+        if tf_same:
+            self.padding = padding
         if algorithm is not None:
             self.algorithm = algorithm
 
@@ -200,6 +201,42 @@ class FFTConv2d(Conv2d):
     algorithm = "fft"
 
 
+class StdConv2d(Conv2d):
+    r"""Weight-standardised 2-D convolution (Qiao et al., 2019; timm's ``StdConv2d``, used by BiT
+    and NFNets), a layer torch.nn lacks: every forward convolves with each output channel's filter
+    standardised to zero mean and unit variance,
+
+    .. math:: \hat w_o = g_o \, \frac{w_o - \mathrm{mean}(w_o)}{\sqrt{\mathrm{var}(w_o) + \epsilon}}
+
+    (biased variance over the channel's inputs and taps; :func:`cnnlab.functional.standardize_weight`).
+    The stored ``weight`` stays raw, so its ``state_dict`` is :class:`Conv2d`'s (plus ``gain``).
+
+    Args: as :class:`Conv2d`, and (keyword-only)
+        eps (float): added to the variance. Default ``1e-6`` (timm's).
+        gain (bool): a learnable per-output-channel scale ``g`` (initialised to 1). Default False.
+    """
+
+    def __init__(self, *args, eps: float = 1e-6, gain: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not eps > 0:
+            raise ValueError(f"StdConv2d: eps must be positive, but got eps={eps!r}")
+        self.eps = eps
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1, **_factory(self.weight))) if gain else None
+
+    def forward(self, input: Tensor) -> Tensor:  # its own forward: convert() never swaps it for torch's Conv2d
+        weight = functional.standardize_weight(self.weight, self.eps)
+        if self.gain is not None:
+            weight = weight * self.gain
+        return self._conv_forward(input, weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, eps={self.eps}, gain={self.gain is not None}"
+
+
+def _factory(t: Tensor) -> dict:
+    return {"device": t.device, "dtype": t.dtype}
+
+
 class _ConvTranspose:
     """``ConvTransposeNd(torch.nn.ConvTransposeNd)``: torch's constructor, parameters and
     ``forward(input, output_size=None)`` (its ``output_padding`` rule), after cnnlab's argument
@@ -224,8 +261,11 @@ class _ConvTranspose:
     ) -> None:
         _check_arguments(type(self).__name__, self._spatial_dims, True, in_channels, out_channels, kernel_size,
                          stride, padding, dilation, output_padding, groups, padding_mode)  # fmt: skip
+        # torch's constructor accepts only "zeros"; cnnlab's other modes make the layer the exact
+        # adjoint of the convolution with that padding mode (cnnlab.functional.conv_transpose2d)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
-                         dilation, padding_mode, device, dtype)  # fmt: skip
+                         dilation, "zeros", device, dtype)  # fmt: skip
+        self.padding_mode = padding_mode
 
     def _output_padding(
         self,
@@ -284,9 +324,8 @@ class ConvTranspose1d(_ConvTranspose, nn.ConvTranspose1d):
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, 1, self.dilation
         )
-        return functional.conv_transpose1d(
-            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
-        )
+        return functional.conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                            self.groups, self.dilation, padding_mode=self.padding_mode)  # fmt: skip
 
 
 class ConvTranspose2d(_ConvTranspose, nn.ConvTranspose2d):
@@ -309,9 +348,8 @@ class ConvTranspose2d(_ConvTranspose, nn.ConvTranspose2d):
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
         )
-        return functional.conv_transpose2d(
-            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
-        )
+        return functional.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                            self.groups, self.dilation, padding_mode=self.padding_mode)  # fmt: skip
 
 
 class ConvTranspose3d(_ConvTranspose, nn.ConvTranspose3d):
@@ -332,9 +370,8 @@ class ConvTranspose3d(_ConvTranspose, nn.ConvTranspose3d):
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, 3, self.dilation
         )
-        return functional.conv_transpose3d(
-            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
-        )
+        return functional.conv_transpose3d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                            self.groups, self.dilation, padding_mode=self.padding_mode)  # fmt: skip
 
 
 class LazyConv1d(nn.LazyConv1d, Conv1d):

@@ -173,6 +173,8 @@ class AvgPool1d(nn.AvgPool1d):
     ) -> None:
         pool_geometry("AvgPool1d", 1, kernel_size, stride, padding)
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+        if padding == "tf_same":  # torch's constructor would store it as a tuple of characters
+            self.padding = padding
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.avg_pool1d(

@@ -21,6 +21,7 @@ from .._utils import (
     ntuple,
     pad_input,
     resolve_padding,
+    unpad_adjoint,
 )
 from .dispatch import convolve, convolve_transpose
 
@@ -129,13 +130,21 @@ def _conv(
     check_positive("kernel_size", kernel_size, op)
     check_positive("stride", stride, op)
     check_positive("dilation", dilation, op)
-    pads = resolve_padding(padding, kernel_size, stride, dilation)
-    check_non_negative("padding", tuple(p for pair in pads for p in pair), op)
+    tf_same = padding == "tf_same"
+    try:
+        pads = resolve_padding(padding, kernel_size, stride, dilation, input.shape[2:])
+    except ValueError as error:  # the layers raise ValueError at construction; torch's functions raise RuntimeError
+        raise RuntimeError(f"{op}: {error}") from None
+    if tf_same and all(s == 1 for s in stride):  # stride 1: the total (k − 1)·d does not depend on the size
+        pads = tuple((e // 2, e - e // 2) for e in (d * (k - 1) for k, d in zip(kernel_size, dilation)))
+        tf_same = False  # static padding: no explicit pad needed where it is symmetric
+    if not tf_same:  # (tf_same's pads are non-negative by construction, and may be symbolic)
+        check_non_negative("padding", tuple(p for pair in pads for p in pair), op)
     _check_channels(input, weight, groups, transposed=False)
 
     padded_size = [s + left + right for s, (left, right) in zip(input.shape[2:], pads)]
     effective = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation)]
-    if any(e > s for e, s in zip(effective, padded_size)):
+    if not tf_same and any(e > s for e, s in zip(effective, padded_size)):  # (tf_same's never are)
         raise RuntimeError(
             f"{op}: calculated padded input size per channel: {tuple(padded_size)}; effective kernel size "
             f"(dilation * (kernel_size - 1) + 1): {tuple(effective)}. Kernel size can't be greater than "
@@ -147,7 +156,10 @@ def _conv(
         input, weight, bias = _in_float32(input, weight, bias)
     # Symmetric zero padding is done inside the algorithm (F.unfold pads without a copy);
     # other modes and the asymmetric 'same' padding of even kernels are applied here.
-    if padding_mode == "zeros" and all(left == right for left, right in pads):
+    if tf_same:  # size-dependent (strided 'tf_same'): always one explicit pad, no test of its value
+        input = pad_input(input, pads, padding_mode, skip_zero=False)
+        inner = (0,) * spatial_dims
+    elif padding_mode == "zeros" and all(left == right for left, right in pads):
         inner = tuple(left for left, _ in pads)
     else:
         input = pad_input(input, pads, padding_mode)
@@ -242,6 +254,35 @@ def fft_conv2d(
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, "fft", 2)
 
 
+def standardize_weight(weight: Tensor, eps: float = 1e-6) -> Tensor:
+    r"""Weight standardisation (Qiao et al., 2019): each output channel's filter ``w_o`` (all its
+    input channels and taps) to zero mean and unit variance,
+    :math:`\hat w_o = (w_o - \mathrm{mean}(w_o)) / \sqrt{\mathrm{var}(w_o) + \epsilon}` with
+    the biased variance, as timm's ``StdConv2d`` computes it. ``(O, C/G, *k)`` → same shape."""
+    flat = weight.reshape(weight.shape[0], -1)
+    var, mean = torch.var_mean(flat, dim=1, unbiased=False, keepdim=True)
+    return ((flat - mean) * torch.rsqrt(var + eps)).reshape(weight.shape)
+
+
+@fx_leaf
+def std_conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: str | IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    *,
+    eps: float = 1e-6,
+    padding_mode: str = "zeros",
+    algorithm: str = "auto",
+) -> Tensor:
+    """:func:`conv2d` with standardised filters (:func:`standardize_weight`). See :class:`cnnlab.nn.StdConv2d`."""
+    return conv2d(input, standardize_weight(weight, eps), bias, stride, padding, dilation, groups,
+                  padding_mode=padding_mode, algorithm=algorithm)  # fmt: skip
+
+
 def _conv_transpose(
     input: Tensor,
     weight: Tensor,
@@ -252,6 +293,7 @@ def _conv_transpose(
     groups: int,
     dilation: IntOrTuple,
     spatial_dims: int,
+    padding_mode: str = "zeros",
 ) -> Tensor:
     op = f"conv_transpose{spatial_dims}d"
     input, weight, bias = _autocast(input, weight, bias)
@@ -282,17 +324,41 @@ def _conv_transpose(
         raise RuntimeError(
             f"{op}: given input size {tuple(input.shape[2:])}, the output size {tuple(sizes)} is too small"
         )
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={padding_mode!r}")
+    _check_mode_padding(op, padding_mode, padding, sizes)
 
     dtype = input.dtype
     if dtype in (torch.float16, torch.bfloat16):  # the adjoint's overlapping sums, rounded once
         input, weight, bias = _in_float32(input, weight, bias)
+    # another padding mode: the adjoint of (pad by the mode, then the unpadded convolution) is the
+    # unpadded transposed convolution, then the padding's adjoint (border values added back where
+    # the mode copied them from)
+    mode_pads = tuple((p, p) for p in padding) if padding_mode != "zeros" else None
+    if mode_pads is not None:
+        padding = (0,) * spatial_dims
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, padding, output_padding, dilation = (1, *stride), (0, *padding), (0, *output_padding), (1, *dilation)
     out = convolve_transpose(input, weight, stride, padding, output_padding, dilation, groups)
     if spatial_dims == 1:
         out = out.squeeze(2)
+    if mode_pads is not None:
+        out = unpad_adjoint(out, mode_pads, padding_mode)
     return _add_bias(out, bias, batched).to(dtype)
+
+
+def _check_mode_padding(op: str, padding_mode: str, padding: tuple[int, ...], sizes: list[int]) -> None:
+    """The convolution whose adjoint a transposed convolution with ``padding_mode`` is pads its
+    input (the transposed output) by ``padding``: reflect needs ``padding < size``, circular
+    ``padding <= size`` (``F.pad``'s rules)."""
+    limit = {"reflect": lambda p, n: p < n, "circular": lambda p, n: p <= n}.get(padding_mode)
+    if limit is not None and not all(limit(p, n) for p, n in zip(padding, sizes)):
+        allowed = "smaller than" if padding_mode == "reflect" else "at most"
+        raise ValueError(
+            f"{op}: padding_mode={padding_mode!r} needs padding {allowed} the output size, but got "
+            f"padding={padding} for an output of size {tuple(sizes)}"
+        )
 
 
 @fx_leaf
@@ -305,9 +371,11 @@ def conv_transpose1d(
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
+    *,
+    padding_mode: str = "zeros",
 ) -> Tensor:
     """1-D transposed convolution. See :class:`cnnlab.nn.ConvTranspose1d`."""
-    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1, padding_mode)
 
 
 @fx_leaf
@@ -320,9 +388,11 @@ def conv_transpose2d(
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
+    *,
+    padding_mode: str = "zeros",
 ) -> Tensor:
     """2-D transposed convolution (the adjoint of :func:`conv2d`). See :class:`cnnlab.nn.ConvTranspose2d`."""
-    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2, padding_mode)
 
 
 @fx_leaf
@@ -335,6 +405,8 @@ def conv_transpose3d(
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
+    *,
+    padding_mode: str = "zeros",
 ) -> Tensor:
     """3-D transposed convolution. See :class:`cnnlab.nn.ConvTranspose3d`."""
-    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3, padding_mode)

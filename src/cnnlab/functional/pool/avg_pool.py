@@ -88,6 +88,8 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     x, batched, k, s, p, _, o = pool_args(op, input, spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor_override must be non-zero, but got divisor_override={divisor_override}")
+    if padding == "tf_same" and count_include_pad and divisor_override is None:
+        divisor_override = math.prod(k)  # every 'tf_same' window lies inside the padded input: k taps each
     kernels = AVG_POOL2D if spatial_dims == 2 else AVG_POOL
     out = run(kernels, x, k, s, p, o, count_include_pad, divisor_override)
     return out if batched else out.squeeze(0)

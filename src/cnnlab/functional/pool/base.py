@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._utils import check_input_rank, check_non_negative, check_positive, ntuple, pool_output_size
+from .._utils import check_input_rank, check_non_negative, check_positive, ntuple, pool_output_size, tf_same_padding
 from ..conv.base import memory_format_of
 
 __all__ = [
@@ -29,12 +29,13 @@ def pool_geometry(op: str, spatial_dims: int, kernel_size, stride, padding, dila
     """Validate and normalise pooling geometry (torch's ``RuntimeError`` for bad values).
 
     ``stride=None`` means ``stride = kernel_size``; padding may be at most half the effective
-    kernel ``d(k-1)+1``, so every window holds at least one input element.
+    kernel ``d(k-1)+1``, so every window holds at least one input element (``'tf_same'`` is
+    returned as zeros: its padding depends on the input, see :func:`pool_args`).
     """
     k = ntuple(kernel_size, spatial_dims, "kernel_size")
     empty = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
     s = k if empty else ntuple(stride, spatial_dims, "stride")
-    p = ntuple(padding, spatial_dims, "padding")
+    p = ntuple(0 if padding == "tf_same" else padding, spatial_dims, "padding")  # tf_same: sized per input
     d = ntuple(dilation, spatial_dims, "dilation")
     check_positive("kernel_size", k, op)
     check_positive("stride", s, op)
@@ -60,11 +61,18 @@ def check_not_empty(op: str, input: Tensor, x: Tensor) -> None:
 def pool_args(
     op: str, input: Tensor, spatial_dims: int, kernel_size, stride, padding, dilation=1, ceil_mode: bool = False
 ):
-    """Validate input and arguments; returns ``(batched input, batched?, k, s, p, d, output size)``."""
+    """Validate input and arguments; returns ``(batched input, batched?, k, s, p, d, output size)``.
+    ``padding="tf_same"`` (cnnlab's extension) gives TensorFlow's SAME windows: ``p`` is then each
+    dim's left padding, and ``ceil_mode`` is not used."""
     batched = check_input_rank(input, spatial_dims, op)
     x = input if batched else input.unsqueeze(0)
+    tf_same = padding == "tf_same"
     k, s, p, d = pool_geometry(op, spatial_dims, kernel_size, stride, padding, dilation)
     check_not_empty(op, input, x)
+    if tf_same:  # TensorFlow's SAME: ceil(size / s) windows, padded (left, right); the right pad is the
+        # part of the last windows past the input's end, which every pooling kernel clips anyway
+        p = tuple(tf_same_padding(*args)[0] for args in zip(x.shape[2:], k, s, d))
+        return x, batched, k, s, p, d, tuple((size + ss - 1) // ss for size, ss in zip(x.shape[2:], s))
     out = tuple(
         pool_output_size(size, kk, ss, pp, dd, ceil_mode) for size, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d)
     )

@@ -41,11 +41,13 @@ def _fractional_max_pool(op, input, kernel_size, output_size, output_ratio, retu
             )
     if samples is None:  # the same draw as torch's, so a seeded run picks the same windows
         samples = torch.rand(x.shape[0], x.shape[1], spatial_dims, dtype=x.dtype, device=x.device)
-    if samples.shape != (x.shape[0], x.shape[1], spatial_dims):
+    # torch's rule: one row of samples per image at least (the first N are used), one per channel
+    if samples.dim() != 3 or samples.shape[0] < x.shape[0] or samples.shape[1:] != (x.shape[1], spatial_dims):
         raise RuntimeError(
-            f"{op}: _random_samples must have shape {[x.shape[0], x.shape[1], spatial_dims]}, "
+            f"{op}: _random_samples must have shape (at least {x.shape[0]}, {x.shape[1]}, {spatial_dims}), "
             f"but got {list(samples.shape)}"
         )
+    samples = samples[: x.shape[0]]
     check_not_empty(op, input, x)
     return finish(*traceable.fractional_max_pool(x, k, out, samples), batched, return_indices)
 

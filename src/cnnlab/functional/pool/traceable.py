@@ -154,7 +154,7 @@ def adaptive_max_pool(x: Tensor, out: tuple[int, ...]) -> tuple[Tensor, Tensor]:
 
 def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Tensor]:
     """torch's fractional max pooling of a batched ``(N, C, *S)``: along each dim, window ``i``
-    starts at ``⌊(i + u)·α⌋ − ⌊u·α⌋`` with ``α = (S − k)/(out − 1)`` and ``u`` the sample of that
+    starts at ``trunc((i + u)·α) − trunc(u·α)`` with ``α = (S − k)/(out − 1)`` and ``u`` the sample of that
     (n, c, dim) from ``samples (N, C, dims)``; the last window ends at the input's end. torch's 2-D
     kernel reads the samples as (W, H), its 3-D kernel as (T, H, W)."""
     n, c, *sizes = x.shape
@@ -166,8 +166,9 @@ def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Ten
         u = samples[:, :, sample_of_dim[i], None].to(x.dtype)  # (N, C, 1)
         steps = torch.arange(out[i], device=x.device, dtype=u.dtype)
         alpha = torch.tensor(sizes[i] - k[i], dtype=u.dtype) / max(out[i] - 1, 1)
-        start = (torch.floor((steps + u) * alpha) - torch.floor(u * alpha)).to(torch.int64)  # (N, C, out_i)
-        start = torch.where(steps == out[i] - 1, sizes[i] - k[i], start)
+        # torch's static_cast<int>: truncation toward zero (samples outside [0, 1) are accepted)
+        start = (torch.trunc((steps + u) * alpha) - torch.trunc(u * alpha)).to(torch.int64)  # (N, C, out_i)
+        start = torch.where(steps == out[i] - 1, sizes[i] - k[i], start).clamp(0, sizes[i] - k[i])
         positions.append(start[..., None] + torch.arange(k[i], device=x.device))  # (N, C, out_i, k_i)
     index = None
     stride = 1
@@ -178,5 +179,6 @@ def fractional_max_pool(x: Tensor, k, out, samples: Tensor) -> tuple[Tensor, Ten
         index = term if index is None else index + term
         stride *= sizes[i]
     index = index.reshape(n, c, *out, math.prod(k))
-    windows = x.reshape(n, c, -1).gather(-1, index.reshape(n, c, -1)).reshape(index.shape)
+    taps = index.shape[2:].numel()  # explicit sizes: -1 is ambiguous for an empty batch
+    windows = x.reshape(n, c, math.prod(sizes)).gather(-1, index.reshape(n, c, taps)).reshape(index.shape)
     return _max_over_taps(windows, index, torch.ones_like(index, dtype=torch.bool))  # every tap is in bounds

@@ -1,0 +1,132 @@
+"""Deformable convolution layers (torchvision's ``DeformConv2d``, and a self-contained block that
+learns its own offsets), on :func:`cnnlab.functional.deform_conv2d`."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from .. import functional
+from ..functional._utils import IntOrTuple, check_non_negative, check_positive
+from .conv import Conv2d
+
+__all__ = ["DeformConv2d", "DeformableConv2d"]
+
+
+class DeformConv2d(nn.Module):
+    r"""Deformable 2-D convolution (DCNv1, and DCNv2 with a ``mask``): ``torchvision.ops.DeformConv2d``'s
+    constructor, parameter names and initialisation, so state dicts move both ways and
+    :func:`cnnlab.convert` swaps the two classes. torch.nn has no deformable convolution
+    (pytorch/pytorch#2260); each tap samples the input at a learned fractional offset,
+
+    .. math:: y(p) = \sum_k w_k \, m_k(p) \, x(p \cdot s - \text{pad} + k \cdot d + \Delta_k(p))
+
+    with bilinear interpolation between pixels.
+
+    ``forward(input, offset, mask=None)``: ``input (N, C_in, H, W)``, ``offset (N, 2·G_off·kH·kW,
+    H_out, W_out)``, ``mask (N, G_off·kH·kW, H_out, W_out)`` → ``(N, C_out, H_out, W_out)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(groups, int) or groups <= 0:
+            raise ValueError(f"{name}: groups must be a positive integer, but got groups={groups!r}")
+        for label, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if channels % groups:
+                raise ValueError(
+                    f"{name}: {label} must be divisible by groups, but got {label}={channels}, groups={groups}"
+                )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        check_positive("kernel_size", self.kernel_size, name)
+        check_positive("stride", self.stride, name)
+        check_positive("dilation", self.dilation, name)
+        check_non_negative("padding", self.padding, name)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torchvision's (and torch.nn.Conv2d's): Kaiming-uniform weight, bias uniform in ±1/√fan_in."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        return functional.deform_conv2d(
+            input, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask
+        )
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        text += f", padding={self.padding}" if self.padding != (0, 0) else ""
+        text += f", dilation={self.dilation}" if self.dilation != (1, 1) else ""
+        text += f", groups={self.groups}" if self.groups != 1 else ""
+        return text + (", bias=False" if self.bias is None else "")
+
+
+class DeformableConv2d(nn.Module):
+    """A drop-in for ``Conv2d(in, out, k, stride, padding, dilation, groups, bias)`` that learns
+    where to look: an ``offset`` convolution (same kernel, stride, padding and dilation,
+    zero-initialised as in the DCN papers, so the layer starts as the plain convolution) predicts
+    the offsets (and with ``modulated=True`` a sigmoid mask, DCNv2) for a :class:`DeformConv2d`.
+    What ``conv=deformable`` builds for every k×k convolution of a model.
+
+    Args: as :class:`Conv2d`, and (keyword-only) ``offset_groups`` (input channels sharing one set
+    of offsets, default 1) and ``modulated`` (default False).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        offset_groups: int = 1,
+        modulated: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(offset_groups, int) or offset_groups <= 0 or in_channels % offset_groups:
+            raise ValueError(
+                f"DeformableConv2d: offset_groups must be a positive divisor of in_channels={in_channels}, "
+                f"but got offset_groups={offset_groups!r}"
+            )
+        self.conv = DeformConv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        taps = self.conv.kernel_size[0] * self.conv.kernel_size[1]
+        self.offset_groups, self.modulated = offset_groups, modulated
+        self.offset = Conv2d(in_channels, (3 if modulated else 2) * offset_groups * taps, kernel_size, stride, padding,
+                             dilation)  # fmt: skip
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        predicted = self.offset(input)
+        if not self.modulated:
+            return self.conv(input, predicted)
+        split = 2 * predicted.shape[1] // 3
+        return self.conv(input, predicted[:, :split], torch.sigmoid(predicted[:, split:]))
