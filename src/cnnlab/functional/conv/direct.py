@@ -19,6 +19,9 @@ instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -67,6 +70,24 @@ def _weight_grad(x: Tensor, grad: Tensor, geometry: Geometry, weight_shape, padd
 _NCHW_MIN_ROW = 16
 
 
+class _Layout(NamedTuple):
+    """One layout's three kernels, and how tensors get into and out of it."""
+
+    forward: Callable
+    input_grad: Callable
+    weight_grad: Callable
+    to_kernel: Callable[[Tensor], Tensor]  # (N, C, *S) → what the kernels take
+    from_kernel: Callable[[Tensor, torch.memory_format], Tensor]  # their result → (N, C, *S) in a format
+
+
+def _layout(nchw: bool) -> _Layout:
+    ops = torch.ops.cnnlab_native
+    if nchw:
+        return _Layout(ops.correlate_nchw, ops.correlate_nchw_input_grad, ops.correlate_nchw_weight_grad,
+                       Tensor.contiguous, lambda out, _: out)  # fmt: skip
+    return _Layout(ops.correlate_nhwc, ops.correlate_nhwc_input_grad, ops.correlate_nhwc_weight_grad, nhwc, to_nchw)
+
+
 class _DirectConv(torch.autograd.Function):
     """The compiled kernels as a convolution: the NCHW ones (``nchw=True``, no layout copy) or the
     channels-last ones (2-D and 3-D; contiguous input pays a copy each way). Under
@@ -75,11 +96,9 @@ class _DirectConv(torch.autograd.Function):
     @staticmethod
     def forward(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, nchw: bool) -> Tensor:
         out_size = output_size(input.shape[2:], Geometry.of(weight, stride, dilation, groups), padding)
-        ops = torch.ops.cnnlab_native
-        if nchw:
-            return ops.correlate_nchw(input, weight, stride, padding, dilation, groups, out_size)
-        out = ops.correlate_nhwc(nhwc(input), weight, stride, padding, dilation, groups, out_size)
-        return to_nchw(out, memory_format_of(input))
+        kernels = _layout(nchw)
+        out = kernels.forward(kernels.to_kernel(input), weight, stride, padding, dilation, groups, out_size)
+        return kernels.from_kernel(out, memory_format_of(input))
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -96,31 +115,18 @@ class _DirectConv(torch.autograd.Function):
             inputs = [t for t, needed in zip((input, weight), wanted) if needed]
             grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
             return *(next(grads) if needed else None for needed in wanted), None, None, None, None, None
-        ops = torch.ops.cnnlab_native
+        kernels = _layout(nchw)
+        grad = kernels.to_kernel(grad)
         grad_input = grad_weight = None
-        if nchw:
-            grad = grad.contiguous()
-            if wanted[1]:
-                grad_weight = ops.correlate_nchw_weight_grad(
-                    input, grad, list(weight.shape), stride, padding, dilation, groups
-                )
-            if wanted[0]:
-                grad_input = ops.correlate_nchw_input_grad(
-                    grad, weight, stride, padding, dilation, groups, list(input.shape[2:])
-                )
-            return grad_input, grad_weight, None, None, None, None, None
-        grad = nhwc(grad)
-        # weight gradient first: its channels-last input copy is gone before the input gradient's buffers exist
+        # weight gradient first: a channels-last input copy is gone before the input gradient's buffers exist
         if wanted[1]:
-            grad_weight = ops.correlate_nhwc_weight_grad(
-                nhwc(input), grad, list(weight.shape), stride, padding, dilation, groups
+            grad_weight = kernels.weight_grad(
+                kernels.to_kernel(input), grad, list(weight.shape), stride, padding, dilation, groups
             )
         if wanted[0]:
-            grad_input = ops.correlate_nhwc_input_grad(
-                grad, weight, stride, padding, dilation, groups, list(input.shape[2:])
-            )
+            grad_input = kernels.input_grad(grad, weight, stride, padding, dilation, groups, list(input.shape[2:]))
             del grad
-            grad_input = to_nchw(grad_input, memory_format_of(input))
+            grad_input = kernels.from_kernel(grad_input, memory_format_of(input))
         return grad_input, grad_weight, None, None, None, None, None
 
 
