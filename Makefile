@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	test -e .env || test ! -d $(SHARED_DATA)/cifar-10-batches-py || echo "CNNLAB_DATA=$(SHARED_DATA)" > .env
 	touch $@
 
-$(VENV)/.native: $(VENV)/.installed $(wildcard src/cnnlab/csrc/*.cpp)
+$(VENV)/.native: $(VENV)/.installed $(wildcard src/cnnlab/csrc/*.cpp src/cnnlab/csrc/*.h)
 	$(PY) -m cnnlab.functional.native || echo "cnnlab: compiled CPU kernels not built; the Python algorithms will run"
 	touch $@
 

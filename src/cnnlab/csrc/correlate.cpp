@@ -75,6 +75,26 @@ Range inside(int64_t offset, int64_t stride, int64_t size, int64_t out) {
   return {lo, std::max(lo, hi)};
 }
 
+// Every tap (a, i, j) whose input plane and row lie inside the image for output row (od, oh):
+// f(tap, id, ih, offset, range) with the flat tap index (a·kh + i)·kw + j, the input plane and row,
+// the tap's offset along W (j·dw − pw) and the outputs of the row it reads inside the image.
+template <typename F>
+void for_each_tap(const Volume& v, int64_t od, int64_t oh, int64_t H, int64_t W, int64_t OW, F f) {
+  const Geometry& g = v.g;
+  for (int64_t a = 0; a < v.kd; ++a) {
+    const int64_t id = od * v.sd - v.pd + a * v.dd;
+    if (id < 0 || id >= v.D) continue;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+      if (ih < 0 || ih >= H) continue;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t offset = j * g.dw - g.pw;
+        f((a * g.kh + i) * g.kw + j, id, ih, offset, inside(offset, g.sw, W, OW));
+      }
+    }
+  }
+}
+
 constexpr int64_t kBlock = 64;  // outputs along W per product: the accumulator block stays in L1
 
 int64_t knob(const char* name, int64_t fallback) {  // benchmark-only overrides of the blocking below
@@ -206,26 +226,16 @@ at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at:
       }
       const int64_t od = r0 / OH, oh = r0 % OH;
       std::fill(y_row, y_row + OW * O, 0.0f);
-      for (int64_t a = 0; a < v.kd; ++a) {
-        const int64_t id = od * v.sd - v.pd + a * v.dd;
-        if (id < 0 || id >= v.D) continue;
-        for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= H) continue;
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const int64_t offset = j * g.dw - g.pw;
-            const Range r = inside(offset, g.sw, W, OW);
-            for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
-              const int64_t M = std::min(kBlock, r.hi - lo);
-              for (int64_t grp = 0; grp < groups; ++grp) {
-                const float* x_tap = image + ((id * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
-                const float* w_tap = wp + (((grp * v.kd + a) * g.kh + i) * g.kw + j) * Cg * Og;
-                brgemm(M, Og, Cg, g.sw * C, Og, O, true, x_tap, w_tap, y_row + lo * O + grp * Og, false);
-              }
-            }
+      for_each_tap(v, od, oh, H, W, OW, [&](int64_t tap, int64_t id, int64_t ih, int64_t offset, Range r) {
+        for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
+          const int64_t M = std::min(kBlock, r.hi - lo);
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            const float* x_tap = image + ((id * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
+            const float* w_tap = wp + (grp * v.taps() + tap) * Cg * Og;
+            brgemm(M, Og, Cg, g.sw * C, Og, O, true, x_tap, w_tap, y_row + lo * O + grp * Og, false);
           }
         }
-      }
+      });
     }
     brgemm_release(false);
   });
@@ -264,27 +274,17 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
       for (int64_t od = 0; od < v.OD; ++od) {
         for (int64_t oh = 0; oh < OH; ++oh) {
           const float* dy_row = gp + ((n * v.OD + od) * OH + oh) * OW * O;
-          for (int64_t a = 0; a < v.kd; ++a) {
-            const int64_t id = od * v.sd - v.pd + a * v.dd;
-            if (id < 0 || id >= v.D) continue;
-            for (int64_t i = 0; i < g.kh; ++i) {
-              const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-              if (ih < 0 || ih >= H) continue;
-              for (int64_t j = 0; j < g.kw; ++j) {
-                const int64_t offset = j * g.dw - g.pw;
-                const Range r = inside(offset, g.sw, W, OW);
-                for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
-                  const int64_t M = std::min(kBlock, r.hi - lo);
-                  for (int64_t grp = 0; grp < groups; ++grp) {
-                    const float* dy_block = dy_row + lo * O + grp * Og;
-                    const float* w_tap = wp + (((grp * v.kd + a) * g.kh + i) * g.kw + j) * Og * Cg;
-                    float* dx = image + ((id * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
-                    brgemm(M, Cg, Og, O, Cg, g.sw * C, true, dy_block, w_tap, dx, false);
-                  }
-                }
+          for_each_tap(v, od, oh, H, W, OW, [&](int64_t tap, int64_t id, int64_t ih, int64_t offset, Range r) {
+            for (int64_t lo = r.lo; lo < r.hi; lo += kBlock) {
+              const int64_t M = std::min(kBlock, r.hi - lo);
+              for (int64_t grp = 0; grp < groups; ++grp) {
+                const float* dy_block = dy_row + lo * O + grp * Og;
+                const float* w_tap = wp + (grp * v.taps() + tap) * Og * Cg;
+                float* dx = image + ((id * H + ih) * W + lo * g.sw + offset) * C + grp * Cg;
+                brgemm(M, Cg, Og, O, Cg, g.sw * C, true, dy_block, w_tap, dx, false);
               }
             }
-          }
+          });
         }
       }
     }
@@ -326,25 +326,15 @@ at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor&
         for (int64_t ow = 0; ow < OW; ++ow) {
           for (int64_t o = 0; o < O; ++o) dyt[o * OW + ow] = dy_row[ow * O + o];
         }
-        for (int64_t a = 0; a < v.kd; ++a) {
-          const int64_t id = od * v.sd - v.pd + a * v.dd;
-          if (id < 0 || id >= v.D) continue;
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-            if (ih < 0 || ih >= H) continue;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t offset = j * g.dw - g.pw;
-              const Range r = inside(offset, g.sw, W, OW);
-              if (r.lo >= r.hi) continue;
-              for (int64_t grp = 0; grp < groups; ++grp) {
-                const float* dyt_block = dyt.data() + grp * Og * OW + r.lo;
-                const float* x_tap = image + ((id * H + ih) * W + r.lo * g.sw + offset) * C + grp * Cg;
-                float* dw = acc + (((grp * v.kd + a) * g.kh + i) * g.kw + j) * Og * Cg;
-                brgemm(Og, Cg, r.hi - r.lo, OW, g.sw * C, Cg, true, dyt_block, x_tap, dw, false);
-              }
-            }
+        for_each_tap(v, od, oh, H, W, OW, [&](int64_t tap, int64_t id, int64_t ih, int64_t offset, Range r) {
+          if (r.lo >= r.hi) return;
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            const float* dyt_block = dyt.data() + grp * Og * OW + r.lo;
+            const float* x_tap = image + ((id * H + ih) * W + r.lo * g.sw + offset) * C + grp * Cg;
+            float* dw = acc + (grp * v.taps() + tap) * Og * Cg;
+            brgemm(Og, Cg, r.hi - r.lo, OW, g.sw * C, Cg, true, dyt_block, x_tap, dw, false);
           }
-        }
+        });
       }
     }
     brgemm_release(false);
