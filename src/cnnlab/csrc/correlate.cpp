@@ -358,7 +358,8 @@ at::Tensor correlate_nchw(const at::Tensor& input, const at::Tensor& weight, at:
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
   TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && stride[1] == 1,
               "cnnlab_native::correlate_nchw: float32, stride 1 along W");
-  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const Volume v = volume(weight.sizes().slice(2), stride, padding, dilation, groups, 1, 1);
+  const Geometry& g = v.g;
   const at::Tensor x = input.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t O = weight.size(0), Cg = C / groups, Og = O / groups, OH = out_size[0], OW = out_size[1];
@@ -371,21 +372,15 @@ at::Tensor correlate_nchw(const at::Tensor& input, const at::Tensor& weight, at:
   at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / OH, oh = row % OH;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-        if (ih < 0 || ih >= H) continue;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t offset = j * g.dw - g.pw;
-          const Range r = inside(offset, 1, W, OW);
-          if (r.lo >= r.hi) continue;
-          for (int64_t grp = 0; grp < groups; ++grp) {
-            const float* a = wp + ((grp * g.kh + i) * g.kw + j) * Og * Cg;
-            const float* b = xp + ((n * C + grp * Cg) * H + ih) * W + r.lo + offset;
-            float* c = yp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
-            brgemm(Og, r.hi - r.lo, Cg, Cg, H * W, OH * OW, true, a, b, c, false);
-          }
+      for_each_tap(v, 0, oh, H, W, OW, [&](int64_t tap, int64_t, int64_t ih, int64_t offset, Range r) {
+        if (r.lo >= r.hi) return;
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          const float* a = wp + (grp * v.taps() + tap) * Og * Cg;
+          const float* b = xp + ((n * C + grp * Cg) * H + ih) * W + r.lo + offset;
+          float* c = yp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
+          brgemm(Og, r.hi - r.lo, Cg, Cg, H * W, OH * OW, true, a, b, c, false);
         }
-      }
+      });
     }
     brgemm_release(false);
   });
@@ -397,7 +392,8 @@ at::Tensor correlate_nchw_input_grad(const at::Tensor& grad, const at::Tensor& w
                                      at::IntArrayRef input_size) {
   TORCH_CHECK(grad.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && stride[1] == 1,
               "cnnlab_native::correlate_nchw_input_grad: float32, stride 1 along W");
-  const Geometry g = geometry(weight.sizes().slice(2), stride, padding, dilation, groups);
+  const Volume v = volume(weight.sizes().slice(2), stride, padding, dilation, groups, 1, 1);
+  const Geometry& g = v.g;
   const at::Tensor dy = grad.contiguous();
   const int64_t N = dy.size(0), O = dy.size(1), OH = dy.size(2), OW = dy.size(3);
   const int64_t Cg = weight.size(1), C = Cg * groups, Og = O / groups, H = input_size[0], W = input_size[1];
@@ -410,21 +406,15 @@ at::Tensor correlate_nchw_input_grad(const at::Tensor& grad, const at::Tensor& w
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       for (int64_t oh = 0; oh < OH; ++oh) {
-        for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= H) continue;
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const int64_t offset = j * g.dw - g.pw;
-            const Range r = inside(offset, 1, W, OW);
-            if (r.lo >= r.hi) continue;
-            for (int64_t grp = 0; grp < groups; ++grp) {
-              const float* a = wp + ((grp * g.kh + i) * g.kw + j) * Cg * Og;
-              const float* b = gp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
-              float* c = dxp + ((n * C + grp * Cg) * H + ih) * W + r.lo + offset;
-              brgemm(Cg, r.hi - r.lo, Og, Og, OH * OW, H * W, true, a, b, c, false);
-            }
+        for_each_tap(v, 0, oh, H, W, OW, [&](int64_t tap, int64_t, int64_t ih, int64_t offset, Range r) {
+          if (r.lo >= r.hi) return;
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            const float* a = wp + (grp * v.taps() + tap) * Cg * Og;
+            const float* b = gp + ((n * O + grp * Og) * OH + oh) * OW + r.lo;
+            float* c = dxp + ((n * C + grp * Cg) * H + ih) * W + r.lo + offset;
+            brgemm(Cg, r.hi - r.lo, Og, Og, OH * OW, H * W, true, a, b, c, false);
           }
-        }
+        });
       }
     }
     brgemm_release(false);

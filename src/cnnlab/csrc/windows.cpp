@@ -162,6 +162,13 @@ bool channels_last(const at::Tensor& t) {
   return (t.dim() == 4 || t.dim() == 5) && t.is_contiguous(channels_last_format(t.dim())) && !t.is_contiguous();
 }
 
+// {N, C, *spatial}: the shape of a pooling input or output.
+std::vector<int64_t> batch_shape(int64_t N, int64_t C, at::IntArrayRef spatial) {
+  std::vector<int64_t> shape{N, C};
+  shape.insert(shape.end(), spatial.begin(), spatial.end());
+  return shape;
+}
+
 // The spatial sizes of x, depth first and 1 for 2-D: {D, H, W}.
 std::vector<int64_t> volume(at::IntArrayRef spatial) {
   std::vector<int64_t> sizes(3 - spatial.size(), 1);
@@ -183,8 +190,7 @@ std::tuple<at::Tensor, at::Tensor> window_max_with(const at::Tensor& input, at::
   const int64_t skip = 3 - spatial;  // axes of size 1 that a 2-D pool adds: one window each, covering it
   Pool p{x.size(0), x.size(1), in[0], in[1], in[2], out[0], out[1], out[2],
          skip ? adaptive(1, 1) : axis(0, in[0], out[0]), axis(1 - skip, in[1], out[1]), axis(2 - skip, in[2], out[2])};
-  std::vector<int64_t> shape{p.N, p.C};
-  shape.insert(shape.end(), output_size.begin(), output_size.end());
+  const std::vector<int64_t> shape = batch_shape(p.N, p.C, output_size);
   at::Tensor values = at::empty(shape, x.options(), format);
   at::Tensor index = at::empty(shape, x.options().dtype(at::kLong), format);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cnnlab_native::window_max", [&] {
@@ -221,8 +227,7 @@ at::Tensor window_max_backward(const at::Tensor& grad, const at::Tensor& index, 
   const int64_t N = g.size(0), C = g.size(1), outputs = g.numel() / std::max<int64_t>(N * C, 1);
   int64_t inputs = 1;
   for (const int64_t s : input_size) inputs *= s;
-  std::vector<int64_t> shape{N, C};
-  shape.insert(shape.end(), input_size.begin(), input_size.end());
+  const std::vector<int64_t> shape = batch_shape(N, C, input_size);
   const auto sum_type = overlapping ? at::toOpMathType(g.scalar_type()) : g.scalar_type();
   at::Tensor sums = at::empty(shape, g.options().dtype(sum_type), format).zero_();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "cnnlab_native::window_max_backward", [&] {
@@ -302,8 +307,7 @@ at::Tensor adaptive_window_mean(const at::Tensor& input, at::IntArrayRef output_
   const auto format = nhwc ? channels_last_format(input.dim()) : at::MemoryFormat::Contiguous;
   const at::Tensor x = input.contiguous(format);
   const Pool p = adaptive_pool(x, x.sizes().slice(2), output_size);
-  std::vector<int64_t> shape{p.N, p.C};
-  shape.insert(shape.end(), output_size.begin(), output_size.end());
+  const std::vector<int64_t> shape = batch_shape(p.N, p.C, output_size);
   at::Tensor out = at::empty(shape, x.options(), format);
   const int64_t inputs = p.D * p.H * p.W, outputs = p.OD * p.OH * p.OW, C = p.C;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cnnlab_native::adaptive_window_mean", [&] {
@@ -338,8 +342,7 @@ at::Tensor adaptive_window_mean_backward(const at::Tensor& grad, at::IntArrayRef
   const auto format = nhwc ? channels_last_format(grad.dim()) : at::MemoryFormat::Contiguous;
   const at::Tensor g = grad.contiguous(format);
   const Pool p = adaptive_pool(g, input_size, g.sizes().slice(2));
-  std::vector<int64_t> shape{p.N, p.C};
-  shape.insert(shape.end(), input_size.begin(), input_size.end());
+  const std::vector<int64_t> shape = batch_shape(p.N, p.C, input_size);
   const auto acc_type = at::toOpMathType(g.scalar_type());
   at::Tensor sums = at::empty(shape, g.options().dtype(acc_type), format).zero_();
   const int64_t inputs = p.D * p.H * p.W, outputs = p.OD * p.OH * p.OW, C = p.C;
