@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from .. import functional
-from ..functional._utils import IntOrTuple, check_non_negative, check_positive
-from .conv import Conv2d
+from ..functional._utils import IntOrTuple
+from .conv import Conv2d, _check_arguments
 
 __all__ = ["DeformConv2d", "DeformableConv2d"]
 
@@ -44,21 +44,12 @@ class DeformConv2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        name = type(self).__name__
-        if not isinstance(groups, int) or groups <= 0:
-            raise ValueError(f"{name}: groups must be a positive integer, but got groups={groups!r}")
-        for label, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if channels % groups:
-                raise ValueError(
-                    f"{name}: {label} must be divisible by groups, but got {label}={channels}, groups={groups}"
-                )
+        # the convolutions' own checks (groups, channels, kernel/stride/dilation, padding)
+        _check_arguments(type(self).__name__, 2, False, in_channels, out_channels, kernel_size, stride, padding,
+                         dilation, 0, groups, "zeros")  # fmt: skip
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
-        check_positive("kernel_size", self.kernel_size, name)
-        check_positive("stride", self.stride, name)
-        check_positive("dilation", self.dilation, name)
-        check_non_negative("padding", self.padding, name)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
