@@ -89,17 +89,25 @@ def test_tf_same_layers_and_the_drop_in_contract():
             ours(*args)
 
 
-def test_tf_same_under_export_with_a_dynamic_batch_and_compile():
+def test_tf_same_under_export_and_compile_with_a_dynamic_batch_and_spatial_size():
     model = nn.Sequential(cnn.Conv2d(3, 8, 3, 2, "tf_same"), cnn.MaxPool2d(3, 2, "tf_same"),
                           cnn.AvgPool2d(2, 2, "tf_same", count_include_pad=False)).eval()  # fmt: skip
-    exported = torch.export.export(
-        model, (torch.randn(2, 3, 17, 19),), dynamic_shapes={"input": {0: torch.export.Dim("batch", max=64)}}
-    )
-    compiled = torch.compile(model, fullgraph=True)
-    for batch in (1, 5):
-        x = torch.randn(batch, 3, 17, 19)
-        torch.testing.assert_close(exported.module()(x), model(x))
-        torch.testing.assert_close(compiled(x), model(x))
+    dims = {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim("height", min=16, max=256),
+            3: torch.export.Dim("width", min=16, max=256)}  # fmt: skip
+    exported = torch.export.export(model, (torch.randn(2, 3, 17, 19),), dynamic_shapes={"input": dims})
+    for shape in ((1, 3, 17, 19), (5, 3, 32, 32), (3, 3, 16, 41)):
+        x = torch.randn(shape)
+        expected = model(x)
+        assert expected.shape[2:] == tuple(math.ceil(math.ceil(math.ceil(n / 2) / 2) / 2) for n in shape[2:])
+        torch.testing.assert_close(exported.module()(x), expected)
+    # inductor takes minutes to simplify the index arithmetic of a stack of symbolic-size layers on 2
+    # cores; one layer shows that a compiled graph serves every size without recompiling
+    torch._dynamo.reset()
+    compiled = torch.compile(model[0], fullgraph=True, dynamic=True)
+    first, second = torch.randn(2, 3, 17, 19), torch.randn(3, 3, 32, 24)
+    torch.testing.assert_close(compiled(first), model[0](first))
+    with torch._dynamo.config.patch(error_on_recompile=True):  # the second size runs the first one's graph
+        torch.testing.assert_close(compiled(second), model[0](second))
 
 
 # ---------------------------------------------------------------- transposed padding modes

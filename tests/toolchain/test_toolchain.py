@@ -160,6 +160,37 @@ def test_export_with_dynamic_batch_runs_other_batch_sizes_and_has_no_conv_or_poo
     assert [op for op in ops if "aten" in op and ("convolution" in op or "pool" in op)] == []
 
 
+_SPATIAL_LAYERS = {  # (4-channel layer, spatial dims): geometries whose output size is a formula in the input's
+    "conv1d stride 3 dilated": (lambda: cnn.Conv1d(4, 4, 3, stride=3, padding=2, dilation=2), 1),
+    "conv2d stride 2 grouped": (lambda: cnn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), 2),
+    "conv2d depthwise stride 2": (lambda: cnn.Conv2d(4, 8, 3, stride=2, padding=1, groups=4), 2),
+    "conv2d tf_same stride 2": (lambda: cnn.Conv2d(4, 4, 3, stride=2, padding="tf_same"), 2),
+    "conv3d tf_same stride 2": (lambda: cnn.Conv3d(4, 4, 3, stride=2, padding="tf_same"), 3),
+    "conv_transpose2d stride 2": (lambda: cnn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1), 2),
+    "max_pool2d 3/2 ceil_mode": (lambda: cnn.MaxPool2d(3, 2, padding=1, ceil_mode=True), 2),
+    "max_pool3d 2": (lambda: cnn.MaxPool3d(2), 3),
+    "avg_pool2d tf_same": (lambda: cnn.AvgPool2d(3, 2, padding="tf_same"), 2),
+    "lp_pool2d 2": (lambda: cnn.LPPool2d(2, 2), 2),
+    "adaptive_max_pool2d 3": (lambda: cnn.AdaptiveMaxPool2d(3), 2),
+    "adaptive_avg_pool3d 3": (lambda: cnn.AdaptiveAvgPool3d(3), 3),
+    "blur_pool2d": (lambda: cnn.BlurPool2d(4), 2),
+}
+
+
+@pytest.mark.parametrize("name", list(_SPATIAL_LAYERS))
+def test_export_with_dynamic_batch_and_spatial_size_runs_other_sizes(name):
+    """Every size is symbolic: no guard on an output-size formula may pin a spatial size."""
+    make, dims = _SPATIAL_LAYERS[name]
+    layer = make().eval()
+    dynamic = {0: torch.export.Dim("batch", max=64)} | {
+        2 + i: torch.export.Dim(f"size{i}", min=16, max=128) for i in range(dims)
+    }
+    program = torch.export.export(layer, (torch.randn(2, 4, *(17, 19, 18)[:dims]),), dynamic_shapes=(dynamic,))
+    for sizes in ((16, 33, 20), (41, 16, 25)):
+        x = torch.randn(3, 4, *sizes[:dims])
+        assert_close(program.module()(x), layer(x))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
 def test_onnx_export_runs_in_onnxruntime_and_matches(dynamo, small_pair):

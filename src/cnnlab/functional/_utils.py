@@ -6,7 +6,7 @@ per-dimension tuples, and every output-size formula, lives here once.
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -28,6 +28,7 @@ __all__ = [
     "resolve_padding",
     "same_padding",
     "tap_ranges",
+    "window_taps",
 ]
 
 IntOrTuple = int | Sequence[int]
@@ -86,8 +87,9 @@ def tf_same_padding(size, kernel: int, stride: int, dilation: int = 1):
     stay symbolic, with no guard on their value."""
     out = (size + stride - 1) // stride
     total = (out - 1) * stride + (kernel - 1) * dilation + 1 - size
-    # (torch.jit.trace records sizes as tensors, torch.export as SymInts: neither takes Python's max)
-    total = total.clamp(min=0) if isinstance(total, Tensor) else torch.sym_max(total, 0)
+    if (kernel - 1) * dilation + 1 < stride:  # else (out − 1)·s ≥ size − s makes the total ≥ 0 already
+        # (torch.jit.trace records sizes as tensors, torch.export as SymInts: neither takes Python's max)
+        total = total.clamp(min=0) if isinstance(total, Tensor) else torch.sym_max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -118,8 +120,12 @@ def resolve_padding(
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
-    """``floor((size + pad_l + pad_r - dilation * (kernel - 1) - 1) / stride) + 1``."""
-    return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
+    """``floor((size + pad_l + pad_r - dilation * (kernel - 1) - 1) / stride) + 1``.
+
+    Computed as one floor division (``+ stride`` inside it): a symbolic size then stays a single
+    ``FloorDiv`` that ``n · size`` keeps factored, so a tracer can prove ``size | n · size`` when a
+    reshape splits it off (a trailing ``+ 1`` gets multiplied out, and the proof fails)."""
+    return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1 + stride) // stride
 
 
 def output_size_unpadded(
@@ -138,13 +144,17 @@ def conv_transpose_output_size(
 
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
     """torch's pooling output size, including the ``ceil_mode`` rule that the last window must
-    start inside the input or the left padding (never entirely in the right padding)."""
+    start inside the input or the left padding (never entirely in the right padding): with
+    ``padding ≤ kernel/2`` that rule is a minimum with ``ceil((size + padding) / stride)``, so a
+    symbolic size needs no branch."""
     effective = dilation * (kernel - 1) + 1
-    numerator = size + 2 * padding - effective
-    out = (math.ceil(numerator / stride) if ceil_mode else numerator // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
+    numerator = size + 2 * padding - effective + stride
+    if not ceil_mode:
+        return numerator // stride
+    out, starts = (numerator + stride - 1) // stride, (size + padding + stride - 1) // stride
+    if isinstance(out, Tensor):  # torch.jit.trace records sizes as tensors
+        return torch.minimum(out, starts)
+    return min(out, starts) if isinstance(out, int) else torch.sym_min(out, starts)
 
 
 def check_input_rank(input: Tensor, spatial_dims: int, op: str) -> bool:
@@ -224,6 +234,40 @@ def unpad_adjoint(x: Tensor, pads: tuple[tuple[int, int], ...], mode: str) -> Te
             out = out + _pad_dim(tail.flip(dim), dim, size - 1 - right, 1)
         x = out
     return x
+
+
+def window_taps(
+    x: Tensor,
+    first_axis: int,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    out: Sequence,
+    value: float = 0.0,
+) -> list[Tensor]:
+    """The ``prod(kernel)`` views of ``x`` that the window taps read, in row-major tap order: tap
+    ``j`` along spatial axis ``i`` (``first_axis + i``) reads ``x[o·s − p + j·d]`` for ``o < out``,
+    positions outside ``x`` reading ``value``. Each view has ``out`` in the spatial axes and ``x``'s
+    other axes as they are.
+
+    Each axis is padded by ``p`` on the left and padded (or, symbolically, cropped) on the right to
+    ``s·M`` with ``M = out + ⌊d(k−1)/s⌋``, which holds every position read, so that every strided
+    slice ``[j·d : j·d + s(out−1) + 1 : s]`` ends inside it by a constant margin: a tracer with a
+    symbolic size has nothing to prove (slices of the ``p``-padded input alone made
+    ``torch.export`` guard on sizes, keeping them static)."""
+    flat: list = []
+    for axis, (k, s, p, d, o) in enumerate(zip(kernel, stride, padding, dilation, out)):
+        right = s * (o + d * (k - 1) // s) - x.shape[first_axis + axis] - p
+        # (a symbolic size keeps its crop: a maximum would hide the constant margin from the tracer)
+        flat = [p, right if isinstance(right, torch.SymInt) else max(right, 0 * right), *flat]
+    if any(not isinstance(side, int) or side for side in flat):
+        x = torch.nn.functional.pad(x, [0, 0] * (x.dim() - first_axis - len(kernel)) + flat, value=value)
+    taps = []
+    for tap in itertools.product(*[range(k) for k in kernel]):
+        window = [slice(j * d, j * d + s * (o - 1) + 1, s) for j, s, d, o in zip(tap, stride, dilation, out)]
+        taps.append(x[(*[slice(None)] * first_axis, *window)])
+    return taps
 
 
 def tap_ranges(

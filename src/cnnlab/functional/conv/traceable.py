@@ -21,13 +21,11 @@ index arithmetic).
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._utils import conv_output_size
+from .._utils import conv_output_size, window_taps
 from .base import ConvAlgorithm, memory_format_of
 
 __all__ = ["TRACEABLE", "conv", "conv_transpose"]
@@ -43,31 +41,25 @@ def conv(
 ) -> Tensor:
     """``(N, C, *S)`` ⋆ ``(O, C/G, *k)`` → ``(N, O, *S_out)`` in the input's memory format, for any
     number of spatial dims (2-D here, 3-D for :func:`cnnlab.functional.conv3d`)."""
-    n, channels, *sizes = input.shape
+    _, channels, *sizes = input.shape
     out_channels, group_channels, *kernel = weight.shape
     dims = len(sizes)
     outs = [conv_output_size(*geometry) for geometry in zip(sizes, kernel, stride, [(p, p) for p in padding], dilation)]
-    pads = [0, 0] + [side for p in reversed(padding) for side in (p, p)]
-    x = F.pad(input.permute(0, *range(2, dims + 2), 1), pads)  # (N, *S, C), zero-padded
-    geometry = list(zip(dilation, stride, outs))
-    taps = [
-        x[tuple([slice(None)] + [slice(i * d, i * d + s * (o - 1) + 1, s) for i, (d, s, o) in zip(tap, geometry)])]
-        for tap in itertools.product(*[range(k) for k in kernel])
-    ]  # each (N, *S_out, C), in row-major tap order
+    x = input.permute(0, *range(2, dims + 2), 1)  # (N, *S, C)
+    taps = window_taps(x, 1, kernel, stride, padding, dilation, outs)  # each (N, *S_out, C), row-major
     count = len(taps)
     if group_channels == 1 and groups > 1:  # depthwise: out[..., c·m + j] = Σ_taps tap[..., c] · w[c·m + j, tap]
         filters = weight.reshape(channels, out_channels // channels, count)
-        out = sum(tap.unsqueeze(-1) * filters[:, :, t] for t, tap in enumerate(taps))
+        out = sum(tap.unsqueeze(-1) * filters[:, :, t] for t, tap in enumerate(taps)).flatten(-2)
     elif groups == 1:
-        cols = torch.cat(taps, -1).reshape(-1, count * channels)  # (N·L, K·C)
+        cols = torch.cat(taps, -1)  # (N, *S_out, K·C)
         out = torch.matmul(cols, weight.permute(0, *range(2, dims + 2), 1).reshape(out_channels, -1).t())
     else:
-        cols = torch.stack(taps, -2).reshape(-1, count, groups, group_channels)  # (N·L, K, G, C/G)
-        cols = cols.permute(2, 0, 1, 3).reshape(groups, -1, count * group_channels)
+        cols = torch.stack(taps, -2).unflatten(-1, (groups, group_channels))  # (N, *S_out, K, G, C/G)
+        cols = cols.permute(dims + 2, *range(dims + 2), dims + 3).flatten(1, dims + 1).flatten(-2)  # (G, N·L, K·C/G)
         filters = weight.reshape(groups, out_channels // groups, group_channels, count)
         filters = filters.permute(0, 3, 2, 1).reshape(groups, count * group_channels, -1)
-        out = torch.matmul(cols, filters).permute(1, 0, 2)  # (N·L, G, O/G)
-    out = out.reshape(n, *outs, out_channels)
+        out = torch.matmul(cols, filters).permute(1, 0, 2).unflatten(0, (-1, *outs)).flatten(-2)  # (N, *S_out, O)
     return out.permute(0, dims + 1, *range(1, dims + 1)).contiguous(memory_format=memory_format_of(input))
 
 

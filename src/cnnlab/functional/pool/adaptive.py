@@ -168,8 +168,9 @@ def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] |
     """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
     height, width = x.shape[2:]
-    if oh and ow and height % oh == 0 and width % ow == 0:
+    if oh and ow and isinstance(height, int) and isinstance(width, int) and height % oh == width % ow == 0:
         # Windows that tile the image (global pooling, 32² → 4²) are max_pool2d's, kernel = stride
+        # (a symbolic size, under torch.export with a dynamic spatial dim, takes the general windows)
         kernel = (height // oh, width // ow)
         out, index = run(MAX_POOL2D, x, kernel, kernel, (0, 0), (1, 1), (oh, ow), return_indices)
         return finish(out, index, batched, return_indices)

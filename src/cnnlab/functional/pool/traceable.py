@@ -2,11 +2,11 @@
 
 Used whenever a tracer or ``torch.func`` transform is watching (:mod:`cnnlab.functional._tracing`):
 every window of ``(N, C, *S)`` (any number of spatial dims) is laid out as ``(N, C, *S_out, K)``
-(``K = prod(kernel)`` taps in row-major order) by ``F.pad`` and strided slices or a reshape
-(regular windows) or index selection and gathers (adaptive and fractional windows), and the pool
-is a reduction over the last dim. No custom Function, no in-place op, no decision on values, so
-autograd, functorch, inductor and the exporters take it op by op. The 3-D pools and fractional
-max pooling use this form in eager mode too.
+(``K = prod(kernel)`` taps in row-major order) by ``F.pad`` and strided slices (regular windows,
+:func:`cnnlab.functional._utils.window_taps`) or index selection and gathers (adaptive and
+fractional windows), and the pool is a reduction over the last dim. No custom Function, no
+in-place op, no decision on values, so autograd, functorch, inductor and the exporters take it op
+by op. The 3-D pools and fractional max pooling use this form in eager mode too.
 
 Max pooling keeps torch's exact rule without a data-dependent branch: the index is that of the
 *last* NaN if the window holds one, else the *first* maximal tap (padding is never picked, even in
@@ -22,37 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._utils import window_taps
+
 __all__ = ["adaptive_max_pool", "fractional_max_pool", "lowest", "max_pool", "weighted_pool2d", "window_sum"]
-
-
-def _unfold(x: Tensor, dim: int, kernel: int, stride: int, padding: int, dilation: int, out: int, value: float):
-    """Windows along the negative ``dim``, appended as a last dim of size ``kernel``; the right
-    side gets the padding plus what ``ceil_mode`` needs for the last window.
-
-    Windows that tile (``kernel == stride``, no dilation) are a reshape; others stack one strided
-    slice per tap. Neither uses ``Tensor.unfold``, whose ONNX export needs every input size static
-    (a dynamic batch fails)."""
-    effective = dilation * (kernel - 1) + 1
-    right = max((out - 1) * stride + effective - x.shape[dim] - padding, 0)
-    if padding or right:
-        x = F.pad(x, [0, 0] * (-dim - 1) + [padding, right], value=value)
-    if kernel == stride and dilation == 1:
-        axis = x.dim() + dim  # non-negative axes throughout: ONNX's Transpose rejects negative ones
-        tiles = x.narrow(axis, 0, out * kernel).unflatten(axis, (out, kernel))
-        return tiles.permute([i for i in range(tiles.dim()) if i != axis + 1] + [axis + 1])
-    after = (slice(None),) * (-dim - 1)
-    taps = [x[(..., slice(j * dilation, j * dilation + stride * (out - 1) + 1, stride), *after)] for j in range(kernel)]
-    return torch.stack(taps, dim=-1)
 
 
 def _windows(x: Tensor, k, s, p, d, o, value: float) -> Tensor:
     """``(N, C, *S)`` → ``(N, C, *S_out, K)`` with ``K = prod(k)`` taps in row-major order, for any
-    number of spatial dims."""
-    dims, (n, c) = len(k), x.shape[:2]
-    for j in reversed(range(dims)):  # each step appends its tap dim: (..., k_last, ..., k_j)
-        x = _unfold(x, -(2 * dims - 2 * j - 1), k[j], s[j], p[j], d[j], o[j], value)
-    taps = list(range(x.dim() - 1, x.dim() - 1 - dims, -1))  # (k_0, ..., k_last)
-    return x.permute(*range(2 + dims), *taps).reshape(n, c, *o, math.prod(k))
+    number of spatial dims; positions outside the input read ``value``."""
+    return torch.stack(window_taps(x, 2, k, s, p, d, o, value), -1)
 
 
 def _positions(size: int, kernel: int, stride: int, padding: int, dilation: int, out: int, device) -> Tensor:
@@ -131,8 +109,12 @@ def weighted_pool2d(x: Tensor, weights: Tensor, s, p, o) -> Tensor:
 
 def _adaptive_positions(size: int, out: int, device) -> Tensor:
     """Taps of torch's adaptive windows ``[floor(o·size/out), ceil((o+1)·size/out))``, ``(out, longest)``;
-    taps past a window's end point at ``size`` (out of bounds)."""
-    longest = max((((o + 1) * size + out - 1) // out - (o * size) // out for o in range(out)), default=1)
+    taps past a window's end point at ``size`` (out of bounds). A symbolic ``size`` (``torch.export``
+    with a dynamic spatial dim) gets the bound ``ceil(size/out) + 1`` on every window's length."""
+    if isinstance(size, int):
+        longest = max((((o + 1) * size + out - 1) // out - (o * size) // out for o in range(out)), default=1)
+    else:
+        longest = (size + out - 1) // out + 1
     o = torch.arange(out, device=device)
     start, end = (o * size) // out, ((o + 1) * size + out - 1) // out
     positions = start[:, None] + torch.arange(longest, device=device)[None, :]
