@@ -81,6 +81,37 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_143(tmp_path):
     assert saved["state"]["step"] >= 3
 
 
+def test_sigusr2_checkpoints_the_step_then_hands_over_to_the_handler_installed_before(tmp_path):
+    """submitit signals USR2 before the time limit and requeues from its own handler: the step
+    finishes, the checkpoint is written, then that handler runs (a stand-in: it records what the
+    checkpoint directory holds and exits 3, as submitit's exits after requeueing)."""
+    marker = tmp_path / "handed_over"
+    run_dir = tmp_path / "run"
+    overrides = [*DETERMINISTIC, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"]
+    stand_in = (
+        "import os, runpy, signal, sys\n"
+        "def requeue(signum, frame):\n"
+        f"    open({str(marker)!r}, 'w').write(' '.join(sorted(os.listdir({str(run_dir / 'checkpoints')!r}))))\n"
+        "    sys.exit(3)\n"
+        "signal.signal(signal.SIGUSR2, requeue)\n"
+        f"sys.argv = ['train.py', *{overrides!r}]\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", stand_in], cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    threading.Timer(240, process.kill).start()
+    output = ""
+    for line in process.stdout:
+        output += line
+        if line.startswith("epoch 1/50"):
+            process.send_signal(signal.SIGUSR2)
+    process.wait(timeout=60)
+    assert process.returncode == 3, output
+    assert "Received SIGUSR2" in output and "last.pt" in marker.read_text().split()
+    step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"]
+    assert f"Stopped by signal at step {step}:" in output and step >= 3
+
+
 def test_damaged_checkpoints_are_reported_and_skipped(tmp_path, capsys):
     manager = CheckpointManager(tmp_path, keep_last_k=3)
     for step in (1, 2, 3):

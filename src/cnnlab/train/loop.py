@@ -92,7 +92,7 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
                     run.last_checkpoint,
                     resume_command(run),
                 )
-            raise SystemExit(stop.exit_code)
+            stop.hand_over()
         if progress.step >= run.total_steps:
             break
     bar.close()
@@ -141,8 +141,8 @@ def end_epoch(run: Run) -> None:
 
 
 def fit(run: Run) -> None:
-    """Epochs until ``trainer.max_epochs`` or ``trainer.max_steps``; SIGINT/SIGTERM/SIGUSR1 stop
-    after the current step with a checkpoint."""
+    """Epochs until ``trainer.max_epochs`` or ``trainer.max_steps``; SIGINT/SIGTERM/SIGUSR1/SIGUSR2
+    stop after the current step with a checkpoint (:mod:`.signals`)."""
     for callback in run.callbacks.values():
         callback.on_fit_start(run)
     with StopRequested() as stop:

@@ -1,16 +1,19 @@
-"""Stop a run cleanly on SIGINT (Ctrl-C), SIGTERM (preemption, Slurm's time limit) or SIGUSR1
-(Slurm's ``--signal`` warning): the current step finishes, a checkpoint is written, and the
-process exits with ``128 + signal number``, which launchers and Slurm requeue understand."""
+"""Stop a run cleanly on SIGINT (Ctrl-C), SIGTERM (preemption, Slurm's time limit), SIGUSR1
+(Slurm's ``--signal`` warning) or SIGUSR2 (submitit's ``SUBMITIT_PREEMPT_SIGNAL``): the current
+step finishes, a checkpoint is written, then the handler that was installed before takes over
+(submitit's requeues the job, which resumes at that step; chained as Lightning does), or, without
+one, the process exits with ``128 + signal number``, which launchers and Slurm requeue understand."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 from types import FrameType
+from typing import NoReturn
 
 __all__ = ["StopRequested"]
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopRequested:
@@ -39,3 +42,13 @@ class StopRequested:
     @property
     def exit_code(self) -> int:
         return 128 + int(self.signal or 0)
+
+    def hand_over(self) -> NoReturn:
+        """After the checkpoint: call the handler this one replaced for the received signal (e.g.
+        submitit's, which requeues the job and exits); Python's own Ctrl-C handler and the default
+        actions are not called. Exits with :attr:`exit_code` if that handler returns."""
+        previous = self._previous.get(self.signal)
+        if callable(previous) and previous is not signal.default_int_handler:
+            signal.signal(self.signal, previous)
+            previous(self.signal, None)
+        raise SystemExit(self.exit_code)
