@@ -26,7 +26,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from cnnlab.train.directories import register_resolvers
     from cnnlab.train.sweep import name_jobs_by_swept_keys
 
+    register_resolvers()
     sys.argv = name_jobs_by_swept_keys(sys.argv)
     main()

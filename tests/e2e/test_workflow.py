@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -162,6 +163,25 @@ def test_sweep_jobs_are_named_by_what_was_swept_and_summarised(tmp_path):
 
     compared = run_python("-m", "cnnlab.compare", str(tmp_path), "--out", str(tmp_path / "curves.png"))
     assert "| pool | seed |" in compared.stdout and (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_two_runs_started_together_get_two_run_directories(tmp_path):
+    """The default run directory goes through ``${cnnlab.unique_dir:...}``; two launches at the
+    same moment (given the same path here, so that the same second is not left to chance) each
+    create their own directory."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True)
+    assert OmegaConf.to_container(cfg.hydra.run)["dir"].startswith("${cnnlab.unique_dir:outputs/${now:")
+    command = [sys.executable, "train.py", *QUIET, "trainer.max_steps=1",
+               "hydra.run.dir=${cnnlab.unique_dir:" + str(tmp_path / "run") + "}"]  # fmt: skip
+    launches = [subprocess.Popen(command, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    outputs = [launch.communicate(timeout=300)[0] for launch in launches]
+    assert [launch.returncode for launch in launches] == [0, 0], outputs
+    directories = sorted(line.split(": ", 1)[1] for out in outputs for line in out.splitlines()
+                         if line.startswith("run directory: "))  # fmt: skip
+    assert directories == [str(tmp_path / "run"), str(tmp_path / "run_1")]
+    assert all((Path(d) / "metrics.json").is_file() for d in directories)
 
 
 def test_hparams_search_with_optuna(tmp_path):
