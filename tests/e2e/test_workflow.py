@@ -165,6 +165,19 @@ def test_sweep_jobs_are_named_by_what_was_swept_and_summarised(tmp_path):
     assert "| pool | seed |" in compared.stdout and (tmp_path / "curves.png").stat().st_size > 1000
 
 
+def test_a_failing_job_does_not_end_the_sweep(tmp_path):
+    """The first job's config error is one line; the next job still runs, the summary lists the
+    failure with its error, and the sweep's exit status says that a job failed."""
+    result = train("-m", *QUIET, "trainer.max_epochs=many,1", f"hydra.sweep.dir={tmp_path}", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Error: config key trainer.max_epochs: got 'many'" in result.stderr and "Traceback" not in result.stderr
+    assert "job 0_trainer.max_epochs=many failed" in result.stderr
+    assert (tmp_path / "1_trainer.max_epochs=1" / "metrics.json").is_file()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 1 | " in summary and "1_trainer.max_epochs=1 |" in summary
+    assert "Failed jobs (1):" in summary and "| 0_trainer.max_epochs=many | config key trainer.max_epochs:" in summary
+
+
 def test_two_runs_started_together_get_two_run_directories(tmp_path):
     """The default run directory goes through ``${cnnlab.unique_dir:...}``; two launches at the
     same moment (given the same path here, so that the same second is not left to chance) each

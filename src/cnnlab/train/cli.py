@@ -1,6 +1,8 @@
 """What ``train.py`` runs inside ``@hydra.main``: the job's overrides from Hydra, the run, the
-value a sweeper optimises, and user errors reported in one line (no traceback) with the run
-directory they left empty removed."""
+value a sweeper optimises, and user errors reported in one line (no traceback). A single run
+exits with status 2 and its empty run directory removed; a sweep's job keeps its directory with
+the error in ``error.txt`` and raises :class:`JobFailed` to Hydra, whose launcher then runs the
+other jobs (and a sweeper such as Optuna records the trial as failed)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ..errors import UserError
 from .overrides import swept_overrides
 from .report import JobInfo
+from .summary import ERROR_FILE
 
-__all__ = ["hydra_main"]
+__all__ = ["JobFailed", "hydra_main"]
 
 log = logging.getLogger("cnnlab")
 # What a run directory holds before training writes anything of value: configs, the log, TensorBoard's config text.
@@ -42,17 +47,33 @@ def _remove_if_empty(run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
+class JobFailed(CompactHydraException):
+    """A sweep's job failed (its error is in its directory's ``error.txt``); Hydra prints only this
+    message, and the sweep's exit status is 1."""
+
+
 def hydra_main(cfg: DictConfig) -> float | None:
     """Run the job; return ``cfg.optimized_metric`` (for sweepers such as Optuna)."""
     from .loop import run
 
     overrides, job = _job_info()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = run(cfg, overrides, job)
     except UserError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)
+        if in_sweep:
+            (run_dir / ERROR_FILE).write_text(f"{error}\n")
+            raise JobFailed(
+                f"job {run_dir.name} failed: {error}\n(the sweep's other jobs ran; {run_dir.parent / 'summary.md'} "
+                "lists every job)"
+            ) from None
         _remove_if_empty(run_dir)
         sys.exit(2)
+    except Exception as error:  # a crash: the traceback as always, and the sweep's summary lists it
+        if in_sweep:
+            (run_dir / ERROR_FILE).write_text(f"{type(error).__name__}: {error}\n")
+        raise
     value = metrics.get(str(cfg.get("optimized_metric", "val_acc")))
     return float(value) if value is not None else None

@@ -18,8 +18,19 @@ from omegaconf import OmegaConf
 
 from .overrides import ALWAYS_EXCLUDED, swept_overrides
 
-__all__ = ["RunRecord", "find_runs", "format_markdown", "plot_curves", "seed_means", "summary_table", "write_summary"]
+__all__ = [
+    "ERROR_FILE",
+    "RunRecord",
+    "find_failures",
+    "find_runs",
+    "format_markdown",
+    "plot_curves",
+    "seed_means",
+    "summary_table",
+    "write_summary",
+]
 
+ERROR_FILE = "error.txt"  # what a sweep's failed job leaves in its directory (train/cli.py)
 METRIC_COLUMNS = ("val_acc", "best_val_acc", "val_loss", "images_per_sec", "wall_s", "epochs")
 
 
@@ -36,10 +47,8 @@ class RunRecord:
         return ",".join(f"{k}={v}" for k, v in self.swept.items()) or self.path.name
 
 
-def _record(path: Path) -> RunRecord | None:
-    metrics = json.loads((path / "metrics.json").read_text())
-    if "history" not in metrics:  # an eval-only run
-        return None
+def _swept(path: Path) -> dict[str, Any]:
+    """What the command line of the run in ``path`` set, less the keys its sweep excluded."""
     swept: dict[str, Any] = {}
     hydra_dir = path / ".hydra"
     if (hydra_dir / "overrides.yaml").is_file():
@@ -50,7 +59,14 @@ def _record(path: Path) -> RunRecord | None:
             keys = OmegaConf.select(hydra_cfg, "hydra.job.config.override_dirname.exclude_keys", default=[])
             excluded |= set(keys or [])
         swept = dict(swept_overrides(overrides, excluded))
-    return RunRecord(path, swept, metrics)
+    return swept
+
+
+def _record(path: Path) -> RunRecord | None:
+    metrics = json.loads((path / "metrics.json").read_text())
+    if "history" not in metrics:  # an eval-only run
+        return None
+    return RunRecord(path, _swept(path), metrics)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
@@ -62,6 +78,13 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
         )
         records += [r for r in map(_record, candidates) if r is not None]
     return records
+
+
+def find_failures(sweep_dir: Path) -> list[tuple[str, str]]:
+    """``(job directory name, error)`` of the jobs of a sweep that failed, in job order."""
+    failed = [p.parent for p in sweep_dir.glob(f"*/{ERROR_FILE}")]
+    failed.sort(key=lambda p: (int(p.name.split("_")[0]) if p.name.split("_")[0].isdigit() else 0, p.name))
+    return [(p.name, (p / ERROR_FILE).read_text().strip().splitlines()[0]) for p in failed]
 
 
 def _format(value: Any) -> str:
@@ -130,16 +153,21 @@ def format_summary(records: Sequence[RunRecord]) -> str:
 
 def write_summary(sweep_dir: Path) -> str:
     """``summary.csv`` (and ``summary_seeds.csv`` when seeds were swept) and ``summary.md`` in
-    ``sweep_dir``; returns the Markdown ("" when no job finished)."""
-    records = find_runs([sweep_dir])
-    if not records:
-        return ""
-    _write_csv(sweep_dir / "summary.csv", *summary_table(records))
-    means = seed_means(records)
-    if means:
-        _write_csv(sweep_dir / "summary_seeds.csv", *means)
-    text = format_summary(records)
-    (sweep_dir / "summary.md").write_text(text + "\n")
+    ``sweep_dir``, which also lists the jobs that failed and why; returns the Markdown ("" when
+    no job finished or failed)."""
+    records, failures = find_runs([sweep_dir]), find_failures(sweep_dir)
+    text = ""
+    if records:
+        _write_csv(sweep_dir / "summary.csv", *summary_table(records))
+        means = seed_means(records)
+        if means:
+            _write_csv(sweep_dir / "summary_seeds.csv", *means)
+        text = format_summary(records)
+    if failures:
+        table = format_markdown(["job", "error"], [[name, error.replace("|", "\\|")] for name, error in failures])
+        text += f"{chr(10) * 2 if text else ''}Failed jobs ({len(failures)}):\n\n{table}"
+    if text:
+        (sweep_dir / "summary.md").write_text(text + "\n")
     return text
 
 

@@ -2,9 +2,10 @@
 
 ``python train.py -m conv=standard,torch pool=max,avg trainer.max_epochs=3`` names its jobs
 ``0_conv=standard,pool=max`` ... (not by every override), because :func:`name_jobs_by_swept_keys`
-adds the fixed overrides to ``hydra.job.config.override_dirname.exclude_keys``. After the sweep
+adds the fixed overrides to ``hydra.job.config.override_dirname.exclude_keys``. After each job
 :class:`SweepSummary` (a Hydra callback) writes ``summary.csv`` and ``summary.md`` into the sweep
-directory: one row per job, and mean ± std over seeds when ``seed`` was swept."""
+directory: one row per job, mean ± std over seeds when ``seed`` was swept, and the jobs that
+failed with their errors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback as HydraCallback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .overrides import ALWAYS_EXCLUDED, parse_overrides
@@ -42,8 +44,13 @@ def name_jobs_by_swept_keys(argv: list[str]) -> list[str]:
 
 
 class SweepSummary(HydraCallback):
-    """Hydra callback (``configs/hydra/default.yaml``): after a multirun, the summary table of
-    every job in the sweep directory, also logged."""
+    """Hydra callback (``configs/hydra/default.yaml``): the summary table of every job in the
+    sweep directory, rewritten after each job (so it exists even when a failed job makes the
+    sweeper raise at the end) and logged after the sweep."""
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
