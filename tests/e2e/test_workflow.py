@@ -208,6 +208,20 @@ def test_hparams_search_with_optuna(tmp_path):
     assert (tmp_path / "summary.md").is_file()
 
 
+def test_an_optuna_search_in_storage_continues_from_where_it_stopped(tmp_path):
+    """Stopped after 2 trials, the same command with the same storage continues with trial 2,
+    at a point of its own (the sampler is seeded per trial), and reports the best of all three."""
+    optuna = pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    for trials, sweep in ((2, "first"), (1, "second")):
+        train("hparams_search=optuna", f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}",
+              *QUIET, "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / sweep}")  # fmt: skip
+    study = optuna.load_study(study_name="cnnlab", storage=storage)
+    assert [(t.number, t.state.name) for t in study.trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert study.trials[2].params not in [t.params for t in study.trials[:2]]
+    assert f"best_value: {study.best_value}" in (tmp_path / "second" / "optimization_results.yaml").read_text()
+
+
 # ---- 5. console, logs, config errors
 
 
