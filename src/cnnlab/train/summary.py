@@ -69,12 +69,21 @@ def _record(path: Path) -> RunRecord | None:
     return RunRecord(path, _swept(path), metrics)
 
 
+def _job_order(path: Path) -> tuple:
+    """Sort key of run directories: a sweep's jobs by number (``2_...`` before ``10_...``), then by name."""
+    number = path.name.split("_", 1)[0]
+    return path.parent, int(number) if number.isdigit() else -1, path.name
+
+
 def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
-    """Runs in ``paths``: each a run directory (holding ``metrics.json``) or a folder searched for them."""
+    """Runs in ``paths``: each a run directory (holding ``metrics.json``) or a folder searched for
+    them (in job order)."""
     records = []
     for root in map(Path, paths):
         candidates = (
-            [root] if (root / "metrics.json").is_file() else sorted(p.parent for p in root.rglob("metrics.json"))
+            [root]
+            if (root / "metrics.json").is_file()
+            else sorted((p.parent for p in root.rglob("metrics.json")), key=_job_order)
         )
         records += [r for r in map(_record, candidates) if r is not None]
     return records
@@ -82,8 +91,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
 
 def find_failures(sweep_dir: Path) -> list[tuple[str, str]]:
     """``(job directory name, error)`` of the jobs of a sweep that failed, in job order."""
-    failed = [p.parent for p in sweep_dir.glob(f"*/{ERROR_FILE}")]
-    failed.sort(key=lambda p: (int(p.name.split("_")[0]) if p.name.split("_")[0].isdigit() else 0, p.name))
+    failed = sorted((p.parent for p in sweep_dir.glob(f"*/{ERROR_FILE}")), key=_job_order)
     return [(p.name, (p / ERROR_FILE).read_text().strip().splitlines()[0]) for p in failed]
 
 
