@@ -225,6 +225,13 @@ def test_an_optuna_search_in_storage_continues_from_where_it_stopped(tmp_path):
 # ---- 5. console, logs, config errors
 
 
+def test_logger_none_writes_no_events_and_offers_no_tensorboard_command(tmp_path):
+    result = train(*QUIET, "trainer.max_steps=1", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert not (tmp_path / "tb").exists() and (tmp_path / "metrics.json").is_file()
+    assert result.stdout.strip().splitlines()[-1] == f"run directory: {tmp_path}"
+    assert "tensorboard --logdir" not in result.stdout
+
+
 def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeypatch):
     result = train(*FAST, "model=simple", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
     log = (tmp_path / "train.log").read_text()

@@ -146,10 +146,9 @@ def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
         )
     else:
         lines.append(f"val_loss {metrics['val_loss']:.4f}")
-    lines += [
-        f"run directory: {run.run_dir}",
-        f"TensorBoard:   tensorboard --logdir {run.run_dir}",
-    ]
+    lines.append(f"run directory: {run.run_dir}")
+    if run.logger.writer is not None:  # (logger=none writes no events)
+        lines.append(f"TensorBoard:   tensorboard --logdir {run.run_dir}")
     log.info("%s", "\n".join(lines))
 
 
