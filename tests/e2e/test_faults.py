@@ -25,10 +25,11 @@ pytestmark = pytest.mark.slow
 DETERMINISTIC = [*FAST, "model=simple", "trainer.deterministic=true", "logger.analysis=false"]
 
 
-def start(*overrides: str, kill_after: float = 240) -> subprocess.Popen:
-    """Start train.py; a watchdog kills it after ``kill_after`` seconds so no test can hang."""
+def start(*overrides: str, kill_after: float = 240, python_code: str | None = None) -> subprocess.Popen:
+    """Start train.py (or ``python -c python_code``); a watchdog kills it after ``kill_after``
+    seconds so no test can hang."""
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
+        [sys.executable, "-c", python_code] if python_code else [sys.executable, str(ROOT / "train.py"), *overrides],
         cwd=ROOT,
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -39,6 +40,17 @@ def start(*overrides: str, kill_after: float = 240) -> subprocess.Popen:
     watchdog.daemon = True
     watchdog.start()
     return process
+
+
+def signal_after_the_first_epoch(process: subprocess.Popen, signum: int) -> str:
+    """Send ``signum`` when the first epoch's line is printed; the whole output once the process ended."""
+    output = ""
+    for line in process.stdout:
+        output += line
+        if line.startswith("epoch 1/"):
+            process.send_signal(signum)
+    process.wait(timeout=60)
+    return output
 
 
 def wait_for_step_checkpoint(run_dir: Path, step: int, timeout: float = 120) -> None:
@@ -69,12 +81,7 @@ def test_sigkill_at_an_arbitrary_step_then_resume_is_bit_identical(tmp_path):
 def test_sigterm_finishes_the_step_checkpoints_and_exits_143(tmp_path):
     common = [*DETERMINISTIC, "trainer.max_epochs=50"]
     process = start(*common, f"hydra.run.dir={tmp_path}")
-    output = ""
-    for line in process.stdout:
-        output += line
-        if line.startswith("epoch 1/50"):
-            process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    output = signal_after_the_first_epoch(process, signal.SIGTERM)
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "Received SIGTERM" in output and f"python train.py resume=auto hydra.run.dir={tmp_path}" in output
     saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
@@ -97,15 +104,8 @@ def test_sigusr2_checkpoints_the_step_then_hands_over_to_the_handler_installed_b
         f"sys.argv = ['train.py', *{overrides!r}]\n"
         "runpy.run_path('train.py', run_name='__main__')\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", stand_in], cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    threading.Timer(240, process.kill).start()
-    output = ""
-    for line in process.stdout:
-        output += line
-        if line.startswith("epoch 1/50"):
-            process.send_signal(signal.SIGUSR2)
-    process.wait(timeout=60)
+    process = start(python_code=stand_in)
+    output = signal_after_the_first_epoch(process, signal.SIGUSR2)
     assert process.returncode == 3, output
     assert "Received SIGUSR2" in output and "last.pt" in marker.read_text().split()
     step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"]
