@@ -11,6 +11,7 @@ import torch
 from cnnlab.analysis.signal import (
     causal_smooth,
     decay_kernel,
+    fft_crossover,
     fft_timings,
     rmse,
     signal_report,
@@ -70,6 +71,13 @@ def test_fft_path_equals_the_direct_path():
     rows, error = fft_timings(lengths=(3, 33), signal_length=512, batch=2, repeats=1)
     assert error < 1e-5
     assert [length for length, _, _ in rows] == [3, 33] and all(d > 0 and f > 0 for _, d, f in rows)
+
+
+def test_the_crossover_is_where_fft_stays_faster():
+    # (length, direct ms, fft ms): FFT wins at 3 by noise, loses at 9, wins from 33 on
+    assert fft_crossover([(3, 1.0, 0.9), (9, 2.0, 2.5), (33, 8.0, 3.0), (129, 30.0, 4.0)]) == 33
+    assert fft_crossover([(3, 1.0, 2.0), (9, 2.0, 1.0), (33, 8.0, 9.0)]) is None
+    assert fft_crossover([(3, 1.0, 0.5), (9, 2.0, 1.0)]) == 3
 
 
 def test_report_numbers_have_their_properties():
