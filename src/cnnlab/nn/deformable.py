@@ -3,8 +3,6 @@ learns its own offsets), on :func:`cnnlab.functional.deform_conv2d`."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
@@ -56,12 +54,9 @@ class DeformConv2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torchvision's (and torch.nn.Conv2d's): Kaiming-uniform weight, bias uniform in ±1/√fan_in."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(self.bias, -bound, bound)
+        """torchvision's, which is torch.nn.Conv2d's (called here, not copied): Kaiming-uniform
+        weight, bias uniform in ±1/√fan_in."""
+        nn.Conv2d.reset_parameters(self)  # type: ignore[arg-type]  (reads only .weight and .bias)
 
     def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         return functional.deform_conv2d(
