@@ -14,7 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 from .analysis import analyze, format_report
+from .errors import UserError
 from .models import build_model, format_shape_table
+from .train.config import validate_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -40,10 +42,8 @@ def main(overrides: list[str]) -> str:
     if overrides[:1] in (["-h"], ["--help"]):
         return __doc__
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        try:
-            cfg = compose(config_name="train", overrides=overrides)
-        except HydraException as error:
-            raise SystemExit(f"Error: {error}\n\n{__doc__}") from None
+        cfg = compose(config_name="train", overrides=overrides)
+    validate_config(cfg)
     input_shape = tuple(cfg.data.image_shape)
     model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
     report = analyze(model, input_shape, classifier=cfg.model.task == "classification")
@@ -52,4 +52,9 @@ def main(overrides: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1:]))
+    try:
+        print(main(sys.argv[1:]))
+    except (HydraException, UserError) as error:  # one line, as train.py's errors
+        message = str(error).split("\nConfig search path")[0].strip()  # (Hydra's: the options of a group)
+        print(f"Error: {message}", file=sys.stderr)
+        sys.exit(2)

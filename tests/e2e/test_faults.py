@@ -112,6 +112,38 @@ def test_sigusr2_checkpoints_the_step_then_hands_over_to_the_handler_installed_b
     assert f"Stopped by signal at step {step}:" in output and step >= 3
 
 
+def test_a_second_ctrl_c_stops_at_once_and_says_where_the_last_checkpoint_is(tmp_path):
+    """Ctrl-C twice inside one step (step 4: the first epoch's 3 steps are checkpointed): no
+    traceback, the step is not checkpointed, the message names the last checkpoint and the resume
+    command, exit status 130."""
+    run_dir = tmp_path / "run"
+    overrides = [*DETERMINISTIC, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"]
+    twice_in_step_4 = (
+        "import os, runpy, signal, sys\n"
+        "from cnnlab.train import state\n"
+        "step, calls = state.train_step, []\n"
+        "def interrupted(*args, **kwargs):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 4:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return step(*args, **kwargs)\n"
+        "state.train_step = interrupted\n"
+        f"sys.argv = ['train.py', *{overrides!r}]\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    process = start(python_code=twice_in_step_4)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    last = run_dir / "checkpoints" / "step-00000003.pt"
+    assert "Second Ctrl-C: stopped at once in step 4, not checkpointed." in output
+    assert (
+        f"The last checkpoint is {last}" in output and f"python train.py resume=auto hydra.run.dir={run_dir}" in output
+    )
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"] == 3
+
+
 def test_damaged_checkpoints_are_reported_and_skipped(tmp_path, capsys):
     manager = CheckpointManager(tmp_path, keep_last_k=3)
     for step in (1, 2, 3):

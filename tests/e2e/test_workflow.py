@@ -8,6 +8,7 @@ in a subprocess, as a user would."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from cnnlab.models import CONV_OPTIONS, POOL_OPTIONS
 from cnnlab.train.config import KNOWN_KEYS
 from tests.e2e.test_train import FAST, ROOT, clean_env, train
 
@@ -101,6 +103,51 @@ def test_resume_continues_with_the_runs_own_config(trained_run, tmp_path):
     extended = train("resume=auto", "trainer.max_epochs=2", "allow_config_change=true", f"hydra.run.dir={run_dir}")
     assert "epoch 2/2" in extended.stdout
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_resume_where_there_is_nothing_to_resume_is_an_error(trained_run, tmp_path):
+    """``resume=auto`` in a mistyped or checkpoint-less directory: one line naming the directory,
+    what it holds and the run beside it; nothing created or appended. ``resume=if_exists`` starts."""
+    import shutil
+
+    shutil.copytree(trained_run, tmp_path / "12-00-00_simple-standard-max")
+    missing = tmp_path / "12-00-00_simple-standard-maxx"
+    refused = train("resume=auto", f"hydra.run.dir={missing}", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+    assert f"Error: resume=auto: nothing to resume in {missing}: it does not exist." in refused.stderr
+    assert f"Runs beside it with a checkpoint: {tmp_path / '12-00-00_simple-standard-max'}." in refused.stderr
+    assert not missing.exists() and "epoch 1/" not in refused.stdout
+
+    empty = tmp_path / "failed"
+    empty.mkdir()
+    (empty / "train.log").write_text("an earlier run's log\n")
+    refused = train("resume=auto", f"hydra.run.dir={empty}", check=False)
+    assert refused.returncode == 2 and "it holds train.log but no checkpoint" in refused.stderr
+    assert (empty / "train.log").read_text() == "an earlier run's log\n" and sorted(empty.iterdir()) == [
+        empty / "train.log"
+    ]
+
+    started = train(*QUIET, "trainer.max_epochs=1", "resume=if_exists", f"hydra.run.dir={missing}")
+    assert "epoch 1/1" in started.stdout and "Resumed from" not in started.stdout
+    resumed = train("resume=if_exists", f"hydra.run.dir={missing}")
+    assert "Resumed from" in resumed.stdout
+
+
+def test_helper_and_launcher_failures_are_one_line(tmp_path):
+    """``python -m cnnlab.analyze`` reports config errors as train.py does; a Slurm sweep where
+    there is no Slurm stops before it creates its directory."""
+    for override, message in (("pool=median", "Error: In 'train': Could not find 'pool/median'"),
+                              ("+pool.sigm=1", "Error: config key pool.sigm: unknown key")):  # fmt: skip
+        result = run_python("-m", "cnnlab.analyze", override, check=False)
+        assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+        assert "Traceback" not in result.stderr and "Config search path" not in result.stderr
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    if shutil.which("srun"):
+        pytest.skip("this machine has Slurm")
+    result = train("-m", *QUIET, "hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "hydra/launcher=slurm" in result.stderr and "no srun" in result.stderr
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_eval_only_uses_the_checkpoints_config(trained_run, tmp_path):
@@ -263,10 +310,26 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
         ("+logger.analyse=false", "config key logger.analyse: unknown key"),
         ("+learning_rate=0.1", "config key learning_rate: unknown key"),
         ("trainer.max_epochs=many", "config key trainer.max_epochs: got 'many', expected a positive int"),
+        # every group's keys: those its kind or its _target_ reads
+        ("+model.widht=0.5", "config key model.widht: unknown key (nothing reads it); did you mean model.width?"),
+        ("+conv.algoritm=gemm", "config key conv.algoritm: unknown key (nothing reads it); did you mean "
+                                "conv.algorithm?"),
+        ("+pool.sigm=0.5", "config key pool.sigm: unknown key (nothing reads it). Known keys of pool: ['kind']"),
+        ("+pool.count_include_pad=false", "config key pool.count_include_pad: unknown key"),
+        ("+optimizer.momentun=0.9", "config key optimizer.momentun: unknown key (nothing reads it); did you mean "
+                                    "optimizer.momentum?"),
+        ("+scheduler.warmup=0.1", "config key scheduler.warmup: unknown key (nothing reads it); did you mean "
+                                  "scheduler.warmup_fraction?"),
+        ("callbacks=ema +callbacks.ema.decy=0.9", "config key callbacks.ema.decy: unknown key (nothing reads it); "
+                                                  "did you mean callbacks.ema.decay?"),
+        ("optimizer._target_=torch.optim.SDG", "config key optimizer._target_: cannot use 'torch.optim.SDG'"),
+        pytest.param("trainer.device=cuda", "config key trainer.device: got 'cuda', but torch.cuda.is_available() "
+                     "is False", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without "
+                                                                                            "CUDA")),
     ],
 )  # fmt: skip
 def test_config_errors_are_one_line_and_leave_no_run_directory(tmp_path, override, message):
-    result = train(*FAST, override, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    result = train(*FAST, *override.split(), f"hydra.run.dir={tmp_path / 'run'}", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"Error: {result.stderr.strip()[7:]}"]
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
@@ -287,6 +350,13 @@ def test_known_keys_match_the_config_files():
     assert set(logger) == KNOWN_KEYS["logger"]
     assert set(paths) == KNOWN_KEYS["paths"]
     assert data == KNOWN_KEYS["data"]
+    for file in (ROOT / "configs" / "model").glob("*.yaml"):
+        assert set(OmegaConf.load(file)) == KNOWN_KEYS["model"], file.name
+    for group, options in (("conv", CONV_OPTIONS), ("pool", POOL_OPTIONS)):
+        files = [OmegaConf.load(f) for f in (ROOT / "configs" / group).glob("*.yaml")]
+        assert {cfg.kind for cfg in files} == set(options)  # a file for every kind, and every option in it
+        for cfg in files:
+            assert set(cfg) == {"kind", *options[cfg.kind]}, (group, cfg.kind)
 
 
 # ---- 6. helper CLIs, layer paths, debug runs

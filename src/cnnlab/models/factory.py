@@ -16,8 +16,8 @@ from torch import nn
 from .. import nn as layers
 from ..twins import layer_class
 
-__all__ = ["CONVS", "CONV_KINDS", "POOLS", "POOL_KINDS", "create_conv", "create_conv_transpose", "create_global_pool",
-           "create_pool"]  # fmt: skip
+__all__ = ["CONVS", "CONV_KINDS", "CONV_OPTIONS", "POOLS", "POOL_KINDS", "POOL_OPTIONS", "create_conv",
+           "create_conv_transpose", "create_global_pool", "create_pool"]  # fmt: skip
 
 Config = Mapping[str, Any]
 
@@ -59,6 +59,16 @@ CONVS: dict[str, Callable[..., nn.Module]] = {
     ),
     "torch": lambda cfg, *args, groups, bias: layer_class(layers.Conv2d, "torch")(*args, groups=groups, bias=bias),
 }
+# conv.kind → the keys of the conv= group it reads besides `kind` (the config check refuses any other)
+CONV_OPTIONS: dict[str, tuple[str, ...]] = {
+    "standard": ("algorithm",),
+    "separable": ("algorithm",),  # (its 1×1 and grouped convolutions)
+    "deformable": ("algorithm", "offset_groups", "modulated"),
+    "dilated": ("algorithm", "dilation"),
+    "fft": (),
+    "std": ("eps", "gain"),
+    "torch": (),
+}
 
 
 def _lp(cfg: Config, channels: int, kernel_size: int, stride: int, padding: int) -> nn.Module:
@@ -92,6 +102,16 @@ POOLS: dict[str, Callable[..., nn.Module]] = {
     "blur": lambda cfg, channels, k, s, p: layers.MaxBlurPool2d(k, int(cfg.get("filter_size", 3)), s),
     "maxout": _maxout,
     "torch_max": lambda cfg, channels, *args: layer_class(layers.MaxPool2d, "torch")(*args),
+}
+# pool.kind → the keys of the pool= group it reads besides `kind`
+POOL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "max": (),
+    "avg": (),
+    "lp": ("norm_type",),
+    "gaussian": ("sigma", "learnable_sigma"),
+    "blur": ("filter_size",),
+    "maxout": ("pieces",),
+    "torch_max": (),
 }
 
 CONV_KINDS = tuple(CONVS)

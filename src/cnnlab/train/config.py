@@ -1,19 +1,23 @@
 """Checks of a composed config that Hydra's schema does not make, with messages that name the key:
-values of the right type but out of range, and keys nobody reads (``+trainer.max_epoch=1``, a typo
-in an experiment file), which are refused wherever they come from."""
+values of the right type but out of range, and keys nobody reads (``+trainer.max_epoch=1``,
+``+pool.sigm=0.5``, ``+optimizer.momentun=0.9``, a typo in an experiment file), which are refused
+wherever they come from: the keys of ``conv``/``pool`` are those their ``kind`` reads
+(:data:`~cnnlab.models.CONV_OPTIONS`), those of ``optimizer``, ``scheduler`` and each callback the
+arguments their ``_target_`` takes."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import importlib
+import inspect
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
-from ..models import CONV_KINDS, POOL_KINDS
+from ..models import CONV_KINDS, CONV_OPTIONS, POOL_KINDS, POOL_OPTIONS
 from .options import TrainerOptions
 
-__all__ = ["KNOWN_KEYS", "ConfigValueError", "validate_config"]
+__all__ = ["KNOWN_KEYS", "ConfigValueError", "known_keys", "validate_config"]
 
 
 class ConfigValueError(UserError, ValueError):
@@ -38,7 +42,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "data.augment": frozenset({"crop_padding", "flip"}),
+    "model": frozenset({"name", "task", "layers", "width"}),
 }  # fmt: skip
+# Hydra's own keys of a node it instantiates.
+_INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
 
 
 def require(condition: bool, key: str, value, allowed: str) -> None:
@@ -57,20 +64,56 @@ def _select(cfg: DictConfig, section: str):
     return node
 
 
-def check_known_keys(cfg: DictConfig, known: dict[str, Iterable[str]] = KNOWN_KEYS) -> None:
+def _target_arguments(node: DictConfig, section: str, supplied: tuple[str, ...] = ()) -> frozenset[str] | None:
+    """The keys a node Hydra instantiates may hold: its ``_target_``'s arguments less those the
+    code ``supplied`` (None when the target takes ``**kwargs``)."""
+    target = node.get("_target_")
+    require(isinstance(target, str), f"{section}._target_", target, "the import path of a class or function")
+    module, _, name = target.rpartition(".")
+    try:
+        signature = inspect.signature(getattr(importlib.import_module(module), name))
+    except (ImportError, AttributeError, ValueError, TypeError) as error:  # (ValueError: no signature)
+        raise ConfigValueError(f"config key {section}._target_: cannot use {target!r} ({error})") from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return _INSTANTIATE_KEYS | {n for n, p in signature.parameters.items() if p.kind in named and n not in supplied}
+
+
+def known_keys(cfg: DictConfig) -> dict[str, frozenset[str] | None]:
+    """:data:`KNOWN_KEYS`, and the keys of the sections whose keys depend on the config: the
+    ``conv``/``pool`` options of the chosen kinds, the arguments of the optimizer's, the scheduler's
+    and each callback's ``_target_`` (None: any key)."""
+    known: dict[str, frozenset[str] | None] = dict(KNOWN_KEYS)
+    for group, options in (("conv", CONV_OPTIONS), ("pool", POOL_OPTIONS)):
+        kind = OmegaConf.select(cfg, f"{group}.kind")
+        if kind in options:  # (an unknown kind is refused by validate_config, naming the kinds)
+            known[group] = frozenset({"kind", *options[kind]})
+    # (setup.build_run passes the parameters to the optimizer, the optimizer and step count to the scheduler)
+    for section, supplied in (("optimizer", ("params",)), ("scheduler", ("optimizer", "total_steps"))):
+        if isinstance(cfg.get(section), DictConfig):
+            known[section] = _target_arguments(cfg[section], section, supplied)
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig):
+            known[f"callbacks.{name}"] = _target_arguments(node, f"callbacks.{name}")
+    return known
+
+
+def check_known_keys(cfg: DictConfig) -> None:
     """Refuse a key no part of cnnlab reads, naming it, the nearest known key and the known ones."""
-    for section, allowed in known.items():
+    for section, allowed in known_keys(cfg).items():
         node = _select(cfg, section)
-        if not isinstance(node, DictConfig):
+        if not isinstance(node, DictConfig) or allowed is None:
             continue
         for key in node:
             if key not in allowed:
                 path = f"{section}.{key}" if section else key
-                near = difflib.get_close_matches(str(key), list(allowed), n=1)
-                hint = f"; did you mean {section + '.' if section else ''}{near[0]}?" if near else ""
+                shown = sorted(k for k in allowed if k not in _INSTANTIATE_KEYS)
+                near = difflib.get_close_matches(str(key), shown, n=1) or [k for k in shown if k.startswith(str(key))]
+                hint = f"; did you mean {section + '.' if section else ''}{near[0]}?" if near else "."
                 raise ConfigValueError(
                     f"config key {path}: unknown key (nothing reads it){hint} Known keys"
-                    f"{' of ' + section if section else ''}: {sorted(allowed)}"
+                    f"{' of ' + section if section else ''}: {shown}"
                 )
 
 
@@ -112,7 +155,10 @@ def validate_config(cfg: DictConfig) -> None:
         "'classification' or 'reconstruction'",
     )
     require(
-        cfg.resume is None or isinstance(cfg.resume, str), "resume", cfg.resume, "null, 'auto' or a checkpoint path"
+        cfg.resume is None or isinstance(cfg.resume, str),
+        "resume",
+        cfg.resume,
+        "null, 'auto', 'if_exists' or a checkpoint path",
     )
     require(
         not trainer.eval_only or bool(cfg.ckpt_path),

@@ -5,6 +5,7 @@ Callbacks (:mod:`.callbacks`) add stages without editing this file."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +18,12 @@ from tqdm import tqdm
 from ..analysis.tensorboard import log_analysis
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import validate_config
+from .directories import nothing_to_resume
 from .distributed import all_reduce_sum
 from .report import JobInfo, analysis_images, evaluate_checkpoint, finish
 from .run_config import adopt_run_config, short_keys
 from .setup import build_run
-from .signals import StopRequested
+from .signals import SecondInterrupt, StopRequested
 from .state import Run
 from .steps import NonFiniteLossError, StepOutput
 
@@ -146,9 +148,21 @@ def fit(run: Run) -> None:
     for callback in run.callbacks.values():
         callback.on_fit_start(run)
     with StopRequested() as stop:
-        while not run.finished:
-            train_epoch(run, stop)
-            end_epoch(run)
+        try:
+            while not run.finished:
+                train_epoch(run, stop)
+                end_epoch(run)
+        except SecondInterrupt:
+            if run.main:
+                where = (
+                    f"The last checkpoint is {run.last_checkpoint}; continue from it with:\n  {resume_command(run)}"
+                    if run.last_checkpoint
+                    else "No checkpoint was written yet (the first comes at the end of epoch 1)."
+                )
+                log.info(
+                    "\nSecond Ctrl-C: stopped at once in step %d, not checkpointed. %s", run.progress.step + 1, where
+                )
+            raise SystemExit(128 + signal.SIGINT) from None
 
 
 def load_run_checkpoint(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict | None, Path | None]:
@@ -158,8 +172,11 @@ def load_run_checkpoint(cfg: DictConfig, overrides: Sequence[str]) -> tuple[Dict
     if evaluation:
         path = Path(cfg.ckpt_path)
         saved = load_checkpoint(path)
-    elif cfg.resume == "auto":
-        found = CheckpointManager(Path(cfg.paths.output_dir) / "checkpoints").load_latest()
+    elif cfg.resume in ("auto", "if_exists"):
+        run_dir = Path(cfg.paths.output_dir)
+        found = CheckpointManager(run_dir / "checkpoints").load_latest()
+        if found is None and cfg.resume == "auto":
+            raise nothing_to_resume(run_dir)
         if found is None:
             return cfg, None, None
         saved, path = found

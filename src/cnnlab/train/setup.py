@@ -39,7 +39,10 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda, but torch.cuda.is_available() is False; use trainer.device=cpu")
+        raise ConfigValueError(
+            "config key trainer.device: got 'cuda', but torch.cuda.is_available() is False on this machine (no "
+            f"CUDA GPU, or torch {torch.__version__} built without CUDA); use trainer.device=cpu or auto"
+        )
     return torch.device(name)
 
 

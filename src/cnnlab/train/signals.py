@@ -2,7 +2,9 @@
 (Slurm's ``--signal`` warning) or SIGUSR2 (submitit's ``SUBMITIT_PREEMPT_SIGNAL``): the current
 step finishes, a checkpoint is written, then the handler that was installed before takes over
 (submitit's requeues the job, which resumes at that step; chained as Lightning does), or, without
-one, the process exits with ``128 + signal number``, which launchers and Slurm requeue understand."""
+one, the process exits with ``128 + signal number``, which launchers and Slurm requeue understand.
+A second Ctrl-C stops at once (:class:`SecondInterrupt`, which the loop turns into a message naming
+the last checkpoint and exit status 130)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import signal
 from types import FrameType
 from typing import NoReturn
 
-__all__ = ["StopRequested"]
+__all__ = ["SecondInterrupt", "StopRequested"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """Ctrl-C again while the first stop request waits for the step to finish: stop now."""
 
 
 class StopRequested:
@@ -25,7 +31,7 @@ class StopRequested:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            raise SecondInterrupt
         self.signal = signum
         print(f"\nReceived {signal.Signals(signum).name}: finishing this step, then checkpointing", flush=True)
 
