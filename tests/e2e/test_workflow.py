@@ -22,6 +22,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from cnnlab.models import CONV_OPTIONS, POOL_OPTIONS
 from cnnlab.train.config import KNOWN_KEYS
+from cnnlab.train.summary import find_runs
 from tests.e2e.test_train import FAST, ROOT, clean_env, train
 
 pytestmark = pytest.mark.slow
@@ -92,7 +93,11 @@ def test_resume_continues_with_the_runs_own_config(trained_run, tmp_path):
     assert "Using the run's own config" in result.stdout and "Resumed from" in result.stdout
     saved = (run_dir / "config.yaml").read_text()
     assert "batch_size: 32" in saved and "label_smoothing: 0.1" in saved and "name: synthetic" in saved
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1  # nothing left to do
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 1  # nothing left to do
+    # the run keeps the command line that started it (its label), not the resume's
+    assert "data.batch_size=32" in metrics["job"]["overrides"] and "resume=auto" not in metrics["job"]["overrides"]
+    assert "data.batch_size=32" in find_runs([run_dir])[0].label
 
     refused = train("resume=auto", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}", check=False)
     assert refused.returncode == 2
@@ -205,7 +210,7 @@ def test_sweep_jobs_are_named_by_what_was_swept_and_summarised(tmp_path):
     # the mean over seeds is the mean of the two jobs' val_acc
     accuracies = [json.loads((tmp_path / n / "metrics.json").read_text())["val_acc"] for n in names[:2]]
     seeds = (tmp_path / "summary_seeds.csv").read_text().splitlines()[1]
-    assert seeds.startswith("max,2,") and f"{sum(accuracies) / 2:.4g} ± " in seeds
+    assert seeds.startswith("max,2,2,") and f"{sum(accuracies) / 2:.4g} ± " in seeds
     assert "Sweep summary" in result.stdout
 
     compared = run_python("-m", "cnnlab.compare", str(tmp_path), "--out", str(tmp_path / "curves.png"))

@@ -22,3 +22,44 @@ def test_jobs_are_listed_by_number_and_failures_with_their_error(tmp_path):
     text = write_summary(tmp_path)
     assert text.index("| 2_optimizer.lr=0.2 |") < text.index("| 10_optimizer.lr=0.10 |")
     assert text.endswith("| 3_optimizer.lr=many | config key optimizer.lr: got 'many' |")
+
+
+def _finished_run(directory, config: dict, swept: dict, val_acc: float) -> None:
+    """A run directory as train.py leaves it: the resolved config, metrics.json with the job that started it."""
+    from omegaconf import OmegaConf
+
+    directory.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), directory / "config.yaml")
+    job = {"overrides": [f"{k}={v}" for k, v in swept.items()], "swept": [[k, v] for k, v in swept.items()],
+           "experiment": None}  # fmt: skip
+    metrics = {"val_acc": val_acc, "job": job, "history": [{"epoch": 1, "val_acc": val_acc}]}
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_runs_are_grouped_by_their_resolved_configs_and_seeds_counted_once():
+    """Three repeats of one config with the same seed are 3 runs of 1 seed; a run of another model
+    with the same (empty) command-line label is its own row, told apart by what differs; where the
+    runs ran (paths, logger, data.root) does not split a group."""
+    import tempfile
+    from pathlib import Path
+
+    from cnnlab.train.summary import seed_means
+
+    fast = {"seed": 0, "model": {"name": "fast", "layers": [{"conv": {"out_channels": 24}}]}, "optimizer": {"lr": 0.1}}
+    simple = {**fast, "model": {"name": "simple", "layers": [{"conv": {"out_channels": 32}}]}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i, acc in enumerate((0.50, 0.52, 0.54)):
+            _finished_run(root / f"fast_{i}", {**fast, "paths": {"output_dir": f"/runs/fast_{i}"}}, {}, acc)
+        _finished_run(root / "simple", simple, {}, 0.40)
+        _finished_run(root / "fast_seed1", {**fast, "seed": 1}, {}, 0.56)
+        columns, rows = seed_means(find_runs([root]))
+    assert columns[:3] == ["differs", "runs", "seeds"]
+    by_model = {row[0]: row for row in rows}
+    assert set(by_model) == {"model.name=fast, model.layers.0.conv.out_channels=24",
+                             "model.name=simple, model.layers.0.conv.out_channels=32"}  # fmt: skip
+    fast_row, simple_row = by_model["model.name=fast, model.layers.0.conv.out_channels=24"], by_model[
+        "model.name=simple, model.layers.0.conv.out_channels=32"]  # fmt: skip
+    assert fast_row[1:3] == [4, 2]  # 4 runs, seeds 0 and 1
+    assert simple_row[1:4] == [1, 1, "0.4 ± 0"]
+    assert fast_row[3].startswith(f"{sum((0.50, 0.52, 0.54, 0.56)) / 4:.4g} ± ")

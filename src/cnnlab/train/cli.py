@@ -17,8 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ..errors import UserError
-from .overrides import swept_overrides
-from .report import JobInfo
+from .overrides import JobInfo, swept_overrides
 from .summary import ERROR_FILE
 
 __all__ = ["JobFailed", "hydra_main"]
@@ -28,12 +27,12 @@ log = logging.getLogger("cnnlab")
 _SETUP_ONLY = {".hydra", "train.log", "config.yaml", "tb"}
 
 
-def _job_info() -> tuple[list[str], JobInfo]:
+def _job_info() -> JobInfo:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
     experiment = hydra_cfg.runtime.choices.get("experiment")
-    return overrides, JobInfo(swept=swept_overrides(overrides, excluded), experiment=experiment)
+    return JobInfo(overrides, swept_overrides(overrides, excluded), experiment)
 
 
 def _remove_if_empty(run_dir: Path) -> None:
@@ -56,11 +55,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """Run the job; return ``cfg.optimized_metric`` (for sweepers such as Optuna)."""
     from .loop import run
 
-    overrides, job = _job_info()
+    job = _job_info()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        metrics = run(cfg, overrides, job)
+        metrics = run(cfg, job)
     except UserError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         if in_sweep:

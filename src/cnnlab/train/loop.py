@@ -20,7 +20,8 @@ from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import validate_config
 from .directories import nothing_to_resume
 from .distributed import all_reduce_sum
-from .report import JobInfo, analysis_images, evaluate_checkpoint, finish
+from .overrides import JobInfo
+from .report import analysis_images, evaluate_checkpoint, finish
 from .run_config import adopt_run_config, short_keys
 from .setup import build_run
 from .signals import SecondInterrupt, StopRequested
@@ -198,15 +199,16 @@ def load_run_checkpoint(cfg: DictConfig, overrides: Sequence[str]) -> tuple[Dict
     return cfg, saved, path
 
 
-def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = None) -> dict[str, Any]:
+def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
     """Train (or with ``trainer.eval_only`` evaluate) the configured model; returns the metrics
-    written to ``metrics.json``. ``overrides`` are the command line's (to tell an asked-for change
-    of a resumed run from a default), ``job`` what a sweep varied (for TensorBoard's HParams)."""
+    written to ``metrics.json``. ``job`` is the command line (its overrides tell an asked-for
+    change of a resumed run from a default; what a sweep varied labels the run)."""
     started = time.perf_counter()
+    job = job or JobInfo()
     validate_config(cfg)
-    cfg, saved, saved_path = load_run_checkpoint(cfg, overrides)
+    cfg, saved, saved_path = load_run_checkpoint(cfg, job.overrides)
     deterministic = torch.are_deterministic_algorithms_enabled()
-    run = build_run(cfg, saved, saved_path)  # trainer.deterministic switches torch's global mode on
+    run = build_run(cfg, saved, saved_path, job)  # trainer.deterministic switches torch's global mode on
     try:
         if run.main:
             log.info("%s", run.shape_table)
@@ -224,7 +226,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), job: JobInfo | None = No
         if run.options.eval_only:
             return evaluate_checkpoint(run, saved, saved_path)
         fit(run)
-        return finish(run, job or JobInfo(), time.perf_counter() - started)
+        return finish(run, time.perf_counter() - started)
     finally:  # TensorBoard's writer thread is done before a failed run's directory is removed
         run.logger.close()
         torch.use_deterministic_algorithms(deterministic)

@@ -3,9 +3,10 @@ summary), and which only say where or how it runs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ALWAYS_EXCLUDED", "parse_overrides", "swept_overrides"]
+__all__ = ["ALWAYS_EXCLUDED", "JobInfo", "parse_overrides", "swept_overrides"]
 
 # Never part of a job's name: they change where or how a job runs, not what it is.
 ALWAYS_EXCLUDED = ("trainer.progress_bar", "data.root", "paths.data_dir", "resume")
@@ -28,3 +29,26 @@ def swept_overrides(overrides: list[str], excluded: set[str]) -> list[tuple[str,
             value = override.value()
             out.append((key, value if isinstance(value, (bool, int, float, str)) else str(value)))
     return out
+
+
+@dataclass
+class JobInfo:
+    """What Hydra knows about the job that started a run: its command-line ``overrides``, those a
+    sweep varied (``swept``: ``("pool", "avg")``, in command-line order) and the ``experiment=``
+    choice. A checkpoint keeps it, so a resumed run keeps its label (the resume's own command line
+    is ``resume=auto hydra.run.dir=...``)."""
+
+    overrides: list[str] = field(default_factory=list)
+    swept: list[tuple[str, Any]] = field(default_factory=list)
+    experiment: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "overrides": list(self.overrides),
+            "swept": [list(p) for p in self.swept],
+            "experiment": self.experiment,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> JobInfo:
+        return cls(list(state["overrides"]), [tuple(p) for p in state["swept"]], state["experiment"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..errors import UserError
 from .state import Run
 from .tensorboard import first_conv_weight
 
-__all__ = ["JobInfo", "evaluate_checkpoint", "finish", "format_duration", "hparams_of"]
+__all__ = ["evaluate_checkpoint", "finish", "format_duration", "hparams_of"]
 
 log = logging.getLogger("cnnlab")
 
@@ -38,15 +37,6 @@ STANDARD_HPARAMS = {
 GROUP_KEYS = {"model": "model.name", "conv": "conv.kind", "pool": "pool.kind"}
 
 
-@dataclass
-class JobInfo:
-    """What Hydra knows about this job: the overrides a sweep varied (``("pool", "avg")``, in
-    command-line order) and the ``experiment=`` choice."""
-
-    swept: list[tuple[str, Any]] = field(default_factory=list)
-    experiment: str | None = None
-
-
 def format_duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
@@ -56,9 +46,10 @@ def _hparam_value(value: Any) -> bool | int | float | str:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def hparams_of(run: Run, job: JobInfo) -> dict[str, bool | int | float | str]:
+def hparams_of(run: Run) -> dict[str, bool | int | float | str]:
     """HParams columns in the order TensorBoard shows them (its first five are visible by
     default): what the sweep varied, then the experiment, then the standard ones."""
+    job = run.job
     params: dict[str, bool | int | float | str] = {}
     covered = set()
     for key, value in job.swept:
@@ -83,7 +74,7 @@ def _log_images(run: Run) -> None:
         logger.confusion(run.last_eval["confusion"], names, step)
 
 
-def finish(run: Run, job: JobInfo, wall_seconds: float) -> dict[str, Any]:
+def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
     """Write ``metrics.json`` and the final TensorBoard entries; print the summary. The last
     epoch's evaluation is the final one (the test set is not evaluated twice)."""
     progress, cfg = run.progress, run.cfg
@@ -105,6 +96,7 @@ def finish(run: Run, job: JobInfo, wall_seconds: float) -> dict[str, Any]:
         "wall_s": progress.train_seconds,
         "run_wall_s": wall_seconds,
         "world_size": run.world_size,
+        "job": run.job.state_dict(),  # the command line that started the run (kept across resumes)
         "history": history,
     }
     for callback in run.callbacks.values():
@@ -122,7 +114,7 @@ def finish(run: Run, job: JobInfo, wall_seconds: float) -> dict[str, Any]:
     # HParams metric columns: the last value of these per-epoch scalars, val_acc first.
     tags = ["val/acc", "val/best_acc", "val/loss", "train/loss", "train/images_per_sec"]
     extra = [key.replace("_", "/", 1) for key in history[-1] if key.startswith("val_ema")] if history else []
-    run.logger.hparams(hparams_of(run, job), [t for t in tags + extra if classifier or "acc" not in t])
+    run.logger.hparams(hparams_of(run), [t for t in tags + extra if classifier or "acc" not in t])
     run.logger.close()
     _print_summary(run, metrics)
     return metrics

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..errors import UserError
 
-__all__ = ["RUNTIME_KEYS", "RunConfigMismatchError", "adopt_run_config", "explicit_prefixes"]
+__all__ = ["RUNTIME_KEYS", "RunConfigMismatchError", "adopt_run_config", "config_leaves", "explicit_prefixes", "under"]
 
 # Keys the command line decides for a resumed or evaluated run: where it writes, what it runs on.
 RUNTIME_KEYS = (
@@ -67,7 +67,7 @@ def explicit_prefixes(overrides: Iterable[str]) -> list[str]:
     return prefixes
 
 
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+def config_leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     """``{"model.layers.0.conv.out_channels": 32, ...}``: every leaf by its override path."""
     if isinstance(node, dict):
         items = node.items()
@@ -77,7 +77,7 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix: node}
     out: dict[str, Any] = {}
     for key, value in items:
-        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(config_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
     if not out and prefix:
         out[prefix] = node  # an empty dict or list is a value too
     return out
@@ -102,7 +102,7 @@ def short_keys(keys: list[str], depth: int = 2) -> list[str]:
     return list(dict.fromkeys(".".join(key.split(".")[:depth]) for key in keys))
 
 
-def _under(key: str, prefixes: Sequence[str]) -> bool:
+def under(key: str, prefixes: Sequence[str]) -> bool:
     return any(p == "" or key == p or key.startswith(p + ".") for p in prefixes)
 
 
@@ -121,17 +121,17 @@ def adopt_run_config(
     Raises :class:`RunConfigMismatchError` when an explicit override changes a key of the run and
     ``current.allow_config_change`` is false."""
     runtime = RUNTIME_KEYS + (EVALUATION_KEYS if evaluation else ())
-    now = _leaves(OmegaConf.to_container(current, resolve=True))
-    then = _leaves(OmegaConf.to_container(saved, resolve=True))
+    now = config_leaves(OmegaConf.to_container(current, resolve=True))
+    then = config_leaves(OmegaConf.to_container(saved, resolve=True))
     differing = sorted(
-        key for key in now.keys() | then.keys() if not _under(key, runtime) and now.get(key) != then.get(key)
+        key for key in now.keys() | then.keys() if not under(key, runtime) and now.get(key) != then.get(key)
     )
     asked = explicit_prefixes(overrides)
-    changed = [key for key in differing if _under(key, asked)]
+    changed = [key for key in differing if under(key, asked)]
     if changed and not current.get("allow_config_change", False):
         what = "evaluation of" if evaluation else "resuming"
-        lines = "\n".join(_describe(prefix, [k for k in changed if _under(k, [prefix])], then, now)
-                          for prefix in dict.fromkeys(p for k in changed for p in asked if _under(k, [p])))  # fmt: skip
+        lines = "\n".join(_describe(prefix, [k for k in changed if under(k, [prefix])], then, now)
+                          for prefix in dict.fromkeys(p for k in changed for p in asked if under(k, [p])))  # fmt: skip
         raise RunConfigMismatchError(
             f"{what} a run uses its own config ({source}); the command line would change:\n{lines}\n"
             f"Drop these overrides to continue the run as it was, or add allow_config_change=true to apply them."
@@ -147,5 +147,5 @@ def adopt_run_config(
         if isinstance(value, (DictConfig, ListConfig)):
             value = OmegaConf.to_container(value, resolve=True)
         OmegaConf.update(result, key, value, merge=False, force_add=True)
-    taken = [key for key in differing if not (changed and _under(key, asked))]
+    taken = [key for key in differing if not (changed and under(key, asked))]
     return result, taken

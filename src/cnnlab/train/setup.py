@@ -21,6 +21,7 @@ from .checkpoint import CheckpointManager
 from .config import ConfigValueError
 from .distributed import init_distributed
 from .options import TrainerOptions
+from .overrides import JobInfo
 from .state import Run
 from .tensorboard import RunLogger
 
@@ -106,8 +107,11 @@ def _loaders(cfg: DictConfig, options: TrainerOptions, device: torch.device, ran
     return train_loader, val_loader, mean, std
 
 
-def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: Path | None = None) -> Run:
-    """Everything a run needs, built from ``cfg``; ``saved`` (a checkpoint) restores it."""
+def build_run(
+    cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: Path | None = None, job: JobInfo | None = None
+) -> Run:
+    """Everything a run needs, built from ``cfg``, started by ``job``; ``saved`` (a checkpoint)
+    restores it (with the job that started it)."""
     options = TrainerOptions.from_config(cfg.trainer)
     device = select_device(options.device)
     rank, world_size = init_distributed(device)
@@ -160,6 +164,7 @@ def build_run(cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: 
         std=std,
         total_steps=total_steps,
         max_epochs=math.ceil(total_steps / steps_per_epoch),
+        job=job or JobInfo(),
     )
     if saved is not None and not options.eval_only:
         run.restore(saved)

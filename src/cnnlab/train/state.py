@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..data import TensorImageLoader
 from .checkpoint import CheckpointManager, capture_rng, restore_rng
 from .options import TrainerOptions
+from .overrides import JobInfo
 from .steps import NonFiniteLossError, StepOutput, evaluate, train_step
 from .tensorboard import RunLogger
 
@@ -108,6 +109,7 @@ class Run:
     progress: Progress = field(default_factory=Progress)
     last_checkpoint: Path | None = None
     last_eval: dict[str, Any] | None = None  # the newest evaluation: loss, acc, confusion
+    job: JobInfo = field(default_factory=JobInfo)  # the command line that started the run
 
     @property
     def main(self) -> bool:
@@ -166,6 +168,7 @@ class Run:
             "state": self.progress.state_dict(),
             "callbacks": {name: c.state_dict() for name, c in self.callbacks.items()},
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+            "job": self.job.state_dict(),
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
@@ -176,6 +179,8 @@ class Run:
         self.progress.load_state_dict(saved["state"])
         for name, callback in self.callbacks.items():
             callback.load_state_dict(saved.get("callbacks", {}).get(name, {}))
+        if "job" in saved:
+            self.job = JobInfo.from_state_dict(saved["job"])
 
     def save_checkpoint(self) -> None:
         """``checkpoints/step-N.pt`` and ``last.pt`` (rank 0 only)."""

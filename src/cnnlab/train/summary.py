@@ -10,13 +10,14 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from .overrides import ALWAYS_EXCLUDED, swept_overrides
+from .run_config import RUNTIME_KEYS, config_leaves, under
 
 __all__ = [
     "ERROR_FILE",
@@ -36,19 +37,37 @@ METRIC_COLUMNS = ("val_acc", "best_val_acc", "val_loss", "images_per_sec", "wall
 
 @dataclass
 class RunRecord:
-    """A finished training run: its directory, what its command line set, its ``metrics.json``."""
+    """A finished training run: its directory, what the command line that started it set, its
+    ``metrics.json``, and what the run is (``config``: its resolved config's leaves, less
+    :data:`~.run_config.RUNTIME_KEYS` and ``seed``; empty for runs without a ``config.yaml``)."""
 
     path: Path
     swept: dict[str, Any]
     metrics: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    seed: Any = None
 
     @property
     def label(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.swept.items()) or self.path.name
 
 
-def _swept(path: Path) -> dict[str, Any]:
-    """What the command line of the run in ``path`` set, less the keys its sweep excluded."""
+def _what_the_run_is(path: Path) -> tuple[dict[str, Any], Any]:
+    """The leaves of ``path/config.yaml`` that say what the run is (not where or how it ran, not
+    its seed), and its seed."""
+    if not (path / "config.yaml").is_file():
+        return {}, None
+    leaves = config_leaves(OmegaConf.to_container(OmegaConf.load(path / "config.yaml")))
+    seed = leaves.pop("seed", None)
+    return {k: v for k, v in leaves.items() if not under(k, RUNTIME_KEYS)}, seed
+
+
+def _swept(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the command line that started the run in ``path`` set, less the keys its sweep
+    excluded: kept in ``metrics.json`` (a resume's own command line is ``resume=auto ...``), or, for
+    runs written before it was, read from ``.hydra/``."""
+    if "job" in metrics:
+        return dict(metrics["job"]["swept"])
     swept: dict[str, Any] = {}
     hydra_dir = path / ".hydra"
     if (hydra_dir / "overrides.yaml").is_file():
@@ -66,7 +85,7 @@ def _record(path: Path) -> RunRecord | None:
     metrics = json.loads((path / "metrics.json").read_text())
     if "history" not in metrics:  # an eval-only run
         return None
-    return RunRecord(path, _swept(path), metrics)
+    return RunRecord(path, _swept(path, metrics), metrics, *_what_the_run_is(path))
 
 
 def _job_order(path: Path) -> tuple:
@@ -111,20 +130,39 @@ def summary_table(records: Sequence[RunRecord]) -> tuple[list[str], list[list[An
     return columns, rows
 
 
+def _telling_first(key: str) -> tuple:
+    """Names and kinds first: ``model.name`` says more than ``model.layers.0.conv.out_channels``."""
+    return key.rsplit(".", 1)[-1] not in ("name", "kind"), key.count("."), key
+
+
 def seed_means(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]] | None:
-    """Mean ± std (sample) of each metric over runs that differ only in ``seed``; None when no
-    configuration ran with more than one seed."""
+    """Mean ± std (sample) of each metric over runs of the same configuration (their resolved
+    configs agree but for the seed and where/how they ran; runs without a ``config.yaml`` by what
+    their command lines set), with how many ``runs`` and how many distinct ``seeds``; None when no
+    configuration ran more than once. Two configurations with the same command-line label get a
+    ``differs`` column with the config keys that tell them apart."""
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        config = tuple((k, v) for k, v in record.swept.items() if k != "seed")
-        groups.setdefault(config, []).append(record)
+        what = record.config or {k: v for k, v in record.swept.items() if k != "seed"}
+        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in what.items())), []).append(record)
     if not any(len(g) > 1 for g in groups.values()):
         return None
     keys = list(dict.fromkeys(k for r in records for k in r.swept if k != "seed"))
-    columns = [*keys, "seeds", *METRIC_COLUMNS[:-1]]
+    labels = [tuple(str(group[0].swept.get(k)) for k in keys) for group in groups.values()]
+    shared = {label for label in labels if labels.count(label) > 1}
+    columns = [*keys, *(["differs"] if shared else []), "runs", "seeds", *METRIC_COLUMNS[:-1]]
     rows = []
-    for config, group in groups.items():
-        cells: list[Any] = [dict(config).get(k) for k in keys] + [len(group)]
+    firsts = [group[0] for group in groups.values()]
+    for label, first, group in zip(labels, firsts, groups.values(), strict=True):
+        cells: list[Any] = [first.swept.get(k) for k in keys]
+        if shared:
+            twins = [
+                other.config for other, lab in zip(firsts, labels, strict=True) if lab == label and other is not first
+            ]
+            own = first.config
+            differing = sorted((k for k in own if any(t.get(k) != own[k] for t in twins)), key=_telling_first)
+            cells.append(", ".join(f"{k}={own[k]}" for k in differing[:3]) + (", ..." if len(differing) > 3 else ""))
+        cells += [len(group), len({repr(r.seed if r.config else r.swept.get("seed")) for r in group})]
         for metric in METRIC_COLUMNS[:-1]:
             values = [float(r.metrics[metric]) for r in group if r.metrics.get(metric) is not None]
             if not values:
