@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 from rss import peak_rss_increase
 from torch import nn
 
@@ -39,9 +39,10 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 def make_model(name: str, backend: str, device: str, memory_format: torch.memory_format) -> nn.Module:
     conv, pool = BACKENDS[backend]
-    load = lambda group, item: OmegaConf.load(CONFIGS / group / f"{item}.yaml")  # noqa: E731
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={name}", f"conv={conv}", f"pool={pool}"])
     torch.manual_seed(0)
-    model, _ = build_model(load("model", name), load("conv", conv), load("pool", pool))
+    model, _ = build_model(cfg.model, cfg.conv, cfg.pool)
     return model.to(device=device, memory_format=memory_format)
 
 

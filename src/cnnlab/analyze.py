@@ -16,7 +16,7 @@ from hydra.errors import HydraException
 from .analysis import analyze, format_report
 from .errors import UserError
 from .models import build_model, format_shape_table
-from .train.config import validate_config
+from .train.config import complete_config, validate_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -44,6 +44,7 @@ def main(overrides: list[str]) -> str:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     validate_config(cfg)
+    complete_config(cfg)
     input_shape = tuple(cfg.data.image_shape)
     model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
     report = analyze(model, input_shape, classifier=cfg.model.task == "classification")

@@ -2,6 +2,7 @@
 
 from .augment import augment_batch, normalize
 from .cifar10 import CIFAR10_CLASSES, DatasetNotFoundError, load_cifar10
+from .classes import class_indices, select_classes
 from .loader import TensorImageLoader
 from .synthetic import make_synthetic
 
@@ -10,7 +11,9 @@ __all__ = [
     "DatasetNotFoundError",
     "TensorImageLoader",
     "augment_batch",
+    "class_indices",
     "load_cifar10",
     "make_synthetic",
     "normalize",
+    "select_classes",
 ]

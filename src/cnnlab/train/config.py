@@ -13,11 +13,12 @@ import inspect
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..data import CIFAR10_CLASSES, class_indices
 from ..errors import UserError
 from ..models import CONV_KINDS, CONV_OPTIONS, POOL_KINDS, POOL_OPTIONS
 from .options import TrainerOptions
 
-__all__ = ["KNOWN_KEYS", "ConfigValueError", "known_keys", "validate_config"]
+__all__ = ["KNOWN_KEYS", "ConfigValueError", "complete_config", "known_keys", "validate_config"]
 
 
 class ConfigValueError(UserError, ValueError):
@@ -38,7 +39,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "data": frozenset(
         {
             "name", "root", "download", "batch_size", "eval_batch_size", "num_classes", "image_shape", "mean", "std",
-            "augment", "num_train", "num_test", "seed",
+            "augment", "num_train", "num_test", "seed", "classes",
         }
     ),
     "data.augment": frozenset({"crop_padding", "flip"}),
@@ -143,6 +144,7 @@ def validate_config(cfg: DictConfig) -> None:
     )
     for key in ("tta_flip", "tta_translate", "channels_last", "eval_only", "compile", "deterministic"):
         require(isinstance(trainer[key], bool), f"trainer.{key}", trainer[key], "true or false")
+    _check_classes(data)
     flip = (data.get("augment") or {}).get("flip", False)
     require(isinstance(flip, bool) or flip == "alternate", "data.augment.flip", flip, "true, false or 'alternate'")
     require(0 <= trainer.label_smoothing < 1, "trainer.label_smoothing", trainer.label_smoothing, "a float in [0, 1)")
@@ -168,3 +170,29 @@ def validate_config(cfg: DictConfig) -> None:
     )
     metrics = ("val_acc", "best_val_acc", "val_loss", "train_loss")
     require(cfg.optimized_metric in metrics, "optimized_metric", cfg.optimized_metric, f"one of {list(metrics)}")
+
+
+def _check_classes(data: DictConfig) -> None:
+    """``data.classes`` (CIFAR-10 only) names known, distinct classes; ``data.num_classes`` is the
+    dataset's count (CIFAR-10: 10) or, with ``data.classes``, their number."""
+    classes = data.get("classes")
+    if classes is None:
+        if data.name == "cifar10":
+            require(data.num_classes == len(CIFAR10_CLASSES), "data.num_classes", data.num_classes,
+                    f"{len(CIFAR10_CLASSES)} for CIFAR-10; to train on some of its classes give them as "
+                    "data.classes=[cat,dog,...] (names or indices)")  # fmt: skip
+        return
+    require(data.name == "cifar10", "data.classes", classes, "null with data=synthetic (set data.num_classes)")
+    try:
+        count = len(class_indices(list(classes), CIFAR10_CLASSES))
+    except (TypeError, ValueError) as error:
+        raise ConfigValueError(f"config key data.classes: {error}") from None
+    require(data.num_classes in (count, len(CIFAR10_CLASSES)), "data.num_classes", data.num_classes,
+            f"{count}, the number of data.classes (it follows them: leave it out)")  # fmt: skip
+
+
+def complete_config(cfg: DictConfig) -> None:
+    """What follows from other keys, after :func:`validate_config`: ``data.num_classes`` becomes
+    the number of ``data.classes`` (the models' heads read it: ``out_features: ${data.num_classes}``)."""
+    if cfg.data.get("classes") is not None:
+        cfg.data.num_classes = len(cfg.data.classes)

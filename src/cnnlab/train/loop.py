@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..analysis.tensorboard import log_analysis
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
-from .config import validate_config
+from .config import complete_config, validate_config
 from .directories import nothing_to_resume
 from .distributed import all_reduce_sum
 from .overrides import JobInfo
@@ -206,6 +206,7 @@ def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     job = job or JobInfo()
     validate_config(cfg)
+    complete_config(cfg)
     cfg, saved, saved_path = load_run_checkpoint(cfg, job.overrides)
     deterministic = torch.are_deterministic_algorithms_enabled()
     run = build_run(cfg, saved, saved_path, job)  # trainer.deterministic switches torch's global mode on

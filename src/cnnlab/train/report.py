@@ -12,8 +12,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..analysis.tensorboard import log_analysis
-from ..data import CIFAR10_CLASSES
 from ..errors import UserError
+from .setup import class_names
 from .state import Run
 from .tensorboard import first_conv_weight
 
@@ -70,7 +70,7 @@ def _log_images(run: Run) -> None:
     logger.images("train/samples", sample[:32].cpu() * run.std.view(1, -1, 1, 1) + run.mean.view(1, -1, 1, 1), step)
     logger.filters("model/first_layer_filters", first_conv_weight(run.model), step)
     if run.task == "classification" and run.last_eval is not None:
-        names = list(CIFAR10_CLASSES) if cfg.data.name == "cifar10" else [str(i) for i in range(run.num_classes)]
+        names = class_names(cfg.data)
         logger.confusion(run.last_eval["confusion"], names, step)
 
 

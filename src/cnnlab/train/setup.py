@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import TensorImageLoader, load_cifar10, make_synthetic
+from ..data import CIFAR10_CLASSES, TensorImageLoader, class_indices, load_cifar10, make_synthetic, select_classes
 from ..models import build_model, format_shape_table
 from .checkpoint import CheckpointManager
 from .config import ConfigValueError
@@ -25,7 +25,7 @@ from .overrides import JobInfo
 from .state import Run
 from .tensorboard import RunLogger
 
-__all__ = ["build_run", "load_data", "seed_everything", "select_device", "select_precision"]
+__all__ = ["build_run", "class_names", "load_data", "seed_everything", "select_device", "select_precision"]
 
 log = logging.getLogger("cnnlab")
 
@@ -61,10 +61,25 @@ def select_precision(name: str, device: torch.device) -> str:
     return "bf16" if native else "32"
 
 
+def class_names(cfg: DictConfig) -> list[str]:
+    """The names of the classes a run tells apart (``cfg`` is ``data``), in label order."""
+    if cfg.name != "cifar10":
+        return [str(i) for i in range(int(cfg.num_classes))]
+    classes = cfg.get("classes")
+    return (
+        list(CIFAR10_CLASSES)
+        if classes is None
+        else [CIFAR10_CLASSES[i] for i in class_indices(list(classes), CIFAR10_CLASSES)]
+    )
+
+
 def load_data(cfg: DictConfig) -> dict[str, torch.Tensor]:
-    """uint8 images and int64 labels of both splits (CIFAR-10 from ``data.root``, or synthetic)."""
+    """uint8 images and int64 labels of both splits (CIFAR-10 from ``data.root``, only
+    ``data.classes`` if given, relabelled 0..n−1 in their order; or synthetic)."""
     if cfg.name == "cifar10":
-        return load_cifar10(cfg.root, bool(cfg.download))
+        data = load_cifar10(cfg.root, bool(cfg.download))
+        classes = cfg.get("classes")
+        return data if classes is None else select_classes(data, class_indices(list(classes), CIFAR10_CLASSES))
     return make_synthetic(
         int(cfg.num_train), int(cfg.num_test), int(cfg.image_shape[-1]), int(cfg.num_classes), int(cfg.seed)
     )
@@ -123,6 +138,12 @@ def build_run(
 
     input_shape = tuple(cfg.data.image_shape)
     model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
+    if cfg.model.task == "classification" and rows[-1].output_shape != (int(cfg.data.num_classes),):
+        raise ConfigValueError(
+            f"config key {rows[-1].path}: the model ends in {rows[-1].output_shape}, but the data has "
+            f"{cfg.data.num_classes} classes (data.num_classes): give the last layer ${{data.num_classes}} outputs, "
+            "as configs/model/*.yaml do"
+        )
     model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
     step_model = model
     if world_size > 1:
