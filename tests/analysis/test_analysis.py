@@ -141,3 +141,15 @@ def test_cli_runs_on_every_model_family(model):
     text = analyze_cli([f"model={model}", *narrow])
     for heading in ("Receptive field", "Sparse interactions", "Equivariance error", "Input sizes"):
         assert heading in text
+
+
+def test_a_map_too_narrow_to_measure_equivariance_is_marked_and_explained():
+    """A 3×3 conv on a 4-wide map has no column that neither the padding nor a 1-pixel wrap-around
+    reaches: the table shows — (not nan) and says why."""
+    from cnnlab.analysis import analyze, format_report
+
+    model = nn.Sequential(cnn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(64, 2))
+    text = format_report(analyze(model, (3, 4, 4)))
+    row = next(line for line in text.splitlines() if line.startswith("model.layers.0 ") and "zeros" in line)
+    assert row.split()[-4:] == ["—"] * 4 and "nan" not in text
+    assert "—: the feature map is too narrow to measure" in text

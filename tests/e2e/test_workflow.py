@@ -288,10 +288,11 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     result = train(*FAST, "model=simple", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
     log = (tmp_path / "train.log").read_text()
     assert "epoch 2/2" in log and "model.layers.7" in log
-    tail = result.stdout.strip().splitlines()[-4:]
+    tail = result.stdout.strip().splitlines()[-5:]
     assert tail[0].startswith("Finished: 2 epoch(s), 6 steps")
     assert tail[1].startswith("val_acc ") and "(best " in tail[1]
-    assert tail[2] == f"run directory: {tmp_path}" and tail[3] == f"TensorBoard:   tensorboard --logdir {tmp_path}"
+    assert tail[2].startswith("A shortened run (trainer.limit_train_batches=3): 6 steps")  # (simple: no BatchNorm)
+    assert tail[3] == f"run directory: {tmp_path}" and tail[4] == f"TensorBoard:   tensorboard --logdir {tmp_path}"
     assert result.stdout.index("Analysing the trained model") < result.stdout.index("Finished:")
 
     # in-process: the test set is evaluated once per epoch, not again after the last one
@@ -305,6 +306,21 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
         cfg = compose(config_name="train", overrides=[*QUIET, "trainer.max_epochs=2", f"paths.output_dir={tmp_path}/i"])
     metrics = loop.run(cfg)
     assert len(calls) == 2 and metrics["val_acc"] == metrics["history"][-1]["val_acc"]
+
+
+def test_short_resumed_and_evaluated_runs_say_what_their_numbers_are(tmp_path):
+    """A 3-step run of a BatchNorm model says its running statistics still hold 0.9³ = 73% of their
+    initial values; a resumed run says which time is whose; an evaluation says where it wrote."""
+    run_dir = tmp_path / "run"
+    short = train(*FAST, "model=fast", "logger.analysis=false", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
+    assert "BatchNorm's running statistics (momentum 0.1) still hold 73% of their initial mean 0 / variance 1 " \
+           "after 3 steps" in short.stdout and "29 steps bring it under 5%" in short.stdout  # fmt: skip
+    resumed = train("resume=auto", "trainer.max_epochs=2", "allow_config_change=true", f"hydra.run.dir={run_dir}")
+    finished = next(line for line in resumed.stdout.splitlines() if line.startswith("Finished:"))
+    assert finished.startswith("Finished: 2 epoch(s), 6 steps") and "(resumed at step 3: this process ran " in finished
+    evaluated = train("trainer.eval_only=true", f"ckpt_path={run_dir / 'checkpoints' / 'last.pt'}",
+                      f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
+    assert f"written to {tmp_path / 'eval' / 'metrics.json'}" in evaluated.stdout
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,11 @@ def test_select_classes_keeps_their_images_and_numbers_them_in_the_order_given()
     assert subset["train_labels"].tolist() == [1, 0] * 3 and subset["test_labels"].tolist() == [1, 0]
     # the images kept are those of classes 3 and 5, in the dataset's order
     assert subset["train_images"][:, 0, 0, 0].tolist() == [3, 5] * 3
-    for bad, message in ((["cat", "cat"], "given twice"), (["kitten"], "not one of the classes"), ([10], "not one of the classes")):
+    for bad, message in (
+        (["cat", "cat"], "given twice"),
+        (["kitten"], "not one of the classes"),
+        ([10], "not one of the classes"),
+    ):
         with pytest.raises(ValueError, match=message):
             class_indices(bad, CIFAR10_CLASSES)
 

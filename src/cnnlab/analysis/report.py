@@ -135,7 +135,12 @@ def format_report(report: ModelReport) -> str:
     for path, errors in by_layer.items():
         lines.append(
             f"{path:<34} {errors[0].padding_mode:<9} {errors[0].stride:>6} "
-            + " ".join(f"{e.error:>9.2e}" for e in errors)
+            + " ".join(f"{'—':>9}" if math.isnan(e.error) else f"{e.error:>9.2e}" for e in errors)
+        )
+    if any(math.isnan(e.error) for e in report.equivariance):
+        lines.append(
+            "—: the feature map is too narrow to measure: no output column is far enough from the border "
+            "(shift + kernel reach) to see neither the padding nor the columns the shift wraps around"
         )
     if report.consistency is not None:
         lines += [

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from torch import nn
 
 from ..analysis.tensorboard import log_analysis
 from ..errors import UserError
@@ -125,11 +126,39 @@ def analysis_images(run: Run):
     return next(iter(run.val_loader))[0][: int(run.cfg.logger.analysis_images)]
 
 
+def shortened_run_notes(run: Run) -> list[str]:
+    """What makes the numbers of a shortened run (``limit_train_batches``, ``max_steps``,
+    ``overfit_batches``) unlike a real run's: the schedule spans only its steps, and BatchNorm's
+    running statistics, which evaluation uses, may still be near their initial mean 0 / variance 1:
+    a share ``(1 − momentum)^steps`` of them."""
+    options, steps = run.options, run.progress.step
+    limits = {key: getattr(options, key) for key in ("limit_train_batches", "overfit_batches")}
+    limits["max_steps"] = options.max_steps if options.max_steps > 0 else None
+    shortened = ", ".join(f"trainer.{key}={value}" for key, value in limits.items() if value)
+    if not shortened:
+        return []
+    notes = [f"A shortened run ({shortened}): {steps} steps, the learning-rate schedule spans them; such runs check "
+             "code, their numbers do not measure a model."]  # fmt: skip
+    momenta = [m.momentum for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum]
+    if momenta and (1 - min(momenta)) ** steps > 0.05:
+        kept, momentum = (1 - min(momenta)) ** steps, min(momenta)
+        needed = math.ceil(math.log(0.05) / math.log(1 - momentum))
+        notes.append(f"BatchNorm's running statistics (momentum {momentum:g}) still hold {kept:.0%} of their initial "
+                     f"mean 0 / variance 1 after {steps} steps: evaluation (which uses them) can be far off the "
+                     f"training numbers, val_loss in the hundreds; {needed} steps bring it under 5%.")  # fmt: skip
+    return notes
+
+
 def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
     progress = run.progress
+    this_process = f"{format_duration(metrics['run_wall_s'])} in all"
+    if run.resumed_at_step is not None:  # training time counts the whole run; wall time only this process
+        this_process = (
+            f"resumed at step {run.resumed_at_step}: this process ran {format_duration(metrics['run_wall_s'])}"
+        )
     lines = [
         f"Finished: {progress.epoch} epoch(s), {progress.step} steps, {format_duration(progress.train_seconds)} of "
-        f"training at {progress.images_per_sec:.0f} images/s ({format_duration(metrics['run_wall_s'])} in all)"
+        f"training at {progress.images_per_sec:.0f} images/s ({this_process})",
     ]
     if metrics["val_acc"] is not None:
         lines.append(
@@ -138,6 +167,7 @@ def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
         )
     else:
         lines.append(f"val_loss {metrics['val_loss']:.4f}")
+    lines += shortened_run_notes(run)
     lines.append(f"run directory: {run.run_dir}")
     if run.logger.writer is not None:  # (logger=none writes no events)
         lines.append(f"TensorBoard:   tensorboard --logdir {run.run_dir}")
@@ -173,5 +203,7 @@ def evaluate_checkpoint(run: Run, saved: dict[str, Any], path: Path) -> dict[str
     if run.main:
         (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         accuracy = f" val_acc {result['acc']:.4f}" if result["acc"] is not None else ""
-        log.info("eval of %s: val_loss %.4f%s", path, result["loss"], accuracy)
+        log.info(
+            "eval of %s: val_loss %.4f%s\nwritten to %s", path, result["loss"], accuracy, run.run_dir / "metrics.json"
+        )
     return metrics

@@ -110,6 +110,7 @@ class Run:
     last_checkpoint: Path | None = None
     last_eval: dict[str, Any] | None = None  # the newest evaluation: loss, acc, confusion
     job: JobInfo = field(default_factory=JobInfo)  # the command line that started the run
+    resumed_at_step: int | None = None  # where this process took over a checkpointed run
 
     @property
     def main(self) -> bool:
@@ -181,6 +182,7 @@ class Run:
             callback.load_state_dict(saved.get("callbacks", {}).get(name, {}))
         if "job" in saved:
             self.job = JobInfo.from_state_dict(saved["job"])
+        self.resumed_at_step = self.progress.step
 
     def save_checkpoint(self) -> None:
         """``checkpoints/step-N.pt`` and ``last.pt`` (rank 0 only)."""
