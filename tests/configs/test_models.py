@@ -108,7 +108,10 @@ def _model(*layers):
 @pytest.mark.parametrize(
     ("layers", "message"),
     [
-        ([{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6, r"model\.layers\.6 \(pool\)"),
+        (
+            [{"conv": {"out_channels": 8}}] + [{"pool": {"kernel_size": 2}}] * 6,
+            r"model\.layers\.6 \(pool\): cannot take input of shape \(8, 1, 1\).*output size \(0, 0\) is too small",
+        ),
         (
             [{"conv": {"out_channels": 8, "kernel_size": 40, "padding": 0}}],
             r"model\.layers\.0 \(conv\).*greater than",
