@@ -205,3 +205,19 @@ def test_slurm_environment_becomes_torch_distributed_environment(monkeypatch):
     _export_slurm_environment()
     assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("5", "8", "1")
     assert os.environ["MASTER_ADDR"] == "node07" and int(os.environ["MASTER_PORT"]) > 0
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml")))
+def test_every_model_takes_a_width_and_a_class_subset_without_a_plus(model):
+    """``model.width=0.5`` and ``data.classes=[...]`` are keys of every model's config (no leading
+    ``+``), and the head follows ``data.num_classes``."""
+    from cnnlab.train.config import complete_config, validate_config
+
+    cfg = compose_cfg(f"model={model}", "model.width=0.5", "data.classes=[cat,dog,ship]")
+    validate_config(cfg)
+    complete_config(cfg)
+    assert cfg.model.width == 0.5 and cfg.data.num_classes == 3
+    layers = OmegaConf.to_container(cfg.model, resolve=True)["layers"]
+    ((kind, args),) = next(x for x in reversed(layers) if isinstance(x, dict) and {"linear", "conv"} & set(x)).items()
+    if cfg.model.task == "classification":  # the head: a linear layer, or allconv's 1×1 conv to class maps
+        assert args["out_features" if kind == "linear" else "out_channels"] == 3
