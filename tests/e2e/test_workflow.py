@@ -308,6 +308,17 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     assert len(calls) == 2 and metrics["val_acc"] == metrics["history"][-1]["val_acc"]
 
 
+def test_augmentations_and_accumulation_train_and_show_in_hparams(tmp_path):
+    """Cutout, a torchvision policy, MixUp + CutMix and gradient accumulation in one run: it trains,
+    and each option is an HParams column (set on the command line: under its key)."""
+    options = ["data.augment.cutout=8", "data.augment.policy=trivialaugment", "data.augment.mixup=0.8",
+               "data.augment.cutmix=1.0", "trainer.accumulate_grad_batches=2"]  # fmt: skip
+    result = train(*QUIET, "trainer.max_epochs=1", *options, f"hydra.run.dir={tmp_path}")
+    assert "epoch 1/1" in result.stdout
+    names = {info.name for info in hparams_experiment(tmp_path).experiment.hparam_infos}
+    assert {option.split("=")[0] for option in options} <= names
+
+
 def test_short_resumed_and_evaluated_runs_say_what_their_numbers_are(tmp_path):
     """A 3-step run of a BatchNorm model says its running statistics still hold 0.9³ = 73% of their
     initial values; a resumed run says which time is whose; an evaluation says where it wrote."""
@@ -344,6 +355,10 @@ def test_short_resumed_and_evaluated_runs_say_what_their_numbers_are(tmp_path):
         ("callbacks=ema +callbacks.ema.decy=0.9", "config key callbacks.ema.decy: unknown key (nothing reads it); "
                                                   "did you mean callbacks.ema.decay?"),
         ("optimizer._target_=torch.optim.SDG", "config key optimizer._target_: cannot use 'torch.optim.SDG'"),
+        ("data.augment.policy=autoaugmnt", "config key data.augment.policy: got 'autoaugmnt', expected one of "
+                                           "['none', 'trivialaugment', 'randaugment', 'autoaugment']"),
+        ("trainer.accumulate_grad_batches=0", "config key trainer.accumulate_grad_batches: got 0, expected a "
+                                              "positive int up to data.batch_size (64)"),
         pytest.param("trainer.device=cuda", "config key trainer.device: got 'cuda', but torch.cuda.is_available() "
                      "is False", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without "
                                                                                             "CUDA")),

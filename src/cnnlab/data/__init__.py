@@ -1,6 +1,6 @@
 """Datasets as whole uint8 tensors, and batched augmentation that runs on the training device."""
 
-from .augment import augment_batch, normalize
+from .augment import POLICIES, augment_batch, normalize
 from .cifar10 import CIFAR10_CLASSES, DatasetNotFoundError, load_cifar10
 from .classes import class_indices, select_classes
 from .loader import TensorImageLoader
@@ -8,6 +8,7 @@ from .synthetic import make_synthetic
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "POLICIES",
     "DatasetNotFoundError",
     "TensorImageLoader",
     "augment_batch",

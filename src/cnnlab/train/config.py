@@ -13,7 +13,7 @@ import inspect
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import CIFAR10_CLASSES, class_indices
+from ..data import CIFAR10_CLASSES, POLICIES, class_indices
 from ..errors import UserError
 from ..models import CONV_KINDS, CONV_OPTIONS, POOL_KINDS, POOL_OPTIONS
 from .options import TrainerOptions
@@ -42,7 +42,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "augment", "num_train", "num_test", "seed", "classes",
         }
     ),
-    "data.augment": frozenset({"crop_padding", "flip"}),
+    "data.augment": frozenset({"crop_padding", "flip", "policy", "cutout", "mixup", "cutmix"}),
     "model": frozenset({"name", "task", "layers", "width"}),
 }  # fmt: skip
 # Hydra's own keys of a node it instantiates.
@@ -132,6 +132,9 @@ def validate_config(cfg: DictConfig) -> None:
         trainer.max_steps,
         "a positive int, or -1 for no limit",
     )
+    k = trainer.accumulate_grad_batches
+    require(_positive_int(k) and k <= data.batch_size, "trainer.accumulate_grad_batches", k,
+            f"a positive int up to data.batch_size ({data.batch_size}): the micro-batches of each batch")  # fmt: skip
     for key in ("limit_train_batches", "limit_val_batches", "overfit_batches"):
         value = trainer[key]
         require(value is None or _positive_int(value), f"trainer.{key}", value, "null or a positive int")
@@ -145,8 +148,19 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("tta_flip", "tta_translate", "channels_last", "eval_only", "compile", "deterministic"):
         require(isinstance(trainer[key], bool), f"trainer.{key}", trainer[key], "true or false")
     _check_classes(data)
-    flip = (data.get("augment") or {}).get("flip", False)
+    augment = data.get("augment") or {}
+    flip = augment.get("flip", False)
     require(isinstance(flip, bool) or flip == "alternate", "data.augment.flip", flip, "true, false or 'alternate'")
+    policy = augment.get("policy", "none")
+    require(policy in POLICIES, "data.augment.policy", policy, f"one of {list(POLICIES)}")
+    cutout = augment.get("cutout", 0)
+    require(_positive_int(cutout) or cutout == 0, "data.augment.cutout", cutout, "0 or a positive int (pixels)")
+    for key in ("mixup", "cutmix"):
+        alpha = augment.get(key, 0)
+        require(isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha >= 0,
+                f"data.augment.{key}", alpha, "a Beta α ≥ 0 (0: off)")  # fmt: skip
+        require(alpha == 0 or cfg.model.task == "classification", f"data.augment.{key}", alpha,
+                "0 for a reconstruction model (it mixes class labels)")  # fmt: skip
     require(0 <= trainer.label_smoothing < 1, "trainer.label_smoothing", trainer.label_smoothing, "a float in [0, 1)")
     require(cfg.conv.kind in CONV_KINDS, "conv.kind", cfg.conv.kind, f"one of {list(CONV_KINDS)}")
     require(cfg.pool.kind in POOL_KINDS, "pool.kind", cfg.pool.kind, f"one of {list(POOL_KINDS)}")

@@ -41,7 +41,8 @@ def _count(run: Run, step: StepOutput, seconds: float) -> None:
         progress.running_loss += loss * len(step.labels)
         progress.running_seen += len(step.labels)
         if run.task == "classification":
-            progress.running_correct += int((step.output.argmax(1) == step.labels).sum())
+            hard = step.labels.argmax(1) if step.labels.dim() == 2 else step.labels  # (MixUp/CutMix: the larger share)
+            progress.running_correct += int((step.output.argmax(1) == hard).sum())
     else:
         progress.skipped_steps += 1
     progress.step += 1

@@ -38,6 +38,7 @@ class TrainerOptions:
     checkpoint_every_n_steps: int | None
     keep_last_k: int
     skip_nonfinite_steps: bool
+    accumulate_grad_batches: int  # micro-batches per optimiser step (data.batch_size stays the step's batch)
 
     @classmethod
     def config_keys(cls) -> frozenset[str]:

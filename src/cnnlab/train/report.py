@@ -34,6 +34,15 @@ STANDARD_HPARAMS = {
     "weight_decay": "optimizer.weight_decay",
     "max_epochs": "trainer.max_epochs",
 }
+# ... and, where a run sets them (not their "off" value), these: name → (config key, off).
+OPTIONAL_HPARAMS = {
+    "classes": ("data.classes", None),
+    "policy": ("data.augment.policy", "none"),
+    "cutout": ("data.augment.cutout", 0),
+    "mixup": ("data.augment.mixup", 0),
+    "cutmix": ("data.augment.cutmix", 0),
+    "accumulate_grad_batches": ("trainer.accumulate_grad_batches", 1),
+}
 # Group overrides (pool=avg) name the config key that says which option was chosen.
 GROUP_KEYS = {"model": "model.name", "conv": "conv.kind", "pool": "pool.kind"}
 
@@ -57,7 +66,10 @@ def hparams_of(run: Run) -> dict[str, bool | int | float | str]:
         params[key] = _hparam_value(value)
         covered.add(GROUP_KEYS.get(key, key))
     params["experiment"] = job.experiment or "none"
-    for name, key in STANDARD_HPARAMS.items():
+    optional = {
+        name: key for name, (key, off) in OPTIONAL_HPARAMS.items() if OmegaConf.select(run.cfg, key, default=off) != off
+    }
+    for name, key in {**STANDARD_HPARAMS, **optional}.items():
         value = OmegaConf.select(run.cfg, key, default=None)
         if key not in covered and name not in params and value is not None:
             params[name] = _hparam_value(value)

@@ -93,7 +93,7 @@ def _loaders(cfg: DictConfig, options: TrainerOptions, device: torch.device, ran
     mean, std = torch.tensor(list(cfg.data.mean)), torch.tensor(list(cfg.data.std))
     overfit = options.overfit_batches
     common = dict(mean=mean, std=std, device=device, rank=rank, world_size=world_size,
-                  channels_last=options.channels_last)  # fmt: skip
+                  channels_last=options.channels_last, num_classes=int(cfg.data.num_classes))  # fmt: skip
     train_loader = TensorImageLoader(
         data["train_images"],
         data["train_labels"],

@@ -3,6 +3,7 @@ values (model, optimiser, batch, :class:`~.options.TrainerOptions`); :class:`~.s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -56,14 +57,25 @@ def train_step(
     autocast: Callable[[], AbstractContextManager],
 ) -> StepOutput:
     """Forward, loss, backward, gradient clipping (``grad_clip_norm``) and the optimiser and
-    schedule step for one batch. The update is made only where the loss and the gradient norm are
-    finite; otherwise the gradients are dropped with ``skip_nonfinite_steps`` (the caller raises
-    :class:`NonFiniteLossError` without it)."""
-    with autocast():
-        output = model(images)
-    loss = compute_loss(task, output, images, labels, options)
+    schedule step for one batch. With ``accumulate_grad_batches=k`` the batch goes through the
+    model in k micro-batches whose losses, weighted by their share of the batch, add up to the
+    batch's mean loss, and whose gradients accumulate before the one update (so a batch that does
+    not fit in memory trains with its full size; BatchNorm sees the micro-batches). The update is
+    made only where the loss and the gradient norm are finite; otherwise the gradients are dropped
+    with ``skip_nonfinite_steps`` (the caller raises :class:`NonFiniteLossError` without it)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    parts = list(zip(images.chunk(options.accumulate_grad_batches), labels.chunk(options.accumulate_grad_batches)))
+    outputs, losses = [], []
+    for index, (part, part_labels) in enumerate(parts):
+        last = index == len(parts) - 1  # DistributedDataParallel reduces the gradients once, after the last
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            with autocast():
+                output = model(part)
+            part_loss = compute_loss(task, output, part, part_labels, options) * (len(part) / len(images))
+            part_loss.backward()
+        outputs.append(output.detach())
+        losses.append(part_loss.detach())
+    output, loss = torch.cat(outputs), torch.stack(losses).sum()
     grad_norm = nn.utils.clip_grad_norm_(parameters, options.grad_clip_norm or math.inf)
     loss_finite = bool(torch.isfinite(loss))
     finite = loss_finite and bool(torch.isfinite(grad_norm))
@@ -74,7 +86,7 @@ def train_step(
     else:
         raise NonFiniteLossError("the loss" if not loss_finite else "the gradient norm")
     scheduler.step()
-    return StepOutput(loss.detach(), output.detach(), labels, finite)
+    return StepOutput(loss, output, labels, finite)
 
 
 def tta_logits(model: nn.Module, images: Tensor, flip: bool, translate: bool) -> Tensor:
