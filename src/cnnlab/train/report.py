@@ -127,7 +127,8 @@ def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
     # HParams metric columns: the last value of these per-epoch scalars, val_acc first.
     tags = ["val/acc", "val/best_acc", "val/loss", "train/loss", "train/images_per_sec"]
     extra = [key.replace("_", "/", 1) for key in history[-1] if key.startswith("val_ema")] if history else []
-    run.logger.hparams(hparams_of(run), [t for t in tags + extra if classifier or "acc" not in t])
+    swept = [name for name, _ in run.job.swept]  # (TensorBoard shows the columns marked `differs` first)
+    run.logger.hparams(hparams_of(run), [t for t in tags + extra if classifier or "acc" not in t], differs=swept)
     run.logger.close()
     _print_summary(run, metrics)
     return metrics

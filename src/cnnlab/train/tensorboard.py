@@ -3,6 +3,7 @@ written into the run's own event directory so the HParams tab compares a whole m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: figures are rendered to TensorBoard only
 import matplotlib.pyplot as plt
 import torch
+from tensorboard.plugins.hparams import plugin_data_pb2
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
@@ -81,13 +83,21 @@ class RunLogger:
         figure.tight_layout()
         self.writer.add_figure("val/confusion_matrix", figure, step)
 
-    def hparams(self, params: dict, metric_tags: list[str]) -> None:
+    def hparams(self, params: dict, metric_tags: list[str], differs: Iterable[str] = ()) -> None:
         """HParams entry in this run's own directory (``add_hparams`` would open a subdirectory).
-        Its metric columns are the *last values* of the named scalars, in this order; columns
-        follow ``params``' order (TensorBoard shows the first five by default)."""
+        Its metric columns are the *last values* of the named scalars, in this order. TensorBoard's
+        hparams plugin serves the columns marked ``differs`` first, then the rest by name, and
+        shows the first five: ``differs`` names the columns a sweep varied."""
         if self.writer is None:
             return
-        for summary in hparams(params, dict.fromkeys(metric_tags, 0.0)):
+        experiment, *sessions = hparams(params, dict.fromkeys(metric_tags, 0.0))
+        value = experiment.value[0]
+        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        varied = set(differs)
+        for info in data.experiment.hparam_infos:
+            info.differs = info.name in varied
+        value.metadata.plugin_data.content = data.SerializeToString()
+        for summary in (experiment, *sessions):
             self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:
