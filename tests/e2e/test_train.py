@@ -62,7 +62,7 @@ def test_run_directory_and_tensorboard(tmp_path):
     assert metrics["best_val_acc"] == max(h["val_acc"] for h in metrics["history"])
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()
     assert "model:" in (tmp_path / "config.yaml").read_text()
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0}).Reload()
     tags = events.Tags()
     for tag in (
         "train/loss",
@@ -86,7 +86,7 @@ def test_run_directory_and_tensorboard(tmp_path):
         assert tag in tags["images"], tag
     assert "config/text_summary" in tags["tensors"]
     assert len(events.Scalars("val/acc")) == 2
-    hparams_files = list((tmp_path / "tb").glob("*/events*"))
+    hparams_files = list(tmp_path.glob("*/events*"))
     assert hparams_files == [], "hparams must go into the run's own directory, not a timestamped subdirectory"
 
     evaluation = train(

@@ -43,7 +43,7 @@ def run_python(*args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.C
 
 
 def events(run_dir: Path) -> EventAccumulator:
-    return EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    return EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0}).Reload()
 
 
 def hparams_experiment(run_dir: Path) -> plugin_data_pb2.HParamsPluginData:
@@ -203,7 +203,9 @@ def test_tensorboard_keeps_step_and_epoch_scalars_apart_and_shows_what_was_swept
     with serve_tensorboard(tmp_path) as url:
         served = tensorboard_json(url, "/data/plugin/hparams/experiment",
                                   {"experimentName": "", "hparamsLimit": 5, "includeMetrics": True})  # fmt: skip
+        runs = tensorboard_json(url, "/data/runs")
     assert [info["name"] for info in served["hparamInfos"]][:2] == ["conv", "pool"], served["hparamInfos"]
+    assert sorted(runs) == [job.name for job in jobs]  # runs named by their job directories, no "/tb"
 
 
 @contextlib.contextmanager
@@ -326,7 +328,7 @@ def test_an_optuna_search_in_storage_continues_from_where_it_stopped(tmp_path):
 
 def test_logger_none_writes_no_events_and_offers_no_tensorboard_command(tmp_path):
     result = train(*QUIET, "trainer.max_steps=1", "logger=none", f"hydra.run.dir={tmp_path}")
-    assert not (tmp_path / "tb").exists() and (tmp_path / "metrics.json").is_file()
+    assert not list(tmp_path.glob("events.out.tfevents*")) and (tmp_path / "metrics.json").is_file()
     assert result.stdout.strip().splitlines()[-1] == f"run directory: {tmp_path}"
     assert "tensorboard --logdir" not in result.stdout
 

@@ -24,7 +24,8 @@ __all__ = ["JobFailed", "hydra_main"]
 
 log = logging.getLogger("cnnlab")
 # What a run directory holds before training writes anything of value: configs, the log, TensorBoard's config text.
-_SETUP_ONLY = {".hydra", "train.log", "config.yaml", "tb"}
+_SETUP_ONLY = {".hydra", "train.log", "config.yaml"}
+_EVENTS = "events.out.tfevents."  # (TensorBoard's event files)
 
 
 def _job_info() -> JobInfo:
@@ -37,7 +38,9 @@ def _job_info() -> JobInfo:
 
 def _remove_if_empty(run_dir: Path) -> None:
     """A run that failed before it trained leaves nothing worth keeping: remove its directory."""
-    if not run_dir.is_dir() or any(p.name not in _SETUP_ONLY for p in run_dir.iterdir()):
+    if not run_dir.is_dir() or any(
+        p.name not in _SETUP_ONLY and not p.name.startswith(_EVENTS) for p in run_dir.iterdir()
+    ):
         return  # checkpoints or metrics: a real run (e.g. a refused resume of it) stays untouched
     for handler in logging.getLogger().handlers[:]:  # Hydra's file handler writes into the directory
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.resolve():

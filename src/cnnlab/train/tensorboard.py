@@ -35,10 +35,12 @@ def first_conv_weight(model: nn.Module) -> Tensor | None:
 
 
 class RunLogger:
-    """Thin wrapper over ``SummaryWriter(run_dir / "tb")``; a no-op when disabled."""
+    """Thin wrapper over ``SummaryWriter(run_dir)``; a no-op when disabled. The events sit in the
+    run directory itself, so TensorBoard names each run by its directory (``3_conv=separable,...``),
+    not ``.../tb``."""
 
     def __init__(self, run_dir: Path, enabled: bool = True) -> None:
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb")) if enabled else None
+        self.writer = SummaryWriter(log_dir=str(run_dir)) if enabled else None
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer:
