@@ -71,20 +71,22 @@ def test_run_directory_and_tensorboard(tmp_path):
         "val/acc",
         "val/best_acc",
         "train/images_per_sec",
-        "train_step/loss",
-        "train_step/lr",
-        "val_class/acc_0",
+        "train/step_loss",
+        "train/lr",
     ):
         assert tag in tags["scalars"], tag
     for tag in (
         "train/samples",
-        "model/first_layer_filters",
+        "weights/first_layer_filters",
         "val/confusion_matrix",
-        "analysis/effective_receptive_field",
-        "analysis/receptive_field_growth",
+        "val/class_accuracy",
+        "visuals/effective_receptive_field",
+        "visuals/receptive_field_growth",
     ):
         assert tag in tags["images"], tag
-    assert "config/text_summary" in tags["tensors"]
+    assert {"config", "model/shape_table", "analysis/report"} <= set(tags["tensors"])  # text, under its own tag
+    assert [event.step for event in events.Tensors("analysis/report")] == [6]  # the trained model's report
+    assert list(metrics["val_class_acc"]) == [str(i) for i in range(10)]  # synthetic data's classes
     assert len(events.Scalars("val/acc")) == 2
     hparams_files = list(tmp_path.glob("*/events*"))
     assert hparams_files == [], "hparams must go into the run's own directory, not a timestamped subdirectory"

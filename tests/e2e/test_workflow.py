@@ -192,7 +192,7 @@ def test_tensorboard_keeps_step_and_epoch_scalars_apart_and_shows_what_was_swept
     for tag in tags:  # one value per step: no batch value and epoch mean at the same step
         steps = [event.step for event in accumulator.Scalars(tag)]
         assert len(steps) == len(set(steps)), tag
-    assert len(accumulator.Scalars("train_step/loss")) == 6 and len(accumulator.Scalars("train/loss")) == 2
+    assert len(accumulator.Scalars("train/step_loss")) == 6 and len(accumulator.Scalars("train/loss")) == 2
     experiment = hparams_experiment(jobs[0]).experiment
     names = [info.name for info in experiment.hparam_infos]
     assert names[:3] == ["conv", "pool", "experiment"], names
@@ -204,8 +204,13 @@ def test_tensorboard_keeps_step_and_epoch_scalars_apart_and_shows_what_was_swept
         served = tensorboard_json(url, "/data/plugin/hparams/experiment",
                                   {"experimentName": "", "hparamsLimit": 5, "includeMetrics": True})  # fmt: skip
         runs = tensorboard_json(url, "/data/runs")
+        time_series = tensorboard_json(url, "/data/plugin/timeseries/tags")
     assert [info["name"] for info in served["hparamInfos"]][:2] == ["conv", "pool"], served["hparamInfos"]
     assert sorted(runs) == [job.name for job in jobs]  # runs named by their job directories, no "/tb"
+    # Time Series lists tag groups by name and opens the first two: the loss/accuracy curves
+    tags = {tag for run_tags in time_series["scalars"]["runTagInfo"].values() for tag in run_tags}
+    tags |= set(time_series["images"]["tagRunSampledInfo"])
+    assert sorted({tag.split("/")[0] for tag in tags})[:2] == ["train", "val"], sorted(tags)
 
 
 @contextlib.contextmanager

@@ -61,9 +61,5 @@ def test_a_run_on_some_classes_has_a_head_and_a_confusion_matrix_of_their_size(t
     assert "epoch 1/1" in result.stdout
     saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert saved["model"]["7.weight"].shape[0] == 3  # the linear head: one output per class
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    assert sorted(t for t in events.Tags()["scalars"] if t.startswith("val_class/")) == [
-        "val_class/acc_cat", "val_class/acc_dog", "val_class/acc_ship"]  # fmt: skip
-    assert json.loads((run_dir / "metrics.json").read_text())["val_acc"] is not None
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics["val_class_acc"]) == ["cat", "dog", "ship"] and metrics["val_acc"] is not None

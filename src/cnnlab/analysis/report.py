@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,10 +20,21 @@ __all__ = ["ModelReport", "accepted_input_sizes", "analyze", "format_report", "r
 SIZES = ((32, 32), (40, 40), (57, 43))
 
 
+def _why_not(error: str) -> str:
+    """A shape error in words: ``mat1 and mat2 shapes cannot be multiplied (1x6400 and 4096x10)``
+    is a linear layer fixed to another input size."""
+    found = re.search(r"mat1 and mat2 shapes cannot be multiplied \(\d+x(\d+) and (\d+)x\d+\)", error)
+    if found:
+        return (f"its linear layer takes {found[2]} features, this size gives {found[1]} (a flatten → linear head "
+                "fixes the input size; a global pool before it would not)")  # fmt: skip
+    return error.splitlines()[0][:120]
+
+
 def accepted_input_sizes(
     model: nn.Module, channels: int = 3, sizes: Sequence[tuple[int, int]] = SIZES
 ) -> dict[str, str]:
-    """For each ``H×W``: ``"ok → shape"`` if the model runs on it, else the error it raises."""
+    """For each ``H×W``: ``"ok → shape"`` if the model runs on it, else ``"not accepted: why"``
+    (for a flatten → linear head, the features it takes and those this size gives)."""
     result = {}
     was_training = model.training
     model.eval()
@@ -33,7 +45,7 @@ def accepted_input_sizes(
                     out = model(torch.zeros(1, channels, height, width))
                 result[f"{height}x{width}"] = f"ok → {tuple(out.shape[1:])}"
             except (RuntimeError, ValueError) as error:
-                result[f"{height}x{width}"] = f"fails: {str(error).splitlines()[0][:120]}"
+                result[f"{height}x{width}"] = f"not accepted: {_why_not(str(error))}"
     finally:
         model.train(was_training)
     return result
@@ -148,5 +160,6 @@ def format_report(report: ModelReport) -> str:
             f"classification consistency under random shifts: {report.consistency:.3f}",
             f"mean pooled-feature change under a 1-pixel shift: {report.feature_change:.3f}",
         ]
-    lines += ["", "Input sizes: " + ", ".join(f"{size} {result}" for size, result in report.input_sizes.items())]
+    lines += ["", "Other input sizes (the model was built for one; does it run on others?):"]
+    lines += [f"  {size}: {result}" for size, result in report.input_sizes.items()]
     return "\n".join(lines)

@@ -1,5 +1,7 @@
-"""Log a model's analysis to TensorBoard: tables as text, receptive-field growth and the
-effective receptive field as images, feature maps of one image; the numbers go to ``metrics.json``."""
+"""Log a model's analysis to TensorBoard: tables as text (``analysis/report``), receptive-field
+growth, the effective receptive field and feature maps of one image as images (``visuals/``, a
+group TensorBoard's Time Series lists after the ``train``/``val`` curves); the numbers go to
+``metrics.json``."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor, nn
 
 from .report import analyze, format_report, report_metrics
@@ -44,20 +47,22 @@ def log_analysis(
     images = images.cpu().float()
     report = analyze(model, input_shape, images, classifier)
     metrics = report_metrics(report)  # numbers for metrics.json; one-point charts would crowd the Scalars tab
-    logger.text("analysis/report", format_report(report))
+    logger.text("analysis/report", format_report(report), step)
     if logger.writer is None:
         return metrics
     figure, axis = plt.subplots(figsize=(6, 3.5))
     sizes = [row.size for row in report.receptive_fields]
     axis.plot(range(1, len(sizes) + 1), sizes, marker="o")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers and pixels are counted, not measured
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("spatial layer")
     axis.set_ylabel("receptive field (pixels)")
     axis.set_title("receptive field growth")
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    logger.writer.add_figure("analysis/receptive_field_growth", figure, step)
+    logger.writer.add_figure("visuals/receptive_field_growth", figure, step)
     if report.erf is not None:
-        logger.writer.add_image("analysis/effective_receptive_field", report.erf[None], step)
+        logger.writer.add_image("visuals/effective_receptive_field", report.erf[None], step)
     for name, maps in feature_maps(model, images[0]):
-        logger.writer.add_images(f"analysis/feature_maps/{name}", maps, step)
+        logger.writer.add_images(f"visuals/feature_maps/{name}", maps, step)
     return metrics

@@ -174,6 +174,18 @@ def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], slots: 
     raise ModelConfigError(f"{path}: unknown layer type {name!r}; known: {sorted(LAYER_TYPES)}")
 
 
+def _label(name: str, layer: nn.Module) -> str:
+    """The shape table's type: the config's layer name, and for the slots the conv=/pool= groups
+    fill, which layer they got (``conv: DepthwiseSeparableConv2d``; ``conv: torch Conv2d`` for the twin)."""
+    if name == "residual":
+        return "residual (sum)"
+    if name not in ("conv", "upconv", "pool", "global_pool"):
+        return name
+    chosen = layer[-1] if isinstance(layer, nn.Sequential) else layer  # (maxout: 1×1 conv, max, pool)
+    backend = "torch " if type(chosen).__module__.startswith("torch.") else ""
+    return f"{name}: {backend}{type(chosen).__name__}"
+
+
 def _trace(module: nn.Module, x: Tensor, path: str, name: str) -> Tensor:
     try:
         with torch.no_grad():
@@ -249,14 +261,7 @@ def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: li
             except (RuntimeError, ValueError, TypeError, KeyError) as error:
                 raise ModelConfigError(f"{path} ({name}): {error}") from error
         y = _trace(layer, x, path, name)
-        rows.append(
-            ShapeRow(
-                path,
-                name if name != "residual" else "residual (sum)",
-                tuple(y.shape[1:]),
-                sum(p.numel() for p in layer.parameters()),
-            )
-        )
+        rows.append(ShapeRow(path, _label(name, layer), tuple(y.shape[1:]), sum(p.numel() for p in layer.parameters())))
         layers.append(layer)
         x = y
     return layers, x
@@ -287,11 +292,11 @@ def build_model(
 def format_shape_table(rows: Sequence[ShapeRow], input_shape: Sequence[int]) -> str:
     """The shape table as aligned text: config path, layer, output shape, parameters."""
     lines = [
-        f"{'layer':<28} {'type':<18} {'output shape':<18} {'params':>10}",
-        f"{'input':<28} {'':<18} {tuple(input_shape)!s:<18} {'':>10}",
+        f"{'layer':<28} {'type':<34} {'output shape':<18} {'params':>10}",
+        f"{'input':<28} {'':<34} {tuple(input_shape)!s:<18} {'':>10}",
     ]
     for row in rows:
-        lines.append(f"{row.path:<28} {row.layer:<18} {row.output_shape!s:<18} {row.parameters:>10,}")
+        lines.append(f"{row.path:<28} {row.layer:<34} {row.output_shape!s:<18} {row.parameters:>10,}")
     total = sum(row.parameters for row in rows if row.path.split(".layers.", 1)[-1].isdigit())  # top-level layers
-    lines.append(f"{'total':<28} {'':<18} {'':<18} {total:>10,}")
+    lines.append(f"{'total':<28} {'':<34} {'':<18} {total:>10,}")
     return "\n".join(lines)

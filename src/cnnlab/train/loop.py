@@ -21,7 +21,7 @@ from .config import complete_config, validate_config
 from .directories import nothing_to_resume
 from .distributed import all_reduce_sum
 from .overrides import JobInfo
-from .report import analysis_images, evaluate_checkpoint, finish
+from .report import analysis_images, config_text, evaluate_checkpoint, finish
 from .run_config import adopt_run_config, short_keys
 from .setup import build_run
 from .signals import SecondInterrupt, StopRequested
@@ -57,7 +57,7 @@ def resume_command(run: Run) -> str:
 
 def train_epoch(run: Run, stop: StopRequested) -> None:
     """Steps from where the epoch stands to its end (or to ``trainer.max_steps``); per-step
-    scalars under ``train_step/``; step checkpoints; a stop signal checkpoints and exits."""
+    scalars ``train/step_loss`` and ``train/lr``; step checkpoints; a stop signal checkpoints and exits."""
     progress, options = run.progress, run.options
     bar = tqdm(
         run.train_loader.iterate(progress.epoch, start_batch=progress.batch),
@@ -82,8 +82,8 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
                 img_s=f"{images_per_sec:.0f}",
             )
         if progress.step % options.log_every_n_steps == 0:
-            run.logger.scalar("train_step/loss", step.loss.item(), progress.step)
-            run.logger.scalar("train_step/lr", run.scheduler.get_last_lr()[0], progress.step)
+            run.logger.scalar("train/step_loss", step.loss.item(), progress.step)
+            run.logger.scalar("train/lr", run.scheduler.get_last_lr()[0], progress.step)
         every = options.checkpoint_every_n_steps
         if (every and progress.step % every == 0) or stop.signal is not None:
             run.save_checkpoint()
@@ -223,8 +223,8 @@ def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
             if saved is not None and not run.options.eval_only:
                 p = run.progress
                 log.info("Resumed from %s at epoch %d, batch %d, step %d", saved_path, p.epoch, p.batch, p.step)
-        run.logger.text("config", OmegaConf.to_yaml(cfg, resolve=True))
-        run.logger.text("model/shape_table", run.shape_table)
+        run.logger.text("config", config_text(run), run.progress.step)  # (a resumed run: where it took over)
+        run.logger.text("model/shape_table", run.shape_table, run.progress.step)
         if run.options.eval_only:
             return evaluate_checkpoint(run, saved, saved_path)
         fit(run)

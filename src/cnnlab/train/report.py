@@ -16,9 +16,9 @@ from ..analysis.tensorboard import log_analysis
 from ..errors import UserError
 from .setup import class_names
 from .state import Run
-from .tensorboard import first_conv_weight
+from .tensorboard import class_accuracy, first_conv_weight
 
-__all__ = ["evaluate_checkpoint", "finish", "format_duration", "hparams_of"]
+__all__ = ["config_text", "evaluate_checkpoint", "finish", "format_duration", "hparams_of"]
 
 log = logging.getLogger("cnnlab")
 
@@ -32,8 +32,7 @@ STANDARD_HPARAMS = {
     "batch_size": "data.batch_size",
     "lr": "optimizer.lr",
     "weight_decay": "optimizer.weight_decay",
-    "max_epochs": "trainer.max_epochs",
-}
+}  # (and "epochs": how many the run trained)
 # ... and, where a run sets them (not their "off" value), these: name → (config key, off).
 OPTIONAL_HPARAMS = {
     "classes": ("data.classes", None),
@@ -52,15 +51,19 @@ def format_duration(seconds: float) -> str:
     return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
 
 
-def _hparam_value(value: Any) -> bool | int | float | str:
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
+def _hparam_value(value: Any) -> bool | float | str:
+    """A column value: an int as text (TensorBoard shows every number as a float, ``64.000``), a
+    list as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, (bool, float, str)) else str(value)
 
 
-def hparams_of(run: Run) -> dict[str, bool | int | float | str]:
+def hparams_of(run: Run) -> dict[str, bool | float | str]:
     """HParams columns in the order TensorBoard shows them (its first five are visible by
     default): what the sweep varied, then the experiment, then the standard ones."""
     job = run.job
-    params: dict[str, bool | int | float | str] = {}
+    params: dict[str, bool | float | str] = {}
     covered = set()
     for key, value in job.swept:
         params[key] = _hparam_value(value)
@@ -73,15 +76,26 @@ def hparams_of(run: Run) -> dict[str, bool | int | float | str]:
         value = OmegaConf.select(run.cfg, key, default=None)
         if key not in covered and name not in params and value is not None:
             params[name] = _hparam_value(value)
-    params["epochs"] = run.progress.epoch
+    params["epochs"] = str(run.progress.epoch)
     return params
+
+
+def config_text(run: Run) -> str:
+    """The resolved config as TensorBoard's Text tab shows it: first what the command line set
+    (what a sweep varied) and the model's slots, then the YAML."""
+    cfg = run.cfg
+    swept = " ".join(f"{key}={value}" for key, value in run.job.swept) or "(the defaults)"
+    return (
+        f"# set on the command line: {swept}\n"
+        f"# model={cfg.model.name} conv={cfg.conv.kind} pool={cfg.pool.kind}\n" + OmegaConf.to_yaml(cfg, resolve=True)
+    )
 
 
 def _log_images(run: Run) -> None:
     cfg, logger, step = run.cfg, run.logger, run.progress.step
     sample, _ = next(run.train_loader.iterate(0))
     logger.images("train/samples", sample[:32].cpu() * run.std.view(1, -1, 1, 1) + run.mean.view(1, -1, 1, 1), step)
-    logger.filters("model/first_layer_filters", first_conv_weight(run.model), step)
+    logger.filters("weights/first_layer_filters", first_conv_weight(run.model), step)
     if run.task == "classification" and run.last_eval is not None:
         names = class_names(cfg.data)
         logger.confusion(run.last_eval["confusion"], names, step)
@@ -110,6 +124,11 @@ def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
         "run_wall_s": wall_seconds,
         "world_size": run.world_size,
         "job": run.job.state_dict(),  # the command line that started the run (kept across resumes)
+        "val_class_acc": (
+            dict(zip(class_names(cfg.data), class_accuracy(final["confusion"].float()).tolist()))
+            if classifier
+            else None
+        ),
         "history": history,
     }
     for callback in run.callbacks.values():
