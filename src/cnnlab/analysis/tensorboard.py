@@ -62,7 +62,36 @@ def log_analysis(
     figure.tight_layout()
     logger.writer.add_figure("visuals/receptive_field_growth", figure, step)
     if report.erf is not None:
-        logger.writer.add_image("visuals/effective_receptive_field", report.erf[None], step)
+        logger.writer.add_figure(
+            "visuals/effective_receptive_field", _erf_figure(report.erf, report.empirical_size), step
+        )
     for name, maps in feature_maps(model, images[0]):
-        logger.writer.add_images(f"visuals/feature_maps/{name}", maps, step)
+        logger.writer.add_figure(f"visuals/feature_maps/{name}", _maps_figure(maps, name), step)
     return metrics
+
+
+def _erf_figure(erf: Tensor, size: int | None):
+    """The effective receptive field (|∂ centre output / ∂ input|, normalised) with pixel axes."""
+    figure, axis = plt.subplots(figsize=(4, 3.6), dpi=80)
+    image = axis.imshow(erf.numpy(), cmap="viridis")
+    axis.set_title(f"effective receptive field ({size} px wide)" if size else "effective receptive field", fontsize=10)
+    axis.set_xlabel("input column (pixels)")
+    axis.set_ylabel("input row (pixels)")
+    figure.colorbar(image, label="|gradient|, normalised")
+    figure.tight_layout()
+    return figure
+
+
+def _maps_figure(maps: Tensor, name: str):
+    """Feature maps ``(channels, 1, H, W)`` as a grid, each titled by its channel."""
+    columns = 8
+    rows = -(-len(maps) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.9 + 0.4), dpi=80, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(maps):
+            axis.imshow(maps[index, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            axis.set_title(f"ch {index}", fontsize=7)
+    figure.suptitle(f"feature maps after model.{name} (first {len(maps)} channels of one test image)", fontsize=9)
+    figure.tight_layout()
+    return figure

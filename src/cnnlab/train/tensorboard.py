@@ -63,12 +63,12 @@ def class_accuracy_figure(counts: Tensor, class_names: list[str]):
     for position, value in zip(positions, accuracy.tolist()):
         axis.text(min(value + 0.01, 0.9), position, f"{value:.3f}", va="center", fontsize=9)
     overall = float(counts.diag().sum() / counts.sum().clamp(min=1))
-    axis.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"all classes {overall:.3f}")
+    axis.axvline(overall, color="black", linestyle="--", linewidth=1)
     axis.set_yticks(positions, class_names, fontsize=9)
     axis.invert_yaxis()
     axis.set_xlim(0, 1)
     axis.set_xlabel("accuracy")
-    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title(f"accuracy per class (dashed: all classes, {overall:.3f})", fontsize=10)
     figure.tight_layout()
     return figure
 
