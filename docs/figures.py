@@ -6,7 +6,7 @@
 Reads the run's config.yaml and checkpoints/best.pt; writes receptive_field.png (the
 receptive-field growth with the effective receptive field of the trained model) and
 feature_maps.png (the first layer's feature maps of one test image): the same images the run
-logs to TensorBoard under ``analysis/``.
+logs to TensorBoard under ``visuals/``.
 """
 
 from __future__ import annotations

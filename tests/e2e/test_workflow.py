@@ -7,14 +7,10 @@ in a subprocess, as a user would."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +23,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from cnnlab.models import CONV_OPTIONS, POOL_OPTIONS
 from cnnlab.train.config import KNOWN_KEYS
 from cnnlab.train.summary import find_runs
+from cnnlab.train.tensorboard_server import serve_tensorboard, tensorboard_json
 from tests.e2e.test_train import FAST, ROOT, clean_env, train
 
 pytestmark = pytest.mark.slow
@@ -211,43 +208,6 @@ def test_tensorboard_keeps_step_and_epoch_scalars_apart_and_shows_what_was_swept
     tags = {tag for run_tags in time_series["scalars"]["runTagInfo"].values() for tag in run_tags}
     tags |= set(time_series["images"]["tagRunSampledInfo"])
     assert sorted({tag.split("/")[0] for tag in tags})[:2] == ["train", "val"], sorted(tags)
-
-
-@contextlib.contextmanager
-def serve_tensorboard(logdir: Path):
-    """A TensorBoard server on a free loopback port for ``logdir``, stopped afterwards; yields its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir), "--host", "127.0.0.1",
-         "--port", str(port), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:  # until it serves the runs' hparams (it loads the event files in the background)
-            try:
-                if tensorboard_json(url, "/data/plugin/hparams/experiment", {"experimentName": ""}).get("hparamInfos"):
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise TimeoutError(f"TensorBoard on {url} did not serve the hparams of {logdir}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def tensorboard_json(url: str, route: str, request: dict | None = None) -> dict:
-    """GET ``route`` of a TensorBoard server, or POST ``request`` as JSON to it."""
-    data = None if request is None else json.dumps(request).encode()
-    headers = {"Content-Type": "application/json", "X-XSRF-Protected": "1"}  # (what its web page sends)
-    with urllib.request.urlopen(urllib.request.Request(url + route, data, headers), timeout=10) as response:
-        return json.loads(response.read())
 
 
 # ---- 4. sweep job names, 5. summaries
