@@ -40,11 +40,10 @@ def confusion_figure(counts: Tensor, class_names: list[str]):
     figure, axis = plt.subplots(figsize=(5, 4.6), dpi=CARD_DPI)
     shares = counts / counts.sum(1, keepdim=True).clamp(min=1)
     axis.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
-    for (row, col), count in zip(
-        torch.cartesian_prod(torch.arange(n), torch.arange(n)).tolist(), counts.flatten().tolist()
-    ):
-        axis.text(col, row, f"{count:.0f}", ha="center", va="center", fontsize=8 if n <= 10 else 6,
-                  color="white" if shares[row, col] > 0.5 else "black")  # fmt: skip
+    for row in range(n):
+        for col in range(n):
+            axis.text(col, row, f"{counts[row, col]:.0f}", ha="center", va="center", fontsize=8 if n <= 10 else 6,
+                      color="white" if shares[row, col] > 0.5 else "black")  # fmt: skip
     axis.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=9)
     axis.set_yticks(range(n), class_names, fontsize=9)
     axis.set_xlabel("predicted")
