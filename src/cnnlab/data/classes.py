@@ -28,12 +28,13 @@ def class_indices(classes: Sequence[str | int], names: Sequence[str]) -> list[in
 def select_classes(data: dict[str, torch.Tensor], indices: Sequence[int]) -> dict[str, torch.Tensor]:
     """``data`` (``{split}_images``, ``{split}_labels``) with only the images of ``indices``, whose
     labels become their positions in ``indices`` (``[3, 5]``: cat → 0, dog → 1)."""
-    relabel = torch.full((int(max(indices)) + 1,), -1, dtype=torch.int64)
-    relabel[torch.tensor(list(indices))] = torch.arange(len(indices))
+    wanted = torch.tensor(list(indices))
+    relabel = torch.full((int(wanted.max()) + 1,), -1, dtype=torch.int64)
+    relabel[wanted] = torch.arange(len(wanted))
     out = {}
     for split in ("train", "test"):
         labels = data[f"{split}_labels"]
-        keep = torch.isin(labels, torch.tensor(list(indices)))
+        keep = torch.isin(labels, wanted)
         out[f"{split}_images"] = data[f"{split}_images"][keep]
         out[f"{split}_labels"] = relabel[labels[keep]]
     return out

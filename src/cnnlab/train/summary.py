@@ -45,7 +45,7 @@ class RunRecord:
     swept: dict[str, Any]
     metrics: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
-    seed: Any = None
+    seed: Any = None  # (from config.yaml, else from what the command line set)
 
     @property
     def label(self) -> str:
@@ -85,7 +85,9 @@ def _record(path: Path) -> RunRecord | None:
     metrics = json.loads((path / "metrics.json").read_text())
     if "history" not in metrics:  # an eval-only run
         return None
-    return RunRecord(path, _swept(path, metrics), metrics, *_what_the_run_is(path))
+    swept = _swept(path, metrics)
+    config, seed = _what_the_run_is(path)
+    return RunRecord(path, swept, metrics, config, seed if config else swept.get("seed"))
 
 
 def _job_order(path: Path) -> tuple:
@@ -162,7 +164,7 @@ def seed_means(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]
             own = first.config
             differing = sorted((k for k in own if any(t.get(k) != own[k] for t in twins)), key=_telling_first)
             cells.append(", ".join(f"{k}={own[k]}" for k in differing[:3]) + (", ..." if len(differing) > 3 else ""))
-        cells += [len(group), len({repr(r.seed if r.config else r.swept.get("seed")) for r in group})]
+        cells += [len(group), len({repr(r.seed) for r in group})]
         for metric in METRIC_COLUMNS[:-1]:
             values = [float(r.metrics[metric]) for r in group if r.metrics.get(metric) is not None]
             if not values:
