@@ -221,3 +221,6 @@ def test_every_model_takes_a_width_and_a_class_subset_without_a_plus(model):
     ((kind, args),) = next(x for x in reversed(layers) if isinstance(x, dict) and {"linear", "conv"} & set(x)).items()
     if cfg.model.task == "classification":  # the head: a linear layer, or allconv's 1×1 conv to class maps
         assert args["out_features" if kind == "linear" else "out_channels"] == 3
+    if model in ("allconv", "simple"):  # built: the head keeps its 3 outputs at width 0.5
+        _, rows = build_model(cfg.model, cfg.conv, cfg.pool)
+        assert rows[-1].output_shape == (3,)

@@ -14,8 +14,8 @@ shortcut_norm: false}`` for pre-activation blocks), the blocks of :mod:`cnnlab.m
 ``stage`` (a block repeated ``times``, the first with the stage's ``stride``). ``conv`` and
 ``pool`` are filled from the ``conv=`` and ``pool=`` config groups
 (:mod:`cnnlab.models.factory`). A model's ``width`` multiplies every convolution's
-``out_channels`` (rounded to a multiple of 8, as MobileNet's width multiplier); ``conv: {expand: 6}`` gives
-``out_channels = 6 × in_channels``.
+``out_channels`` (rounded to a multiple of 8, as MobileNet's width multiplier; ``conv: {width: false}`` keeps
+that layer's count, e.g. one map per class); ``conv: {expand: 6}`` gives ``out_channels = 6 × in_channels``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], slots: 
         _check_args(
             name,
             args,
-            ("out_channels", "expand", "kernel_size", "stride", "padding", "dilation", "groups", "bias"),
+            ("out_channels", "expand", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "width"),
             path,
         )
         if ("out_channels" in args) == ("expand" in args):
@@ -117,7 +117,10 @@ def _make_layer(name: str, args: dict[str, Any], shape: tuple[int, ...], slots: 
             )
         groups = args.get("groups", 1)
         groups = channels if groups == "depthwise" else int(groups)
-        out_channels = slots.channels(args["out_channels"]) if "out_channels" in args else channels * args["expand"]
+        if "expand" in args:
+            out_channels = channels * args["expand"]
+        else:  # `width: false`: a count the width multiplier must not change (allconv's class maps)
+            out_channels = slots.channels(args["out_channels"]) if args.get("width", True) else args["out_channels"]
         return create_conv(
             conv_cfg,
             channels,
