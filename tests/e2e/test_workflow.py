@@ -427,7 +427,7 @@ def test_helper_clis_explain_themselves_and_write_outside_the_repository(trained
 
 def test_layer_paths_in_the_shape_table_are_overrides():
     table = run_python("-m", "cnnlab.analyze", "model=simple").stdout
-    path = next(line.split()[0] for line in table.splitlines() if line.split()[1:2] == ["conv"])
+    path = next(line.split()[0] for line in table.splitlines() if line.split()[1:2] == ["conv:"])  # conv: Conv2d
     assert path == "model.layers.0"
     changed = run_python("-m", "cnnlab.analyze", "model=simple", f"{path}.conv.out_channels=48").stdout
     assert "(48, 32, 32)" in changed and "(32, 32, 32)" not in changed
