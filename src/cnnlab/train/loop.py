@@ -19,7 +19,7 @@ from ..analysis.tensorboard import log_analysis
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import complete_config, validate_config
 from .directories import nothing_to_resume
-from .distributed import all_reduce_sum
+from .distributed import all_reduce_sum, close_distributed
 from .overrides import JobInfo
 from .report import analysis_images, config_text, evaluate_checkpoint, finish
 from .run_config import adopt_run_config, short_keys
@@ -232,3 +232,4 @@ def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
     finally:  # TensorBoard's writer thread is done before a failed run's directory is removed
         run.logger.close()
         torch.use_deterministic_algorithms(deterministic)
+        close_distributed()
