@@ -15,6 +15,7 @@ from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 import cnnlab
 from cnnlab import nn as cnn
+from cnnlab.functional import native
 from tests.conftest import ForbiddenOpGuard, assert_close
 
 
@@ -366,6 +367,34 @@ def test_opaque_kernels_pass_opcheck(memory_format):
     torch.library.opcheck(ops.correlate2d_weight_grad, (x.detach(), grad.detach(), list(w.shape), *geometry))
     torch.autograd.gradcheck(lambda a, b: ops.correlate2d(a, b, *geometry, channels_last), (x, w))
     torch.autograd.gradcheck(lambda a, b: ops.correlate2d_input_grad(a, b, [7, 8], *geometry, channels_last), (grad, w))
+
+
+@pytest.mark.skipif(not native.available(), reason="cnnlab's compiled kernels were not built")
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_compiled_pools_run_the_compiled_window_kernels(memory_format):
+    """Under torch.compile the max and adaptive pools call cnnlab's window kernels (not their
+    traceable form), keep the input's memory format, and give eager's values and gradients."""
+    torch._dynamo.reset()
+    x = torch.randn(4, 16, 12, 12).contiguous(memory_format=memory_format).requires_grad_(True)
+
+    def pools(t):  # overlapping windows, and adaptive ones that do not tile 12
+        return cnnlab.functional.max_pool2d(t, 3, 2, 1), cnnlab.functional.adaptive_max_pool2d(t, 5)
+
+    def loss(outputs):
+        return sum(out.square().sum() for out in outputs)
+
+    compiled = torch.compile(pools, fullgraph=True)
+    compiled(x)  # compile outside the profile
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        outputs = compiled(x)
+        (grad,) = torch.autograd.grad(loss(outputs), x)
+    ops = {event.name for event in profile.events()}
+    assert {f"cnnlab_native::{op}" for op in ("window_max", "adaptive_window_max", "window_max_backward")} <= ops
+    expected = pools(x)
+    for out, reference in zip(outputs, expected):
+        assert_close(out, reference)
+        assert out.is_contiguous(memory_format=memory_format)
+    assert_close(grad, torch.autograd.grad(loss(expected), x)[0])
 
 
 @pytest.mark.parametrize(
