@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from cnnlab.convert import TorchConvPoolOps
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # two xdist workers on two cores: one thread each, no oversubscription
@@ -64,25 +64,10 @@ def compare_forward_backward(reference, ours, x, dtype=None, scale: float = 1.0,
     return out_our
 
 
-# Any aten op whose name says convolution or pooling, e.g. aten.convolution, aten.mkldnn_convolution,
-# aten._slow_conv2d_forward, aten.conv_depthwise2d, aten.max_pool2d_with_indices, aten._adaptive_avg_pool2d.
-FORBIDDEN_OP = re.compile(r"conv(olution|_|\d)|pool", re.IGNORECASE)
-
-
-class ForbiddenOpGuard(TorchDispatchMode):
-    """Records every aten op dispatched inside the block; ``forbidden`` lists conv/pool ones."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.seen.add(str(func))
-        return func(*args, **(kwargs or {}))
-
-    @property
-    def forbidden(self) -> list[str]:
-        return sorted(name for name in self.seen if FORBIDDEN_OP.search(name))
+# Records every aten op dispatched inside the block; ``forbidden`` lists the convolution and pooling
+# ones (aten.convolution, aten.mkldnn_convolution, aten.max_pool2d_with_indices, ...): the recorder
+# behind convert(strict=True)
+ForbiddenOpGuard = TorchConvPoolOps
 
 
 @pytest.fixture(autouse=True)

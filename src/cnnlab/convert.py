@@ -4,31 +4,40 @@ What moves to the new layer is the old layer's state itself, not a copy: the sam
 objects (so an optimizer built before the conversion still updates the model, and
 ``requires_grad`` stays as it was), buffers, training mode, hooks, and parametrizations
 (``torch.nn.utils.parametrize``: ``weight_norm``, ``spectral_norm``, ``orthogonal``, …; the
-older hook-based ``torch.nn.utils.weight_norm``/``spectral_norm`` move with the hooks). What it
-cannot convert it names in one ``UserWarning`` (or raises, with ``strict=True``): subclasses of a
-conv/pool class with their own ``forward``, torch conv/pool
-layers without a cnnlab twin, and ``forward`` methods that call ``torch.nn.functional`` conv/pool
-functions themselves. Those calls run on cnnlab's arithmetic under :func:`functional_mode`.
+older hook-based ``torch.nn.utils.weight_norm``/``spectral_norm`` move with the hooks);
+``copy=True`` gives the new model copies instead, for A/B comparisons. What it cannot convert it
+names in one ``UserWarning``: subclasses of a conv/pool class with their own ``forward``, torch
+conv/pool layers without a cnnlab twin, ``forward`` methods that call ``torch.nn.functional``
+conv/pool functions themselves (those calls run on cnnlab's arithmetic under
+:func:`functional_mode`), and, towards torch, cnnlab layers torch.nn has no twin for.
+
+``strict=True`` makes the conversion a guarantee or an error (:class:`ConversionError`, listing
+what stays): towards cnnlab it runs the converted model once on ``example_inputs`` and fails if
+torch dispatched any convolution or pooling op (whatever the source calls it: ``from
+torch.nn.functional import max_pool2d``, an alias, a helper function), naming the module each ran
+in; towards torch it fails if any module of cnnlab's is left.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import re
 import warnings
-from typing import Literal
+from collections.abc import Sequence
+from copy import deepcopy
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import functional
 from .twins import EXTENSIONS, LayerPair, cnnlab_twin, torch_twin
 
-__all__ = ["ConversionError", "convert", "functional_mode"]
+__all__ = ["ConversionError", "TorchConvPoolOps", "convert", "functional_mode"]
 
 _TORCH_CONV_POOL = (
     nn.modules.conv._ConvNd,
@@ -166,42 +175,138 @@ def _functional_calls(module: nn.Module) -> list[str]:
 
 
 def convert(
-    module: nn.Module, to: Literal["cnnlab", "torch"] = "cnnlab", inplace: bool = False, strict: bool = False
+    module: nn.Module,
+    to: Literal["cnnlab", "torch"] = "cnnlab",
+    inplace: bool = False,
+    strict: bool = False,
+    *,
+    copy: bool = False,
+    example_inputs: Sequence[Any] | None = None,
 ) -> nn.Module:
     """Return ``module`` with every layer listed in :data:`cnnlab.twins.LAYER_PAIRS` replaced by
     its counterpart, recursively, keeping parameters (the same objects), buffers, device, dtype,
     mode, hooks and parametrizations.
 
-    Subclasses are swapped when they keep their base's ``forward`` (one with its own is left alone). What stays
-    on torch is reported in one ``UserWarning``, or raised as :class:`ConversionError` with
-    ``strict=True``. With ``inplace=False`` the modules are new but the Parameters and buffers are
-    ``module``'s own, so an optimizer built on either model trains both (``copy.deepcopy`` the
-    model first for an independent one).
+    Args:
+        module: the model (or layer) to convert.
+        to: ``"cnnlab"`` (torch.nn layers → cnnlab's) or ``"torch"`` (back, e.g. before
+            ``torch.export`` for deployment: the exported graph then holds aten's conv/pool ops).
+        inplace: convert ``module`` itself. With ``inplace=False`` the module tree is new but,
+            unless ``copy``, its Parameters and buffers are ``module``'s own: an optimizer built on
+            either model trains both.
+        strict: raise :class:`ConversionError` instead of warning about what stays, and check by
+            running the model (see the module docstring); towards cnnlab this needs ``example_inputs``.
+        copy: (keyword-only) the new model gets copies of the Parameters, buffers and hooks, so
+            the two models train independently (A/B comparisons); not with ``inplace``.
+        example_inputs: (keyword-only) positional arguments of one forward, for ``strict``.
+
+    Subclasses are swapped when they keep their base's ``forward`` (one with its own is left alone).
 
     Example:
         >>> import torchvision
         >>> model = convert(torchvision.models.resnet18(), to="cnnlab")
         >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # the same Parameters as before
+        >>> twin = convert(model, to="torch", copy=True)  # an independent torch.nn model to compare with
     """
     if to not in ("cnnlab", "torch"):
         raise ValueError(f"convert: to must be 'cnnlab' or 'torch', but got to={to!r}")
-    if not inplace:  # a new module tree around the same Parameters and buffers
+    if copy and inplace:
+        raise ValueError("convert: copy=True makes a new model; it cannot be combined with inplace=True")
+    if strict and to == "cnnlab" and example_inputs is None:
+        raise ValueError(
+            "convert: strict=True checks the converted model by running it once; pass example_inputs=(x,), "
+            "the positional arguments of one forward"
+        )
+    if copy:
+        module = deepcopy(module)
+    elif not inplace:  # a new module tree around the same Parameters and buffers
         shared = {id(t): t for t in (*module.parameters(), *module.buffers())}
         for sub in module.modules():
             # tensors kept as plain attributes (hook-based weight_norm's weight), and the hook
             # dictionaries, so the handles that registered hooks still remove them
             shared.update({id(t): t for t in vars(sub).values() if isinstance(t, torch.Tensor)})
             shared.update({id(hooks): hooks for hooks in (getattr(sub, name, None) for name in _HOOK_DICTS) if hooks})
-        module = copy.deepcopy(module, memo=shared)
+        module = deepcopy(module, memo=shared)
     left: list[str] = []
     converted = _convert(module, to, "", left)
+    if strict and to == "cnnlab" and not left:  # (what the source already shows is reported without a run)
+        left += _torch_ops_run(converted, example_inputs)
+    if to == "torch":  # what still needs cnnlab, where not reported already
+        reported = {line.split(":")[0] for line in left}
+        left += [
+            f"{name or '(root)'}: {type(sub).__name__} is cnnlab's (torch.nn has no twin)"
+            for name, sub in _cnnlab_modules(converted)
+            if (name or "(root)") not in reported
+        ]
     if left:
         stays = "torch" if to == "cnnlab" else "cnnlab"
-        message = f"convert: this conv/pool work stays on {stays}:\n  " + "\n  ".join(left)
+        message = f"convert: this conv/pool work stays on {stays}:\n  " + "\n  ".join(dict.fromkeys(left))
         if strict:
             raise ConversionError(message)
         warnings.warn(message, UserWarning, stacklevel=2)
     return converted
+
+
+class TorchConvPoolOps(TorchDispatchMode):
+    """Records the aten ops dispatched inside the block (``seen``) and which of them are
+    convolution or pooling ops (``conv_pool``: ``aten.convolution``, ``aten.mkldnn_convolution``,
+    ``aten.max_pool2d_with_indices``, ``aten._adaptive_avg_pool2d``, …, by name)."""
+
+    PATTERN = re.compile(r"conv(olution|_|\d)|pool", re.IGNORECASE)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+        self.conv_pool: list[tuple[str, str]] = []  # (op, the innermost module running) in order
+        self.modules: list[str] = []  # the stack of running modules' paths, kept by the caller's hooks
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        self.seen.add(name)
+        if self.PATTERN.search(name):
+            self.conv_pool.append((name, self.modules[-1] if self.modules else "(outside any module)"))
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def forbidden(self) -> list[str]:
+        """The convolution and pooling ops that ran, sorted."""
+        return sorted({op for op, _ in self.conv_pool})
+
+
+def _torch_ops_run(model: nn.Module, example_inputs: Sequence[Any]) -> list[str]:
+    """Run ``model`` once under :class:`TorchConvPoolOps`: one line per module in which torch
+    dispatched a convolution or pooling op."""
+    recorder = TorchConvPoolOps()
+    paths = {sub: name or "(root)" for name, sub in model.named_modules()}
+
+    def enter(sub, args):
+        recorder.modules.append(f"{paths[sub]}: {type(sub).__name__}")
+
+    def leave(sub, args, output):
+        recorder.modules.pop()
+
+    handles = [sub.register_forward_pre_hook(enter) for sub in paths]
+    handles += [sub.register_forward_hook(leave, always_call=True) for sub in paths]
+    try:
+        with torch.no_grad(), recorder:
+            model(*example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    ops: dict[str, list[str]] = {}
+    for op, where in recorder.conv_pool:
+        ops.setdefault(where, []).append(op)
+    return [f"{where} runs torch's {', '.join(dict.fromkeys(names))}" for where, names in ops.items()]
+
+
+def _cnnlab_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules of ``model`` whose class is cnnlab's, outermost only (one per subtree)."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, sub in model.named_modules():
+        inside = any(outer == "" or name.startswith(f"{outer}.") for outer, _ in found)
+        if type(sub).__module__.startswith("cnnlab.") and not inside:
+            found.append((name, sub))
+    return found
 
 
 def _convert(module: nn.Module, to: str, path: str, left: list[str]) -> nn.Module:

@@ -213,12 +213,20 @@ BAD_ARGUMENTS = [
         RuntimeError,
         "output_padding=\\(2, 2\\)",
     ),
+    (lambda: cnn.Conv2d(4, 4, 3, algorithm="Winograd"), ValueError, "^Conv2d: .*'fft', 'gemm'.*algorithm='Winograd'"),
+    (lambda: cnn.Conv3d(4, 4, 3, algorithm="gemm"), ValueError, "^Conv3d: .*\\['direct', 'traceable'\\].*'gemm'"),
     (
-        lambda: cnn.Conv2d(4, 4, 3, algorithm="magic")(torch.randn(1, 4, 8, 8)),
+        lambda: cnnlab.functional.conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), algorithm="magic"),
         ValueError,
-        "'fft', 'gemm'.*algorithm='magic'",
+        "^conv2d: .*'fft', 'gemm'.*algorithm='magic'",
     ),
 ]
+
+
+def test_repr_shows_an_algorithm_other_than_the_class_default():
+    assert repr(cnn.Conv2d(3, 4, 3, algorithm="fft")).endswith("stride=(1, 1), algorithm='fft')")
+    assert "algorithm" not in repr(cnn.Conv2d(3, 4, 3)) + repr(cnn.FFTConv2d(3, 4, 7))
+    assert repr(cnn.FFTConv2d(3, 4, 7, algorithm="gemm")).endswith("algorithm='gemm')")
 
 
 @pytest.mark.parametrize(("make", "error", "message"), BAD_ARGUMENTS)

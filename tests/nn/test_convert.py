@@ -8,7 +8,9 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.nn.functional as nnf
 from torch import nn
+from torch.nn.functional import max_pool2d
 from torch.nn.utils import parametrizations, parametrize
 
 import cnnlab
@@ -108,7 +110,86 @@ def test_what_stays_on_torch_is_reported_or_raised_with_strict():
     assert "cnnlab.functional_mode()" in message
     assert "0:" not in message  # Conv3d has a twin now
     with pytest.raises(cnnlab.ConversionError, match="OwnForward subclasses Conv2d"):
+        cnnlab.convert(model, strict=True, example_inputs=(torch.randn(1, 1, 4, 4, 4),))
+    with pytest.raises(ValueError, match="strict=True checks the converted model by running it once; pass example"):
         cnnlab.convert(model, strict=True)
+
+
+def _pool_helper(x):
+    return nnf.avg_pool2d(x, 2)
+
+
+class _ImportedByName(nn.Module):
+    def forward(self, x):
+        return max_pool2d(x, 2)
+
+
+class _AliasedModule(nn.Module):
+    def forward(self, x):
+        return nnf.adaptive_avg_pool2d(x, 4)
+
+
+class _CallsAHelper(nn.Module):
+    def forward(self, x):
+        return _pool_helper(x)
+
+
+@pytest.mark.parametrize(
+    ("block", "op"),
+    [
+        (_ImportedByName, "max_pool2d_with_indices"),
+        (_AliasedModule, "_adaptive_avg_pool2d"),
+        (_CallsAHelper, "avg_pool2d"),
+    ],
+)
+def test_strict_runs_the_model_and_catches_torch_ops_however_they_are_called(block, op):
+    """The source scan misses these three spellings (only a warning-free conversion shows it);
+    strict runs the converted model and names the module in which torch computed."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), block())
+    x = torch.randn(2, 3, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cnnlab.convert(model)  # not seen by reading the source
+    with pytest.raises(cnnlab.ConversionError, match=f"1: {block.__name__} runs torch's aten.{op}") as error:
+        cnnlab.convert(model, strict=True, example_inputs=(x,))
+    assert "Conv2d" not in str(error.value)  # the converted convolution ran on cnnlab
+    with cnnlab.functional_mode(), ForbiddenOpGuard() as guard:  # the remedy: nothing of torch's runs
+        cnnlab.convert(model)(x)
+    assert guard.forbidden == []
+
+
+def test_strict_towards_torch_lists_the_cnnlab_modules_left():
+    model = nn.Sequential(
+        cnn.Conv2d(4, 4, 3),
+        cnn.BlurPool2d(4),
+        cnn.DepthwiseSeparableConv2d(4, 8, 3),
+        cnn.MaxBlurPool2d(8),
+        cnn.GlobalAvgPool2d(),
+    )
+    with pytest.raises(cnnlab.ConversionError) as error:
+        cnnlab.convert(model, to="torch", strict=True)
+    lines = str(error.value).splitlines()[1:]
+    expected = ["BlurPool2d", "DepthwiseSeparableConv2d", "MaxBlurPool2d", "GlobalAvgPool2d"]
+    assert [line.strip() for line in lines] == [
+        f"{i}: {name} is cnnlab's (torch.nn has no twin)" for i, name in enumerate(expected, start=1)
+    ]
+    converted = cnnlab.convert(nn.Sequential(cnn.Conv2d(4, 4, 3), cnn.MaxPool2d(2)), to="torch", strict=True)
+    assert [type(m).__module__.split(".")[0] for m in converted.modules()] == ["torch"] * 3
+
+
+def test_copy_gives_an_independent_model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    ours = _convert_quietly(model, copy=True)
+    assert ours[0].weight is not model[0].weight and torch.equal(ours[0].weight, model[0].weight)
+    x = torch.randn(2, 3, 6, 6)
+    assert_close(ours(x), model(x))
+    optimizer = torch.optim.SGD(ours.parameters(), lr=0.1)
+    ours(x).sum().backward()
+    optimizer.step()
+    assert not torch.equal(ours[0].weight, model[0].weight) and model[0].weight.grad is None
+    assert ours[1].running_mean is not model[1].running_mean
+    with pytest.raises(ValueError, match="copy=True makes a new model"):
+        cnnlab.convert(model, copy=True, inplace=True)
 
 
 def test_lazy_layers_convert_before_and_after_materialising():
@@ -120,9 +201,9 @@ def test_lazy_layers_convert_before_and_after_materialising():
         (nn.LazyConv3d(4, 3), cnn.Conv3d),
         (nn.LazyConvTranspose1d(4, 3, stride=2), cnn.ConvTranspose1d),
     ):
-        ours = cnnlab.convert(nn.Sequential(lazy), strict=True)
+        x = torch.randn(2, 5, *(6,) * len(lazy.kernel_size))
+        ours = _convert_quietly(nn.Sequential(lazy))
         assert type(ours[0]).__name__ == type(lazy).__name__ and type(ours[0]).__module__.startswith("cnnlab")
-        x = torch.randn(2, 5, *(6,) * len(ours[0].kernel_size))
         y = ours[0](x)
         assert type(ours[0]) is twin and ours[0].in_channels == 5
         reference = type(lazy).cls_to_become(5, 4, 3, **({"stride": 2} if "Transpose" in twin.__name__ else {}))

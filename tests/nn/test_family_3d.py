@@ -369,11 +369,11 @@ def test_lazy_convolutions_materialise_like_torch(name):
 def test_r3d_18_converts_whole_and_matches_torch():
     torchvision = pytest.importorskip("torchvision")
     reference = torchvision.models.video.r3d_18().eval()
-    model = cnnlab.convert(reference, to="cnnlab", strict=True)  # strict: nothing may stay on torch
+    x = torch.randn(1, 3, 4, 32, 32)
+    model = cnnlab.convert(reference, to="cnnlab", strict=True, example_inputs=(x,))  # strict: nothing on torch
     torch_layers = [m for m in model.modules() if type(m).__module__.startswith("torch.nn.modules.conv")
                     or type(m).__module__.startswith("torch.nn.modules.pooling")]  # fmt: skip
     assert torch_layers == []
-    x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         expected = torchvision.models.video.r3d_18().eval()
         expected.load_state_dict(model.state_dict())

@@ -22,6 +22,7 @@ from ..functional._utils import (
     ntuple,
     resolve_padding,
 )
+from ..functional.conv.dispatch import check_algorithm
 
 __all__ = [
     "Conv1d",
@@ -107,7 +108,13 @@ class _Conv:
         if tf_same:
             self.padding = padding
         if algorithm is not None:
+            check_algorithm(algorithm, self._spatial_dims, type(self).__name__)
             self.algorithm = algorithm
+
+    def extra_repr(self) -> str:
+        """torch's, and the algorithm where it is not the class's own (``auto``, or ``fft`` for FFTConv2d)."""
+        shown = f", algorithm={self.algorithm!r}" if self.algorithm != type(self).algorithm else ""
+        return super().extra_repr() + shown
 
 
 class Conv1d(_Conv, nn.Conv1d):

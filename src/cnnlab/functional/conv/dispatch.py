@@ -30,7 +30,7 @@ from .algorithms import ALGORITHMS
 from .base import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvAlgorithm, ConvCall
 from .triton import available as triton_available
 
-__all__ = ["ALGORITHMS", "convolve", "convolve_transpose", "resolve", "select_algorithm"]
+__all__ = ["ALGORITHMS", "check_algorithm", "convolve", "convolve_transpose", "resolve", "select_algorithm"]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
 _DIRECT_MIN_CHANNELS = 4  # input channels per group below which the direct kernel's input gradient is too thin
@@ -61,19 +61,22 @@ def select_algorithm(call: ConvCall) -> str:
     return "gemm"
 
 
+def check_algorithm(algorithm: str, spatial_dims: int, op: str) -> None:
+    """``ValueError`` naming ``op`` and listing the names allowed unless ``algorithm`` is ``auto`` or
+    a registered algorithm covering ``spatial_dims``-D convolutions (1-D ones run as 2-D)."""
+    names = sorted(ALGORITHMS) if spatial_dims < 3 else list(_N_D)
+    if algorithm != "auto" and algorithm not in names:
+        raise ValueError(f"{op}: algorithm must be 'auto' or one of {names}, but got algorithm={algorithm!r}")
+
+
 def resolve(algorithm: str, call: ConvCall) -> ConvAlgorithm:
     """The record for ``algorithm`` (``auto`` resolved) that covers ``call``; ``ValueError`` for an
     unknown name (listing the registered ones) or a geometry the algorithm does not cover."""
     spatial_dims = call.input.dim() - 2
+    check_algorithm(algorithm, spatial_dims, f"conv{spatial_dims}d")
     if algorithm == "auto":
         algorithm = select_algorithm(call)
-    record = ALGORITHMS.get(algorithm)
-    if record is None:
-        raise ValueError(f"algorithm must be 'auto' or one of {sorted(ALGORITHMS)}, but got algorithm={algorithm!r}")
-    if spatial_dims != 2 and algorithm not in _N_D:
-        raise ValueError(
-            f"conv{spatial_dims}d: algorithm must be 'auto' or one of {list(_N_D)}, but got algorithm={algorithm!r}"
-        )
+    record = ALGORITHMS[algorithm]
     requirement = record.requires(call)
     if requirement is not None:
         raise ValueError(f"the {record.name!r} algorithm needs {requirement}")
