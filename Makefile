@@ -15,7 +15,7 @@ SHARED_DATA := $(abspath ../shared/data)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,launchers,search,onnx]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev,launchers,search,onnx]'
 	test -e .env || test ! -d $(SHARED_DATA)/cifar-10-batches-py || echo "CNNLAB_DATA=$(SHARED_DATA)" > .env
 	touch $@
 
