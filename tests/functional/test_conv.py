@@ -439,6 +439,45 @@ def test_bfloat16_direct_kernels_match_torch(channels, kernel, stride, padding, 
         torch.testing.assert_close(a.float(), e, rtol=1e-2, atol=1e-2 * e.abs().max().item())
 
 
+@pytest.mark.skipif(not native.bfloat16_available(), reason="needs cnnlab's compiled kernels and AVX512-BF16")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("channels", "kernel", "stride", "padding", "dilation", "groups"),
+    [
+        ((3, 24), 3, 1, 1, 1, 1),  # an RGB stem: kernel rows gathered as one span
+        ((3, 40), (3, 5), (2, 1), (1, 2), (1, 2), 1),  # dilated along W: tap by tap
+        ((12, 21), 3, 2, 1, 1, 3),  # groups of 4 channels
+        ((5, 16), (2, 3), 1, (0, 3), 1, 1),  # padding wider than the kernel: whole rows of zeros
+    ],
+)
+def test_thin_inputs_gather_their_taps_and_auto_takes_direct_for_stems(
+    dtype, channels, kernel, stride, padding, dilation, groups
+):
+    """Fewer than 16 (bfloat16) or 64 (float32) channels per group: the weight gradient gathers every
+    tap's pixels into one product; output and weight gradient match torch's float32 convolution of
+    the same numbers. ``auto`` takes ``direct`` for such an input only where it needs no gradient."""
+    c_in, c_out = channels
+    x = torch.randn(3, c_in, 11, 13).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c_out, c_in // groups, *((kernel,) * 2 if isinstance(kernel, int) else kernel)).to(dtype)
+    args = (stride, padding, dilation, groups)
+    call = ConvCall(x, w, *(_pair(v) for v in args[:3]), groups)
+    if c_in // groups < 4:
+        assert select_algorithm(call) == "direct"
+        needing_grad = ConvCall(x.clone().requires_grad_(), w, *(_pair(v) for v in args[:3]), groups)
+        assert select_algorithm(needing_grad) == "gemm"
+    weight = w.clone().requires_grad_()
+    reference = w.float().requires_grad_()
+    ours, theirs = CF.conv2d(x, weight, None, *args), F.conv2d(x.float(), reference, None, *args)
+    grad = torch.randn_like(theirs).to(dtype)
+    (ours_grad,), (theirs_grad,) = (
+        torch.autograd.grad(ours, weight, grad),
+        torch.autograd.grad(theirs, reference, grad.float()),
+    )
+    tolerance = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    for a, e in ((ours, theirs), (ours_grad, theirs_grad)):
+        torch.testing.assert_close(a.float(), e, rtol=tolerance, atol=tolerance * e.abs().max().item())
+
+
 @needs_native
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_direct_kernels_support_double_backward(channels_last):

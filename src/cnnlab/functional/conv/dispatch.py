@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import native
 from .._tracing import is_compiling_graph, is_tracing
 from .._utils import conv_transpose_output_size
 from . import opaque, traceable
@@ -39,7 +40,11 @@ _N_D = ("direct", "traceable")  # the algorithms that cover 3-D convolutions
 
 def _direct_fits(call: ConvCall, min_channels: int = _DIRECT_MIN_CHANNELS) -> bool:
     """A convolution the compiled kernels cover (float32, or bfloat16 where the CPU has
-    AVX512-BF16), with enough channels per group."""
+    AVX512-BF16), with enough channels per group, or any number where no input gradient is wanted
+    (an RGB stem) and the tile kernels run (they gather a thin input's taps for the weight gradient:
+    3→24 @32² forward+backward 4.5 ms against 8.4 on ``gemm``, bfloat16 8.0 against 17.9)."""
+    if not call.input.requires_grad and native.bfloat16_available():
+        min_channels = 1
     return call.weight.shape[1] >= min_channels and ALGORITHMS["direct"].requires(call) is None
 
 
