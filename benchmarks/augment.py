@@ -12,12 +12,11 @@ a ``torchvision.transforms.v2`` policy per image, cutout and MixUp/CutMix on the
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from machine import cpu_model
 
 from cnnlab.data.augment import apply_policy, augment_batch, cutout, mix_batch, normalize
 from train import make_model, time_steps
@@ -31,13 +30,6 @@ def median_ms(work, repeats: int) -> float:
         work()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

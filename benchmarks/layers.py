@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from machine import cpu_model
 from rss import peak_rss_increase
 from torch import nn
 
@@ -305,7 +305,7 @@ def main() -> None:
     cases = [c for c in all_cases() if args.group in ("all", c.group)]
     header = (
         f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, batch {args.batch}, median of {args.repeats}"
+        f"{cpu_model()}, batch {args.batch}, median of {args.repeats}"
     )
     lines = [
         header,

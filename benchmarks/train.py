@@ -18,7 +18,6 @@ and the table adds cnnlab compiled over torch compiled and each backend's compil
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from machine import cpu_model
 from rss import peak_rss_increase
 from torch import nn
 
@@ -115,7 +115,7 @@ def main() -> None:
         return
 
     print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"# {cpu_model()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}, batch {args.batch}, precision {args.precision}\n"
     )
     variants = [(b, False) for b in BACKENDS] + ([(b, True) for b in BACKENDS] if args.compile else [])

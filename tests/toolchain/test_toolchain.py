@@ -4,6 +4,7 @@ jit.trace and empty batches, each compared with eager cnnlab and with the torch.
 
 from __future__ import annotations
 
+import collections
 import io
 import warnings
 
@@ -190,6 +191,46 @@ def test_export_with_dynamic_batch_and_spatial_size_runs_other_sizes(name):
     for sizes in ((16, 33, 20), (41, 16, 25)):
         x = torch.randn(3, 4, *sizes[:dims])
         assert_close(program.module()(x), layer(x))
+
+
+def _op_types(program) -> collections.Counter:
+    return collections.Counter(node.op_type for node in program.model_proto.graph.node)
+
+
+@pytest.mark.slow
+def test_cnnlab_onnx_export_emits_the_standard_operators():
+    """cnnlab.onnx.export gives a converted resnet18 the ONNX graph of its torch.nn twin (20 Conv,
+    a MaxPool, no Slice: the same operators, so the same onnxruntime time and BatchNorm folding);
+    a layer ONNX has no operator for keeps its decomposition and is named in a warning."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torchvision = pytest.importorskip("torchvision")
+    import cnnlab.onnx
+
+    reference = torchvision.models.resnet18(num_classes=10).eval()
+    ours = cnnlab.convert(reference, to="cnnlab")
+    x, other_batch = torch.randn(2, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    dynamic = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer has a standard operator
+        program = cnnlab.onnx.export(ours, (x,), **dynamic)
+    assert all(
+        type(layer).__module__.startswith("cnnlab") for layer in ours.modules() if "Conv" in type(layer).__name__
+    )
+    ops = _op_types(program)
+    assert ops == _op_types(torch.onnx.export(reference, (x,), **dynamic))
+    assert ops["Conv"] == 20 and ops["MaxPool"] == 1 and ops["Slice"] == 0
+    session = ort.InferenceSession(program.model_proto.SerializeToString())
+    (out,) = session.run(None, {session.get_inputs()[0].name: other_batch.numpy()})
+    assert_close(torch.from_numpy(out), reference(other_batch), scale=10)
+
+    blurred = nn.Sequential(cnn.Conv2d(3, 4, 3), cnn.BlurPool2d(4)).eval()
+    with pytest.warns(UserWarning, match="no ONNX operator for these layers.*\n  1: BlurPool2d"):
+        program = cnnlab.onnx.export(blurred, (x,))
+    assert _op_types(program)["Conv"] == 1  # the Conv2d (the blur is its own decomposition)
+    session = ort.InferenceSession(program.model_proto.SerializeToString())
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert_close(torch.from_numpy(out), blurred(x), scale=10)
 
 
 @pytest.mark.slow

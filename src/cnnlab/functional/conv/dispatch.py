@@ -57,10 +57,10 @@ def select_algorithm(call: ConvCall) -> str:
         return "triton_depthwise" if triton_available(call.input) else "depthwise"
     if call.input.is_cuda and triton_available(call.input):
         return "triton"
+    if _direct_fits(call):  # 1×1 included: 32→64 @16² forward+backward 1.7 ms, 5.8 on ``pointwise``
+        return "direct"
     if call.pointwise:
         return "pointwise"
-    if _direct_fits(call):
-        return "direct"
     if min(call.kernel) >= 7 and call.stride == (1, 1) and call.input.dtype in _FFT_DTYPES:
         return "fft"
     return "gemm"
