@@ -10,12 +10,12 @@ PY := $(VENV)/bin/python
 # This workplace's CIFAR-10 copy: `make venv` writes .env pointing at it (train.py reads .env).
 SHARED_DATA := $(abspath ../shared/data)
 
-.PHONY: venv train test lint bench clean
+.PHONY: venv train test lint bench docs clean
 .DEFAULT_GOAL := test
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev,launchers,search,onnx]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev,launchers,search,onnx,docs]'
 	test -e .env || test ! -d $(SHARED_DATA)/cifar-10-batches-py || echo "CNNLAB_DATA=$(SHARED_DATA)" > .env
 	touch $@
 
@@ -37,6 +37,10 @@ lint: venv
 test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 	CNNLAB_NATIVE=0 $(PY) -m pytest -n 2 -q -m "not slow" tests/functional tests/nn $(PYTEST_ARGS)
+
+# The API reference built from the docstrings (mkdocs + mkdocstrings) into outputs/site
+docs: venv
+	$(VENV)/bin/mkdocs build --strict -f docs/mkdocs.yml
 
 bench: venv
 	$(PY) benchmarks/layers.py $(ARGS)

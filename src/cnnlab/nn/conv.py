@@ -161,7 +161,21 @@ class Conv2d(_Conv, nn.Conv2d):
     ``weight`` is used at every position (parameter sharing), which makes the layer translation
     equivariant. ``dilation=d`` spreads the taps to widen the receptive field at no extra cost.
 
-    Args: as :class:`Conv1d`, with ints or pairs.
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (filters).
+        kernel_size: taps of each filter, an int or a pair.
+        stride: step between outputs. Default 1.
+        padding: implicit padding on both sides: an int, a pair, ``"valid"``, ``"same"`` (stride
+            1) or ``"tf_same"`` (cnnlab's: TensorFlow's SAME for any stride). Default 0.
+        dilation: spacing between taps. Default 1.
+        groups: blocked connections from input to output channels (``groups = in_channels``:
+            depthwise). Default 1.
+        bias: a learnable bias. Default True.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``. Default ``"zeros"``.
+        device, dtype: of the parameters.
+        algorithm: (keyword-only) ``"auto"`` or one of :data:`cnnlab.functional.conv.algorithms.ALGORITHMS`
+            (checked here; shown by ``repr`` when it is not ``auto``).
 
     Shape:
         ``(N, C_in, H, W)`` or ``(C_in, H, W)`` → ``(N, C_out, H_out, W_out)`` with
@@ -180,14 +194,34 @@ class Conv2d(_Conv, nn.Conv2d):
 
 
 class Conv3d(_Conv, nn.Conv3d):
-    r"""3-D convolution over volumes or video clips ``(N, C, D, H, W)``, torch.nn.Conv3d's drop-in
-    replacement: every output sums a ``C_in/G × k_0 × k_1 × k_2`` block of the input times the
-    filter. Computed as strided slices of the padded channels-last input and one matrix product
-    (:func:`cnnlab.functional.conv3d`); the backward comes from autograd.
+    r"""3-D convolution over volumes or video clips, ``torch.nn.Conv3d``'s drop-in: every output sums
+    a ``C_in/groups × k_0 × k_1 × k_2`` block of the input times the filter,
+
+    .. math:: \text{out}(N_i, C_{out_j}, z, y, x) = \text{bias}(C_{out_j}) + \sum_{c, t, u, v}
+              \text{weight}(C_{out_j}, c, t, u, v)\,
+              \text{input}(N_i, c, s_0 z + d_0 t - p_0, s_1 y + d_1 u - p_1, s_2 x + d_2 v - p_2)
+
+    computed by cnnlab's compiled ``direct`` kernels (channels-last, float32) or as strided slices of
+    the padded channels-last input and one matrix product (:func:`cnnlab.functional.conv3d`).
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (filters).
+        kernel_size: taps of each filter, an int or one per spatial dim.
+        stride: step between outputs. Default 1.
+        padding: implicit padding on both sides: an int, one per dim, ``"valid"``, ``"same"`` (stride
+            1) or ``"tf_same"`` (cnnlab's: TensorFlow's SAME for any stride). Default 0.
+        dilation: spacing between taps. Default 1.
+        groups: blocked connections from input to output channels. Default 1.
+        bias: a learnable bias. Default True.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``. Default ``"zeros"``.
+        device, dtype: of the parameters.
+        algorithm: (keyword-only) ``"auto"`` or ``"direct"`` or ``"traceable"``
+            (checked here; shown by ``repr`` when it is not the class's default).
 
     Shape:
-        ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` → ``(N, C_out, D_out, H_out, W_out)``, each as
-        :class:`Conv1d`'s ``L_out``.
+        ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` → ``(N, C_out, D_out, H_out, W_out)``, each
+        ``size_out = floor((size + 2p − d(k − 1) − 1) / s) + 1``.
 
     Example:
         >>> Conv3d(3, 8, 3, padding=1)(torch.randn(2, 3, 8, 16, 16)).shape
@@ -202,8 +236,32 @@ class Conv3d(_Conv, nn.Conv3d):
 
 
 class FFTConv2d(Conv2d):
-    """:class:`Conv2d` computed with ``torch.fft`` (``algorithm="fft"``): same arguments, results
-    and parameters; cheaper than im2col for large kernels because its cost does not grow with k²."""
+    """:class:`Conv2d` computed with ``torch.fft`` (``algorithm="fft"``, :func:`cnnlab.functional.fft_conv2d`):
+    the same arguments, parameters, results and ``state_dict``. By the convolution theorem the
+    spectra of the input and the filters are multiplied per frequency and transformed back; the cost
+    does not grow with the kernel size, so it is cheaper than im2col from about 7×7.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (filters).
+        kernel_size: taps of each filter, an int or one per spatial dim.
+        stride: step between outputs. Default 1.
+        padding: implicit padding on both sides: an int, one per dim, ``"valid"``, ``"same"`` (stride
+            1) or ``"tf_same"`` (cnnlab's: TensorFlow's SAME for any stride). Default 0.
+        dilation: spacing between taps. Default 1.
+        groups: blocked connections from input to output channels. Default 1.
+        bias: a learnable bias. Default True.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``. Default ``"zeros"``.
+        device, dtype: of the parameters.
+        algorithm: (keyword-only) another algorithm for the same layer. Default ``"fft"``.
+
+    Shape:
+        as :class:`Conv2d`'s: ``(N, C_in, H, W)`` → ``(N, C_out, H_out, W_out)``.
+
+    Example:
+        >>> FFTConv2d(3, 8, 9, padding="same")(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 8, 32, 32])
+    """
 
     algorithm = "fft"
 
@@ -218,9 +276,19 @@ class StdConv2d(Conv2d):
     (biased variance over the channel's inputs and taps; :func:`cnnlab.functional.standardize_weight`).
     The stored ``weight`` stays raw, so its ``state_dict`` is :class:`Conv2d`'s (plus ``gain``).
 
-    Args: as :class:`Conv2d`, and (keyword-only)
-        eps (float): added to the variance. Default ``1e-6`` (timm's).
-        gain (bool): a learnable per-output-channel scale ``g`` (initialised to 1). Default False.
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode: as
+            :class:`Conv2d`'s (``device``, ``dtype`` and the keyword-only ``algorithm`` too).
+        eps: (keyword-only) added to the variance. Default ``1e-6`` (timm's).
+        gain: (keyword-only) a learnable per-output-channel scale ``g``, initialised to 1. Default False.
+
+    Shape:
+        as :class:`Conv2d`'s: ``(N, C_in, H, W)`` → ``(N, C_out, H_out, W_out)``.
+
+    Example:
+        >>> layer = StdConv2d(3, 8, 3, padding=1, gain=True)
+        >>> layer(torch.randn(2, 3, 16, 16)).shape, sorted(layer.state_dict())
+        (torch.Size([2, 8, 16, 16]), ['bias', 'gain', 'weight'])
     """
 
     def __init__(self, *args, eps: float = 1e-6, gain: bool = False, **kwargs) -> None:
@@ -310,15 +378,32 @@ class _ConvTranspose:
 
 
 class ConvTranspose1d(_ConvTranspose, nn.ConvTranspose1d):
-    r"""1-D transposed convolution: the adjoint (gradient) of :class:`Conv1d`, used to upsample.
+    """1-D transposed convolution, ``torch.nn.ConvTranspose1d``'s drop-in: the adjoint (gradient with
+    respect to the input) of :class:`Conv1d` with the same arguments, used to upsample. Each input
+    value scatters ``weight``-scaled copies into the output at stride ``s``:
+    ``out[n, o, s·t + d·i − p] += input[n, c, t] · weight[c, o, i]`` (per spatial dim).
 
-    Each input value scatters ``weight``-scaled copies into the output at stride ``s``:
-    ``out[n, o, s t + d i - p] += input[n, c, t] * weight[c, o, i]``.
+    ``forward(input, output_size=None)``: ``output_size`` picks the ``output_padding`` that reaches it.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        kernel_size: taps of each filter, an int or one per spatial dim.
+        stride: upsampling step. Default 1.
+        padding: ``dilation·(k − 1) − padding`` zeros on both sides: what the matching convolution's
+            ``padding`` removed. Default 0.
+        output_padding: extra size on one side of each output dim (smaller than stride or dilation),
+            to reach the sizes a strided convolution maps to the same input size. Default 0.
+        groups: blocked connections from input to output channels. Default 1.
+        bias: a learnable bias. Default True.
+        dilation: spacing between taps. Default 1.
+        padding_mode: ``"zeros"``, or cnnlab's ``"reflect"``, ``"replicate"``, ``"circular"``: the exact
+            adjoint of the convolution with that padding mode. Default ``"zeros"``.
+        device, dtype: of the parameters.
 
     Shape:
-        ``(N, C_in, L)`` or ``(C_in, L)`` → ``(N, C_out, L_out)`` with
-        ``L_out = (L - 1)s - 2p + d(k-1) + output_padding + 1``; ``forward(x, output_size=...)``
-        picks ``output_padding`` to reach a requested size.
+        ``(N, C_in, L)`` or ``(C_in, L)`` → ``(N, C_out, L_out)``,
+        ``L_out = (L − 1)s − 2p + d(k − 1) + output_padding + 1``.
 
     Example:
         >>> ConvTranspose1d(8, 4, 2, stride=2)(torch.randn(1, 8, 16)).shape
@@ -336,13 +421,33 @@ class ConvTranspose1d(_ConvTranspose, nn.ConvTranspose1d):
 
 
 class ConvTranspose2d(_ConvTranspose, nn.ConvTranspose2d):
-    r"""2-D transposed convolution: the adjoint (gradient) of :class:`Conv2d`, computed as that
-    convolution's input gradient (``∂out · W`` then col2im, or for stride 1 a correlation with the
-    flipped filters), never by dilating the input with zeros.
+    """2-D transposed convolution, ``torch.nn.ConvTranspose2d``'s drop-in: the adjoint (gradient with
+    respect to the input) of :class:`Conv2d` with the same arguments, used to upsample. Each input
+    value scatters ``weight``-scaled copies into the output at stride ``s``:
+    ``out[n, o, s·t + d·i − p] += input[n, c, t] · weight[c, o, i]`` (per spatial dim).
+    Computed as that convolution's input gradient (``∂out · W`` then col2im, or for stride 1 a
+    correlation with the flipped filters), never by dilating the input with zeros.
+    ``forward(input, output_size=None)``: ``output_size`` picks the ``output_padding`` that reaches it.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        kernel_size: taps of each filter, an int or one per spatial dim.
+        stride: upsampling step. Default 1.
+        padding: ``dilation·(k − 1) − padding`` zeros on both sides: what the matching convolution's
+            ``padding`` removed. Default 0.
+        output_padding: extra size on one side of each output dim (smaller than stride or dilation),
+            to reach the sizes a strided convolution maps to the same input size. Default 0.
+        groups: blocked connections from input to output channels. Default 1.
+        bias: a learnable bias. Default True.
+        dilation: spacing between taps. Default 1.
+        padding_mode: ``"zeros"``, or cnnlab's ``"reflect"``, ``"replicate"``, ``"circular"``: the exact
+            adjoint of the convolution with that padding mode. Default ``"zeros"``.
+        device, dtype: of the parameters.
 
     Shape:
-        ``(N, C_in, H, W)`` or ``(C_in, H, W)`` → ``(N, C_out, H_out, W_out)`` with
-        ``H_out = (H - 1)s_0 - 2p_0 + d_0(k_0-1) + output_padding_0 + 1`` (likewise ``W_out``).
+        ``(N, C_in, H, W)`` or ``(C_in, H, W)`` → ``(N, C_out, H_out, W_out)``,
+        ``H_out = (H − 1)s_0 − 2p_0 + d_0(k_0 − 1) + output_padding_0 + 1`` (likewise ``W_out``).
 
     Example:
         >>> ConvTranspose2d(16, 8, 2, stride=2)(torch.randn(4, 16, 8, 8)).shape
@@ -360,11 +465,32 @@ class ConvTranspose2d(_ConvTranspose, nn.ConvTranspose2d):
 
 
 class ConvTranspose3d(_ConvTranspose, nn.ConvTranspose3d):
-    r"""3-D transposed convolution, the adjoint of :class:`Conv3d`: the stride-1 convolution of
-    the zero-stuffed input with the flipped filters.
+    """3-D transposed convolution, ``torch.nn.ConvTranspose3d``'s drop-in: the adjoint (gradient with
+    respect to the input) of :class:`Conv3d` with the same arguments, used to upsample. Each input
+    value scatters ``weight``-scaled copies into the output at stride ``s``:
+    ``out[n, o, s·t + d·i − p] += input[n, c, t] · weight[c, o, i]`` (per spatial dim).
+    Computed as the stride-1 convolution of the zero-stuffed input with the flipped filters.
+    ``forward(input, output_size=None)``: ``output_size`` picks the ``output_padding`` that reaches it.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        kernel_size: taps of each filter, an int or one per spatial dim.
+        stride: upsampling step. Default 1.
+        padding: ``dilation·(k − 1) − padding`` zeros on both sides: what the matching convolution's
+            ``padding`` removed. Default 0.
+        output_padding: extra size on one side of each output dim (smaller than stride or dilation),
+            to reach the sizes a strided convolution maps to the same input size. Default 0.
+        groups: blocked connections from input to output channels. Default 1.
+        bias: a learnable bias. Default True.
+        dilation: spacing between taps. Default 1.
+        padding_mode: ``"zeros"``, or cnnlab's ``"reflect"``, ``"replicate"``, ``"circular"``: the exact
+            adjoint of the convolution with that padding mode. Default ``"zeros"``.
+        device, dtype: of the parameters.
 
     Shape:
-        ``(N, C_in, D, H, W)`` → ``(N, C_out, D_out, H_out, W_out)``, each as :class:`ConvTranspose1d`'s.
+        ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)`` → ``(N, C_out, D_out, H_out, W_out)``, each as
+        :class:`ConvTranspose1d`'s ``L_out``.
 
     Example:
         >>> ConvTranspose3d(8, 4, 2, stride=2)(torch.randn(1, 8, 4, 8, 8)).shape
@@ -382,36 +508,120 @@ class ConvTranspose3d(_ConvTranspose, nn.ConvTranspose3d):
 
 
 class LazyConv1d(nn.LazyConv1d, Conv1d):
-    """:class:`Conv1d` whose ``in_channels`` comes from the first input (``torch.nn.LazyConv1d``)."""
+    """:class:`Conv1d` whose ``in_channels`` is read from the first input (``torch.nn.LazyConv1d``'s
+    drop-in): the weight is an ``UninitializedParameter`` until the first ``forward``, after which
+    the layer becomes a :class:`Conv1d`.
+
+    Args:
+        out_channels, kernel_size, stride, padding, …: as :class:`Conv1d`'s, without ``in_channels``.
+
+    Shape:
+        as :class:`Conv1d`'s.
+
+    Example:
+        >>> layer = LazyConv1d(8, 3)
+        >>> layer(torch.randn(2, 4, 20)).shape, type(layer).__name__
+        (torch.Size([2, 8, 18]), 'Conv1d')
+    """
 
     cls_to_become = Conv1d
 
 
 class LazyConv2d(nn.LazyConv2d, Conv2d):
-    """:class:`Conv2d` whose ``in_channels`` comes from the first input (``torch.nn.LazyConv2d``)."""
+    """:class:`Conv2d` whose ``in_channels`` is read from the first input (``torch.nn.LazyConv2d``'s
+    drop-in): the weight is an ``UninitializedParameter`` until the first ``forward``, after which
+    the layer becomes a :class:`Conv2d`.
+
+    Args:
+        out_channels, kernel_size, stride, padding, …: as :class:`Conv2d`'s, without ``in_channels``.
+
+    Shape:
+        as :class:`Conv2d`'s.
+
+    Example:
+        >>> layer = LazyConv2d(8, 3)
+        >>> layer(torch.randn(2, 4, 16, 16)).shape, type(layer).__name__
+        (torch.Size([2, 8, 14, 14]), 'Conv2d')
+    """
 
     cls_to_become = Conv2d
 
 
 class LazyConv3d(nn.LazyConv3d, Conv3d):
-    """:class:`Conv3d` whose ``in_channels`` comes from the first input (``torch.nn.LazyConv3d``)."""
+    """:class:`Conv3d` whose ``in_channels`` is read from the first input (``torch.nn.LazyConv3d``'s
+    drop-in): the weight is an ``UninitializedParameter`` until the first ``forward``, after which
+    the layer becomes a :class:`Conv3d`.
+
+    Args:
+        out_channels, kernel_size, stride, padding, …: as :class:`Conv3d`'s, without ``in_channels``.
+
+    Shape:
+        as :class:`Conv3d`'s.
+
+    Example:
+        >>> layer = LazyConv3d(8, 3)
+        >>> layer(torch.randn(1, 4, 4, 8, 8)).shape, type(layer).__name__
+        (torch.Size([1, 8, 2, 6, 6]), 'Conv3d')
+    """
 
     cls_to_become = Conv3d
 
 
 class LazyConvTranspose1d(nn.LazyConvTranspose1d, ConvTranspose1d):
-    """:class:`ConvTranspose1d` whose ``in_channels`` comes from the first input (``torch.nn.LazyConvTranspose1d``)."""
+    """:class:`ConvTranspose1d` whose ``in_channels`` is read from the first input (``torch.nn.LazyConvTranspose1d``'s
+    drop-in): the weight is an ``UninitializedParameter`` until the first ``forward``, after which
+    the layer becomes a :class:`ConvTranspose1d`.
+
+    Args:
+        out_channels, kernel_size, stride, padding, …: as :class:`ConvTranspose1d`'s, without ``in_channels``.
+
+    Shape:
+        as :class:`ConvTranspose1d`'s.
+
+    Example:
+        >>> layer = LazyConvTranspose1d(8, 3)
+        >>> layer(torch.randn(2, 4, 20)).shape, type(layer).__name__
+        (torch.Size([2, 8, 22]), 'ConvTranspose1d')
+    """
 
     cls_to_become = ConvTranspose1d
 
 
 class LazyConvTranspose2d(nn.LazyConvTranspose2d, ConvTranspose2d):
-    """:class:`ConvTranspose2d` whose ``in_channels`` comes from the first input (``torch.nn.LazyConvTranspose2d``)."""
+    """:class:`ConvTranspose2d` whose ``in_channels`` is read from the first input (``torch.nn.LazyConvTranspose2d``'s
+    drop-in): the weight is an ``UninitializedParameter`` until the first ``forward``, after which
+    the layer becomes a :class:`ConvTranspose2d`.
+
+    Args:
+        out_channels, kernel_size, stride, padding, …: as :class:`ConvTranspose2d`'s, without ``in_channels``.
+
+    Shape:
+        as :class:`ConvTranspose2d`'s.
+
+    Example:
+        >>> layer = LazyConvTranspose2d(8, 3)
+        >>> layer(torch.randn(2, 4, 16, 16)).shape, type(layer).__name__
+        (torch.Size([2, 8, 18, 18]), 'ConvTranspose2d')
+    """
 
     cls_to_become = ConvTranspose2d
 
 
 class LazyConvTranspose3d(nn.LazyConvTranspose3d, ConvTranspose3d):
-    """:class:`ConvTranspose3d` whose ``in_channels`` comes from the first input (``torch.nn.LazyConvTranspose3d``)."""
+    """:class:`ConvTranspose3d` whose ``in_channels`` is read from the first input (``torch.nn.LazyConvTranspose3d``'s
+    drop-in): the weight is an ``UninitializedParameter`` until the first ``forward``, after which
+    the layer becomes a :class:`ConvTranspose3d`.
+
+    Args:
+        out_channels, kernel_size, stride, padding, …: as :class:`ConvTranspose3d`'s, without ``in_channels``.
+
+    Shape:
+        as :class:`ConvTranspose3d`'s.
+
+    Example:
+        >>> layer = LazyConvTranspose3d(8, 3)
+        >>> layer(torch.randn(1, 4, 4, 8, 8)).shape, type(layer).__name__
+        (torch.Size([1, 8, 6, 10, 10]), 'ConvTranspose3d')
+    """
 
     cls_to_become = ConvTranspose3d

@@ -22,10 +22,23 @@ class DeformConv2d(nn.Module):
 
     .. math:: y(p) = \sum_k w_k \, m_k(p) \, x(p \cdot s - \text{pad} + k \cdot d + \Delta_k(p))
 
-    with bilinear interpolation between pixels.
+    with bilinear interpolation between pixels (:func:`cnnlab.functional.deform_conv2d`).
+    ``forward(input, offset, mask=None)``.
 
-    ``forward(input, offset, mask=None)``: ``input (N, C_in, H, W)``, ``offset (N, 2·G_off·kH·kW,
-    H_out, W_out)``, ``mask (N, G_off·kH·kW, H_out, W_out)`` → ``(N, C_out, H_out, W_out)``.
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as
+            :class:`Conv2d`'s (ints or pairs).
+        device, dtype: of the parameters.
+
+    Shape:
+        ``input (N, C_in, H, W)``, ``offset (N, 2·G_off·kH·kW, H_out, W_out)`` (``(Δy, Δx)`` per offset
+        group and tap), ``mask (N, G_off·kH·kW, H_out, W_out)`` → ``(N, C_out, H_out, W_out)``.
+
+    Example:
+        >>> layer = DeformConv2d(4, 8, 3, padding=1)
+        >>> x, offset = torch.randn(2, 4, 10, 10), torch.randn(2, 2 * 9, 10, 10)
+        >>> layer(x, offset).shape
+        torch.Size([2, 8, 10, 10])
     """
 
     def __init__(
@@ -78,8 +91,22 @@ class DeformableConv2d(nn.Module):
     the offsets (and with ``modulated=True`` a sigmoid mask, DCNv2) for a :class:`DeformConv2d`.
     What ``conv=deformable`` builds for every k×k convolution of a model.
 
-    Args: as :class:`Conv2d`, and (keyword-only) ``offset_groups`` (input channels sharing one set
-    of offsets, default 1) and ``modulated`` (default False).
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as
+            :class:`Conv2d`'s.
+        offset_groups: (keyword-only) input channels sharing one set of offsets. Default 1.
+        modulated: (keyword-only) also learn a mask (DCNv2). Default False.
+
+    Shape:
+        ``(N, C_in, H, W)`` → ``(N, C_out, H_out, W_out)`` as :class:`Conv2d`'s.
+
+    Example:
+        >>> layer = DeformableConv2d(4, 8, 3, padding=1)
+        >>> x = torch.randn(2, 4, 10, 10)
+        >>> reference = cnnlab.nn.Conv2d(4, 8, 3, padding=1)
+        >>> _ = reference.load_state_dict(layer.conv.state_dict())
+        >>> torch.allclose(layer(x), reference(x), atol=1e-5)  # zero offsets at initialisation
+        True
     """
 
     def __init__(

@@ -22,14 +22,39 @@ class _GlobalPool2d(nn.Module):
 
 
 class GlobalAvgPool2d(_GlobalPool2d):
-    """Mean over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten=True``."""
+    r"""Global average pooling (Lin et al., 2013): the mean of each channel over the whole image,
+    :math:`\text{out}[n, c] = \frac{1}{HW}\sum_{y, x} \text{input}[n, c, y, x]`, for any input size
+    (:func:`cnnlab.functional.global_avg_pool2d`); the parameter-free head before a classifier.
+
+    Args:
+        flatten: return ``(N, C)`` instead of ``(N, C, 1, 1)``. Default False.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten``.
+
+    Example:
+        >>> GlobalAvgPool2d(flatten=True)(torch.randn(4, 128, 7, 7)).shape
+        torch.Size([4, 128])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.global_avg_pool2d(input, self.flatten)
 
 
 class GlobalMaxPool2d(_GlobalPool2d):
-    """Max over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten=True``."""
+    """Global max pooling: the maximum of each channel over the whole image (torch's max-pool rule;
+    :func:`cnnlab.functional.global_max_pool2d`), for any input size.
+
+    Args:
+        flatten: return ``(N, C)`` instead of ``(N, C, 1, 1)``. Default False.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten``.
+
+    Example:
+        >>> GlobalMaxPool2d(flatten=True)(torch.arange(8.0).view(1, 2, 2, 2))
+        tensor([[3., 7.]])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.global_max_pool2d(input, self.flatten)

@@ -10,12 +10,18 @@ __all__ = ["ChannelMaxPool"]
 
 
 class ChannelMaxPool(nn.Module):
-    """Maxout: the max over groups of ``kernel_size`` consecutive channels,
-    ``(N, C, *) → (N, C / k, *)``.
+    """Maxout (Goodfellow et al., 2013): the max over groups of ``kernel_size`` consecutive channels,
+    ``out[n, j] = max_{i < k} input[n, j·k + i]`` (:func:`cnnlab.functional.channel_max_pool`).
 
     Pooling over the outputs of separately parameterised filters (a conv with ``k·C`` outputs)
     lets the network learn which transformations its features become invariant to: if the ``k``
     filters of a group detect rotated copies of a pattern, their max responds to any rotation.
+
+    Args:
+        kernel_size: channels per group; the input's channels must be a multiple of it.
+
+    Shape:
+        ``(N, C, *S)`` or ``(C, H, W)`` → ``(N, C / kernel_size, *S)``.
 
     Example:
         >>> ChannelMaxPool(4)(torch.randn(2, 64, 8, 8)).shape

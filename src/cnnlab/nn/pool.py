@@ -61,12 +61,29 @@ class _MaxPool:
 
 
 class MaxPool1d(_MaxPool, nn.MaxPool1d):
-    """1-D max pooling: ``out[n, c, t] = max_{j<k} x_pad[n, c, s·t + d·j]`` (padding is −∞).
+    """1-D max pooling, ``torch.nn.MaxPool1d``'s drop-in: ``out[n, c, t] = max_{j<k} x_pad[n, c, s·t + d·j]``.
 
-    Shape: ``(N, C, L)`` or ``(C, L)`` → ``(N, C, L_out)``,
-    ``L_out = floor_or_ceil((L + 2p − d(k−1) − 1)/s) + 1``. With ``return_indices`` the index of
-    each maximum in ``L`` comes too (for :class:`MaxUnpool2d`-style inverses). Ties go to the
-    first element, NaN propagates, exactly as torch.
+    Computed by :func:`cnnlab.functional.max_pool1d`: ties go to the first element in row-major
+    order and NaN propagates, exactly as torch; padding is never picked.
+
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit ``-inf`` on both sides, at most half the (dilated) window; or ``"tf_same"``
+            (cnnlab's extension: TensorFlow's SAME windows). Default 0.
+        dilation: spacing between a window's elements. Default 1.
+        return_indices: ``forward`` also returns each maximum's flat index into ``(L)``, for
+            :class:`MaxUnpool1d`. Default False.
+        ceil_mode: round the output size up: a last, partial window (one that would start in the
+            right padding is dropped). Default False.
+
+    Shape:
+        ``(N, C, L)`` or ``(C, L)`` → ``(N, C, L_out)``, each ``size_out = floor((size + 2p − d(k − 1) − 1) / s) + 1``
+        (``ceil`` in ``ceil_mode``).
+
+    Example:
+        >>> MaxPool1d(2, return_indices=True)(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]))
+        (tensor([[[3., 2.]]]), tensor([[[1, 2]]]))
     """
 
     _spatial_dims = 1
@@ -78,16 +95,27 @@ class MaxPool1d(_MaxPool, nn.MaxPool1d):
 
 
 class MaxPool2d(_MaxPool, nn.MaxPool2d):
-    """2-D max pooling: ``out[n, c, y, x] = max_{u,v} x_pad[n, c, s_0 y + d_0 u, s_1 x + d_1 v]``.
+    """2-D max pooling, ``torch.nn.MaxPool2d``'s drop-in:
+    ``out[n, c, y, x] = max_{u,v} x_pad[n, c, s_0 y + d_0 u, s_1 x + d_1 v]``. Channels-last in, channels-last out.
+
+    Computed by :func:`cnnlab.functional.max_pool2d`: ties go to the first element in row-major
+    order and NaN propagates, exactly as torch; padding is never picked.
 
     Args:
-        kernel_size, stride (default ``kernel_size``), padding (implicit −∞, at most half the
-        effective kernel), dilation, return_indices, ceil_mode: as ``torch.nn.MaxPool2d``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit ``-inf`` on both sides, at most half the (dilated) window; or ``"tf_same"``
+            (cnnlab's extension: TensorFlow's SAME windows). Default 0.
+        dilation: spacing between a window's elements. Default 1.
+        return_indices: ``forward`` also returns each maximum's flat index into ``(H, W)``, for
+            :class:`MaxUnpool2d`. Default False.
+        ceil_mode: round the output size up: a last, partial window (one that would start in the
+            right padding is dropped). Default False.
 
     Shape:
-        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, H_out, W_out)`` with
-        ``H_out = floor_or_ceil((H + 2p_0 − d_0(k_0−1) − 1)/s_0) + 1``; in ``ceil_mode`` a last
-        window that would start in the right padding is dropped. Indices are flat ``y·W + x``.
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, H_out, W_out)``,
+        each ``size_out = floor((size + 2p − d(k − 1) − 1) / s) + 1``
+        (``ceil`` in ``ceil_mode``).
 
     Example:
         >>> MaxPool2d(2)(torch.randn(1, 8, 32, 32)).shape
@@ -103,7 +131,27 @@ class MaxPool2d(_MaxPool, nn.MaxPool2d):
 
 
 class MaxPool3d(_MaxPool, nn.MaxPool3d):
-    """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``; indices flat ``(z·H + y)·W + x``.
+    """3-D max pooling over volumes or clips, ``torch.nn.MaxPool3d``'s drop-in: the maximum of every
+    ``k_0 × k_1 × k_2`` window; indices flat ``(z·H + y)·W + x``.
+
+    Computed by :func:`cnnlab.functional.max_pool3d`: ties go to the first element in row-major
+    order and NaN propagates, exactly as torch; padding is never picked.
+
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit ``-inf`` on both sides, at most half the (dilated) window; or ``"tf_same"``
+            (cnnlab's extension: TensorFlow's SAME windows). Default 0.
+        dilation: spacing between a window's elements. Default 1.
+        return_indices: ``forward`` also returns each maximum's flat index into ``(D, H, W)``, for
+            :class:`MaxUnpool3d`. Default False.
+        ceil_mode: round the output size up: a last, partial window (one that would start in the
+            right padding is dropped). Default False.
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` → ``(N, C, D_out, H_out, W_out)``,
+        each ``size_out = floor((size + 2p − d(k − 1) − 1) / s) + 1``
+        (``ceil`` in ``ceil_mode``).
 
     Example:
         >>> MaxPool3d(2)(torch.randn(1, 4, 8, 16, 16)).shape
@@ -133,7 +181,25 @@ class _MaxUnpool:
 
 
 class MaxUnpool1d(_MaxUnpool, nn.MaxUnpool1d):
-    """Inverse of :class:`MaxPool1d`."""
+    """1-D max unpooling, ``torch.nn.MaxUnpool1d``'s drop-in: the partial inverse of
+    :class:`MaxPool1d`: ``forward(input, indices, output_size=None)`` puts every value back at the
+    position its index names (:func:`cnnlab.functional.max_unpool1d`), zeros elsewhere, as in the
+    decoders of SegNet-style networks.
+
+    Args:
+        kernel_size: the pooling's window.
+        stride: the pooling's stride. Default ``kernel_size``.
+        padding: the pooling's padding. Default 0.
+
+    Shape:
+        ``(N, C, L)`` or ``(C, L)`` with indices of the same shape → ``(N, C, *size)``,
+        ``size = (size_in − 1)·s − 2p + k`` per dim, or ``output_size``.
+
+    Example:
+        >>> values, indices = MaxPool1d(2, return_indices=True)(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]))
+        >>> MaxUnpool1d(2)(values, indices)
+        tensor([[[0., 3., 2., 0.]]])
+    """
 
     _spatial_dims = 1
 
@@ -142,7 +208,25 @@ class MaxUnpool1d(_MaxUnpool, nn.MaxUnpool1d):
 
 
 class MaxUnpool2d(_MaxUnpool, nn.MaxUnpool2d):
-    """Inverse of :class:`MaxPool2d`: puts each value back at its saved index, zeros elsewhere."""
+    """2-D max unpooling, ``torch.nn.MaxUnpool2d``'s drop-in: the partial inverse of
+    :class:`MaxPool2d`: ``forward(input, indices, output_size=None)`` puts every value back at the
+    position its index names (:func:`cnnlab.functional.max_unpool2d`), zeros elsewhere, as in the
+    decoders of SegNet-style networks.
+
+    Args:
+        kernel_size: the pooling's window.
+        stride: the pooling's stride. Default ``kernel_size``.
+        padding: the pooling's padding. Default 0.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` with indices of the same shape → ``(N, C, *size)``,
+        ``size = (size_in − 1)·s − 2p + k`` per dim, or ``output_size``.
+
+    Example:
+        >>> values, indices = MaxPool2d(2, return_indices=True)(torch.randn(1, 3, 7, 7))
+        >>> MaxUnpool2d(2)(values, indices, output_size=(7, 7)).shape
+        torch.Size([1, 3, 7, 7])
+    """
 
     _spatial_dims = 2
 
@@ -151,7 +235,25 @@ class MaxUnpool2d(_MaxUnpool, nn.MaxUnpool2d):
 
 
 class MaxUnpool3d(_MaxUnpool, nn.MaxUnpool3d):
-    """Inverse of :class:`MaxPool3d`."""
+    """3-D max unpooling, ``torch.nn.MaxUnpool3d``'s drop-in: the partial inverse of
+    :class:`MaxPool3d`: ``forward(input, indices, output_size=None)`` puts every value back at the
+    position its index names (:func:`cnnlab.functional.max_unpool3d`), zeros elsewhere, as in the
+    decoders of SegNet-style networks.
+
+    Args:
+        kernel_size: the pooling's window.
+        stride: the pooling's stride. Default ``kernel_size``.
+        padding: the pooling's padding. Default 0.
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` with indices of the same shape → ``(N, C, *size)``,
+        ``size = (size_in − 1)·s − 2p + k`` per dim, or ``output_size``.
+
+    Example:
+        >>> values, indices = MaxPool3d(2, return_indices=True)(torch.randn(1, 2, 4, 8, 8))
+        >>> MaxUnpool3d(2)(values, indices).shape
+        torch.Size([1, 2, 4, 8, 8])
+    """
 
     _spatial_dims = 3
 
@@ -160,8 +262,27 @@ class MaxUnpool3d(_MaxUnpool, nn.MaxUnpool3d):
 
 
 class AvgPool1d(nn.AvgPool1d):
-    """1-D average pooling, ``torch.nn.AvgPool1d``'s arguments (``count_include_pad`` counts
-    the zero padding in the divisor). Shape as :class:`MaxPool1d` without dilation."""
+    """1-D average pooling, ``torch.nn.AvgPool1d``'s drop-in: ``out = Σ_window x_pad / divisor``, the
+    divisor being the window's size clipped to the padded input (``count_include_pad=True``) or to
+    the input itself, or ``divisor_override`` (:func:`cnnlab.functional.avg_pool1d`: separable window
+    sums; float16/bfloat16 summed in float32, integers divided with truncation, as torch).
+
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit zeros on both sides, at most half the window; or ``"tf_same"`` (cnnlab's).
+            Default 0.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        count_include_pad: count the padding in the divisor. Default True.
+
+    Shape:
+        ``(N, C, L)`` or ``(C, L)`` → ``(N, C, L_out)``, each ``size_out = floor((size + 2p − k) / s) + 1`` (``ceil``
+        in ``ceil_mode``).
+
+    Example:
+        >>> AvgPool1d(2)(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]))
+        tensor([[[2., 1.]]])
+    """
 
     def __init__(
         self,
@@ -204,11 +325,24 @@ class _AvgPool:
 
 
 class AvgPool2d(_AvgPool, nn.AvgPool2d):
-    """2-D average pooling: ``out = Σ_window x_pad / divisor``.
+    """2-D average pooling, ``torch.nn.AvgPool2d``'s drop-in: ``out = Σ_window x_pad / divisor``, the
+    divisor being the window's size clipped to the padded input (``count_include_pad=True``) or to
+    the input itself, or ``divisor_override`` (:func:`cnnlab.functional.avg_pool2d`: separable window
+    sums; float16/bfloat16 summed in float32, integers divided with truncation, as torch).
 
-    The divisor is the window's size clipped to the padded input (``count_include_pad=True``) or
-    to the input itself (``False``), or ``divisor_override``. Shape as :class:`MaxPool2d`
-    without dilation.
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit zeros on both sides, at most half the window; or ``"tf_same"`` (cnnlab's).
+            Default 0.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        count_include_pad: count the padding in the divisor. Default True.
+        divisor_override: divide every window's sum by this instead. Default None.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, H_out, W_out)``,
+        each ``size_out = floor((size + 2p − k) / s) + 1`` (``ceil``
+        in ``ceil_mode``).
 
     Example:
         >>> AvgPool2d(3, stride=2, padding=1)(torch.randn(1, 8, 32, 32)).shape
@@ -230,7 +364,29 @@ class AvgPool2d(_AvgPool, nn.AvgPool2d):
 
 
 class AvgPool3d(_AvgPool, nn.AvgPool3d):
-    """3-D average pooling over ``(N, C, D, H, W)``, ``torch.nn.AvgPool3d``'s arguments."""
+    """3-D average pooling, ``torch.nn.AvgPool3d``'s drop-in: ``out = Σ_window x_pad / divisor``, the
+    divisor being the window's size clipped to the padded input (``count_include_pad=True``) or to
+    the input itself, or ``divisor_override`` (:func:`cnnlab.functional.avg_pool3d`: separable window
+    sums; float16/bfloat16 summed in float32, integers divided with truncation, as torch).
+
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit zeros on both sides, at most half the window; or ``"tf_same"`` (cnnlab's).
+            Default 0.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        count_include_pad: count the padding in the divisor. Default True.
+        divisor_override: divide every window's sum by this instead. Default None.
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` → ``(N, C, D_out, H_out, W_out)``,
+        each ``size_out = floor((size + 2p − k) / s) + 1`` (``ceil``
+        in ``ceil_mode``).
+
+    Example:
+        >>> AvgPool3d(2)(torch.randn(1, 4, 8, 16, 16)).shape
+        torch.Size([1, 4, 4, 8, 8])
+    """
 
     _spatial_dims = 3
 
@@ -261,7 +417,23 @@ class _LPPool:
 
 
 class LPPool1d(_LPPool, nn.LPPool1d):
-    """1-D power-average pooling ``(Σ_window x^p)^{1/p}``, torch's semantics (no padding)."""
+    r"""1-D power-average pooling, ``torch.nn.LPPool1d``'s drop-in:
+    :math:`\left(\sum_{x \in \text{window}} x^p\right)^{1/p}` (``p = 1`` sum pooling, ``p = 2`` L2-norm
+    pooling, large ``p`` approaches max pooling; :func:`cnnlab.functional.lp_pool1d`).
+
+    Args:
+        norm_type: the power ``p``, positive.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        ceil_mode: round the output size up. Default False.
+
+    Shape:
+        ``(N, C, L)`` or ``(C, L)`` → ``(N, C, L_out)``, each ``size_out = floor((size − k) / s) + 1``.
+
+    Example:
+        >>> LPPool1d(2, 2)(torch.tensor([[[3.0, 4.0]]]))
+        tensor([[[5.]]])
+    """
 
     _spatial_dims = 1
 
@@ -270,12 +442,22 @@ class LPPool1d(_LPPool, nn.LPPool1d):
 
 
 class LPPool2d(_LPPool, nn.LPPool2d):
-    """2-D power-average pooling ``(Σ_window x^p)^{1/p}``; ``norm_type=2`` is the L2-norm pooling
-    of the textbook, ``p → ∞`` approaches max pooling and ``p = 1`` is sum pooling.
+    r"""2-D power-average pooling, ``torch.nn.LPPool2d``'s drop-in:
+    :math:`\left(\sum_{x \in \text{window}} x^p\right)^{1/p}` (``p = 1`` sum pooling, ``p = 2`` L2-norm
+    pooling, large ``p`` approaches max pooling; :func:`cnnlab.functional.lp_pool2d`).
+
+    Args:
+        norm_type: the power ``p``, positive.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        ceil_mode: round the output size up. Default False.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, H_out, W_out)``, each ``size_out = floor((size − k) / s) + 1``.
 
     Example:
-        >>> LPPool2d(2, 2)(torch.randn(1, 8, 32, 32)).shape
-        torch.Size([1, 8, 16, 16])
+        >>> LPPool2d(2, 3, stride=2)(torch.randn(1, 8, 32, 32)).shape
+        torch.Size([1, 8, 15, 15])
     """
 
     _spatial_dims = 2
@@ -285,7 +467,24 @@ class LPPool2d(_LPPool, nn.LPPool2d):
 
 
 class LPPool3d(_LPPool, nn.LPPool3d):
-    """3-D power-average pooling ``(Σ_window x^p)^{1/p}``."""
+    r"""3-D power-average pooling, ``torch.nn.LPPool3d``'s drop-in:
+    :math:`\left(\sum_{x \in \text{window}} x^p\right)^{1/p}` (``p = 1`` sum pooling, ``p = 2`` L2-norm
+    pooling, large ``p`` approaches max pooling; :func:`cnnlab.functional.lp_pool3d`).
+
+    Args:
+        norm_type: the power ``p``, positive.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        ceil_mode: round the output size up. Default False.
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` → ``(N, C, D_out, H_out, W_out)``,
+        each ``size_out = floor((size − k) / s) + 1``.
+
+    Example:
+        >>> LPPool3d(2, 2)(torch.randn(1, 4, 8, 8, 8)).shape
+        torch.Size([1, 4, 4, 4, 4])
+    """
 
     _spatial_dims = 3
 
@@ -294,54 +493,154 @@ class LPPool3d(_LPPool, nn.LPPool3d):
 
 
 class AdaptiveAvgPool1d(nn.AdaptiveAvgPool1d):
-    """Average over ``output_size`` windows ``[floor(i·L/out), ceil((i+1)·L/out))`` that tile any length."""
+    """1-D adaptive average pooling, ``torch.nn.AdaptiveAvgPool1d``'s drop-in: the output has
+    ``output_size`` whatever the input's size; along each dim output ``i`` of ``o`` takes the average
+    of inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``
+    (:func:`cnnlab.functional.adaptive_avg_pool1d`).
+
+    Args:
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+
+    Shape:
+        ``(N, C, L)`` or ``(C, L)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> AdaptiveAvgPool1d(2)(torch.arange(5.0).view(1, 1, 5))
+        tensor([[[1., 3.]]])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.adaptive_avg_pool1d(input, self.output_size)
 
 
 class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
-    """Average over windows ``[floor(i·H/H_out), ceil((i+1)·H/H_out))`` (and likewise in W): any
-    input size maps to ``output_size`` (``None`` keeps that dimension)."""
+    """2-D adaptive average pooling, ``torch.nn.AdaptiveAvgPool2d``'s drop-in: the output has
+    ``output_size`` whatever the input's size; along each dim output ``i`` of ``o`` takes the average
+    of inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``
+    (:func:`cnnlab.functional.adaptive_avg_pool2d`).
+
+    Args:
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> AdaptiveAvgPool2d((1, 1))(torch.randn(4, 512, 7, 7)).shape
+        torch.Size([4, 512, 1, 1])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveAvgPool3d(nn.AdaptiveAvgPool3d):
-    """Average over windows that tile any ``(D, H, W)`` volume; ``None`` keeps that dimension."""
+    """3-D adaptive average pooling, ``torch.nn.AdaptiveAvgPool3d``'s drop-in: the output has
+    ``output_size`` whatever the input's size; along each dim output ``i`` of ``o`` takes the average
+    of inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``
+    (:func:`cnnlab.functional.adaptive_avg_pool3d`).
+
+    Args:
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> AdaptiveAvgPool3d((2, 3, 3))(torch.randn(1, 4, 5, 9, 9)).shape
+        torch.Size([1, 4, 2, 3, 3])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.adaptive_avg_pool3d(input, self.output_size)
 
 
 class AdaptiveMaxPool1d(nn.AdaptiveMaxPool1d):
-    """Max over the windows of :class:`AdaptiveAvgPool1d`; ``return_indices`` as MaxPool1d."""
+    """1-D adaptive max pooling, ``torch.nn.AdaptiveMaxPool1d``'s drop-in: the output has
+    ``output_size`` whatever the input's size; along each dim output ``i`` of ``o`` takes the maximum
+    of inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``
+    (:func:`cnnlab.functional.adaptive_max_pool1d`).
+
+    Args:
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+        return_indices: ``forward`` also returns each maximum's flat spatial index. Default False.
+
+    Shape:
+        ``(N, C, L)`` or ``(C, L)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> AdaptiveMaxPool1d(2)(torch.tensor([[[1.0, 5.0, 2.0, 4.0, 3.0]]]))
+        tensor([[[5., 4.]]])
+    """
 
     def forward(self, input: Tensor):
         return functional.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool2d(nn.AdaptiveMaxPool2d):
-    """Max over the windows of :class:`AdaptiveAvgPool2d`; ``return_indices`` as MaxPool2d."""
+    """2-D adaptive max pooling, ``torch.nn.AdaptiveMaxPool2d``'s drop-in: the output has
+    ``output_size`` whatever the input's size; along each dim output ``i`` of ``o`` takes the maximum
+    of inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``
+    (:func:`cnnlab.functional.adaptive_max_pool2d`).
+
+    Args:
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+        return_indices: ``forward`` also returns each maximum's flat spatial index. Default False.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> AdaptiveMaxPool2d((3, 4))(torch.randn(2, 8, 13, 17)).shape
+        torch.Size([2, 8, 3, 4])
+    """
 
     def forward(self, input: Tensor):
         return functional.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool3d(nn.AdaptiveMaxPool3d):
-    """Max over the windows of :class:`AdaptiveAvgPool3d`; ``return_indices`` as MaxPool3d."""
+    """3-D adaptive max pooling, ``torch.nn.AdaptiveMaxPool3d``'s drop-in: the output has
+    ``output_size`` whatever the input's size; along each dim output ``i`` of ``o`` takes the maximum
+    of inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``
+    (:func:`cnnlab.functional.adaptive_max_pool3d`).
+
+    Args:
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+        return_indices: ``forward`` also returns each maximum's flat spatial index. Default False.
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> AdaptiveMaxPool3d(1)(torch.randn(1, 4, 5, 9, 9)).shape
+        torch.Size([1, 4, 1, 1, 1])
+    """
 
     def forward(self, input: Tensor):
         return functional.adaptive_max_pool3d(input, self.output_size, self.return_indices)
 
 
 class FractionalMaxPool2d(nn.FractionalMaxPool2d):
-    """2-D fractional max pooling, ``torch.nn.FractionalMaxPool2d``'s arguments.
+    """2-D fractional max pooling (Graham, 2014), ``torch.nn.FractionalMaxPool2d``'s drop-in: the
+    output is any fraction of the input's size, reached with pseudo-random, overlapping windows of
+    ``kernel_size`` (starts ``floor((i + u)·α) − floor(u·α)``, ``α = (size − k)/(out − 1)``, ``u``
+    drawn per image and channel; :func:`cnnlab.functional.fractional_max_pool2d`), a regulariser
+    that downsamples more gently than stride 2.
+
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        output_size: the output's spatial size; or give ``output_ratio``.
+        output_ratio: the output's size as a fraction in (0, 1) of the input's, or one per dim.
+        return_indices: ``forward`` also returns each maximum's flat spatial index. Default False.
+        _random_samples: fixed samples ``u``, ``(N, C, 2)`` (torch's argument, for reproducibility).
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, *output_size)``.
 
     Example:
-        >>> FractionalMaxPool2d(2, output_ratio=0.7)(torch.randn(1, 4, 32, 32)).shape
-        torch.Size([1, 4, 22, 22])
+        >>> FractionalMaxPool2d(3, output_ratio=0.5)(torch.randn(1, 8, 32, 32)).shape
+        torch.Size([1, 8, 16, 16])
     """
 
     def forward(self, input: Tensor):
@@ -356,12 +655,26 @@ class FractionalMaxPool2d(nn.FractionalMaxPool2d):
 
 
 class FractionalMaxPool3d(nn.FractionalMaxPool3d):
-    """3-D fractional max pooling, ``torch.nn.FractionalMaxPool3d``'s arguments.
+    """3-D fractional max pooling (Graham, 2014), ``torch.nn.FractionalMaxPool3d``'s drop-in: the
+    output is any fraction of the input's size, reached with pseudo-random, overlapping windows of
+    ``kernel_size`` (starts ``floor((i + u)·α) − floor(u·α)``, ``α = (size − k)/(out − 1)``, ``u``
+    drawn per image and channel; :func:`cnnlab.functional.fractional_max_pool3d`), a regulariser
+    that downsamples more gently than stride 2.
 
-    Fractional max pooling (Graham, 2014): windows of ``kernel_size`` at pseudo-random,
-    increasing offsets, so the output shrinks by a non-integer ratio. ``_random_samples``
-    ``(N, C, dims)`` in [0, 1) fixes the offsets (a buffer, as in torch); without it each call
-    draws them with ``torch.rand``, exactly as torch does."""
+    Args:
+        kernel_size: window size, an int or one per spatial dim.
+        output_size: the output's spatial size; or give ``output_ratio``.
+        output_ratio: the output's size as a fraction in (0, 1) of the input's, or one per dim.
+        return_indices: ``forward`` also returns each maximum's flat spatial index. Default False.
+        _random_samples: fixed samples ``u``, ``(N, C, 3)`` (torch's argument, for reproducibility).
+
+    Shape:
+        ``(N, C, D, H, W)`` or ``(C, D, H, W)`` → ``(N, C, *output_size)``.
+
+    Example:
+        >>> FractionalMaxPool3d(2, output_size=(3, 5, 5))(torch.randn(1, 2, 6, 10, 10)).shape
+        torch.Size([1, 2, 3, 5, 5])
+    """
 
     def forward(self, input: Tensor):
         return functional.fractional_max_pool3d(

@@ -13,17 +13,25 @@ __all__ = ["BlurPool2d", "DistanceWeightedPool2d", "MaxBlurPool2d"]
 
 
 class DistanceWeightedPool2d(nn.Module):
-    r"""Weighted average whose weights fall with distance ``r`` from the window's centre:
+    """Weighted average whose weights fall with distance ``r`` from the window's centre, a pooling
+    torch.nn lacks (:func:`cnnlab.functional.distance_weighted_pool2d`):
 
     ``w(r) ∝ exp(−r²/2σ²)`` (``kind="gaussian"``) or ``w(r) ∝ 1/(1 + r)`` (``kind="inverse"``),
     normalised so ``Σ w = 1``. Odd and even windows (an even window's centre lies between
     pixels); stride and zero padding as :class:`AvgPool2d` (padding counts as zeros).
 
     Args:
-        kernel_size, stride (default ``kernel_size``), padding, ceil_mode: as AvgPool2d.
+        kernel_size: window size, an int or a pair.
+        stride: step between windows. Default ``kernel_size``.
+        padding: zeros on both sides. Default 0.
+        ceil_mode: round the output size up. Default False.
         kind: ``"gaussian"`` or ``"inverse"``. Default ``"gaussian"``.
-        sigma (float): Gaussian width in pixels. Default 1.0.
-        learnable_sigma (bool): make ``sigma`` a parameter (Gaussian only). Default False.
+        sigma: Gaussian width in pixels. Default 1.0.
+        learnable_sigma: make ``sigma`` a parameter (Gaussian only). Default False.
+        device, dtype: of ``sigma`` when it is learnable.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, H_out, W_out)`` as :class:`AvgPool2d`'s.
 
     Example:
         >>> DistanceWeightedPool2d(3, stride=2, padding=1)(torch.randn(1, 8, 32, 32)).shape
@@ -77,9 +85,15 @@ class DistanceWeightedPool2d(nn.Module):
 class BlurPool2d(nn.Module):
     """Anti-aliased downsampling (Zhang 2019, "Making Convolutional Networks Shift-Invariant
     Again"): a per-channel binomial low-pass filter of size ``filter_size`` (1–7; 1 is plain
-    subsampling) with reflect padding, evaluated every ``stride`` pixels.
+    subsampling) with reflect padding, evaluated every ``stride`` pixels
+    (:func:`cnnlab.functional.blur_pool2d`). A layer torch.nn lacks.
 
-    Shape: ``(N, C, H, W)`` → ``(N, C, ceil(H/s), ceil(W/s))`` for odd filters.
+    Args:
+        filter_size: binomial taps per dim, 1 to 7. Default 3.
+        stride: subsampling step. Default 2.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, ceil(H/s), ceil(W/s))`` for odd filters.
 
     Example:
         >>> BlurPool2d(filter_size=3, stride=2)(torch.randn(1, 8, 32, 32)).shape
@@ -101,7 +115,21 @@ class BlurPool2d(nn.Module):
 
 class MaxBlurPool2d(nn.Module):
     """Max pooling made shift-robust (Zhang 2019): dense max over ``kernel_size`` windows with
-    stride 1, then :class:`BlurPool2d` does the subsampling by ``stride``."""
+    stride 1, then :class:`BlurPool2d` does the subsampling by ``stride``
+    (:func:`cnnlab.functional.max_blur_pool2d`); a replacement for ``MaxPool2d(2)``.
+
+    Args:
+        kernel_size: the max pool's window. Default 2.
+        filter_size: binomial taps per dim. Default 3.
+        stride: subsampling step. Default 2.
+
+    Shape:
+        ``(N, C, H, W)`` or ``(C, H, W)`` → ``(N, C, ceil((H − k + 1)/s), ceil((W − k + 1)/s))``.
+
+    Example:
+        >>> MaxBlurPool2d(2)(torch.randn(1, 8, 32, 32)).shape
+        torch.Size([1, 8, 16, 16])
+    """
 
     def __init__(self, kernel_size: IntOrTuple = 2, filter_size: int = 3, stride: IntOrTuple = 2) -> None:
         super().__init__()

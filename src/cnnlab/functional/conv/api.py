@@ -187,7 +187,33 @@ def conv1d(
     padding_mode: str = "zeros",
     algorithm: str = "auto",
 ) -> Tensor:
-    """1-D convolution (cross-correlation) over ``(N, C, L)`` or ``(C, L)``. See :class:`cnnlab.nn.Conv1d`."""
+    r"""1-D convolution (cross-correlation), ``torch.nn.functional.conv1d``'s drop-in.
+
+    .. math:: \text{out}[n, o, t] = \text{bias}[o] + \sum_{c \in g(o)} \sum_{i}
+              \text{weight}[o, c, i]\, \text{input}[n, c, s t + d i - p]
+
+    Args:
+        input: ``(N, C_in, L)`` or unbatched ``(C_in, L)``; float (``float16``/``bfloat16`` under
+            autocast too) or integer, on any device.
+        weight: filters ``(C_out, C_in / groups, k)``.
+        bias: ``(C_out,)`` added to every output position, or ``None``.
+        stride: step between outputs, an int or one per spatial dim. Default 1.
+        padding: zeros (or ``padding_mode`` values) on both sides of each spatial dim: an int, one
+            per dim, ``"valid"`` (none), ``"same"`` (output size = input size, stride 1) or
+            ``"tf_same"`` (cnnlab's: TensorFlow's SAME for any stride). Default 0.
+        dilation: spacing between filter taps. Default 1.
+        groups: split input and output channels into this many independent groups. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+        algorithm: (keyword-only) ``"auto"`` or one of
+            :data:`cnnlab.functional.conv.algorithms.ALGORITHMS` (README, "Using cnnlab as a library").
+
+    Shape:
+        ``(N, C_out, L_out)`` (unbatched: ``(C_out, L_out)``), ``L_out = floor((L + 2p − d(k − 1) − 1) / s) + 1``.
+
+    Example:
+        >>> conv1d(torch.randn(2, 4, 50), torch.randn(8, 4, 3), padding="same").shape
+        torch.Size([2, 8, 50])
+    """
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 1)
 
 
@@ -204,7 +230,34 @@ def conv2d(
     padding_mode: str = "zeros",
     algorithm: str = "auto",
 ) -> Tensor:
-    """2-D convolution (cross-correlation) over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.Conv2d`."""
+    r"""2-D convolution (cross-correlation), ``torch.nn.functional.conv2d``'s drop-in.
+
+    .. math:: \text{out}[n, o, y, x] = \text{bias}[o] + \sum_{c \in g(o)} \sum_{u, v}
+              \text{weight}[o, c, u, v]\, \text{input}[n, c, s_0 y + d_0 u - p_0, s_1 x + d_1 v - p_1]
+
+    Args:
+        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; float (``float16``/``bfloat16`` under
+            autocast too) or integer, on any device.
+        weight: filters ``(C_out, C_in / groups, kH, kW)``.
+        bias: ``(C_out,)`` added to every output position, or ``None``.
+        stride: step between outputs, an int or one per spatial dim. Default 1.
+        padding: zeros (or ``padding_mode`` values) on both sides of each spatial dim: an int, one
+            per dim, ``"valid"`` (none), ``"same"`` (output size = input size, stride 1) or
+            ``"tf_same"`` (cnnlab's: TensorFlow's SAME for any stride). Default 0.
+        dilation: spacing between filter taps. Default 1.
+        groups: split input and output channels into this many independent groups. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+        algorithm: (keyword-only) ``"auto"`` or one of
+            :data:`cnnlab.functional.conv.algorithms.ALGORITHMS` (README, "Using cnnlab as a library").
+
+    Shape:
+        ``(N, C_out, H_out, W_out)`` in the input's memory format,
+        ``H_out = floor((H + 2p_0 − d_0(kH − 1) − 1) / s_0) + 1`` (likewise ``W_out``).
+
+    Example:
+        >>> conv2d(torch.randn(8, 3, 32, 32), torch.randn(16, 3, 3, 3), stride=2, padding=1).shape
+        torch.Size([8, 16, 16, 16])
+    """
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 2)
 
 
@@ -221,15 +274,53 @@ def conv3d(
     padding_mode: str = "zeros",
     algorithm: str = "auto",
 ) -> Tensor:
-    """3-D convolution over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the N-d strided-slice form of
-    :mod:`cnnlab.functional.conv.traceable`. See :class:`cnnlab.nn.Conv3d`."""
+    r"""3-D convolution over volumes or clips, ``torch.nn.functional.conv3d``'s drop-in: every
+    output sums a ``C_in/groups × kD × kH × kW`` block of the input times the filter (the compiled
+    ``direct`` kernels, or the N-d strided-slice form of :mod:`cnnlab.functional.conv.traceable`).
+
+    Args:
+        input: ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``; float (``float16``/``bfloat16`` under
+            autocast too) or integer, on any device.
+        weight: filters ``(C_out, C_in / groups, kD, kH, kW)``.
+        bias: ``(C_out,)`` added to every output position, or ``None``.
+        stride: step between outputs, an int or one per spatial dim. Default 1.
+        padding: zeros (or ``padding_mode`` values) on both sides of each spatial dim: an int, one
+            per dim, ``"valid"`` (none), ``"same"`` (output size = input size, stride 1) or
+            ``"tf_same"`` (cnnlab's: TensorFlow's SAME for any stride). Default 0.
+        dilation: spacing between filter taps. Default 1.
+        groups: split input and output channels into this many independent groups. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+        algorithm: (keyword-only) ``"auto"`` or ``"direct"`` or
+            ``"traceable"`` (README, "Using cnnlab as a library").
+
+    Shape:
+        ``(N, C_out, D_out, H_out, W_out)``, each size as :func:`conv1d`'s ``L_out``.
+
+    Example:
+        >>> conv3d(torch.randn(2, 3, 8, 16, 16), torch.randn(4, 3, 3, 3, 3), padding=1).shape
+        torch.Size([2, 4, 8, 16, 16])
+    """
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, 3)
 
 
 @fx_leaf
 def conv_tbc(input: Tensor, weight: Tensor, bias: Tensor, pad: int = 0) -> Tensor:
-    """1-D convolution in time-batch-channel layout, ``torch.nn.functional.conv_tbc``: input
-    ``(T, B, C_in)``, weight ``(k, C_in, C_out)`` → ``(T + 2·pad − k + 1, B, C_out)``."""
+    """1-D convolution in time-batch-channel layout, ``torch.nn.functional.conv_tbc``'s drop-in:
+    :func:`conv1d` on the input and filters permuted.
+
+    Args:
+        input: ``(T, B, C_in)``.
+        weight: ``(k, C_in, C_out)``.
+        bias: ``(C_out,)``.
+        pad: zeros on both ends of the time axis. Default 0.
+
+    Shape:
+        ``(T + 2·pad − k + 1, B, C_out)``.
+
+    Example:
+        >>> conv_tbc(torch.randn(20, 2, 4), torch.randn(3, 4, 8), torch.zeros(8), pad=1).shape
+        torch.Size([20, 2, 8])
+    """
     if input.dim() != 3 or weight.dim() != 3:
         raise RuntimeError(
             f"conv_tbc: input must be (T, B, C_in) and weight (k, C_in, C_out), but got input of size "
@@ -250,7 +341,29 @@ def fft_conv2d(
     *,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """:func:`conv2d` computed with ``torch.fft``. See :class:`cnnlab.nn.FFTConv2d`."""
+    """:func:`conv2d` computed with ``torch.fft`` (``algorithm="fft"``): by the convolution theorem,
+    the padded input's and the filters' spectra multiplied over channels (one batched matrix product
+    per frequency, the correlation taken as the conjugate product), then the inverse transform,
+    cropped and subsampled by the stride. Its cost does not grow with the kernel size (cheaper than
+    im2col from about 7×7).
+
+    Args:
+        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: filters ``(C_out, C_in / groups, kH, kW)``.
+        bias: ``(C_out,)`` added to every output position, or ``None``.
+        stride: step between outputs, an int or a pair. Default 1.
+        padding: an int, a pair, ``"valid"``, ``"same"`` or ``"tf_same"`` (as :func:`conv2d`). Default 0.
+        dilation: spacing between filter taps. Default 1.
+        groups: independent channel groups. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+
+    Shape:
+        ``(N, C_out, H_out, W_out)`` as :func:`conv2d`'s.
+
+    Example:
+        >>> fft_conv2d(torch.randn(2, 3, 32, 32), torch.randn(8, 3, 9, 9), padding="same").shape
+        torch.Size([2, 8, 32, 32])
+    """
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, "fft", 2)
 
 
@@ -258,7 +371,21 @@ def standardize_weight(weight: Tensor, eps: float = 1e-6) -> Tensor:
     r"""Weight standardisation (Qiao et al., 2019): each output channel's filter ``w_o`` (all its
     input channels and taps) to zero mean and unit variance,
     :math:`\hat w_o = (w_o - \mathrm{mean}(w_o)) / \sqrt{\mathrm{var}(w_o) + \epsilon}` with
-    the biased variance, as timm's ``StdConv2d`` computes it. ``(O, C/G, *k)`` → same shape."""
+    the biased variance, as timm's ``StdConv2d`` computes it.
+
+    Args:
+        weight: filters ``(O, C/G, *k)``.
+        eps: added to the variance. Default ``1e-6``.
+
+    Shape:
+        the same as ``weight``.
+
+    Example:
+        >>> w = standardize_weight(torch.randn(4, 3, 3, 3))
+        >>> mean, var = w.flatten(1).mean(1), w.flatten(1).var(1, unbiased=False)
+        >>> bool(mean.abs().max() < 1e-6), bool((var - 1).abs().max() < 1e-4)
+        (True, True)
+    """
     flat = weight.reshape(weight.shape[0], -1)
     var, mean = torch.var_mean(flat, dim=1, unbiased=False, keepdim=True)
     return ((flat - mean) * torch.rsqrt(var + eps)).reshape(weight.shape)
@@ -278,7 +405,29 @@ def std_conv2d(
     padding_mode: str = "zeros",
     algorithm: str = "auto",
 ) -> Tensor:
-    """:func:`conv2d` with standardised filters (:func:`standardize_weight`). See :class:`cnnlab.nn.StdConv2d`."""
+    """:func:`conv2d` with standardised filters, ``conv2d(input, standardize_weight(weight, eps), …)``
+    (weight standardisation, timm's ``StdConv2d``): each output channel's filter to zero mean and
+    unit variance before the convolution.
+
+    Args:
+        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: filters ``(C_out, C_in / groups, kH, kW)``.
+        bias: ``(C_out,)`` added to every output position, or ``None``.
+        stride: step between outputs, an int or a pair. Default 1.
+        padding: an int, a pair, ``"valid"``, ``"same"`` or ``"tf_same"`` (as :func:`conv2d`). Default 0.
+        dilation: spacing between filter taps. Default 1.
+        groups: independent channel groups. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+        eps: (keyword-only) added to the filters' variance. Default ``1e-6``.
+        algorithm: (keyword-only) as :func:`conv2d`'s.
+
+    Shape:
+        ``(N, C_out, H_out, W_out)`` as :func:`conv2d`'s.
+
+    Example:
+        >>> std_conv2d(torch.randn(2, 3, 16, 16), torch.randn(8, 3, 3, 3), padding=1).shape
+        torch.Size([2, 8, 16, 16])
+    """
     return conv2d(input, standardize_weight(weight, eps), bias, stride, padding, dilation, groups,
                   padding_mode=padding_mode, algorithm=algorithm)  # fmt: skip
 
@@ -374,7 +523,32 @@ def conv_transpose1d(
     *,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """1-D transposed convolution. See :class:`cnnlab.nn.ConvTranspose1d`."""
+    r"""1-D transposed convolution, ``torch.nn.functional.conv_transpose1d``'s drop-in: the adjoint
+    (gradient with respect to the input) of :func:`conv1d` with the same arguments, which
+    upsamples by ``stride``: every input value adds ``weight``-scaled copies into the output,
+    ``out[n, o, s·t + d·i − p] += input[n, c, t] · weight[c, o, i]`` (per spatial dim).
+
+    Args:
+        input: ``(N, C_in, L)`` or unbatched ``(C_in, L)``.
+        weight: filters ``(C_in, C_out / groups, k)`` (the layout of the convolution it is the adjoint of).
+        bias: ``(C_out,)`` or ``None``.
+        stride: step between the input's positions in the output. Default 1.
+        padding: ``dilation·(k − 1) − padding`` zeros added on both sides, i.e. what the matching
+            convolution's ``padding`` removed. Default 0.
+        output_padding: extra size on one side of each output dim, to reach sizes a strided
+            convolution maps to the same input size (smaller than stride or dilation). Default 0.
+        groups: independent channel groups. Default 1.
+        dilation: spacing between filter taps. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, or cnnlab's ``"reflect"``, ``"replicate"``,
+            ``"circular"``: the exact adjoint of the convolution with that padding mode.
+
+    Shape:
+        ``(N, C_out, L_out)``, ``L_out = (L − 1)s − 2p + d(k − 1) + output_padding + 1``.
+
+    Example:
+        >>> conv_transpose1d(torch.randn(1, 8, 16), torch.randn(8, 4, 2), stride=2).shape
+        torch.Size([1, 4, 32])
+    """
     return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1, padding_mode)
 
 
@@ -391,7 +565,34 @@ def conv_transpose2d(
     *,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """2-D transposed convolution (the adjoint of :func:`conv2d`). See :class:`cnnlab.nn.ConvTranspose2d`."""
+    r"""2-D transposed convolution, ``torch.nn.functional.conv_transpose2d``'s drop-in: the adjoint
+    (gradient with respect to the input) of :func:`conv2d` with the same arguments, which
+    upsamples by ``stride``: every input value adds ``weight``-scaled copies into the output,
+    ``out[n, o, s·t + d·i − p] += input[n, c, t] · weight[c, o, i]`` (per spatial dim).
+
+    Args:
+        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: filters ``(C_in, C_out / groups, kH, kW)`` (the layout of the convolution it is the adjoint of).
+        bias: ``(C_out,)`` or ``None``.
+        stride: step between the input's positions in the output. Default 1.
+        padding: ``dilation·(k − 1) − padding`` zeros added on both sides, i.e. what the matching
+            convolution's ``padding`` removed. Default 0.
+        output_padding: extra size on one side of each output dim, to reach sizes a strided
+            convolution maps to the same input size (smaller than stride or dilation). Default 0.
+        groups: independent channel groups. Default 1.
+        dilation: spacing between filter taps. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, or cnnlab's ``"reflect"``, ``"replicate"``,
+            ``"circular"``: the exact adjoint of the convolution with that padding mode.
+
+    Shape:
+        ``(N, C_out, H_out, W_out)``, ``H_out = (H − 1)s_0 − 2p_0 + d_0(kH − 1) + output_padding_0 + 1``
+        (likewise ``W_out``).
+
+    Example:
+        >>> x, w = torch.randn(4, 16, 8, 8), torch.randn(16, 8, 3, 3)
+        >>> conv_transpose2d(x, w, stride=2, padding=1, output_padding=1).shape
+        torch.Size([4, 8, 16, 16])
+    """
     return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2, padding_mode)
 
 
@@ -408,5 +609,30 @@ def conv_transpose3d(
     *,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """3-D transposed convolution. See :class:`cnnlab.nn.ConvTranspose3d`."""
+    r"""3-D transposed convolution, ``torch.nn.functional.conv_transpose3d``'s drop-in: the adjoint
+    (gradient with respect to the input) of :func:`conv3d` with the same arguments, which
+    upsamples by ``stride``: every input value adds ``weight``-scaled copies into the output,
+    ``out[n, o, s·t + d·i − p] += input[n, c, t] · weight[c, o, i]`` (per spatial dim).
+
+    Args:
+        input: ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``.
+        weight: filters ``(C_in, C_out / groups, kD, kH, kW)`` (the layout of the convolution it is the adjoint of).
+        bias: ``(C_out,)`` or ``None``.
+        stride: step between the input's positions in the output. Default 1.
+        padding: ``dilation·(k − 1) − padding`` zeros added on both sides, i.e. what the matching
+            convolution's ``padding`` removed. Default 0.
+        output_padding: extra size on one side of each output dim, to reach sizes a strided
+            convolution maps to the same input size (smaller than stride or dilation). Default 0.
+        groups: independent channel groups. Default 1.
+        dilation: spacing between filter taps. Default 1.
+        padding_mode: (keyword-only) ``"zeros"``, or cnnlab's ``"reflect"``, ``"replicate"``,
+            ``"circular"``: the exact adjoint of the convolution with that padding mode.
+
+    Shape:
+        ``(N, C_out, D_out, H_out, W_out)``, each size as :func:`conv_transpose1d`'s ``L_out``.
+
+    Example:
+        >>> conv_transpose3d(torch.randn(1, 8, 4, 8, 8), torch.randn(8, 4, 2, 2, 2), stride=2).shape
+        torch.Size([1, 4, 8, 16, 16])
+    """
     return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3, padding_mode)

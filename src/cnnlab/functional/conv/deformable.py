@@ -90,7 +90,11 @@ def deform_conv2d(
     dilation: IntOrTuple = (1, 1),
     mask: Tensor | None = None,
 ) -> Tensor:
-    """Deformable 2-D convolution, ``torchvision.ops.deform_conv2d``'s arguments and results.
+    """Deformable 2-D convolution (Dai et al., 2017; DCNv2 with ``mask``, Zhu et al., 2019),
+    ``torchvision.ops.deform_conv2d``'s arguments and results: every tap reads the input at its
+    regular position plus a learned, fractional offset, bilinearly interpolated (zeros outside),
+    optionally scaled by a mask,
+    ``out[n, o, y, x] = bias[o] + Σ_{c, i, j} W[o, c, i, j] · m · input[n, c, y·s − p + i·d + Δy, x·s − p + j·d + Δx]``.
 
     Args:
         input: ``(N, C, H, W)``.
@@ -98,10 +102,17 @@ def deform_conv2d(
             the pair ``(Δy, Δx)``; input channels split into ``offset_groups`` consecutive groups.
         weight: ``(O, C/groups, kH, kW)``; ``groups`` is read from the channel counts.
         bias: ``(O,)`` or ``None``.
+        stride, padding, dilation: as :func:`conv2d`'s (ints or pairs).
         mask: ``(N, offset_groups·kH·kW, H_out, W_out)`` modulation (DCNv2), or ``None`` (DCNv1).
 
-    Returns:
+    Shape:
         ``(N, O, H_out, W_out)``, ``H_out = floor((H + 2p − d(kH − 1) − 1)/s) + 1``.
+
+    Example:
+        >>> x, w = torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3)
+        >>> offset = torch.zeros(1, 2 * 9, 6, 6)  # no offsets: the regular convolution
+        >>> torch.allclose(deform_conv2d(x, offset, w), cnnlab.functional.conv2d(x, w), atol=1e-5)
+        True
     """
     stride, padding, dilation = (ntuple(v, 2, name) for v, name in ((stride, "stride"), (padding, "padding"),
                                                                     (dilation, "dilation")))  # fmt: skip

@@ -137,35 +137,113 @@ ADAPTIVE_AVG_POOL = PoolKernels(eager=_adaptive_avg, native=_native_adaptive_avg
 
 @fx_leaf
 def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
-    """Average over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveAvgPool1d`."""
+    """1-D adaptive average pooling, ``torch.nn.functional.adaptive_avg_pool1d``'s drop-in: the
+    output has ``output_size`` whatever the input's size; along each dim, output ``i`` of ``o``
+    averages inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)`` (windows that may overlap by one).
+    Windows that tile the input are one mean over a view; others the compiled window kernel, or a
+    product with the averaging matrices.
+
+    Args:
+        input: ``(N, C, L)`` or unbatched ``(C, L)``.
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+
+    Shape:
+        ``(N, C, output_size)``.
+
+    Example:
+        >>> adaptive_avg_pool1d(torch.arange(5.0).view(1, 1, 5), 2)
+        tensor([[[1., 3.]]])
+    """
     x, batched, out = _adaptive_output_size("adaptive_avg_pool1d", input, output_size, 1)
     return finish(_adaptive_avg(x, out), None, batched, False)  # 1-D: no compiled kernel
 
 
 @fx_leaf
 def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
-    """``P_H · x · P_Wᵀ`` with averaging matrices. See :class:`cnnlab.nn.AdaptiveAvgPool2d`."""
+    """2-D adaptive average pooling, ``torch.nn.functional.adaptive_avg_pool2d``'s drop-in: the
+    output has ``output_size`` whatever the input's size; along each dim, output ``i`` of ``o``
+    averages inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)`` (windows that may overlap by one).
+    Windows that tile the input are one mean over a view; others the compiled window kernel, or a
+    product with the averaging matrices.
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+
+    Shape:
+        ``(N, C, *output_size)``.
+
+    Example:
+        >>> adaptive_avg_pool2d(torch.randn(2, 8, 13, 17), (3, 4)).shape
+        torch.Size([2, 8, 3, 4])
+    """
     x, batched, out = _adaptive_output_size("adaptive_avg_pool2d", input, output_size, 2)
     return finish(run(ADAPTIVE_AVG_POOL, x, out), None, batched, False)
 
 
 @fx_leaf
 def adaptive_avg_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None) -> Tensor:
-    """Averaging matrices along D, H and W. See :class:`cnnlab.nn.AdaptiveAvgPool3d`."""
+    """3-D adaptive average pooling, ``torch.nn.functional.adaptive_avg_pool3d``'s drop-in: the
+    output has ``output_size`` whatever the input's size; along each dim, output ``i`` of ``o``
+    averages inputs ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)`` (windows that may overlap by one).
+    Windows that tile the input are one mean over a view; others the compiled window kernel, or a
+    product with the averaging matrices.
+
+    Args:
+        input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+
+    Shape:
+        ``(N, C, *output_size)``.
+
+    Example:
+        >>> adaptive_avg_pool3d(torch.randn(2, 4, 5, 9, 9), 1).shape
+        torch.Size([2, 4, 1, 1, 1])
+    """
     x, batched, out = _adaptive_output_size("adaptive_avg_pool3d", input, output_size, 3)
     return finish(run(ADAPTIVE_AVG_POOL, x, out), None, batched, False)
 
 
 @fx_leaf
 def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int], return_indices: bool = False):
-    """Max over ``output_size`` windows that tile any length. See :class:`cnnlab.nn.AdaptiveMaxPool1d`."""
+    """1-D adaptive max pooling, ``torch.nn.functional.adaptive_max_pool1d``'s drop-in: the maximum
+    over the windows of :func:`adaptive_avg_pool1d` (output ``i`` of ``o`` covers inputs
+    ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``), with torch's index rule.
+
+    Args:
+        input: ``(N, C, L)`` or unbatched ``(C, L)``.
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+        return_indices: also return each maximum's flat spatial index. Default False.
+
+    Shape:
+        ``(N, C, output_size)``; indices the same shape, ``int64``.
+
+    Example:
+        >>> adaptive_max_pool1d(torch.tensor([[[1.0, 5.0, 2.0, 4.0, 3.0]]]), 2, return_indices=True)
+        (tensor([[[5., 4.]]]), tensor([[[1, 3]]]))
+    """
     x, batched, (o,) = _adaptive_output_size("adaptive_max_pool1d", input, output_size, 1)
     return finish(*run(ADAPTIVE_MAX_POOL1D, x, o), batched, return_indices)
 
 
 @fx_leaf
 def adaptive_max_pool2d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
-    """Max over windows that tile any image size. See :class:`cnnlab.nn.AdaptiveMaxPool2d`."""
+    """2-D adaptive max pooling, ``torch.nn.functional.adaptive_max_pool2d``'s drop-in: the maximum
+    over the windows of :func:`adaptive_avg_pool2d` (output ``i`` of ``o`` covers inputs
+    ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``), with torch's index rule.
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+        return_indices: also return each maximum's flat spatial index. Default False.
+
+    Shape:
+        ``(N, C, *output_size)``; indices the same shape, ``int64``.
+
+    Example:
+        >>> adaptive_max_pool2d(torch.randn(2, 8, 13, 17), (3, 4)).shape
+        torch.Size([2, 8, 3, 4])
+    """
     x, batched, (oh, ow) = _adaptive_output_size("adaptive_max_pool2d", input, output_size, 2)
     height, width = x.shape[2:]
     if oh and ow and isinstance(height, int) and isinstance(width, int) and height % oh == width % ow == 0:
@@ -211,23 +289,64 @@ ADAPTIVE_MAX_POOL3D = PoolKernels(eager=_window_adaptive_max_pool3d, native=_nat
 
 @fx_leaf
 def adaptive_max_pool3d(input: Tensor, output_size: int | Sequence[int | None] | None, return_indices: bool = False):
-    """Max over windows that tile any volume (the compiled window maximum, or the window form of
-    :mod:`.traceable`). See :class:`cnnlab.nn.AdaptiveMaxPool3d`."""
+    """3-D adaptive max pooling, ``torch.nn.functional.adaptive_max_pool3d``'s drop-in: the maximum
+    over the windows of :func:`adaptive_avg_pool3d` (output ``i`` of ``o`` covers inputs
+    ``floor(i·size/o)`` to ``ceil((i + 1)·size/o)``), with torch's index rule.
+
+    Args:
+        input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
+        output_size: the output's spatial size, an int or one per dim (``None`` keeps that dim).
+        return_indices: also return each maximum's flat spatial index. Default False.
+
+    Shape:
+        ``(N, C, *output_size)``; indices the same shape, ``int64``.
+
+    Example:
+        >>> adaptive_max_pool3d(torch.randn(2, 4, 5, 9, 9), (2, 3, 3)).shape
+        torch.Size([2, 4, 2, 3, 3])
+    """
     x, batched, out = _adaptive_output_size("adaptive_max_pool3d", input, output_size, 3)
     return finish(*in_layout_of(x, *run(ADAPTIVE_MAX_POOL3D, x, out)), batched, return_indices)
 
 
 @fx_leaf
 def global_avg_pool2d(input: Tensor, flatten: bool = False) -> Tensor:
-    """Mean over the whole image: ``(N, C, H, W)`` → ``(N, C, 1, 1)`` (``(N, C)`` with ``flatten``).
-    See :class:`cnnlab.nn.GlobalAvgPool2d`."""
+    r"""Global average pooling (Lin et al., 2013, "Network in Network"): the mean of each channel
+    over the whole image, :math:`\text{out}[n, c] = \frac{1}{HW} \sum_{y, x} \text{input}[n, c, y, x]`;
+    with no parameters and any input size, the usual head before a classifier.
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        flatten: return ``(N, C)`` instead of ``(N, C, 1, 1)``. Default False.
+
+    Shape:
+        ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten``.
+
+    Example:
+        >>> global_avg_pool2d(torch.ones(2, 3, 4, 4), flatten=True)
+        tensor([[1., 1., 1.],
+                [1., 1., 1.]])
+    """
     check_input_rank(input, 2, "global_avg_pool2d")
     return input.mean((-2, -1), keepdim=not flatten)
 
 
 @fx_leaf
 def global_max_pool2d(input: Tensor, flatten: bool = False) -> Tensor:
-    """Max over the whole image (torch's max-pool rule). See :class:`cnnlab.nn.GlobalMaxPool2d`."""
+    """Global max pooling: the maximum of each channel over the whole image (torch's max-pool rule),
+    ``adaptive_max_pool2d(input, 1)``.
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        flatten: return ``(N, C)`` instead of ``(N, C, 1, 1)``. Default False.
+
+    Shape:
+        ``(N, C, 1, 1)``, or ``(N, C)`` with ``flatten``.
+
+    Example:
+        >>> global_max_pool2d(torch.arange(8.0).view(1, 2, 2, 2), flatten=True)
+        tensor([[3., 7.]])
+    """
     out = adaptive_max_pool2d(input, 1)
     return out.flatten(-3) if flatten else out
 

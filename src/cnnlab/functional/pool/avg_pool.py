@@ -136,7 +136,28 @@ def avg_pool1d(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
 ) -> Tensor:
-    """1-D average pooling. See :class:`cnnlab.nn.AvgPool1d`."""
+    """1-D average pooling, ``torch.nn.functional.avg_pool1d``'s drop-in: the mean of every window,
+    computed as separable window sums (one strided add per tap) divided by torch's divisor: the
+    window's size clipped to the padded input (``count_include_pad``) or to the input, or
+    ``divisor_override``. float16/bfloat16 sum in float32; integers divide with truncation.
+
+    Args:
+        input: ``(N, C, L)`` or unbatched ``(C, L)``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit zeros on both sides, at most half the window; or ``"tf_same"`` (cnnlab's).
+            Default 0.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        count_include_pad: count the padding zeros in the divisor. Default True.
+        divisor_override: divide every window's sum by this instead. Default None.
+
+    Shape:
+        ``(N, C, L_out)``, each size ``floor((size + 2p − k) / s) + 1`` (``ceil`` with ``ceil_mode``).
+
+    Example:
+        >>> avg_pool1d(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2)
+        tensor([[[2., 1.]]])
+    """
     return _avg_pool("avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1)
 
 
@@ -150,7 +171,28 @@ def avg_pool2d(
     count_include_pad: bool = True,
     divisor_override: int | None = None,
 ) -> Tensor:
-    """2-D average pooling. See :class:`cnnlab.nn.AvgPool2d`."""
+    """2-D average pooling, ``torch.nn.functional.avg_pool2d``'s drop-in: the mean of every window,
+    computed as separable window sums (one strided add per tap) divided by torch's divisor: the
+    window's size clipped to the padded input (``count_include_pad``) or to the input, or
+    ``divisor_override``. float16/bfloat16 sum in float32; integers divide with truncation.
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit zeros on both sides, at most half the window; or ``"tf_same"`` (cnnlab's).
+            Default 0.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        count_include_pad: count the padding zeros in the divisor. Default True.
+        divisor_override: divide every window's sum by this instead. Default None.
+
+    Shape:
+        ``(N, C, H_out, W_out)``, each size ``floor((size + 2p − k) / s) + 1`` (``ceil`` with ``ceil_mode``).
+
+    Example:
+        >>> avg_pool2d(torch.randn(8, 16, 32, 32), 3, stride=2, padding=1, count_include_pad=False).shape
+        torch.Size([8, 16, 16, 16])
+    """
     return _avg_pool(
         "avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2
     )
@@ -165,7 +207,25 @@ def _lpfinish(pooled: Tensor, norm_type: float, window: int) -> Tensor:
 def lp_pool1d(
     input: Tensor, norm_type: float, kernel_size: int, stride: IntOrTuple | None = None, ceil_mode: bool = False
 ) -> Tensor:
-    """1-D power-average pooling ``(Σ x^p)^(1/p)``. See :class:`cnnlab.nn.LPPool1d`."""
+    r"""1-D power-average pooling, ``torch.nn.functional.lp_pool1d``'s drop-in:
+    :math:`\left(\sum_{x \in \text{window}} x^p\right)^{1/p}` with ``p = norm_type`` (``p = 1``: sum pooling,
+    ``p = 2``: L2-norm pooling, ``p → ∞``: max pooling), as torch computes it: the average pool
+    of ``x^p`` times the window size, then the ``1/p``-th power (sign kept, ReLU'd as torch does).
+
+    Args:
+        input: ``(N, C, L)`` or unbatched ``(C, L)``.
+        norm_type: the power ``p``.
+        kernel_size: window size.
+        stride: step between windows. Default ``kernel_size``.
+        ceil_mode: round the output size up. Default False.
+
+    Shape:
+        ``(N, C, L_out)``, each size ``floor((size − k) / s) + 1``.
+
+    Example:
+        >>> lp_pool1d(torch.tensor([[[3.0, 4.0]]]), 2, 2)
+        tensor([[[5.]]])
+    """
     (k,) = ntuple(kernel_size, 1, "kernel_size")
     return _lpfinish(avg_pool1d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, k)
 
@@ -174,7 +234,25 @@ def lp_pool1d(
 def lp_pool2d(
     input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
 ) -> Tensor:
-    """2-D power-average pooling; ``norm_type=2`` is L2-norm pooling. See :class:`cnnlab.nn.LPPool2d`."""
+    r"""2-D power-average pooling, ``torch.nn.functional.lp_pool2d``'s drop-in:
+    :math:`\left(\sum_{x \in \text{window}} x^p\right)^{1/p}` with ``p = norm_type`` (``p = 1``: sum pooling,
+    ``p = 2``: L2-norm pooling, ``p → ∞``: max pooling), as torch computes it: the average pool
+    of ``x^p`` times the window size, then the ``1/p``-th power (sign kept, ReLU'd as torch does).
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        norm_type: the power ``p``.
+        kernel_size: window size.
+        stride: step between windows. Default ``kernel_size``.
+        ceil_mode: round the output size up. Default False.
+
+    Shape:
+        ``(N, C, H_out, W_out)``, each size ``floor((size − k) / s) + 1``.
+
+    Example:
+        >>> lp_pool2d(torch.randn(2, 8, 16, 16), 2, 2).shape
+        torch.Size([2, 8, 8, 8])
+    """
     kh, kw = ntuple(kernel_size, 2, "kernel_size")
     return _lpfinish(avg_pool2d(input.pow(norm_type), (kh, kw), stride, 0, ceil_mode), norm_type, kh * kw)
 
@@ -189,7 +267,28 @@ def avg_pool3d(
     count_include_pad: bool = True,
     divisor_override: int | None = None,
 ) -> Tensor:
-    """3-D average pooling over ``(N, C, D, H, W)``. See :class:`cnnlab.nn.AvgPool3d`."""
+    """3-D average pooling, ``torch.nn.functional.avg_pool3d``'s drop-in: the mean of every window,
+    computed as separable window sums (one strided add per tap) divided by torch's divisor: the
+    window's size clipped to the padded input (``count_include_pad``) or to the input, or
+    ``divisor_override``. float16/bfloat16 sum in float32; integers divide with truncation.
+
+    Args:
+        input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit zeros on both sides, at most half the window; or ``"tf_same"`` (cnnlab's).
+            Default 0.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        count_include_pad: count the padding zeros in the divisor. Default True.
+        divisor_override: divide every window's sum by this instead. Default None.
+
+    Shape:
+        ``(N, C, D_out, H_out, W_out)``, each size ``floor((size + 2p − k) / s) + 1`` (``ceil`` with ``ceil_mode``).
+
+    Example:
+        >>> avg_pool3d(torch.randn(2, 4, 8, 16, 16), 2).shape
+        torch.Size([2, 4, 4, 8, 8])
+    """
     return _avg_pool(
         "avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3
     )
@@ -199,6 +298,24 @@ def avg_pool3d(
 def lp_pool3d(
     input: Tensor, norm_type: float, kernel_size: IntOrTuple, stride: IntOrTuple | None = None, ceil_mode: bool = False
 ) -> Tensor:
-    """3-D power-average pooling. See :class:`cnnlab.nn.LPPool3d`."""
+    r"""3-D power-average pooling, ``torch.nn.functional.lp_pool3d``'s drop-in:
+    :math:`\left(\sum_{x \in \text{window}} x^p\right)^{1/p}` with ``p = norm_type`` (``p = 1``: sum pooling,
+    ``p = 2``: L2-norm pooling, ``p → ∞``: max pooling), as torch computes it: the average pool
+    of ``x^p`` times the window size, then the ``1/p``-th power (sign kept, ReLU'd as torch does).
+
+    Args:
+        input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
+        norm_type: the power ``p``.
+        kernel_size: window size.
+        stride: step between windows. Default ``kernel_size``.
+        ceil_mode: round the output size up. Default False.
+
+    Shape:
+        ``(N, C, D_out, H_out, W_out)``, each size ``floor((size − k) / s) + 1``.
+
+    Example:
+        >>> lp_pool3d(torch.randn(2, 4, 8, 8, 8), 2, 2).shape
+        torch.Size([2, 4, 4, 4, 4])
+    """
     k = ntuple(kernel_size, 3, "kernel_size")
     return _lpfinish(avg_pool3d(input.pow(norm_type), k, stride, 0, ceil_mode), norm_type, math.prod(k))

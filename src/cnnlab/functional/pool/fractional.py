@@ -61,7 +61,27 @@ def fractional_max_pool2d(
     return_indices: bool = False,
     _random_samples: Tensor | None = None,
 ):
-    """Max over pseudo-random, overlapping windows (Graham, 2014). See :class:`cnnlab.nn.FractionalMaxPool2d`."""
+    """2-D fractional max pooling (Graham, 2014), ``torch.nn.functional.fractional_max_pool2d``'s
+    drop-in: the output size is any fraction of the input's, reached by pseudo-random,
+    overlapping windows of ``kernel_size`` whose starts follow torch's sequence
+    ``α = (size − k) / (out − 1)``, ``start_i = floor((i + u)·α) − floor(u·α)`` (the last at
+    ``size − k``), ``u ∈ [0, 1)`` drawn per image and channel (or given as ``_random_samples``).
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        kernel_size: window size, an int or one per spatial dim.
+        output_size: the output's spatial size; or give ``output_ratio`` (of the input's size).
+        output_ratio: a fraction in (0, 1), or one per dim.
+        return_indices: also return each maximum's flat spatial index. Default False.
+        _random_samples: ``(N, C, 2)`` samples ``u`` in [0, 1) (torch's argument, for reproducibility).
+
+    Shape:
+        ``(N, C, *output_size)``; indices the same shape, ``int64``.
+
+    Example:
+        >>> fractional_max_pool2d(torch.randn(2, 4, 32, 32), 3, output_ratio=0.7).shape
+        torch.Size([2, 4, 22, 22])
+    """
     return _fractional_max_pool(
         "fractional_max_pool2d", input, kernel_size, output_size, output_ratio, return_indices, _random_samples, 2
     )
@@ -76,7 +96,27 @@ def fractional_max_pool3d(
     return_indices: bool = False,
     _random_samples: Tensor | None = None,
 ):
-    """3-D fractional max pooling. See :class:`cnnlab.nn.FractionalMaxPool3d`."""
+    """3-D fractional max pooling (Graham, 2014), ``torch.nn.functional.fractional_max_pool3d``'s
+    drop-in: the output size is any fraction of the input's, reached by pseudo-random,
+    overlapping windows of ``kernel_size`` whose starts follow torch's sequence
+    ``α = (size − k) / (out − 1)``, ``start_i = floor((i + u)·α) − floor(u·α)`` (the last at
+    ``size − k``), ``u ∈ [0, 1)`` drawn per image and channel (or given as ``_random_samples``).
+
+    Args:
+        input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
+        kernel_size: window size, an int or one per spatial dim.
+        output_size: the output's spatial size; or give ``output_ratio`` (of the input's size).
+        output_ratio: a fraction in (0, 1), or one per dim.
+        return_indices: also return each maximum's flat spatial index. Default False.
+        _random_samples: ``(N, C, 3)`` samples ``u`` in [0, 1) (torch's argument, for reproducibility).
+
+    Shape:
+        ``(N, C, *output_size)``; indices the same shape, ``int64``.
+
+    Example:
+        >>> fractional_max_pool3d(torch.randn(2, 4, 8, 16, 16), 2, output_size=(5, 10, 10)).shape
+        torch.Size([2, 4, 5, 10, 10])
+    """
     return _fractional_max_pool(
         "fractional_max_pool3d", input, kernel_size, output_size, output_ratio, return_indices, _random_samples, 3
     )

@@ -102,7 +102,29 @@ def max_pool1d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ):
-    """1-D max pooling over ``(N, C, L)`` or ``(C, L)``. See :class:`cnnlab.nn.MaxPool1d`."""
+    """1-D max pooling, ``torch.nn.functional.max_pool1d``'s drop-in: the maximum of every window,
+    ``out[n, c, y] = max_{j < k} input[n, c, s·y + d·j − p]`` per spatial dim (padding never wins),
+    with torch's index rule (row-major scan; a later element wins only if greater, or NaN).
+
+    Args:
+        input: ``(N, C, L)`` or unbatched ``(C, L)``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit ``-inf`` on both sides, at most half the (dilated) window; or ``"tf_same"``
+            (cnnlab's: TensorFlow's SAME windows). Default 0.
+        dilation: spacing between a window's elements. Default 1.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        return_indices: also return each maximum's flat index into the input's spatial dims
+            (``(L)`` flattened), for :func:`max_unpool1d`. Default False.
+
+    Shape:
+        ``(N, C, L_out)``, each size ``floor((size + 2p − d(k − 1) − 1) / s) + 1`` (``ceil`` with
+        ``ceil_mode``); indices the same shape, ``int64``.
+
+    Example:
+        >>> max_pool1d(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2, return_indices=True)
+        (tensor([[[3., 2.]]]), tensor([[[1, 2]]]))
+    """
     x, batched, (k,), (s,), (p,), (d,), (o,) = pool_args(
         "max_pool1d", input, 1, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -119,7 +141,30 @@ def max_pool2d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ):
-    """2-D max pooling over ``(N, C, H, W)`` or ``(C, H, W)``. See :class:`cnnlab.nn.MaxPool2d`."""
+    """2-D max pooling, ``torch.nn.functional.max_pool2d``'s drop-in: the maximum of every window,
+    ``out[n, c, y] = max_{j < k} input[n, c, s·y + d·j − p]`` per spatial dim (padding never wins),
+    with torch's index rule (row-major scan; a later element wins only if greater, or NaN).
+    Channels-last input gives channels-last output.
+
+    Args:
+        input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit ``-inf`` on both sides, at most half the (dilated) window; or ``"tf_same"``
+            (cnnlab's: TensorFlow's SAME windows). Default 0.
+        dilation: spacing between a window's elements. Default 1.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        return_indices: also return each maximum's flat index into the input's spatial dims
+            (``(H, W)`` flattened), for :func:`max_unpool2d`. Default False.
+
+    Shape:
+        ``(N, C, H_out, W_out)``, each size ``floor((size + 2p − d(k − 1) − 1) / s) + 1`` (``ceil`` with
+        ``ceil_mode``); indices the same shape, ``int64``.
+
+    Example:
+        >>> max_pool2d(torch.randn(8, 16, 32, 32), 3, stride=2, padding=1).shape
+        torch.Size([8, 16, 16, 16])
+    """
     x, batched, k, s, p, d, o = pool_args("max_pool2d", input, 2, kernel_size, stride, padding, dilation, ceil_mode)
     return finish(*run(MAX_POOL2D, x, k, s, p, d, o, return_indices), batched, return_indices)
 
@@ -211,9 +256,30 @@ def max_pool3d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ):
-    """3-D max pooling over ``(N, C, D, H, W)`` or ``(C, D, H, W)``: the compiled window maximum,
-    or the window reduction of :mod:`.traceable` (indices flat ``(z·H + y)·W + x``). See
-    :class:`cnnlab.nn.MaxPool3d`."""
+    """3-D max pooling, ``torch.nn.functional.max_pool3d``'s drop-in: the maximum of every window,
+    ``out[n, c, y] = max_{j < k} input[n, c, s·y + d·j − p]`` per spatial dim (padding never wins),
+    with torch's index rule (row-major scan; a later element wins only if greater, or NaN).
+    The compiled window kernel, or the window reduction of :mod:`cnnlab.functional.pool.traceable`.
+
+    Args:
+        input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
+        kernel_size: window size, an int or one per spatial dim.
+        stride: step between windows. Default ``kernel_size``.
+        padding: implicit ``-inf`` on both sides, at most half the (dilated) window; or ``"tf_same"``
+            (cnnlab's: TensorFlow's SAME windows). Default 0.
+        dilation: spacing between a window's elements. Default 1.
+        ceil_mode: round the output size up (a last, partial window). Default False.
+        return_indices: also return each maximum's flat index into the input's spatial dims
+            (``(D, H, W)`` flattened), for :func:`max_unpool3d`. Default False.
+
+    Shape:
+        ``(N, C, D_out, H_out, W_out)``, each size ``floor((size + 2p − d(k − 1) − 1) / s) + 1`` (``ceil`` with
+        ``ceil_mode``); indices the same shape, ``int64``.
+
+    Example:
+        >>> max_pool3d(torch.randn(2, 4, 8, 16, 16), 2).shape
+        torch.Size([2, 4, 4, 8, 8])
+    """
     x, batched, k, s, p, d, o = pool_args("max_pool3d", input, 3, kernel_size, stride, padding, dilation, ceil_mode)
     return finish(*in_layout_of(x, *run(MAX_POOL3D, x, k, s, p, d, o), keep_3d=True), batched, return_indices)
 

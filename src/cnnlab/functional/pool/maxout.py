@@ -12,8 +12,21 @@ __all__ = ["channel_max_pool"]
 
 @fx_leaf
 def channel_max_pool(input: Tensor, kernel_size: int) -> Tensor:
-    """Maxout: max over groups of ``kernel_size`` consecutive channels of ``(N, C, H, W)`` or
-    ``(C, H, W)``. See :class:`cnnlab.nn.ChannelMaxPool`."""
+    """Maxout (Goodfellow et al., 2013): the maximum over groups of ``kernel_size`` consecutive
+    channels, ``out[n, j] = max_{i < k} input[n, j·k + i]``, a learned piecewise-linear activation
+    when the channels come from a convolution.
+
+    Args:
+        input: ``(N, C, *S)`` with ``C`` a multiple of ``kernel_size`` (unbatched ``(C, H, W)`` too).
+        kernel_size: channels per group.
+
+    Shape:
+        ``(N, C / kernel_size, *S)``.
+
+    Example:
+        >>> channel_max_pool(torch.tensor([[[[1.0]], [[4.0]], [[3.0]], [[2.0]]]]), 2).flatten()
+        tensor([4., 3.])
+    """
     if not check_input_rank(input, 2, "channel_max_pool"):
         return channel_max_pool(input.unsqueeze(0), kernel_size).squeeze(0)
     channels = input.shape[1]

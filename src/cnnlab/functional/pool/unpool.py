@@ -50,17 +50,71 @@ def _max_unpool(op: str, input: Tensor, indices: Tensor, kernel_size, stride, pa
 
 @fx_leaf
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
-    """Inverse of :func:`max_pool1d`: each value goes back to its index, zeros elsewhere."""
+    """1-D max unpooling, ``torch.nn.functional.max_unpool1d``'s drop-in: the (partial) inverse of
+    :func:`max_pool1d`: every value goes back to the position its index names, zeros elsewhere,
+    ``out.flatten(2)[n, c, indices[n, c, i]] = input.flatten(2)[n, c, i]``.
+
+    Args:
+        input: the pooled values ``(N, C, L)`` (or unbatched).
+        indices: their flat spatial indices, as :func:`max_pool1d` with ``return_indices=True`` gives.
+        kernel_size, stride, padding: the pooling's (``stride`` defaults to ``kernel_size``).
+        output_size: the spatial size to restore (with or without N and C), when the pooling's size
+            formula has several preimages. Default: ``(size − 1)·s − 2p + k`` per dim.
+
+    Shape:
+        ``(N, C, *output_size)``.
+
+    Example:
+        >>> values, indices = max_pool1d(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2, return_indices=True)
+        >>> max_unpool1d(values, indices, 2)
+        tensor([[[0., 3., 2., 0.]]])
+    """
     return _max_unpool("max_unpool1d", input, indices, kernel_size, stride, padding, output_size, 1)
 
 
 @fx_leaf
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
-    """Inverse of :func:`max_pool2d`. See :class:`cnnlab.nn.MaxUnpool2d`."""
+    """2-D max unpooling, ``torch.nn.functional.max_unpool2d``'s drop-in: the (partial) inverse of
+    :func:`max_pool2d`: every value goes back to the position its index names, zeros elsewhere,
+    ``out.flatten(2)[n, c, indices[n, c, i]] = input.flatten(2)[n, c, i]``.
+
+    Args:
+        input: the pooled values ``(N, C, H, W)`` (or unbatched).
+        indices: their flat spatial indices, as :func:`max_pool2d` with ``return_indices=True`` gives.
+        kernel_size, stride, padding: the pooling's (``stride`` defaults to ``kernel_size``).
+        output_size: the spatial size to restore (with or without N and C), when the pooling's size
+            formula has several preimages. Default: ``(size − 1)·s − 2p + k`` per dim.
+
+    Shape:
+        ``(N, C, *output_size)``.
+
+    Example:
+        >>> values, indices = max_pool2d(torch.randn(1, 3, 8, 8), 2, return_indices=True)
+        >>> max_unpool2d(values, indices, 2).shape
+        torch.Size([1, 3, 8, 8])
+    """
     return _max_unpool("max_unpool2d", input, indices, kernel_size, stride, padding, output_size, 2)
 
 
 @fx_leaf
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
-    """Inverse of :func:`max_pool3d`. See :class:`cnnlab.nn.MaxUnpool3d`."""
+    """3-D max unpooling, ``torch.nn.functional.max_unpool3d``'s drop-in: the (partial) inverse of
+    :func:`max_pool3d`: every value goes back to the position its index names, zeros elsewhere,
+    ``out.flatten(2)[n, c, indices[n, c, i]] = input.flatten(2)[n, c, i]``.
+
+    Args:
+        input: the pooled values ``(N, C, D, H, W)`` (or unbatched).
+        indices: their flat spatial indices, as :func:`max_pool3d` with ``return_indices=True`` gives.
+        kernel_size, stride, padding: the pooling's (``stride`` defaults to ``kernel_size``).
+        output_size: the spatial size to restore (with or without N and C), when the pooling's size
+            formula has several preimages. Default: ``(size − 1)·s − 2p + k`` per dim.
+
+    Shape:
+        ``(N, C, *output_size)``.
+
+    Example:
+        >>> values, indices = max_pool3d(torch.randn(1, 2, 4, 8, 8), 2, return_indices=True)
+        >>> max_unpool3d(values, indices, 2).shape
+        torch.Size([1, 2, 4, 8, 8])
+    """
     return _max_unpool("max_unpool3d", input, indices, kernel_size, stride, padding, output_size, 3)
