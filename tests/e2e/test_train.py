@@ -164,7 +164,7 @@ def test_multirun_produces_one_readable_directory_per_job(tmp_path):
     ("overrides", "message"),
     [
         (["model=transformer"], "Could not find 'model/transformer'"),
-        (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive int"),
+        (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive number"),
         (["trainer.precision=fp8"], "config key trainer.precision"),
         (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers.5 (pool)"),
         (["data=cifar10", "data.root=/nonexistent/cifar"], "CIFAR-10 not found: looked for /nonexistent/cifar"),

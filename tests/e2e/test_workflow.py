@@ -355,7 +355,7 @@ def test_short_resumed_and_evaluated_runs_say_what_their_numbers_are(tmp_path):
                                  "trainer.max_epochs?"),
         ("+logger.analyse=false", "config key logger.analyse: unknown key"),
         ("+learning_rate=0.1", "config key learning_rate: unknown key"),
-        ("trainer.max_epochs=many", "config key trainer.max_epochs: got 'many', expected a positive int"),
+        ("trainer.max_epochs=many", "config key trainer.max_epochs: got 'many', expected a positive number"),
         # every group's keys: those its kind or its _target_ reads
         ("+model.widht=0.5", "config key model.widht: unknown key (nothing reads it); did you mean model.width?"),
         ("+conv.algoritm=gemm", "config key conv.algoritm: unknown key (nothing reads it); did you mean "

@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab import nn as cnn
 from cnnlab.data import TensorImageLoader
 from cnnlab.train.callbacks import DiracInit, Lookahead, PatchWhitening
-from cnnlab.train.schedules import cosine
+from cnnlab.train.schedules import cosine, warmup_warmdown
 from cnnlab.train.steps import tta_logits
 
 
@@ -136,3 +136,100 @@ def test_cosine_schedule_anneals_to_zero_after_its_warm_up():
     factor = cosine(optimizer, total_steps=110, warmup_fraction=10 / 110).lr_lambdas[0]
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(10) == pytest.approx(1.0) and factor(60) == pytest.approx(0.5) and factor(110) == pytest.approx(0.0)
+
+
+# airbench94's recipe (issue 33): each option against airbench's own definition (legacy/airbench94.py)
+
+
+def test_warmup_warmdown_is_airbenchs_get_lr():
+    def get_lr(step, total_train_steps):  # airbench94's, as written there
+        warmup_steps = int(total_train_steps * 0.23)
+        warmdown_steps = total_train_steps - warmup_steps
+        if step < warmup_steps:
+            frac = step / warmup_steps
+            return 0.2 * (1 - frac) + 1.0 * frac
+        frac = (step - warmup_steps) / warmdown_steps
+        return 1.0 * (1 - frac) + 0.07 * frac
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.5)
+    factor = warmup_warmdown(optimizer, total_steps=476).lr_lambdas[0]  # airbench94: ceil(9.9 · 48) steps
+    assert [factor(s) for s in range(477)] == pytest.approx([get_lr(s, 476) for s in range(477)], abs=1e-12)
+    assert factor(0) == pytest.approx(0.2) and factor(109) == pytest.approx(1.0) and factor(476) == pytest.approx(0.07)
+
+
+def test_norm_bias_lr_scale_gives_batchnorm_biases_64x_the_rate_and_the_same_absolute_decay():
+    from omegaconf import OmegaConf
+
+    from cnnlab.train.setup import build_optimizer
+
+    model = nn.Sequential(cnn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.GroupNorm(2, 8), nn.Linear(8, 2))
+    config = OmegaConf.create(
+        {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1.5, "momentum": 0.85, "nesterov": True,
+         "weight_decay": 1.3305e-3, "norm_bias_lr_scale": 64}
+    )  # fmt: skip
+    optimizer = build_optimizer(config, model)
+    others, biases = optimizer.param_groups
+    assert {id(p) for p in biases["params"]} == {id(model[1].bias), id(model[2].bias)}
+    assert len(others["params"]) + len(biases["params"]) == len(list(model.parameters()))
+    assert biases["lr"] == 96.0 and others["lr"] == 1.5
+    # airbench: lr_biases = 64·lr with weight_decay = wd/lr_biases, so lr · weight_decay is one number
+    assert biases["lr"] * biases["weight_decay"] == pytest.approx(others["lr"] * others["weight_decay"])
+    assert biases["momentum"] == others["momentum"] == 0.85 and biases["nesterov"]
+
+
+def test_whitening_bias_learns_for_its_epochs_then_freezes():
+    model = nn.Sequential(cnn.Conv2d(3, 24, 2, padding=0), nn.GELU())
+    callback = PatchWhitening(num_images=16, bias_epochs=3)
+    run = fake_run(model, correlated_images(16))
+    run.progress.epoch = 0
+    callback.on_fit_start(run)
+    learns = []
+    for epoch in range(1, 6):
+        learns.append(model[0].bias.requires_grad)
+        run.progress.epoch = epoch  # end_epoch counts the epoch, then the callbacks run
+        callback.on_epoch_end(run, {})
+    assert learns == [True, True, True, False, False] and not model[0].weight.requires_grad
+    run.progress.epoch, run.progress.step = 4, 10  # resumed after epoch 4: still frozen
+    resumed = nn.Sequential(cnn.Conv2d(3, 24, 2, padding=0))  # its weights would come from the checkpoint
+    resumed_run = fake_run(resumed, correlated_images(16), step=10)
+    resumed_run.progress = run.progress
+    PatchWhitening(bias_epochs=3).on_fit_start(resumed_run)
+    assert not resumed[0].bias.requires_grad
+
+
+def test_lookahead_final_copy_ends_on_the_slow_weights():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    callback = Lookahead(decay=0.95, every_n_steps=5, power=3.0, final_copy=True)
+    run = fake_run(model, step=0, total_steps=7)
+    callback.on_fit_start(run)
+    for step in range(1, 8):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # an optimiser step
+        run.progress.step = step
+        callback.on_step_end(run, None)
+    # step 5 averaged (d = 0.95⁵·(5/7)³), then steps 6 and 7 moved the model, then the last step (7, not a
+    # multiple of 5) copies the slow weights back: airbench's lookahead_state.update(model, decay=1.0)
+    d = 0.95**5 * (5 / 7) ** 3
+    slow = 1 + (1 - d) * (6 - 1)
+    assert model.weight[0, 0].item() == pytest.approx(slow) == callback.slow["weight"][0, 0].item()
+
+
+def test_fractional_epochs_stop_within_the_last_epoch_and_tta_runs_once_at_the_end(tmp_path, monkeypatch):
+    """``trainer.max_epochs=1.5`` trains ceil(1.5 · steps per epoch) steps (airbench94: 9.9 epochs =
+    476 steps of 48), and ``trainer.tta_final_only`` evaluates the epochs plain and the last time
+    with the test-time views."""
+    import cnnlab.train.loop as loop
+    import cnnlab.train.state as state
+    from tests.configs import compose_cfg
+
+    views = []
+    evaluate = state.evaluate
+    monkeypatch.setattr(state, "evaluate", lambda *a, **k: views.append(a[-1]) or evaluate(*a, **k))
+    overrides = ["data=synthetic", "model=simple", "logger.analysis=false", "trainer.progress_bar=false",
+                 "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.max_epochs=1.5",
+                 "trainer.tta_flip=true", "trainer.tta_final_only=true", f"paths.output_dir={tmp_path}"]  # fmt: skip
+    metrics = loop.run(compose_cfg(*overrides))
+    assert metrics["steps"] == 6 and metrics["epochs"] == 2  # ceil(1.5 · 4)
+    assert views == [False, True]  # epoch 1 plain, the end (mid-epoch 2) with TTA

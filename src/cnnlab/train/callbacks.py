@@ -94,14 +94,31 @@ class PatchWhitening(Callback):
     first convolution (``2·C·k²`` filters of ``k×k``) gets the eigenvectors ``v_i`` of the
     covariance of the ``k×k`` patches of the first ``num_images`` training images (normalised, not
     augmented), each scaled by ``1/sqrt(λ_i + eps)``, and their negatives; its weight is then
-    frozen (its bias still learns). A convolution by these filters decorrelates the patch
-    dimensions: its output has unit variance along each principal direction."""
+    frozen. A convolution by these filters decorrelates the patch dimensions: its output has unit
+    variance along each principal direction. Its bias learns for the first ``bias_epochs`` epochs
+    (``None``: throughout), then freezes (airbench94: 3).
+    """
 
-    def __init__(self, num_images: int = 5000, eps: float = 5e-4) -> None:
-        self.num_images, self.eps = num_images, eps
+    def __init__(self, num_images: int = 5000, eps: float = 5e-4, bias_epochs: int | None = None) -> None:
+        if bias_epochs is not None and (not isinstance(bias_epochs, int) or bias_epochs < 0):
+            raise UserError(
+                f"PatchWhitening: bias_epochs must be null or an int >= 0, but got bias_epochs={bias_epochs!r}"
+            )
+        self.num_images, self.eps, self.bias_epochs = num_images, eps, bias_epochs
+
+    def _train_bias(self, run: Run) -> None:
+        """The bias learns in epochs ``0 … bias_epochs − 1`` (its gradient is ``None`` after that:
+        SGD then leaves it and its momentum alone)."""
+        bias = _convolutions(run.model)[0].bias
+        if bias is not None and self.bias_epochs is not None:
+            bias.requires_grad_(run.progress.epoch < self.bias_epochs)
+
+    def on_epoch_end(self, run: Run, metrics: dict[str, Any]) -> None:
+        self._train_bias(run)  # (progress.epoch already counts the epoch just ended)
 
     @torch.no_grad()
     def on_fit_start(self, run: Run) -> None:
+        self._train_bias(run)
         conv = _convolutions(run.model)[0]
         weight = conv.weight
         out_channels, channels, kh, kw = weight.shape
@@ -145,11 +162,14 @@ class Lookahead(Callback):
     """hlb-cifar10/airbench's lookahead: every ``every_n_steps`` steps the slow weights move
     towards the model's, ``slow ← slow + (1 − d)·(model − slow)``, and the model is reset to them,
     with ``d = decay^every_n_steps · (step / total_steps)^power`` growing from 0 (no averaging
-    early on) to ``decay^every_n_steps`` at the end. BatchNorm statistics are averaged too."""
+    early on) to ``decay^every_n_steps`` at the end. BatchNorm statistics are averaged too. With
+    ``final_copy`` the model ends as the slow weights (airbench94's last update, ``d = 1``)."""
 
-    def __init__(self, decay: float = 0.95, every_n_steps: int = 5, power: float = 3.0) -> None:
+    def __init__(
+        self, decay: float = 0.95, every_n_steps: int = 5, power: float = 3.0, final_copy: bool = False
+    ) -> None:
         _check_averaging("Lookahead", decay, every_n_steps)
-        self.decay, self.every_n_steps, self.power = decay, every_n_steps, power
+        self.decay, self.every_n_steps, self.power, self.final_copy = decay, every_n_steps, power, final_copy
         self.slow: dict[str, Tensor] | None = None
 
     def on_fit_start(self, run: Run) -> None:
@@ -158,9 +178,10 @@ class Lookahead(Callback):
 
     @torch.no_grad()
     def on_step_end(self, run: Run, step: StepOutput) -> None:
-        if self.slow is None or run.progress.step % self.every_n_steps:
+        last = self.final_copy and run.progress.step >= run.total_steps
+        if self.slow is None or (run.progress.step % self.every_n_steps and not last):
             return
-        d = self.decay**self.every_n_steps * (run.progress.step / run.total_steps) ** self.power
+        d = 1.0 if last else self.decay**self.every_n_steps * (run.progress.step / run.total_steps) ** self.power
         state = run.model.state_dict()
         for name, slow in self.slow.items():
             slow.lerp_(state[name], 1.0 - d)

@@ -58,6 +58,10 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+# optimizer.norm_bias_lr_scale: read by setup.build_optimizer, not passed to the optimizer
+NORM_BIAS_LR_SCALE = "norm_bias_lr_scale"
+
+
 def _select(cfg: DictConfig, section: str):
     node = cfg
     for part in filter(None, section.split(".")):
@@ -94,6 +98,8 @@ def known_keys(cfg: DictConfig) -> dict[str, frozenset[str] | None]:
     for section, supplied in (("optimizer", ("params",)), ("scheduler", ("optimizer", "total_steps"))):
         if isinstance(cfg.get(section), DictConfig):
             known[section] = _target_arguments(cfg[section], section, supplied)
+    if known.get("optimizer") is not None:  # cnnlab's own key: the normalisation biases' group
+        known["optimizer"] = known["optimizer"] | {NORM_BIAS_LR_SCALE}
     for name, node in (cfg.get("callbacks") or {}).items():
         if isinstance(node, DictConfig):
             known[f"callbacks.{name}"] = _target_arguments(node, f"callbacks.{name}")
@@ -125,7 +131,14 @@ def validate_config(cfg: DictConfig) -> None:
     require(data.name in ("cifar10", "synthetic"), "data.name", data.name, "'cifar10' or 'synthetic'")
     require(_positive_int(data.batch_size), "data.batch_size", data.batch_size, "a positive int")
     require(_positive_int(data.eval_batch_size), "data.eval_batch_size", data.eval_batch_size, "a positive int")
-    require(_positive_int(trainer.max_epochs), "trainer.max_epochs", trainer.max_epochs, "a positive int")
+    require(
+        isinstance(trainer.max_epochs, (int, float))
+        and not isinstance(trainer.max_epochs, bool)
+        and trainer.max_epochs > 0,
+        "trainer.max_epochs",
+        trainer.max_epochs,
+        "a positive number (a fraction such as 9.9 stops within the last epoch)",
+    )
     require(
         isinstance(trainer.max_steps, int) and (trainer.max_steps > 0 or trainer.max_steps == -1),
         "trainer.max_steps",
@@ -145,7 +158,15 @@ def validate_config(cfg: DictConfig) -> None:
         trainer.precision,
         "'32', 'bf16' or 'auto'",
     )
-    for key in ("tta_flip", "tta_translate", "channels_last", "eval_only", "compile", "deterministic"):
+    for key in (
+        "tta_flip",
+        "tta_translate",
+        "tta_final_only",
+        "channels_last",
+        "eval_only",
+        "compile",
+        "deterministic",
+    ):
         require(isinstance(trainer[key], bool), f"trainer.{key}", trainer[key], "true or false")
     _check_classes(data)
     augment = data.get("augment") or {}

@@ -109,7 +109,8 @@ def end_epoch(run: Run) -> None:
         progress.running_loss, progress.running_correct, progress.running_seen, device=run.device
     )
     seen = max(float(seen), 1.0)
-    result = run.evaluate()
+    # trainer.tta_final_only: the test-time views in the last evaluation only (airbench94's recipe)
+    result = run.evaluate(tta=not run.options.tta_final_only or progress.step >= run.total_steps)
     run.last_eval = result
     progress.epoch += 1
     progress.start_epoch()

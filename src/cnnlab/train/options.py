@@ -17,7 +17,7 @@ __all__ = ["TrainerOptions"]
 class TrainerOptions:
     """``cfg.trainer`` after :func:`cnnlab.train.config.validate_config` (see the YAML for each key)."""
 
-    max_epochs: int
+    max_epochs: float  # a fraction ends the run within the last epoch (airbench94: 9.9)
     max_steps: int  # -1: no limit
     limit_train_batches: int | None
     limit_val_batches: int | None
@@ -29,6 +29,7 @@ class TrainerOptions:
     label_smoothing: float
     tta_flip: bool
     tta_translate: bool
+    tta_final_only: bool
     channels_last: bool
     logit_scale: float
     grad_clip_norm: float | None

@@ -7,7 +7,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["constant", "cosine", "warmup_linear_decay"]
+__all__ = ["constant", "cosine", "warmup_linear_decay", "warmup_warmdown"]
 
 
 def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.2) -> LambdaLR:
@@ -20,6 +20,30 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_warmdown(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_fraction: float = 0.23,
+    start_factor: float = 0.2,
+    end_factor: float = 0.07,
+) -> LambdaLR:
+    """airbench94's schedule (``get_lr`` of its ``legacy/airbench94.py``): over the first
+    ``w = int(warmup_fraction·total_steps)`` steps the factor goes linearly from ``start_factor``
+    to 1, ``start + (1 − start)·step/w``; then linearly to ``end_factor`` at the last step,
+    ``1 + (end − 1)·(step − w)/(total_steps − w)``."""
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(f"scheduler.warmup_fraction must be in [0, 1), but got {warmup_fraction}")
+    warmup = int(warmup_fraction * total_steps)
+    warmdown = max(1, total_steps - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return start_factor + (1.0 - start_factor) * step / warmup
+        return 1.0 + (end_factor - 1.0) * (step - warmup) / warmdown
 
     return LambdaLR(optimizer, factor)
 

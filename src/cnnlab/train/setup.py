@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data import CIFAR10_CLASSES, TensorImageLoader, class_indices, load_cifar10, make_synthetic, select_classes
 from ..models import build_model, format_shape_table
 from .checkpoint import CheckpointManager
-from .config import ConfigValueError
+from .config import NORM_BIAS_LR_SCALE, ConfigValueError
 from .distributed import init_distributed
 from .options import TrainerOptions
 from .overrides import JobInfo
@@ -122,6 +122,31 @@ def _loaders(cfg: DictConfig, options: TrainerOptions, device: torch.device, ran
     return train_loader, val_loader, mean, std
 
 
+def build_optimizer(config: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of ``optimizer:`` over the model's parameters. ``norm_bias_lr_scale: s``
+    (cnnlab's key, not the optimizer's) puts the normalisation layers' biases in a group of their
+    own with ``s`` times the learning rate and ``1/s`` times the weight decay, so their absolute
+    decay per step, ``lr · weight_decay · p``, stays the others' (airbench94's ``bias_scaler``: 64)."""
+    options = OmegaConf.to_container(config, resolve=True)
+    scale = options.pop(NORM_BIAS_LR_SCALE, 1.0)
+    make = instantiate(OmegaConf.create(options))
+    if scale == 1.0:
+        return make(params=model.parameters())
+    norm_biases = {
+        id(module.bias)
+        for module in model.modules()
+        if isinstance(module, _NORMALISATIONS) and isinstance(getattr(module, "bias", None), torch.nn.Parameter)
+    }
+    biases = [p for p in model.parameters() if id(p) in norm_biases]
+    others = [p for p in model.parameters() if id(p) not in norm_biases]
+    lr, weight_decay = options["lr"], options.get("weight_decay", 0.0)
+    groups = [{"params": others}, {"params": biases, "lr": lr * scale, "weight_decay": weight_decay / scale}]
+    return make(params=groups)
+
+
+_NORMALISATIONS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
 def build_run(
     cfg: DictConfig, saved: dict[str, Any] | None = None, saved_path: Path | None = None, job: JobInfo | None = None
 ) -> Run:
@@ -153,9 +178,9 @@ def build_run(
     if options.compile:
         step_model = torch.compile(step_model)
 
-    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    optimizer = build_optimizer(cfg.optimizer, model)
     steps_per_epoch = len(train_loader)
-    total_steps = options.max_steps if options.max_steps > 0 else options.max_epochs * steps_per_epoch
+    total_steps = options.max_steps if options.max_steps > 0 else math.ceil(options.max_epochs * steps_per_epoch)
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=total_steps)
     callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items()}
     main = rank == 0

@@ -154,10 +154,11 @@ class Run:
                 f"trainer.precision=32, or set trainer.skip_nonfinite_steps=true to skip such steps."
             ) from None
 
-    def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
-        """``{"loss", "acc", "confusion"}`` of ``model`` (default: the run's) on the validation set."""
+    def evaluate(self, model: nn.Module | None = None, tta: bool = True) -> dict[str, Any]:
+        """``{"loss", "acc", "confusion"}`` of ``model`` (default: the run's) on the validation set,
+        with the ``trainer.tta_*`` views unless ``tta=False``."""
         model = self.model if model is None else model
-        return evaluate(model, self.val_loader, self.task, self.options, self.autocast, self.num_classes)
+        return evaluate(model, self.val_loader, self.task, self.options, self.autocast, self.num_classes, tta)
 
     def snapshot(self) -> dict[str, Any]:
         """What a checkpoint holds: tensors and built-in types only (``weights_only``-loadable)."""

@@ -114,9 +114,11 @@ def evaluate(
     options: TrainerOptions,
     autocast: Callable[[], AbstractContextManager],
     num_classes: int,
+    tta: bool = True,
 ) -> dict[str, Any]:
     """``{"loss", "acc", "confusion"}`` over ``loader`` (this rank's shard), summed across ranks;
-    ``acc`` is None for reconstruction; classification logits are :func:`tta_logits`'s."""
+    ``acc`` is None for reconstruction; classification logits are :func:`tta_logits`'s (the views
+    ``trainer.tta_*`` asks for, or the plain image with ``tta=False``)."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -125,7 +127,7 @@ def evaluate(
     for images, labels in loader:
         with autocast():
             if task == "classification":
-                output = tta_logits(model, images, options.tta_flip, options.tta_translate)
+                output = tta_logits(model, images, tta and options.tta_flip, tta and options.tta_translate)
             else:
                 output = model(images)
         loss_sum += compute_loss(task, output, images, labels, options).item() * len(labels)
