@@ -235,7 +235,7 @@ def convert(
         reported = {line.split(":")[0] for line in left}
         left += [
             f"{name or '(root)'}: {type(sub).__name__} is cnnlab's (torch.nn has no twin)"
-            for name, sub in _cnnlab_modules(converted)
+            for name, sub in cnnlab_layers(converted)
             if (name or "(root)") not in reported
         ]
     if left:
@@ -299,12 +299,12 @@ def _torch_ops_run(model: nn.Module, example_inputs: Sequence[Any]) -> list[str]
     return [f"{where} runs torch's {', '.join(dict.fromkeys(names))}" for where, names in ops.items()]
 
 
-def _cnnlab_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The modules of ``model`` whose class is cnnlab's, outermost only (one per subtree)."""
+def cnnlab_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers of ``model`` whose class is cnnlab.nn's, outermost only (one per subtree)."""
     found: list[tuple[str, nn.Module]] = []
     for name, sub in model.named_modules():
         inside = any(outer == "" or name.startswith(f"{outer}.") for outer, _ in found)
-        if type(sub).__module__.startswith("cnnlab.") and not inside:
+        if type(sub).__module__.startswith("cnnlab.nn") and not inside:
             found.append((name, sub))
     return found
 

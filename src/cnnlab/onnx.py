@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .convert import convert
+from .convert import cnnlab_layers, convert
 
 __all__ = ["export"]
 
@@ -49,11 +49,7 @@ def export(model: nn.Module, args: Sequence[Any], f: Any = None, **kwargs: Any) 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="convert: this conv/pool work stays on cnnlab")
         standard = convert(model, to="torch")
-    kept = [
-        f"{name or '(root)'}: {type(layer).__name__}"
-        for name, layer in standard.named_modules()
-        if type(layer).__module__.startswith("cnnlab.nn")
-    ]
+    kept = [f"{name or '(root)'}: {type(layer).__name__}" for name, layer in cnnlab_layers(standard)]
     if kept:
         warnings.warn(
             "cnnlab.onnx.export: no ONNX operator for these layers; they are exported as their traceable "
