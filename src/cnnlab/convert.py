@@ -249,8 +249,8 @@ def convert(
 
 class TorchConvPoolOps(TorchDispatchMode):
     """Records the aten ops dispatched inside the block (``seen``) and which of them are
-    convolution or pooling ops (``conv_pool``: ``aten.convolution``, ``aten.mkldnn_convolution``,
-    ``aten.max_pool2d_with_indices``, ``aten._adaptive_avg_pool2d``, …, by name)."""
+    convolution or pooling ops (``conv_pool``, by name: aten's ``convolution``,
+    ``mkldnn_convolution``, ``max_pool2d_with_indices``, ``_adaptive_avg_pool2d``, …)."""
 
     PATTERN = re.compile(r"conv(olution|_|\d)|pool", re.IGNORECASE)
 

@@ -14,7 +14,8 @@ decomposition, and the warning of :func:`cnnlab.convert` names it.
 
 Example:
     >>> import cnnlab.onnx
-    >>> model = cnnlab.nn.Conv2d(3, 8, 3)
+    >>> from cnnlab.nn import Conv2d
+    >>> model = Conv2d(3, 8, 3)
     >>> program = cnnlab.onnx.export(model, (torch.randn(1, 3, 16, 16),))
     >>> sorted({node.op_type for node in program.model_proto.graph.node})
     ['Conv']

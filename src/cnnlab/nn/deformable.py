@@ -103,7 +103,8 @@ class DeformableConv2d(nn.Module):
     Example:
         >>> layer = DeformableConv2d(4, 8, 3, padding=1)
         >>> x = torch.randn(2, 4, 10, 10)
-        >>> reference = cnnlab.nn.Conv2d(4, 8, 3, padding=1)
+        >>> from cnnlab.nn import Conv2d
+        >>> reference = Conv2d(4, 8, 3, padding=1)
         >>> _ = reference.load_state_dict(layer.conv.state_dict())
         >>> torch.allclose(layer(x), reference(x), atol=1e-5)  # zero offsets at initialisation
         True
