@@ -16,7 +16,7 @@ Example:
     >>> import cnnlab.onnx
     >>> from cnnlab.nn import Conv2d
     >>> model = Conv2d(3, 8, 3)
-    >>> program = cnnlab.onnx.export(model, (torch.randn(1, 3, 16, 16),))
+    >>> program = cnnlab.onnx.export(model.eval(), (torch.randn(1, 3, 16, 16),), verbose=False)
     >>> sorted({node.op_type for node in program.model_proto.graph.node})
     ['Conv']
 """

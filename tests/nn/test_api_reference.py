@@ -37,7 +37,9 @@ def test_public_api_has_a_complete_docstring(name, obj):
     assert "See :class:" not in doc.splitlines()[0], f"{name}: its summary only points elsewhere"
 
 
-@pytest.mark.parametrize(("name", "obj"), PUBLIC, ids=[name for name, _ in PUBLIC])
+@pytest.mark.parametrize(
+    ("name", "obj"), [*PUBLIC, ("cnnlab.convert", cnnlab.convert)], ids=[n for n, _ in PUBLIC] + ["cnnlab.convert"]
+)
 def test_docstring_examples_run_and_print_what_they_say(name, obj):
     globs = {**vars(sys.modules[obj.__module__]), "torch": torch, "cnnlab": cnnlab}
     globs.update({n: getattr(functional, n) for n in functional.__all__})
@@ -48,6 +50,14 @@ def test_docstring_examples_run_and_print_what_they_say(name, obj):
     for test in tests:
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_onnx_module_example_runs():
+    pytest.importorskip("onnxscript")
+    import cnnlab.onnx
+
+    result = doctest.testmod(cnnlab.onnx, extraglobs={"torch": torch, "cnnlab": cnnlab})
+    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.slow
