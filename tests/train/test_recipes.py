@@ -233,3 +233,48 @@ def test_fractional_epochs_stop_within_the_last_epoch_and_tta_runs_once_at_the_e
     metrics = loop.run(compose_cfg(*overrides))
     assert metrics["steps"] == 6 and metrics["epochs"] == 2  # ceil(1.5 · 4)
     assert views == [False, True]  # epoch 1 plain, the end (mid-epoch 2) with TTA
+
+
+@pytest.mark.parametrize(("every", "evaluated"), [(2, [2, 4, 5]), ("null", [5])])
+def test_check_val_every_n_epoch_evaluates_those_epochs_and_the_last(tmp_path, monkeypatch, every, evaluated):
+    """``trainer.check_val_every_n_epoch=N`` evaluates after epochs N, 2N, … and the last (Lightning's
+    key); ``null`` after the last only (cpu94: evaluation off the critical path)."""
+    import cnnlab.train.loop as loop
+    import cnnlab.train.state as state
+    from tests.configs import compose_cfg
+
+    calls = []
+    evaluate = state.evaluate
+    monkeypatch.setattr(state, "evaluate", lambda *a, **k: calls.append(a) or evaluate(*a, **k))
+    overrides = ["data=synthetic", "model=simple", "logger.analysis=false", "trainer.progress_bar=false",
+                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.max_epochs=5",
+                 f"trainer.check_val_every_n_epoch={every}", f"paths.output_dir={tmp_path}"]  # fmt: skip
+    metrics = loop.run(compose_cfg(*overrides))
+    assert len(calls) == len(evaluated)
+    assert [h["epoch"] for h in metrics["history"] if "val_acc" in h] == evaluated
+    assert all("train_loss" in h for h in metrics["history"]) and metrics["val_acc"] is not None
+    assert metrics["best_epoch"] in evaluated
+
+
+def test_check_val_every_n_epoch_must_be_positive():
+    from cnnlab.train.config import ConfigValueError, validate_config
+    from tests.configs import compose_cfg
+
+    with pytest.raises(ConfigValueError, match=r"trainer\.check_val_every_n_epoch.*0.*null or a positive int"):
+        validate_config(compose_cfg("trainer.check_val_every_n_epoch=0"))
+
+
+def test_cpu94_is_airbench94_muons_recipe():
+    """The rates of airbench94_muon.py (summed loss, batch 2000) on cnnlab's mean loss, and its head
+    (std-1 weights, logits ÷ 256) as torch's initialisation with logits × s and rate × s²·256²."""
+    from tests.configs import compose_cfg
+
+    cfg = compose_cfg("experiment=cpu94")
+    batch = cfg.data.batch_size
+    assert batch == 2000 and cfg.trainer.max_epochs == 8 and cfg.callbacks.get("lookahead") is None
+    assert cfg.optimizer.vector_lr == pytest.approx(0.053 * batch)
+    sigma = (1 / 16) / 3**0.5  # std of U(−1/√256, 1/√256): torch's Linear(256, ·) weights
+    s = cfg.trainer.logit_scale
+    assert s == pytest.approx(1 / (256 * sigma), rel=1e-5)
+    assert cfg.optimizer.matrix_lr == pytest.approx(0.67 * batch / (256 * s) ** 2, rel=1e-4)
+    assert cfg.optimizer.weight_decay == pytest.approx(2e-6 * batch)

@@ -64,7 +64,7 @@ class WeightEMA(Callback):
                 averaged[name].copy_(value)
 
     def on_epoch_end(self, run: Run, metrics: dict[str, Any]) -> None:
-        if self.average is None:
+        if self.average is None or "val/loss" not in metrics:  # (trainer.check_val_every_n_epoch)
             return
         result = run.evaluate(self.average)
         metrics["val/ema_loss"] = result["loss"]

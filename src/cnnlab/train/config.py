@@ -148,6 +148,8 @@ def validate_config(cfg: DictConfig) -> None:
     k = trainer.accumulate_grad_batches
     require(_positive_int(k) and k <= data.batch_size, "trainer.accumulate_grad_batches", k,
             f"a positive int up to data.batch_size ({data.batch_size}): the micro-batches of each batch")  # fmt: skip
+    every = trainer.check_val_every_n_epoch
+    require(every is None or _positive_int(every), "trainer.check_val_every_n_epoch", every, "null or a positive int")
     for key in ("limit_train_batches", "limit_val_batches", "overfit_batches"):
         value = trainer[key]
         require(value is None or _positive_int(value), f"trainer.{key}", value, "null or a positive int")

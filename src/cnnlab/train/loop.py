@@ -103,30 +103,36 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
 
 
 def end_epoch(run: Run) -> None:
-    """Evaluate, log the epoch's scalars (``train/``, ``val/``), checkpoint, print one line."""
-    progress, cfg = run.progress, run.cfg
+    """Evaluate (every ``trainer.check_val_every_n_epoch``-th epoch and after the last), log the
+    epoch's scalars (``train/``, ``val/``), checkpoint, print one line."""
+    progress, cfg, options = run.progress, run.cfg, run.options
     loss_sum, correct, seen = all_reduce_sum(
         progress.running_loss, progress.running_correct, progress.running_seen, device=run.device
     )
     seen = max(float(seen), 1.0)
+    last = progress.step >= run.total_steps
+    every = options.check_val_every_n_epoch
+    evaluated = last or bool(every and (progress.epoch + 1) % every == 0)
     # trainer.tta_final_only: the test-time views in the last evaluation only (airbench94's recipe)
-    result = run.evaluate(tta=not run.options.tta_final_only or progress.step >= run.total_steps)
-    run.last_eval = result
+    result = run.evaluate(tta=not options.tta_final_only or last) if evaluated else None
     progress.epoch += 1
     progress.start_epoch()
     metrics: dict[str, Any] = {"train/loss": float(loss_sum) / seen}
-    score = -result["loss"]
-    if result["acc"] is not None:
+    classifier = run.task == "classification"
+    if classifier:
         metrics["train/acc"] = float(correct) / seen
-        score = result["acc"]
-    improved = score > progress.best_val_acc
-    if improved:
-        progress.best_val_acc, progress.best_epoch = score, progress.epoch
     metrics["train/images_per_sec"] = progress.images_per_sec
-    metrics["val/loss"] = result["loss"]
-    if result["acc"] is not None:
-        metrics["val/acc"] = result["acc"]
-        metrics["val/best_acc"] = progress.best_val_acc
+    improved = False
+    if result is not None:
+        run.last_eval = result
+        score = result["acc"] if classifier else -result["loss"]
+        improved = score > progress.best_val_acc
+        if improved:
+            progress.best_val_acc, progress.best_epoch = score, progress.epoch
+        metrics["val/loss"] = result["loss"]
+        if classifier:
+            metrics["val/acc"] = result["acc"]
+            metrics["val/best_acc"] = progress.best_val_acc
     for callback in run.callbacks.values():
         callback.on_epoch_end(run, metrics)
     for tag, value in metrics.items():

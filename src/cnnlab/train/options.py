@@ -30,6 +30,7 @@ class TrainerOptions:
     tta_flip: bool
     tta_translate: bool
     tta_final_only: bool
+    check_val_every_n_epoch: int | None  # (Lightning's name) epochs between evaluations; the last is always evaluated
     channels_last: bool
     logit_scale: float
     grad_clip_norm: float | None

@@ -4,8 +4,10 @@ checkpoint when one is given."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
+import platform
 import random
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,15 @@ from .overrides import JobInfo
 from .state import Run
 from .tensorboard import RunLogger
 
-__all__ = ["build_run", "class_names", "load_data", "seed_everything", "select_device", "select_precision"]
+__all__ = [
+    "build_run",
+    "class_names",
+    "keep_freed_memory",
+    "load_data",
+    "seed_everything",
+    "select_device",
+    "select_precision",
+]
 
 log = logging.getLogger("cnnlab")
 
@@ -45,6 +55,24 @@ def select_device(name: str) -> torch.device:
             f"CUDA GPU, or torch {torch.__version__} built without CUDA); use trainer.device=cpu or auto"
         )
     return torch.device(name)
+
+
+# mallopt(3)'s parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed memory in the process for the next training step, as a GPU's caching allocator
+    does. glibc's malloc hands every block over 32 MiB (a step's activations) back to the kernel
+    when it is freed, and the next step's allocation faults each page in again, zeroed: about 10⁸
+    page faults in a 10-epoch airbench94 run on the CPU, 832 → 932 images/s once they are gone.
+    Big blocks come from the heap instead (``M_MMAP_MAX = 0``) and the heap is trimmed only above
+    2 GiB free (``M_TRIM_THRESHOLD``). Returns False (and changes nothing) where the C library is
+    not glibc."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def select_precision(name: str, device: torch.device) -> str:
@@ -141,7 +169,10 @@ def build_optimizer(config: DictConfig, model: torch.nn.Module) -> torch.optim.O
     others = [p for p in model.parameters() if id(p) not in norm_biases]
     lr, weight_decay = options["lr"], options.get("weight_decay", 0.0)
     groups = [{"params": others}, {"params": biases, "lr": lr * scale, "weight_decay": weight_decay / scale}]
-    return make(params=groups)
+    try:
+        return make(params=groups)
+    except TypeError as error:  # an optimiser that groups the parameters itself (Muon)
+        raise ConfigValueError(f"config key optimizer.{NORM_BIAS_LR_SCALE}: got {scale}, but {error}") from None
 
 
 _NORMALISATIONS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
@@ -154,6 +185,8 @@ def build_run(
     restores it (with the job that started it)."""
     options = TrainerOptions.from_config(cfg.trainer)
     device = select_device(options.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     rank, world_size = init_distributed(device)
     run_dir = Path(cfg.paths.output_dir)
     seed_everything(int(cfg.seed))
@@ -182,7 +215,8 @@ def build_run(
     steps_per_epoch = len(train_loader)
     total_steps = options.max_steps if options.max_steps > 0 else math.ceil(options.max_epochs * steps_per_epoch)
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, total_steps=total_steps)
-    callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items()}
+    # (a recipe drops one of its group's callbacks with `callbacks.<name>: null`)
+    callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c is not None}
     main = rank == 0
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
