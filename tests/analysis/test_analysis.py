@@ -155,3 +155,17 @@ def test_a_map_too_narrow_to_measure_equivariance_is_marked_and_explained():
     row = next(line for line in text.splitlines() if line.startswith("model.layers.0 ") and "zeros" in line)
     assert row.split()[-4:] == ["—"] * 4 and "nan" not in text
     assert "—: the feature map is too narrow to measure" in text
+
+
+def test_profile_counts_each_layers_flops_by_hand_and_times_it():
+    """FLOPs per image: 2·MACs of a conv/linear, a pool's outputs × its window, one per element else."""
+    from cnnlab.analysis.profile import profile_layers
+    from cnnlab.models.builder import ShapeRow, format_shape_table
+
+    model = nn.Sequential(cnn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), cnn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 10))
+    profiles = profile_layers(model, (3, 8, 8), batch_size=4, repeats=1)
+    assert [p.flops for p in profiles] == [2 * (3 * 9) * 8 * 64, 8 * 64, 8 * 16 * 4, 128, 2 * 128 * 10]
+    assert all(p.forward_ms > 0 and p.backward_ms >= 0 for p in profiles)
+    rows = [ShapeRow(f"model.layers.{i}", type(m).__name__, (1,), 0) for i, m in enumerate(model)]
+    table = format_shape_table(rows, (3, 8, 8), profiles)
+    assert "MFLOPs" in table.splitlines()[0] and f"{profiles[0].flops / 1e6:.2f}" in table.splitlines()[2]

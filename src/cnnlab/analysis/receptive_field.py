@@ -26,7 +26,14 @@ from torch import Tensor, nn
 from .. import nn as cnn
 from ..models import Residual
 
-__all__ = ["ReceptiveField", "config_path", "empirical_receptive_field", "layer_geometry", "receptive_fields"]
+__all__ = [
+    "ReceptiveField",
+    "config_path",
+    "empirical_receptive_field",
+    "layer_geometry",
+    "receptive_fields",
+    "unproductive_layers",
+]
 
 
 def config_path(module_name: str) -> str:
@@ -156,6 +163,23 @@ def receptive_fields(model: nn.Module, image_size: int = 32) -> list[ReceptiveFi
     names = {module: name for name, module in model.named_modules()}
     _walk(model, names, 1.0, 1.0, 0.0, image_size, rows)
     return rows
+
+
+def unproductive_layers(rows: Sequence[ReceptiveField], image_size: int) -> list[str]:
+    """Paths of the spatial layers that are unproductive at this input size (Richter et al. 2021,
+    "Receptive Field Analysis"): the receptive field of their *input* already spans the whole
+    ``image_size`` image, so their kernels can only mix features that each see everything (and
+    the padding), adding no context. Global pooling and residual sums are not counted."""
+    unproductive, before = [], 1.0
+    for row in rows:
+        if before >= image_size and row.layer != "residual (sum)" and not _is_global(row.layer):
+            unproductive.append(row.path)
+        before = row.size
+    return unproductive
+
+
+def _is_global(layer: str) -> bool:
+    return layer.startswith(("Global", "Adaptive"))
 
 
 def empirical_receptive_field(

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .equivariance import EquivarianceError, conv_equivariance
 from .invariance import classification_consistency, feature_change, feature_extractor
-from .receptive_field import ReceptiveField, empirical_receptive_field, receptive_fields
+from .receptive_field import ReceptiveField, empirical_receptive_field, receptive_fields, unproductive_layers
 from .sparsity import LayerCost, layer_costs
 
 __all__ = ["ModelReport", "accepted_input_sizes", "analyze", "format_report", "report_metrics"]
@@ -61,6 +61,7 @@ class ModelReport:
     consistency: float | None
     feature_change: float | None
     input_sizes: dict[str, str] = field(default_factory=dict)
+    image_size: int = 32
 
 
 def analyze(
@@ -87,6 +88,7 @@ def analyze(
         consistency=classification_consistency(model, images) if classifier else None,
         feature_change=feature_change(model, images) if classifier else None,
         input_sizes=accepted_input_sizes(model, int(input_shape[0])),
+        image_size=image_size,
     )
 
 
@@ -95,6 +97,8 @@ def report_metrics(report: ModelReport) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if report.receptive_fields:
         metrics["analysis/receptive_field"] = report.receptive_fields[-1].size
+        unproductive = unproductive_layers(report.receptive_fields, report.image_size)
+        metrics["analysis/unproductive_layers"] = float(len(unproductive))
     if report.empirical_size is not None:
         metrics["analysis/empirical_receptive_field"] = float(report.empirical_size)
     parameters = sum(c.parameters for c in report.costs)
@@ -118,8 +122,15 @@ def format_report(report: ModelReport) -> str:
         "Receptive field (analytic, per spatial layer)",
         f"{'layer':<34} {'type':<22} {'size':>6} {'jump':>6} {'start':>7}",
     ]
+    unproductive = set(unproductive_layers(report.receptive_fields, report.image_size))
     for row in report.receptive_fields:
-        lines.append(f"{row.path:<34} {row.layer:<22} {row.size:>6g} {row.jump:>6g} {row.start:>7g}")
+        mark = "  unproductive" if row.path in unproductive else ""
+        lines.append(f"{row.path:<34} {row.layer:<22} {row.size:>6g} {row.jump:>6g} {row.start:>7g}{mark}")
+    if unproductive:
+        lines.append(
+            f"unproductive at {report.image_size}×{report.image_size}: {len(unproductive)} layer(s) whose input "
+            "already sees the whole image (its receptive field spans it), so they add no context (Richter et al. 2021)"
+        )
     if report.empirical_size is not None:
         lines.append(f"empirical receptive field of the last spatial layer: {report.empirical_size} px")
     lines += [

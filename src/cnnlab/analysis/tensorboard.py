@@ -1,6 +1,8 @@
-"""Log a model's analysis to TensorBoard: tables as text (``analysis/report``), receptive-field
-growth, the effective receptive field and feature maps of one image as images (``visuals/``, a
-group TensorBoard's Time Series lists after the ``train``/``val`` curves); the numbers go to
+"""Log a model's analysis to TensorBoard: tables as text (``analysis/report``), each distinct
+convolution/pooling geometry at work (``analysis/arithmetic/<layer>``, transposed convolutions'
+overlap maps under ``analysis/overlap/``: :mod:`.arithmetic`), receptive-field growth, the
+effective receptive field and feature maps of one image as images (``visuals/``, a group
+TensorBoard's Time Series lists after the ``train``/``val`` curves); the numbers go to
 ``metrics.json``."""
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor, nn
 
+from .arithmetic import arithmetic_stills
 from .report import analyze, format_report, report_metrics
 
 __all__ = ["feature_maps", "log_analysis"]
@@ -67,6 +71,9 @@ def log_analysis(
         )
     for name, maps in feature_maps(model, images[0]):
         logger.writer.add_figure(f"visuals/feature_maps/{name}", _maps_figure(maps, name), step)
+    for path, pictures in arithmetic_stills(model).items():
+        for group, picture in zip(("arithmetic", "overlap"), pictures):
+            logger.writer.add_image(f"analysis/{group}/{path}", np.asarray(picture), step, dataformats="HWC")
     return metrics
 
 

@@ -292,14 +292,26 @@ def build_model(
     return model, rows
 
 
-def format_shape_table(rows: Sequence[ShapeRow], input_shape: Sequence[int]) -> str:
-    """The shape table as aligned text: config path, layer, output shape, parameters."""
+def format_shape_table(rows: Sequence[ShapeRow], input_shape: Sequence[int], profile: Sequence | None = None) -> str:
+    """The shape table as aligned text: config path, layer, output shape, parameters; with a
+    ``profile`` (one :class:`cnnlab.analysis.profile.LayerProfile` per row) also each layer's
+    forward MFLOPs per image and its measured forward/backward milliseconds per batch."""
+    timed = profile is not None and len(profile) == len(rows)
+    extra = f" {'MFLOPs':>9} {'fwd ms':>8} {'bwd ms':>8}" if timed else ""
     lines = [
-        f"{'layer':<28} {'type':<34} {'output shape':<18} {'params':>10}",
+        f"{'layer':<28} {'type':<34} {'output shape':<18} {'params':>10}{extra}",
         f"{'input':<28} {'':<34} {tuple(input_shape)!s:<18} {'':>10}",
     ]
-    for row in rows:
-        lines.append(f"{row.path:<28} {row.layer:<34} {row.output_shape!s:<18} {row.parameters:>10,}")
+    for index, row in enumerate(rows):
+        line = f"{row.path:<28} {row.layer:<34} {row.output_shape!s:<18} {row.parameters:>10,}"
+        if timed:
+            p = profile[index]
+            line += f" {p.flops / 1e6:>9.2f} {p.forward_ms:>8.2f} {p.backward_ms:>8.2f}"
+        lines.append(line)
     total = sum(row.parameters for row in rows if row.path.split(".layers.", 1)[-1].isdigit())  # top-level layers
-    lines.append(f"{'total':<28} {'':<34} {'':<18} {total:>10,}")
+    totals = ""
+    if timed:
+        totals = (f" {sum(p.flops for p in profile) / 1e6:>9.2f} {sum(p.forward_ms for p in profile):>8.2f}"
+                  f" {sum(p.backward_ms for p in profile):>8.2f}")  # fmt: skip
+    lines.append(f"{'total':<28} {'':<34} {'':<18} {total:>10,}{totals}")
     return "\n".join(lines)
