@@ -54,8 +54,7 @@ def arithmetic_main(argv: list[str]) -> str:
     parser.add_argument("--out", type=Path, default=Path("outputs/arithmetic"), help="folder for the pictures")
     args, rest = parser.parse_known_args(argv)
     settings = dict(item.split("=", 1) for item in rest if "=" in item and not item.startswith(("+", "~")))
-    size = int(settings["size"]) if "size" in settings else None
-    settings.pop("size", None)
+    size = int(settings.pop("size")) if "size" in settings else None
     if "layer" in settings:
         path = settings.pop("layer")
         overrides = [item for item in rest if item.split("=", 1)[0] not in ("layer", "size")]

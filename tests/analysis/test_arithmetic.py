@@ -197,3 +197,23 @@ def test_unproductive_layers_are_those_whose_input_already_sees_the_whole_image(
     rows = receptive_fields(model, image_size=8)
     assert [row.size for row in rows[:5]] == [3, 5, 7, 9, 11]
     assert unproductive_layers(rows, 8) == ["model.layers.4"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "size", "pad"),
+    [
+        ({"kernel_size": 3, "stride": 2, "padding": 1}, 5, (1, 1)),
+        ({"kernel_size": 3, "stride": 2, "padding": "tf_same"}, 6, (0, 1)),
+    ],
+)
+def test_window_includes_the_zero_padding_it_reads(arguments, size, pad):
+    """The whole window of each output over the padded grid (padding cells drawn read), measured on
+    an unpadded copy: the textbook window with no padding over the grown input."""
+    footprint = measure_footprint(build_layer("conv", **arguments), size)
+    grown = size + sum(pad)
+    out = footprint.output_size[0]
+    expected = windows(grown, out, 3, 2, 0, 1)
+    assert torch.equal(footprint.window.gt(0).long(), separable(expected, expected))
+    assert footprint.padding == (pad[0], pad[1], pad[0], pad[1])
+    reflect = build_layer("conv", kernel_size=3, padding=1, padding_mode="reflect")
+    assert measure_footprint(reflect, 5).window is None  # (reflected cells are real inputs: the taps show them)

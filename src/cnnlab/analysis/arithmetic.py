@@ -91,6 +91,7 @@ class Footprint:
     transposed: bool
     kernel_stride: tuple[int, int] = (0, 1)  # a transposed convolution's (k, s) along the height, for its rule
     interior: tuple[slice, slice] = (slice(None), slice(None))  # output pixels that every tap can reach
+    window: Tensor | None = None  # (H_out, W_out, H + top + bottom, W + left + right): padding cells included
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -138,15 +139,28 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
 
 
-@torch.no_grad()
-def measure_footprint(layer: nn.Module, size: int | tuple[int, int] = 5, seed: int = 0) -> Footprint:
-    """Probe ``layer`` with one unit impulse per cell of an ``H × W`` input (channel 0) and read
-    which output cells each one changes (see the module's docstring); the layer is copied, with
-    every weight set to 1 and every bias to 0, so no tap cancels or hides another.
+def _padded_window(layer: nn.Module, size: tuple[int, int], padding: tuple[int, int, int, int], taps: Tensor):
+    """The whole window of each output, the zero padding it reads included: the same probe on a
+    copy of ``layer`` without padding, over an input grown by the padding (so its cells are real);
+    None where that does not reproduce the layer's output grid (reflect/circular padding, a
+    ceil-mode window past the padding)."""
+    top, bottom, left, right = padding
+    if not any(padding) or getattr(layer, "padding_mode", "zeros") != "zeros":
+        return None
+    unpadded = copy.deepcopy(layer)
+    unpadded.padding = 0 if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)) else (0, 0)
+    try:
+        window = _probe(unpadded, (size[0] + top + bottom, size[1] + left + right), seed=0)
+    except (RuntimeError, ValueError):
+        return None
+    real = window[:, :, top : top + size[0], left : left + size[1]]
+    return window if window.shape[:2] == taps.shape[:2] and torch.equal(real.gt(0), taps.gt(0)) else None
 
-    Shape: ``taps``: ``(H_out, W_out, H, W)``.
-    """
-    height, width = _pair(size)
+
+@torch.no_grad()
+def _probe(layer: nn.Module, size: tuple[int, int], seed: int) -> Tensor:
+    """``(H_out, W_out, H, W)`` taps of ``layer`` (see :func:`measure_footprint`)."""
+    height, width = size
     probe = copy.deepcopy(layer).float().eval()
     for name, parameter in probe.named_parameters():
         parameter.fill_(0.0 if name.endswith("bias") else 1.0)
@@ -162,18 +176,31 @@ def measure_footprint(layer: nn.Module, size: int | tuple[int, int] = 5, seed: i
     else:
         changed = probe(impulses) - probe(torch.zeros(1, channels, height, width))
     changed = changed[:, 0]  # output channel 0 reads input channel 0 (groups, depthwise too)
-    counts_taps = isinstance(probe, _CONVOLUTIONS)
-    taps = changed.round() if counts_taps else (changed.abs() > 1e-6).float()
-    taps = taps.to(torch.int64).reshape(height, width, *changed.shape[-2:]).permute(2, 3, 0, 1).contiguous()
+    taps = changed.round() if isinstance(probe, _CONVOLUTIONS) else (changed.abs() > 1e-6).float()
+    return taps.to(torch.int64).reshape(height, width, *changed.shape[-2:]).permute(2, 3, 0, 1).contiguous()
+
+
+def measure_footprint(layer: nn.Module, size: int | tuple[int, int] = 5, seed: int = 0) -> Footprint:
+    """Probe ``layer`` with one unit impulse per cell of an ``H × W`` input (channel 0) and read
+    which output cells each one changes (see the module's docstring); the layer is copied, with
+    every weight set to 1 and every bias to 0, so no tap cancels or hides another. For a layer
+    with zero padding, ``window`` also holds the padding cells each output's window covers.
+
+    Shape: ``taps``: ``(H_out, W_out, H, W)``.
+    """
+    size = _pair(size)
+    taps = _probe(layer, size, seed)
     transposed = isinstance(layer, nn.ConvTranspose2d)
+    padding = _display_padding(layer, size)
     return Footprint(
         layer=_title(layer),
         taps=taps,
-        padding=_display_padding(layer, (height, width)),
-        counts_taps=counts_taps,
+        padding=padding,
+        counts_taps=isinstance(layer, _CONVOLUTIONS),
         transposed=transposed,
         kernel_stride=(_pair(layer.kernel_size)[0], _pair(layer.stride)[0]) if transposed else (0, 1),
-        interior=_interior(layer, (height, width)) if transposed else (slice(None), slice(None)),
+        interior=_interior(layer, size) if transposed else (slice(None), slice(None)),
+        window=None if transposed else _padded_window(layer, size, padding, taps),
     )
 
 
@@ -261,6 +288,7 @@ _GAP = 40
 _COLOURS = {
     "input": (236, 241, 247),
     "padding": (255, 255, 255),
+    "reads_padding": (170, 196, 230),
     "footprint": (52, 107, 178),
     "output": (236, 241, 247),
     "done": (132, 190, 170),
@@ -318,14 +346,17 @@ def draw_frames(footprint: Footprint, title: str) -> list:
     width = 2 * _GAP + (cols_in + wo) * _CELL + _GAP
     height = _HEADER + max(rows_in, ho) * _CELL + _GAP
     small = _font(10)
-    padding = [[None if top <= r < top + h and left <= c < left + w else _COLOURS["padding"] for c in range(cols_in)]
-               for r in range(rows_in)]  # fmt: skip
+    inside = [[top <= r < top + h and left <= c < left + w for c in range(cols_in)] for r in range(rows_in)]
     out_origin = (_GAP + cols_in * _CELL + _GAP, _HEADER)
     frames = []
     for index in range(ho * wo):
         i, j = divmod(index, wo)
-        image, draw = _canvas(title, f"output ({i}, {j}) reads the blue input cells", width, height)
+        note = " (light blue: the zero padding)" if footprint.window is not None else ""
+        image, draw = _canvas(title, f"output ({i}, {j}) reads the blue input cells{note}", width, height)
         taps = footprint.taps[i, j]
+        window = footprint.window[i, j] if footprint.window is not None else None
+        padding = [[None if inside[r][c] else _COLOURS["reads_padding"] if window is not None and window[r, c] > 0
+                    else _COLOURS["padding"] for c in range(cols_in)] for r in range(rows_in)]  # fmt: skip
         _grid(draw, (_GAP, _HEADER), padding, dashed=True)
         cells = [[_COLOURS["footprint"] if taps[r, c] > 0 else _COLOURS["input"] for c in range(w)] for r in range(h)]
         _grid(draw, (_GAP + left * _CELL, _HEADER + top * _CELL), cells)
