@@ -9,9 +9,10 @@ artifacts (Odena et al., 2016): even when the kernel size is divisible by the st
 otherwise. The same probe serves every variant: dilated, strided, ``'same'``/``'tf_same'``,
 transposed with ``output_padding``, pooling, fractional max pooling's pseudo-random windows.
 
-The pictures: per output cell, the input grid (its padding drawn dashed) with the measured
-footprint, and the output grid filling cell by cell, as an animated GIF and as one still of all
-frames; the output-size formula with the layer's numbers filled in.
+The pictures: per output cell, the input grid (its padding dotted, the zero padding a window
+reads in light blue) with the measured footprint, and the output grid filling cell by cell, as an
+animated GIF and as one still of all frames; the output-size formula with the layer's numbers
+filled in.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def _other_flops(layer: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -
 
 
 def profile_layers(
-    model: nn.Sequential, input_shape: Sequence[int] = (3, 32, 32), batch_size: int = 32, repeats: int = 3
+    model: nn.Sequential, input_shape: Sequence[int] = (3, 32, 32), batch_size: int = 32, repeats: int = 2
 ) -> list[LayerProfile]:
     """FLOPs and forward/backward milliseconds of each of ``model``'s top-level layers for a batch
     of ``batch_size`` random ``input_shape`` images (see the module's docstring)."""
