@@ -105,7 +105,7 @@ def main(overrides: list[str]) -> str:
     input_shape = tuple(cfg.data.image_shape)
     model, rows = build_model(cfg.model, cfg.conv, cfg.pool, input_shape)
     report = analyze(model, input_shape, classifier=cfg.model.task == "classification")
-    profile = profile_layers(model, input_shape, batch_size=PROFILE_BATCH)
+    profile = profile_layers(model, input_shape, batch_size=PROFILE_BATCH, costs=report.costs)
     text = f"{cfg.model.name} (conv={cfg.conv.kind}, pool={cfg.pool.kind})\n\n" + format_shape_table(
         rows, input_shape, profile
     )

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .receptive_field import config_path, layer_geometry
-from .sparsity import layer_costs
+from .sparsity import LayerCost, layer_costs
 
 __all__ = ["LayerProfile", "format_profile_summary", "profile_layers"]
 
@@ -54,13 +54,18 @@ def _other_flops(layer: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -
 
 
 def profile_layers(
-    model: nn.Sequential, input_shape: Sequence[int] = (3, 32, 32), batch_size: int = 32, repeats: int = 2
+    model: nn.Sequential,
+    input_shape: Sequence[int] = (3, 32, 32),
+    batch_size: int = 32,
+    repeats: int = 2,
+    costs: Sequence[LayerCost] | None = None,
 ) -> list[LayerProfile]:
     """FLOPs and forward/backward milliseconds of each of ``model``'s top-level layers for a batch
-    of ``batch_size`` random ``input_shape`` images (see the module's docstring)."""
+    of ``batch_size`` random ``input_shape`` images (see the module's docstring); ``costs``: the
+    model's :func:`~cnnlab.analysis.sparsity.layer_costs` where already computed."""
     model = copy.deepcopy(model).train()
     macs: dict[str, int] = {}
-    for cost in layer_costs(model, input_shape):
+    for cost in costs if costs is not None else layer_costs(model, input_shape):
         top = ".".join(cost.path.split(".")[:3])  # model.layers.<i>
         macs[top] = macs.get(top, 0) + cost.macs
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
