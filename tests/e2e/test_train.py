@@ -82,11 +82,11 @@ def test_run_directory_and_tensorboard(tmp_path):
         "val/class_accuracy",
         "visuals/effective_receptive_field",
         "visuals/receptive_field_growth",
-        "analysis/arithmetic/model.layers.0",  # simple's 3×3 conv and 2×2 max pool at work (the second conv
-        "analysis/arithmetic/model.layers.2",  # and pool have the same geometry: drawn once)
+        "visuals/arithmetic/model.layers.0",  # simple's 3×3 conv and 2×2 max pool at work (the second conv
+        "visuals/arithmetic/model.layers.2",  # and pool have the same geometry: drawn once)
     ):
         assert tag in tags["images"], tag
-    assert not any(tag.startswith(("analysis/arithmetic/model.layers.3", "analysis/overlap")) for tag in tags["images"])
+    assert not any(tag.startswith(("visuals/arithmetic/model.layers.3", "visuals/overlap")) for tag in tags["images"])
     assert {"config", "model/shape_table", "analysis/report"} <= set(tags["tensors"])  # text, under its own tag
     assert [event.step for event in events.Tensors("analysis/report")] == [6]  # the trained model's report
     assert list(metrics["val_class_acc"]) == [str(i) for i in range(10)]  # synthetic data's classes

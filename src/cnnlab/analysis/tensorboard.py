@@ -1,9 +1,9 @@
-"""Log a model's analysis to TensorBoard: tables as text (``analysis/report``), each distinct
-convolution/pooling geometry at work (``analysis/arithmetic/<layer>``, transposed convolutions'
-overlap maps under ``analysis/overlap/``: :mod:`.arithmetic`), receptive-field growth, the
-effective receptive field and feature maps of one image as images (``visuals/``, a group
-TensorBoard's Time Series lists after the ``train``/``val`` curves); the numbers go to
-``metrics.json``."""
+"""Log a model's analysis to TensorBoard: tables as text (``analysis/report``); as images
+(``visuals/``, a group TensorBoard's Time Series lists after the ``train``/``val`` curves, where
+an ``analysis/`` image group would sort before them and push the ``val`` curves shut) each distinct
+convolution/pooling geometry at work (``visuals/arithmetic/<layer>``, transposed convolutions'
+overlap maps under ``visuals/overlap/``: :mod:`.arithmetic`), receptive-field growth, the effective
+receptive field and feature maps of one image; the numbers go to ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def log_analysis(
         logger.writer.add_figure(f"visuals/feature_maps/{name}", _maps_figure(maps, name), step)
     for path, pictures in arithmetic_stills(model).items():
         for group, picture in zip(("arithmetic", "overlap"), pictures):
-            logger.writer.add_image(f"analysis/{group}/{path}", np.asarray(picture), step, dataformats="HWC")
+            logger.writer.add_image(f"visuals/{group}/{path}", np.asarray(picture), step, dataformats="HWC")
     return metrics
 
 
