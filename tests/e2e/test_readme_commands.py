@@ -3,8 +3,8 @@ blocks and the inline ``python ...`` commands, each in a shell with the virtual 
 ``python`` first on PATH (what ``source .venv/bin/activate`` gives). Training commands are
 shortened with overrides appended (two steps, one validation batch, no analysis, and
 ``data=synthetic`` except for ``make train``, which finds the real CIFAR-10 through ``.env`` when it
-is present), outputs go to a temporary folder, and placeholders (``outputs/<date>/<run>``,
-``<date_time>``) name a run and a sweep made here."""
+is present), benchmarks to one step timed once, outputs go to a temporary folder, and
+placeholders (``outputs/<date>/<run>``, ``<date_time>``) name a run and a sweep made here."""
 
 from __future__ import annotations
 
@@ -89,6 +89,8 @@ def prepare(command: str, made: dict[str, Path], index: int) -> str:
         command += f" --out {out}/compare.png"
     if command.startswith("python -m cnnlab.analyze signal"):
         command += f" --out {out}"
+    if command.startswith("python benchmarks/"):  # one timing of one step: the command runs, it does not measure
+        command += " --steps 1 --repeats 1"
     if command.startswith("python train.py"):
         extra = list(SYNTHETIC)
         if " -m " in command or "hparams_search=" in command:
