@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import nn as cnn
+from .receptive_field import first
 
 __all__ = [
     "Footprint",
@@ -199,7 +200,7 @@ def measure_footprint(layer: nn.Module, size: int | tuple[int, int] = 5, seed: i
         padding=padding,
         counts_taps=isinstance(layer, _CONVOLUTIONS),
         transposed=transposed,
-        kernel_stride=(_pair(layer.kernel_size)[0], _pair(layer.stride)[0]) if transposed else (0, 1),
+        kernel_stride=(first(layer.kernel_size), first(layer.stride)) if transposed else (0, 1),
         interior=_interior(layer, size) if transposed else (slice(None), slice(None)),
         window=None if transposed else _padded_window(layer, size, padding, taps),
     )
@@ -218,11 +219,11 @@ def _interior(layer: nn.ConvTranspose2d, size: tuple[int, int]) -> tuple[slice, 
 def output_size_formula(layer: nn.Module, size: int) -> str:
     """The textbook output size along one axis with ``layer``'s numbers filled in, e.g.
     ``out = ⌊(in + 2p − d(k − 1) − 1)/s⌋ + 1 = ⌊(7 + 2·1 − 2·(3 − 1) − 1)/2⌋ + 1 = 3``."""
-    k = _pair(getattr(layer, "kernel_size", 1))[0]
-    s = _pair(getattr(layer, "stride", None) or k)[0]
-    d = _pair(getattr(layer, "dilation", 1))[0]
+    k = first(getattr(layer, "kernel_size", 1))
+    s = first(getattr(layer, "stride", None) or k)
+    d = first(getattr(layer, "dilation", 1))
     if isinstance(layer, nn.ConvTranspose2d):
-        p, a = _pair(layer.padding)[0], _pair(layer.output_padding)[0]
+        p, a = first(layer.padding), first(layer.output_padding)
         out = (size - 1) * s - 2 * p + d * (k - 1) + a + 1
         return (f"out = (in − 1)·s − 2p + d·(k − 1) + output_padding + 1 = ({size} − 1)·{s} − 2·{p} + "
                 f"{d}·({k} − 1) + {a} + 1 = {out}")  # fmt: skip
@@ -230,10 +231,10 @@ def output_size_formula(layer: nn.Module, size: int) -> str:
         out = (size - 1) // s + 1
         return f"out = ⌊(in − 1)/s⌋ + 1 = ⌊({size} − 1)/{s}⌋ + 1 = {out} (reflect padding: filter − 1 cells)"
     if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        return f"out = output_size = {_pair(layer.output_size)[0]} (windows ⌊i·in/out⌋ … ⌈(i + 1)·in/out⌉)"
+        return f"out = output_size = {first(layer.output_size)} (windows ⌊i·in/out⌋ … ⌈(i + 1)·in/out⌉)"
     if isinstance(layer, nn.FractionalMaxPool2d):
         if layer.output_size is not None:
-            return f"out = output_size = {_pair(layer.output_size)[0]} (pseudo-random window starts)"
+            return f"out = output_size = {first(layer.output_size)} (pseudo-random window starts)"
         ratio = layer.output_ratio[0] if isinstance(layer.output_ratio, tuple) else layer.output_ratio
         return f"out = ⌊in · output_ratio⌋ = ⌊{size} · {ratio:g}⌋ = {int(size * ratio)} (pseudo-random window starts)"
     padding = getattr(layer, "padding", 0)
@@ -241,7 +242,7 @@ def output_size_formula(layer: nn.Module, size: int) -> str:
         return f"out = ⌈in / s⌉ = ⌈{size} / {s}⌉ = {math.ceil(size / s)} (TensorFlow's SAME pads what that needs)"
     if padding == "same":
         return f"out = in = {size} ('same': {d * (k - 1)} padding cells in all, split before/after)"
-    p = 0 if padding == "valid" else _pair(padding)[0]
+    p = 0 if padding == "valid" else first(padding)
     ceil_mode = bool(getattr(layer, "ceil_mode", False))
     left, right = ("⌈", "⌉") if ceil_mode else ("⌊", "⌋")
     span = size + 2 * p - d * (k - 1) - 1
@@ -408,9 +409,9 @@ def probe_size(layer: nn.Module) -> int:
     output grows), else at least 5 and a window's reach plus a stride."""
     if isinstance(layer, nn.ConvTranspose2d):
         return 3
-    kernel = _pair(getattr(layer, "kernel_size", 1))[0]
-    dilation = _pair(getattr(layer, "dilation", 1))[0]
-    stride = _pair(getattr(layer, "stride", None) or kernel)[0]
+    kernel = first(getattr(layer, "kernel_size", 1))
+    dilation = first(getattr(layer, "dilation", 1))
+    stride = first(getattr(layer, "stride", None) or kernel)
     return max(5, dilation * (kernel - 1) + 1 + stride)
 
 
