@@ -19,7 +19,7 @@ from hydra.errors import HydraException
 from .analysis import analyze, format_report
 from .analysis.profile import format_profile_summary, profile_layers
 from .errors import UserError
-from .models import build_model, format_shape_table
+from .models import build_model, format_shape_table, model_layer_rows
 from .train.config import complete_config, validate_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -109,7 +109,9 @@ def main(overrides: list[str]) -> str:
     text = f"{cfg.model.name} (conv={cfg.conv.kind}, pool={cfg.pool.kind})\n\n" + format_shape_table(
         rows, input_shape, profile
     )
-    text += "\n" + format_profile_summary(profile, PROFILE_BATCH, [f"{row.path} ({row.layer})" for row in rows])
+    text += "\n" + format_profile_summary(
+        profile, PROFILE_BATCH, [f"{row.path} ({row.layer})" for row in model_layer_rows(rows)]
+    )
     return text + "\n\n" + format_report(report)
 
 

@@ -3,6 +3,7 @@ equivariance, the shift invariance pooling buys, input sizes, and the CLI."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,13 @@ def test_cli_runs_on_every_model_family(model):
     text = analyze_cli([f"model={model}", *narrow])
     for heading in ("Receptive field", "Sparse interactions", "Equivariance error", "Other input sizes"):
         assert heading in text
+    table = text.split("\n\n")[1].splitlines()
+    measured = re.compile(r".* \d+\.\d\d +\d+\.\d\d +\d+\.\d\d$")  # MFLOPs, fwd ms, bwd ms
+    # every layer of the built model is measured; the rows inside a residual body are blank
+    assert "MFLOPs" in table[0] and table[-2].startswith("total")
+    assert [bool(measured.match(line)) for line in table[2:-2]] == [
+        line.split()[0].split(".layers.")[-1].isdigit() for line in table[2:-2]
+    ]
 
 
 def test_a_map_too_narrow_to_measure_equivariance_is_marked_and_explained():
@@ -169,3 +177,5 @@ def test_profile_counts_each_layers_flops_by_hand_and_times_it():
     rows = [ShapeRow(f"model.layers.{i}", type(m).__name__, (1,), 0) for i, m in enumerate(model)]
     table = format_shape_table(rows, (3, 8, 8), profiles)
     assert "MFLOPs" in table.splitlines()[0] and f"{profiles[0].flops / 1e6:.2f}" in table.splitlines()[2]
+    with pytest.raises(ValueError, match="profile: got 5 entries for the model's 4 layers"):
+        format_shape_table(rows[:4], (3, 8, 8), profiles)

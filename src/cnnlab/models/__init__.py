@@ -1,6 +1,14 @@
 """Models assembled from YAML layer lists (no Python class per experiment)."""
 
-from .builder import LAYER_TYPES, ModelConfigError, Residual, ShapeRow, build_model, format_shape_table
+from .builder import (
+    LAYER_TYPES,
+    ModelConfigError,
+    Residual,
+    ShapeRow,
+    build_model,
+    format_shape_table,
+    model_layer_rows,
+)
 from .factory import (
     CONV_KINDS,
     CONV_OPTIONS,
@@ -27,4 +35,5 @@ __all__ = [
     "create_global_pool",
     "create_pool",
     "format_shape_table",
+    "model_layer_rows",
 ]

@@ -31,7 +31,9 @@ from ..errors import UserError
 from .blocks import BLOCKS, expand_block
 from .factory import create_conv, create_conv_transpose, create_global_pool, create_pool
 
-__all__ = ["LAYER_TYPES", "ModelConfigError", "Residual", "ShapeRow", "build_model", "format_shape_table"]
+__all__ = [
+    "LAYER_TYPES", "ModelConfigError", "Residual", "ShapeRow", "build_model", "format_shape_table", "model_layer_rows",
+]  # fmt: skip
 
 
 class ModelConfigError(UserError, ValueError):
@@ -292,26 +294,39 @@ def build_model(
     return model, rows
 
 
+def model_layer_rows(rows: Sequence[ShapeRow]) -> list[ShapeRow]:
+    """The rows of the built model's own layers, one per module of its ``nn.Sequential`` and in
+    its order (a stage's blocks each have one; the rows inside a residual body are left out)."""
+    return [row for row in rows if row.path.split(".layers.", 1)[-1].isdigit()]
+
+
 def format_shape_table(rows: Sequence[ShapeRow], input_shape: Sequence[int], profile: Sequence | None = None) -> str:
     """The shape table as aligned text: config path, layer, output shape, parameters; with a
-    ``profile`` (one :class:`cnnlab.analysis.profile.LayerProfile` per row) also each layer's
-    forward MFLOPs per image and its measured forward/backward milliseconds per batch."""
-    timed = profile is not None and len(profile) == len(rows)
+    ``profile`` (one :class:`cnnlab.analysis.profile.LayerProfile` per module of the built model,
+    see :func:`model_layer_rows`) also each layer's forward MFLOPs per image and its measured
+    forward/backward milliseconds per batch (rows inside a residual body stay blank: the block's
+    row holds them)."""
+    layer_rows = model_layer_rows(rows)
+    if profile is not None and len(profile) != len(layer_rows):
+        raise ValueError(f"profile: got {len(profile)} entries for the model's {len(layer_rows)} layers; "
+                         "one per module of the built model is needed")  # fmt: skip
+    timed = {id(row): p for row, p in zip(layer_rows, profile or ())}
     extra = f" {'MFLOPs':>9} {'fwd ms':>8} {'bwd ms':>8}" if timed else ""
     lines = [
         f"{'layer':<28} {'type':<34} {'output shape':<18} {'params':>10}{extra}",
         f"{'input':<28} {'':<34} {tuple(input_shape)!s:<18} {'':>10}",
     ]
-    for index, row in enumerate(rows):
+    for row in rows:
         line = f"{row.path:<28} {row.layer:<34} {row.output_shape!s:<18} {row.parameters:>10,}"
-        if timed:
-            p = profile[index]
+        if id(row) in timed:
+            p = timed[id(row)]
             line += f" {p.flops / 1e6:>9.2f} {p.forward_ms:>8.2f} {p.backward_ms:>8.2f}"
         lines.append(line)
-    total = sum(row.parameters for row in rows if row.path.split(".layers.", 1)[-1].isdigit())  # top-level layers
+    total = sum(row.parameters for row in layer_rows)
     totals = ""
     if timed:
-        totals = (f" {sum(p.flops for p in profile) / 1e6:>9.2f} {sum(p.forward_ms for p in profile):>8.2f}"
-                  f" {sum(p.backward_ms for p in profile):>8.2f}")  # fmt: skip
+        flops, forward_ms, backward_ms = (sum(getattr(p, key) for p in timed.values())
+                                          for key in ("flops", "forward_ms", "backward_ms"))  # fmt: skip
+        totals = f" {flops / 1e6:>9.2f} {forward_ms:>8.2f} {backward_ms:>8.2f}"
     lines.append(f"{'total':<28} {'':<34} {'':<18} {total:>10,}{totals}")
     return "\n".join(lines)
