@@ -99,6 +99,11 @@ def test_resume_continues_with_the_runs_own_config(trained_run, tmp_path):
     # the run keeps the command line that started it (its label), not the resume's
     assert "data.batch_size=32" in metrics["job"]["overrides"] and "resume=auto" not in metrics["job"]["overrides"]
     assert "data.batch_size=32" in find_runs([run_dir])[0].label
+    # Hydra's record of the command that started the run stays; the resume's is saved beside it
+    assert "data.batch_size=32" in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    assert OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "command_2" / "overrides.yaml"))[0].startswith(
+        "resume=auto"
+    )
 
     refused = train("resume=auto", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}", check=False)
     assert refused.returncode == 2
@@ -261,6 +266,32 @@ def test_two_runs_started_together_get_two_run_directories(tmp_path):
                          if line.startswith("run directory: "))  # fmt: skip
     assert directories == [str(tmp_path / "run"), str(tmp_path / "run_1")]
     assert all((Path(d) / "metrics.json").is_file() for d in directories)
+
+
+def test_two_sweeps_started_together_get_two_directories_and_each_job_its_own_sweeps(tmp_path, monkeypatch):
+    """The default sweep directory goes through ``${cnnlab.unique_dir:...}`` too: a second sweep in
+    the same second gets ``_1``. The answer is cached in the config, as ``${now:...}``'s is, so a job
+    that a launcher starts in another process (submitit pickles the config; Hydra copies the cache
+    into the job's config) writes into its sweep's directory, not into a new ``_2``."""
+    import pickle
+
+    from cnnlab.train import directories
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True)
+    assert OmegaConf.to_container(cfg.hydra.sweep)["dir"].startswith("${cnnlab.unique_dir:outputs/multirun/${now:")
+    directories.register_resolvers()
+    monkeypatch.setattr(directories, "_CREATED", {})
+    spec = {"hydra": {"sweep": {"dir": "${cnnlab.unique_dir:" + str(tmp_path / "sweep") + "}"}}}
+    sweeps = [OmegaConf.create(spec) for _ in range(2)]
+    assert sweeps[0].hydra.sweep.dir == str(tmp_path / "sweep")
+    monkeypatch.setattr(directories, "_CREATED", {})  # the second sweep: another process
+    assert sweeps[1].hydra.sweep.dir == str(tmp_path / "sweep_1")
+    monkeypatch.setattr(directories, "_CREATED", {})  # the first sweep's job, in a process of its own
+    job = OmegaConf.create(spec)
+    OmegaConf.copy_cache(from_config=pickle.loads(pickle.dumps(sweeps[0])), to_config=job)
+    assert job.hydra.sweep.dir == str(tmp_path / "sweep")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep", "sweep_1"]
 
 
 def test_hparams_search_with_optuna(tmp_path):

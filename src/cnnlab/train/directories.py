@@ -1,9 +1,16 @@
 """Run directories: two runs never share one, and a resume finds one with a checkpoint.
 
 ``${cnnlab.unique_dir:path}`` in a Hydra config (``configs/hydra/default.yaml``'s
-``hydra.run.dir``) is ``path``, or ``path_1``, ``path_2``, …: the first one that this process
-creates. ``mkdir`` either creates a directory or fails, atomically, so two runs started in the same
-second (same name, same ``${now:...}``) get two directories.
+``hydra.run.dir`` and ``hydra.sweep.dir``) is ``path``, or ``path_1``, ``path_2``, …: the first one
+that this process creates. ``mkdir`` either creates a directory or fails, atomically, so two runs
+(or two sweeps) started in the same second (same name, same ``${now:...}``) get two directories.
+The answer is cached in the config, as ``${now:...}``'s is, so a sweep's jobs that a launcher
+starts in other processes (submitit) get their sweep's directory, not one of their own.
+
+``${cnnlab.config_subdir:output_dir}`` (``hydra.output_subdir``) is where Hydra saves a command's
+``config.yaml``, ``hydra.yaml`` and ``overrides.yaml``: ``.hydra`` for the command that started the
+run, ``.hydra/command_<n>`` for the n-th command in the same directory (a resume), so the command
+line that started a run is never overwritten by the one that continued it.
 
 ``resume=auto`` continues the run in ``hydra.run.dir``; where that directory holds no checkpoint it
 is an error (:class:`NothingToResumeError`, naming the directory, what it holds and the runs beside
@@ -19,7 +26,10 @@ from omegaconf import OmegaConf
 
 from ..errors import UserError
 
-__all__ = ["NothingToResumeError", "has_checkpoint", "nothing_to_resume", "register_resolvers", "unique_directory"]
+__all__ = [
+    "NothingToResumeError", "config_subdir", "has_checkpoint", "nothing_to_resume", "register_resolvers",
+    "unique_directory",
+]  # fmt: skip
 
 _CREATED: dict[str, str] = {}  # Hydra resolves the run directory more than once: one directory per path
 
@@ -40,9 +50,25 @@ def unique_directory(path: str) -> str:
     return _CREATED[path]
 
 
+def config_subdir(output_dir: str) -> str:
+    """``.hydra`` where ``output_dir`` has no saved config yet, else ``.hydra/command_<n>``: the
+    first ``n ≥ 2`` not taken."""
+    saved = Path(output_dir) / ".hydra"
+    if not (saved / "config.yaml").exists():
+        return ".hydra"
+    n = 2
+    while (saved / f"command_{n}" / "config.yaml").exists():
+        n += 1
+    return f".hydra/command_{n}"
+
+
 def register_resolvers() -> None:
-    """Make ``${cnnlab.unique_dir:...}`` known to OmegaConf (``train.py`` calls this before Hydra)."""
-    OmegaConf.register_new_resolver("cnnlab.unique_dir", unique_directory, replace=True)
+    """Make ``${cnnlab.unique_dir:...}`` and ``${cnnlab.config_subdir:...}`` known to OmegaConf
+    (``train.py`` calls this before Hydra). Both are cached in the config: Hydra copies that cache
+    into each sweep job's config (``OmegaConf.copy_cache``), it travels with the config to a
+    launcher's job process, and the answer stays the same after Hydra has saved into it."""
+    OmegaConf.register_new_resolver("cnnlab.unique_dir", unique_directory, replace=True, use_cache=True)
+    OmegaConf.register_new_resolver("cnnlab.config_subdir", config_subdir, replace=True, use_cache=True)
 
 
 class NothingToResumeError(UserError, FileNotFoundError):
