@@ -183,7 +183,7 @@ def convert(
     copy: bool = False,
     example_inputs: Sequence[Any] | None = None,
 ) -> nn.Module:
-    """Return ``module`` with every layer listed in :data:`cnnlab.twins.LAYER_PAIRS` replaced by
+    """Return ``module`` with every layer listed in :func:`cnnlab.twins.layer_pairs` replaced by
     its counterpart, recursively, keeping parameters (the same objects), buffers, device, dtype,
     mode, hooks and parametrizations.
 

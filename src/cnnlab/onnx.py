@@ -4,7 +4,7 @@
 ``matmul``, reductions: :mod:`cnnlab.functional._tracing`): correct, but a resnet18 becomes 512
 nodes without one ``Conv``, runs about 3× slower in onnxruntime, and leaves nothing for BatchNorm
 folding, quantisers or TensorRT-style compilers to find. :func:`export` translates first: every
-layer with a ``torch.nn`` twin (:data:`cnnlab.twins.LAYER_PAIRS`) is exported as the twin, whose
+layer with a twin (:func:`cnnlab.twins.layer_pairs`) is exported as the twin, whose
 ONNX form is the standard operator (``Conv``, ``ConvTranspose``, ``MaxPool``, ``AveragePool``,
 ``LpPool``, ``GlobalAveragePool``, ``MaxUnpool``, …) with the same weights, so the graph is the one
 the ``torch.nn`` model would give. What ONNX has no operator for (``BlurPool2d``,

@@ -8,13 +8,14 @@ under the same name.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from torch import nn
 
 from . import nn as cnn
 
-__all__ = ["EXTENSIONS", "LAYER_PAIRS", "LayerPair", "cnnlab_twin", "layer_class", "torch_twin"]
+__all__ = ["EXTENSIONS", "LAYER_PAIRS", "LayerPair", "cnnlab_twin", "layer_class", "layer_pairs", "torch_twin"]
 
 _CONV = (
     "in_channels",
@@ -35,15 +36,6 @@ _UNPOOL = ("kernel_size", "stride", "padding")
 _FRACTIONAL = ("kernel_size", "output_size", "output_ratio", "return_indices")
 _LAZY = tuple(name for name in _CONV if name != "in_channels")
 _DEFORM = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")
-
-
-def _torchvision_pairs() -> tuple:
-    """torchvision's layers that cnnlab twins (where torchvision is installed: it is optional)."""
-    try:
-        from torchvision.ops import DeformConv2d
-    except ImportError:
-        return ()
-    return (LayerPair(cnn.DeformConv2d, DeformConv2d, _DEFORM),)
 
 
 @dataclass(frozen=True)
@@ -91,8 +83,19 @@ LAYER_PAIRS: tuple[LayerPair, ...] = (
         LayerPair(getattr(cnn, f"Lazy{name}"), getattr(nn, f"Lazy{name}"), (*_LAZY, "output_padding"))
         for name in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
     ),
-    *_torchvision_pairs(),
 )
+
+
+@functools.cache
+def layer_pairs() -> tuple[LayerPair, ...]:
+    """:data:`LAYER_PAIRS` and the torchvision layers that cnnlab twins, where torchvision is
+    installed (it is optional). Looked up on first use, not at ``import cnnlab``: importing
+    ``torchvision.ops`` costs a second there (it imports ``torch._dynamo``)."""
+    try:
+        from torchvision.ops import DeformConv2d
+    except ImportError:
+        return LAYER_PAIRS
+    return (*LAYER_PAIRS, LayerPair(cnn.DeformConv2d, DeformConv2d, _DEFORM))
 
 
 # cnnlab layers that are torch conv classes (isinstance checks and init loops reach them) but
@@ -102,12 +105,12 @@ EXTENSIONS: dict[type[nn.Module], str] = {cnn.StdConv2d: "weight standardisation
 
 def torch_twin(cls: type[nn.Module]) -> LayerPair | None:
     """The pair whose cnnlab side is exactly ``cls`` (subclasses with other forwards are not twins)."""
-    return next((pair for pair in LAYER_PAIRS if pair.cnnlab is cls), None)
+    return next((pair for pair in layer_pairs() if pair.cnnlab is cls), None)
 
 
 def cnnlab_twin(cls: type[nn.Module]) -> LayerPair | None:
     """The first pair whose torch side is exactly ``cls``."""
-    return next((pair for pair in LAYER_PAIRS if pair.torch is cls), None)
+    return next((pair for pair in layer_pairs() if pair.torch is cls), None)
 
 
 def layer_class(cls: type[nn.Module], backend: str) -> type[nn.Module]:
@@ -116,5 +119,5 @@ def layer_class(cls: type[nn.Module], backend: str) -> type[nn.Module]:
         return cls
     pair = torch_twin(cls)
     if pair is None:
-        raise ValueError(f"{cls.__name__} has no torch twin in cnnlab.twins.LAYER_PAIRS")
+        raise ValueError(f"{cls.__name__} has no torch twin in cnnlab.twins.layer_pairs()")
     return pair.torch

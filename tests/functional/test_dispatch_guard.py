@@ -175,3 +175,13 @@ def test_compiled_kernels_have_fake_implementations():
         ]
     for op, args in cases:
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_native_availability_carries_torchs_constant_result_mark():
+    """Tracers read ``available()``'s answer, never its body (the first call builds the kernels):
+    the mark is the one ``torch.compiler.assume_constant_result`` sets, set without importing
+    ``torch._dynamo``."""
+    marks = vars(torch.compiler.assume_constant_result(lambda: True))
+    assert marks
+    for function in (native.available, native.bfloat16_available):
+        assert marks.items() <= vars(function).items()

@@ -12,13 +12,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import cnnlab
 from cnnlab import nn as cnn
-from cnnlab.twins import EXTENSIONS, LAYER_PAIRS
+from cnnlab.twins import EXTENSIONS, layer_pairs
 from tests.conftest import assert_close
 
 PUBLIC = {name: getattr(cnn, name) for name in cnn.__all__}
 
 
-@pytest.mark.parametrize("pair", LAYER_PAIRS, ids=lambda pair: pair.cnnlab.__name__)
+@pytest.mark.parametrize("pair", layer_pairs(), ids=lambda pair: pair.cnnlab.__name__)
 def test_every_layer_with_a_twin_subclasses_it(pair):
     """torch.nn twins are subclassed; torchvision's (an optional dependency) are matched by their
     parameter names instead."""
@@ -33,7 +33,7 @@ def test_every_layer_with_a_twin_subclasses_it(pair):
 def test_the_twins_table_lists_every_layer_that_subclasses_torch():
     """A cnnlab layer that is a torch conv/pool class has its pair in the table (so convert and
     the torch config kinds know it)."""
-    paired = {pair.cnnlab for pair in LAYER_PAIRS} | set(EXTENSIONS)  # (extensions: torch classes without twin)
+    paired = {pair.cnnlab for pair in layer_pairs()} | set(EXTENSIONS)  # (extensions: torch classes without twin)
     torch_layers = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
     assert {cls for cls in PUBLIC.values() if issubclass(cls, torch_layers)} <= paired
 

@@ -72,10 +72,19 @@ def build(verbose: bool = False) -> None:
     )
 
 
+def _constant_for_tracers(fn):
+    """``torch.compiler.assume_constant_result(fn)``: tracers read ``fn``'s answer, never its body.
+    The mark it sets, set here: calling it imports ``torch._dynamo``, a second of ``import cnnlab``
+    that a program which never compiles would pay (tests/functional/test_dispatch_guard.py checks
+    that the marks are the same)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 _loaded: bool | None = None  # set by the first call of available()
 
 
-@torch.compiler.assume_constant_result  # tracers read the answer, never this function's body
+@_constant_for_tracers
 def available() -> bool:
     """Whether the compiled kernels are loaded (building them the first time)."""
     global _loaded
@@ -87,7 +96,7 @@ def available() -> bool:
 _bfloat16: bool | None = None
 
 
-@torch.compiler.assume_constant_result
+@_constant_for_tracers
 def bfloat16_available() -> bool:
     """Whether the bfloat16 convolution kernels run here: built, and the CPU has AVX512-BF16."""
     global _bfloat16
