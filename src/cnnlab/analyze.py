@@ -48,7 +48,7 @@ def arithmetic_main(argv: list[str]) -> str:
     import yaml
 
     from .analysis.arithmetic import KINDS, build_layer, write_pictures
-    from .analysis.receptive_field import config_path
+    from .analysis.receptive_field import config_paths
 
     parser = argparse.ArgumentParser(prog="python -m cnnlab.analyze arithmetic", description=arithmetic_main.__doc__)
     parser.add_argument("--out", type=Path, default=Path("outputs/arithmetic"), help="folder for the pictures")
@@ -60,7 +60,8 @@ def arithmetic_main(argv: list[str]) -> str:
         overrides = [item for item in rest if item.split("=", 1)[0] not in ("layer", "size")]
         cfg = _compose(overrides)
         model, _ = build_model(cfg.model, cfg.conv, cfg.pool, tuple(cfg.data.image_shape))
-        layers = {config_path(name): module for name, module in model.named_modules() if name}
+        paths = config_paths(model)
+        layers = {paths[name]: module for name, module in model.named_modules() if name}
         spatial = [p for p, m in layers.items() if hasattr(m, "kernel_size") or hasattr(m, "output_size")]
         if path not in layers or path not in spatial:
             raise UserError(f"arithmetic: layer={path} is not a convolution or pooling layer of "

@@ -179,3 +179,30 @@ def test_profile_counts_each_layers_flops_by_hand_and_times_it():
     assert "MFLOPs" in table.splitlines()[0] and f"{profiles[0].flops / 1e6:.2f}" in table.splitlines()[2]
     with pytest.raises(ValueError, match="profile: got 5 entries for the model's 4 layers"):
         format_shape_table(rows[:4], (3, 8, 8), profiles)
+
+
+def test_analyses_label_each_layer_with_the_config_item_that_built_it():
+    """resnet18's four ``stage`` items each build two blocks, so the model's modules outnumber the
+    config's items: the k-th block of item K is ``model.layers.K[k]`` (the shape table's row
+    ``model.layers.K``, ``basic k+1/2``) and the layers inside it carry that prefix, so the layers
+    the receptive-field report marks unproductive point at the last stages, not at the head."""
+    from cnnlab.analysis.receptive_field import config_paths, receptive_fields, unproductive_layers
+    from cnnlab.models import model_layer_rows
+    from tests.configs import compose_cfg
+
+    cfg = compose_cfg("model=resnet18", "model.width=0.25")
+    model, rows = build_model(cfg.model, cfg.conv, cfg.pool, (3, 32, 32))
+    paths = config_paths(model)
+    items = [item if isinstance(item, str) else next(iter(item)) for item in cfg.model.layers]  # conv, stage, ...
+    expected = []
+    for row in model_layer_rows(rows):
+        stage = items[int(row.path.rsplit(".", 1)[1])] == "stage"
+        expected.append(f"{row.path}[{int(row.layer.split()[-1].split('/')[0]) - 1}]" if stage else row.path)
+    assert [paths[str(index)] for index in range(len(model))] == expected
+    fields = receptive_fields(model, 32)
+    for field in fields:
+        item = items[int(re.match(r"model\.layers\.(\d+)", field.path).group(1))]
+        assert ("[" in field.path) == (item == "stage") and item != "linear"
+    assert unproductive_layers(fields, 32) and all(
+        path.startswith(("model.layers.5[1]", "model.layers.6[")) for path in unproductive_layers(fields, 32)
+    )

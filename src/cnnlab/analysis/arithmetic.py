@@ -427,8 +427,9 @@ def arithmetic_stills(model: nn.Module) -> dict[str, list]:
     """For each distinct convolution/pooling geometry among ``model``'s layers (the first layer
     of each, by config path): its still (all frames) and, for a transposed convolution, its
     overlap map, as Pillow images: ``{path: [still, (overlap)]}``."""
-    from .receptive_field import config_path
+    from .receptive_field import config_paths
 
+    paths = config_paths(model)
     pictures: dict[str, list] = {}
     seen: set[str] = set()
     for name, module in model.named_modules():
@@ -440,9 +441,9 @@ def arithmetic_stills(model: nn.Module) -> dict[str, list]:
         seen.add(key)
         footprint = measure_footprint(module, probe_size(module))
         frames = draw_frames(footprint, footprint.layer)
-        pictures[config_path(name)] = [_still(frames, footprint.output_size[1])]
+        pictures[paths[name]] = [_still(frames, footprint.output_size[1])]
         if footprint.transposed:
-            pictures[config_path(name)].append(draw_overlap(footprint, footprint.layer))
+            pictures[paths[name]].append(draw_overlap(footprint, footprint.layer))
     return pictures
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .receptive_field import config_path, first
+from .receptive_field import config_paths, first
 
 __all__ = ["EquivarianceError", "conv_equivariance", "equivariance_error"]
 
@@ -57,7 +57,8 @@ def conv_equivariance(
     """Equivariance error of every 2-D convolution in ``model``, on random inputs of the shape
     that layer sees inside the model."""
 
-    convs = {m: name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    paths = config_paths(model)
+    convs = {m: paths[name] for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     inputs: dict[nn.Module, Tensor] = {}
 
     def record(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:  # returns None: output kept
@@ -75,7 +76,7 @@ def conv_equivariance(
             handle.remove()
     generator = torch.Generator().manual_seed(seed + 1)
     results = []
-    for layer, name in convs.items():
+    for layer, path in convs.items():
         if layer not in inputs:
             continue
         x = torch.randn(inputs[layer].shape, generator=generator)
@@ -83,7 +84,7 @@ def conv_equivariance(
         for shift in shifts:
             results.append(
                 EquivarianceError(
-                    config_path(name),
+                    path,
                     getattr(layer, "padding_mode", "zeros"),
                     stride,
                     shift,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .receptive_field import config_path, layer_geometry
+from .receptive_field import config_paths, layer_geometry
 from .sparsity import LayerCost, layer_costs
 
 __all__ = ["LayerProfile", "format_profile_summary", "profile_layers"]
@@ -64,14 +64,15 @@ def profile_layers(
     of ``batch_size`` random ``input_shape`` images (see the module's docstring); ``costs``: the
     model's :func:`~cnnlab.analysis.sparsity.layer_costs` where already computed."""
     model = copy.deepcopy(model).train()
+    paths = config_paths(model)
+    tops = [paths[str(index)] for index in range(len(model))]  # model.layers.<i>, a stage's model.layers.<i>[k]
     macs: dict[str, int] = {}
     for cost in costs if costs is not None else layer_costs(model, input_shape):
-        top = ".".join(cost.path.split(".")[:3])  # model.layers.<i>
+        top = next(top for top in tops if cost.path == top or cost.path.startswith(f"{top}."))
         macs[top] = macs.get(top, 0) + cost.macs
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
     profiles = []
-    for index, layer in enumerate(model):
-        path = config_path(str(index))
+    for path, layer in zip(tops, model):
         inputs = x.detach().requires_grad_(True)
         forward_ms = _timed(lambda layer=layer, inputs=inputs: layer(inputs), repeats)
         output = layer(inputs)

@@ -29,6 +29,7 @@ from ..models import Residual
 __all__ = [
     "ReceptiveField",
     "config_path",
+    "config_paths",
     "empirical_receptive_field",
     "layer_geometry",
     "receptive_fields",
@@ -37,20 +38,36 @@ __all__ = [
 
 
 def config_path(module_name: str) -> str:
-    """``named_modules`` name of a built model → its config path, in the form an override takes:
-    ``3.body.0`` → ``model.layers.3.residual.0`` (a residual block's body written as a list)."""
+    """``named_modules`` name of a model → a config path, in the form an override takes:
+    ``3.body.0`` → ``model.layers.3.residual.0`` (a residual block's body written as a list). For
+    models not built from a config; :func:`config_paths` reads what the builder recorded."""
     parts = module_name.split(".") if module_name else []
-    path = "model"
-    for index, part in enumerate(parts):
-        if index == 0:
-            path += f".layers.{part}"
-        elif part == "body":
-            path += ".residual"
-        elif part.isdigit():
-            path += f".{part}"
+    return "model" + "".join(f".layers.{part}" if index == 0 else "." + _CONFIG_NAMES.get(part, part)
+                             for index, part in enumerate(parts))  # fmt: skip
+
+
+_CONFIG_NAMES = {"body": "residual"}  # a module attribute → its key in the config
+
+
+def config_paths(model: nn.Module) -> dict[str, str]:
+    """``named_modules`` name → config path of every module of ``model``: the path
+    :func:`cnnlab.models.build_model` recorded for each layer it built (``model.layer_paths``; a
+    stage's k-th block is ``model.layers.3[k]``), for a module inside one (a residual's shortcut)
+    its nearest recorded parent's path and the rest of its name, and :func:`config_path` for
+    models not built from a config."""
+    recorded: dict[str, str] = getattr(model, "layer_paths", None) or {}
+    paths = {"": "model"}
+    for name, _ in model.named_modules():
+        if not name:
+            continue
+        parts = name.split(".")
+        cut = next((cut for cut in range(len(parts), 0, -1) if ".".join(parts[:cut]) in recorded), 0)
+        if cut == 0:
+            paths[name] = config_path(name)
         else:
-            path += f".{part}"
-    return path
+            rest = "".join("." + _CONFIG_NAMES.get(part, part) for part in parts[cut:])
+            paths[name] = recorded[".".join(parts[:cut])] + rest
+    return paths
 
 
 @dataclass(frozen=True)
@@ -113,7 +130,7 @@ def _walk(
     rows: list[ReceptiveField],
 ) -> tuple[float, float, float]:
     """Propagate ``(size, jump, start)`` through ``module``, appending a row per spatial layer."""
-    path = config_path(names.get(module, ""))
+    path = names.get(module, "model")
     if isinstance(module, Residual):
         size, jump, start = _walk(module.body, names, size, jump, start, image, rows)
         rows.append(ReceptiveField(path, "residual (sum)", size, jump, start))
@@ -160,7 +177,8 @@ def receptive_fields(model: nn.Module, image_size: int = 32) -> list[ReceptiveFi
     """Analytic receptive field after every spatial layer of ``model`` (first spatial axis), with
     the layers' config paths."""
     rows: list[ReceptiveField] = []
-    names = {module: name for name, module in model.named_modules()}
+    paths = config_paths(model)
+    names = {module: paths[name] for name, module in model.named_modules()}
     _walk(model, names, 1.0, 1.0, 0.0, image_size, rows)
     return rows
 

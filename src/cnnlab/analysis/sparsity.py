@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .receptive_field import config_path
+from .receptive_field import config_paths
 
 __all__ = ["LayerCost", "layer_costs"]
 
@@ -47,7 +47,8 @@ def _is_weighted(module: nn.Module) -> bool:
 def layer_costs(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> list[LayerCost]:
     """Costs of every convolution and linear layer of ``model`` on one ``input_shape`` image."""
     costs: list[LayerCost] = []
-    names = {module: name for name, module in model.named_modules()}
+    paths = config_paths(model)
+    names = {module: paths[name] for name, module in model.named_modules()}
 
     def hook(module, inputs, output):
         x = inputs[0]
@@ -64,7 +65,7 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> l
         dense_bias = out_volume if bias else 0
         costs.append(
             LayerCost(
-                config_path(names[module]),
+                names[module],
                 type(module).__name__,
                 in_shape,
                 out_shape,

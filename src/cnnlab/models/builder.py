@@ -21,7 +21,7 @@ that layer's count, e.g. one map per class); ``conv: {expand: 6}`` gives ``out_c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -58,11 +58,13 @@ class Residual(nn.Module):
 
 @dataclass(frozen=True)
 class _Slots:
-    """What fills a model's slots: the ``conv=`` and ``pool=`` groups and the width multiplier."""
+    """What fills a model's slots: the ``conv=`` and ``pool=`` groups and the width multiplier;
+    ``paths`` collects the config path of every layer built."""
 
     conv: Mapping[str, Any]
     pool: Mapping[str, Any]
     width: float = 1.0
+    paths: dict[nn.Module, str] = field(default_factory=dict)
 
     def channels(self, out_channels: Any) -> int:
         scaled = int(out_channels) * self.width
@@ -245,15 +247,18 @@ def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: li
         name, args = _split(item, path)
         if name == "stage" or name in BLOCKS:
             # a block is a layer list of its own; the table shows one row per block, at the item's path
-            for block, label, block_args in _blocks(name, args, path):
+            # (a stage's k-th block is model.layers.3[k] where the table's path cannot tell them apart)
+            for k, (block, label, block_args) in enumerate(_blocks(name, args, path)):
+                block_path = f"{path}[{k}]" if name == "stage" else path
                 try:
                     expanded = expand_block(block, block_args)
                 except (TypeError, ValueError) as error:
                     raise ModelConfigError(f"{path} ({name}): {error}") from error
-                modules, y = _build(expanded, x, slots, path, [])
+                modules, y = _build(expanded, x, slots, block_path, [])
                 layer = modules[0] if len(modules) == 1 else nn.Sequential(*modules)
                 rows.append(ShapeRow(path, label, tuple(y.shape[1:]), sum(p.numel() for p in layer.parameters())))
                 layers.append(layer)
+                slots.paths[layer] = block_path
                 x = y
             continue
         if name == "residual":
@@ -268,6 +273,7 @@ def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: li
         y = _trace(layer, x, path, name)
         rows.append(ShapeRow(path, _label(name, layer), tuple(y.shape[1:]), sum(p.numel() for p in layer.parameters())))
         layers.append(layer)
+        slots.paths[layer] = path
         x = y
     return layers, x
 
@@ -279,7 +285,9 @@ def build_model(
     input_shape: Sequence[int] = (3, 32, 32),
     prefix: str = "model.layers",
 ) -> tuple[nn.Sequential, list[ShapeRow]]:
-    """Build ``model_cfg['layers']`` into an ``nn.Sequential`` (train mode) and its shape table."""
+    """Build ``model_cfg['layers']`` into an ``nn.Sequential`` (train mode) and its shape table.
+    The model's ``layer_paths`` (``named_modules`` name → config path of each layer built) is what
+    :func:`cnnlab.analysis.receptive_field.config_paths` labels the analyses with."""
     items = model_cfg.get("layers")
     if not items:
         raise ModelConfigError(f"{prefix}: a model needs a non-empty `layers` list")
@@ -288,8 +296,10 @@ def build_model(
         raise ModelConfigError(f"model.width: the width multiplier must be a positive number, but got {width!r}")
     rows: list[ShapeRow] = []
     dummy = torch.zeros(2, *input_shape)
-    layers, _ = _build(items, dummy, _Slots(conv_cfg, pool_cfg, float(width)), prefix, rows)
+    slots = _Slots(conv_cfg, pool_cfg, float(width))
+    layers, _ = _build(items, dummy, slots, prefix, rows)
     model = nn.Sequential(*layers)
+    model.layer_paths = {name: slots.paths[m] for name, m in model.named_modules() if m in slots.paths}
     model.train()
     return model, rows
 
