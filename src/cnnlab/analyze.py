@@ -60,8 +60,7 @@ def arithmetic_main(argv: list[str]) -> str:
         overrides = [item for item in rest if item.split("=", 1)[0] not in ("layer", "size")]
         cfg = _compose(overrides)
         model, _ = build_model(cfg.model, cfg.conv, cfg.pool, tuple(cfg.data.image_shape))
-        paths = config_paths(model)
-        layers = {paths[name]: module for name, module in model.named_modules() if name}
+        layers = {path: module for module, path in config_paths(model).items() if module is not model}
         spatial = [p for p, m in layers.items() if hasattr(m, "kernel_size") or hasattr(m, "output_size")]
         if path not in layers or path not in spatial:
             raise UserError(f"arithmetic: layer={path} is not a convolution or pooling layer of "

@@ -198,7 +198,7 @@ def test_analyses_label_each_layer_with_the_config_item_that_built_it():
     for row in model_layer_rows(rows):
         stage = items[int(row.path.rsplit(".", 1)[1])] == "stage"
         expected.append(f"{row.path}[{int(row.layer.split()[-1].split('/')[0]) - 1}]" if stage else row.path)
-    assert [paths[str(index)] for index in range(len(model))] == expected
+    assert [paths[layer] for layer in model] == expected
     fields = receptive_fields(model, 32)
     for field in fields:
         item = items[int(re.match(r"model\.layers\.(\d+)", field.path).group(1))]

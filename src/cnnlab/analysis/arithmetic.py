@@ -429,10 +429,9 @@ def arithmetic_stills(model: nn.Module) -> dict[str, list]:
     overlap map, as Pillow images: ``{path: [still, (overlap)]}``."""
     from .receptive_field import config_paths
 
-    paths = config_paths(model)
     pictures: dict[str, list] = {}
     seen: set[str] = set()
-    for name, module in model.named_modules():
+    for module, path in config_paths(model).items():
         if not isinstance(module, _DRAWN) or any(True for _ in module.children()):
             continue
         key = type(module).__name__ + "".join(str(getattr(module, a, None)) for a in _GEOMETRY)
@@ -441,9 +440,9 @@ def arithmetic_stills(model: nn.Module) -> dict[str, list]:
         seen.add(key)
         footprint = measure_footprint(module, probe_size(module))
         frames = draw_frames(footprint, footprint.layer)
-        pictures[paths[name]] = [_still(frames, footprint.output_size[1])]
+        pictures[path] = [_still(frames, footprint.output_size[1])]
         if footprint.transposed:
-            pictures[paths[name]].append(draw_overlap(footprint, footprint.layer))
+            pictures[path].append(draw_overlap(footprint, footprint.layer))
     return pictures
 
 

@@ -57,8 +57,7 @@ def conv_equivariance(
     """Equivariance error of every 2-D convolution in ``model``, on random inputs of the shape
     that layer sees inside the model."""
 
-    paths = config_paths(model)
-    convs = {m: paths[name] for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = {m: path for m, path in config_paths(model).items() if isinstance(m, nn.Conv2d)}
     inputs: dict[nn.Module, Tensor] = {}
 
     def record(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:  # returns None: output kept

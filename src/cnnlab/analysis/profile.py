@@ -65,7 +65,7 @@ def profile_layers(
     model's :func:`~cnnlab.analysis.sparsity.layer_costs` where already computed."""
     model = copy.deepcopy(model).train()
     paths = config_paths(model)
-    tops = [paths[str(index)] for index in range(len(model))]  # model.layers.<i>, a stage's model.layers.<i>[k]
+    tops = [paths[layer] for layer in model]  # model.layers.<i>, a stage's model.layers.<i>[k]
     macs: dict[str, int] = {}
     for cost in costs if costs is not None else layer_costs(model, input_shape):
         top = next(top for top in tops if cost.path == top or cost.path.startswith(f"{top}."))

@@ -49,24 +49,22 @@ def config_path(module_name: str) -> str:
 _CONFIG_NAMES = {"body": "residual"}  # a module attribute → its key in the config
 
 
-def config_paths(model: nn.Module) -> dict[str, str]:
-    """``named_modules`` name → config path of every module of ``model``: the path
+def config_paths(model: nn.Module) -> dict[nn.Module, str]:
+    """The config path of every module of ``model`` (``model`` itself: ``"model"``): the path
     :func:`cnnlab.models.build_model` recorded for each layer it built (``model.layer_paths``; a
     stage's k-th block is ``model.layers.3[k]``), for a module inside one (a residual's shortcut)
     its nearest recorded parent's path and the rest of its name, and :func:`config_path` for
     models not built from a config."""
     recorded: dict[str, str] = getattr(model, "layer_paths", None) or {}
-    paths = {"": "model"}
-    for name, _ in model.named_modules():
-        if not name:
-            continue
-        parts = name.split(".")
+    paths = {}
+    for name, module in model.named_modules():
+        parts = name.split(".") if name else []
         cut = next((cut for cut in range(len(parts), 0, -1) if ".".join(parts[:cut]) in recorded), 0)
         if cut == 0:
-            paths[name] = config_path(name)
+            paths[module] = config_path(name)
         else:
             rest = "".join("." + _CONFIG_NAMES.get(part, part) for part in parts[cut:])
-            paths[name] = recorded[".".join(parts[:cut])] + rest
+            paths[module] = recorded[".".join(parts[:cut])] + rest
     return paths
 
 
@@ -130,7 +128,7 @@ def _walk(
     rows: list[ReceptiveField],
 ) -> tuple[float, float, float]:
     """Propagate ``(size, jump, start)`` through ``module``, appending a row per spatial layer."""
-    path = names.get(module, "model")
+    path = names[module]
     if isinstance(module, Residual):
         size, jump, start = _walk(module.body, names, size, jump, start, image, rows)
         rows.append(ReceptiveField(path, "residual (sum)", size, jump, start))
@@ -177,9 +175,7 @@ def receptive_fields(model: nn.Module, image_size: int = 32) -> list[ReceptiveFi
     """Analytic receptive field after every spatial layer of ``model`` (first spatial axis), with
     the layers' config paths."""
     rows: list[ReceptiveField] = []
-    paths = config_paths(model)
-    names = {module: paths[name] for name, module in model.named_modules()}
-    _walk(model, names, 1.0, 1.0, 0.0, image_size, rows)
+    _walk(model, config_paths(model), 1.0, 1.0, 0.0, image_size, rows)
     return rows
 
 

@@ -48,7 +48,6 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> l
     """Costs of every convolution and linear layer of ``model`` on one ``input_shape`` image."""
     costs: list[LayerCost] = []
     paths = config_paths(model)
-    names = {module: paths[name] for name, module in model.named_modules()}
 
     def hook(module, inputs, output):
         x = inputs[0]
@@ -65,7 +64,7 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> l
         dense_bias = out_volume if bias else 0
         costs.append(
             LayerCost(
-                names[module],
+                paths[module],
                 type(module).__name__,
                 in_shape,
                 out_shape,
