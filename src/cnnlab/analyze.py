@@ -10,6 +10,7 @@ python -m cnnlab.analyze arithmetic layer=model.layers.6 model=autoencoder [over
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def arithmetic_main(argv: list[str]) -> str:
         if path not in layers or path not in spatial:
             raise UserError(f"arithmetic: layer={path} is not a convolution or pooling layer of "
                             f"model={cfg.model.name}; those are: {', '.join(spatial)}")  # fmt: skip
-        layer, name = layers[path], path.replace(".", "_")
+        layer, name = layers[path], re.sub(r"\W+", "_", path).strip("_")  # model.layers.3[1].0 → model_layers_3_1_0
     else:
         unknown = [item for item in rest if "=" not in item]
         kind = settings.pop("kind", None)

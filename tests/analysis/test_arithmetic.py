@@ -177,6 +177,13 @@ def test_arithmetic_command_draws_a_model_layer_and_its_overlap_map(tmp_path):
     assert (tmp_path / "model_layers_6_overlap.png").exists()
 
 
+def test_arithmetic_command_finds_a_layer_inside_a_stages_block(tmp_path):
+    """resnet18's second stage (item 4) builds two blocks; the first one's first conv (stride 2)."""
+    text = main(["arithmetic", "layer=model.layers.4[0].0.residual.0", "model=resnet18", "model.width=0.25",
+                 "--out", str(tmp_path)])  # fmt: skip
+    assert "stride=(2, 2)" in text and (tmp_path / "model_layers_4_0_0_residual_0.gif").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
