@@ -206,3 +206,14 @@ def test_analyses_label_each_layer_with_the_config_item_that_built_it():
     assert unproductive_layers(fields, 32) and all(
         path.startswith(("model.layers.5[1]", "model.layers.6[")) for path in unproductive_layers(fields, 32)
     )
+    # a residual block's layers carry its path, whether its block expands to more layers (resnet18's
+    # basic: residual, relu) or to the residual alone (mobilenetv2's inverted residual)
+    from cnnlab.models import Residual
+
+    for name in ("resnet18", "mobilenetv2"):
+        cfg = compose_cfg(f"model={name}", "model.width=0.25")
+        model, _ = build_model(cfg.model, cfg.conv, cfg.pool, (3, 32, 32))
+        paths = config_paths(model)
+        blocks = [m for m in model.modules() if isinstance(m, Residual)]
+        assert blocks and all(paths[m].startswith("model.layers.") for m in blocks)
+        assert all(paths[inner].startswith(f"{paths[m]}.residual") for m in blocks for inner in m.body.modules())

@@ -240,10 +240,11 @@ def _blocks(name: str, args: dict[str, Any], path: str) -> list[tuple[str, str, 
     return [(block, f"{block} {i + 1}/{times}", {**args, "stride": first if i == 0 else 1}) for i in range(times)]
 
 
-def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: list[ShapeRow]):
+def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: list[ShapeRow], single: bool = False):
+    """``single``: ``items`` is one item that stands for ``prefix`` itself (a block that expands to one layer)."""
     layers: list[nn.Module] = []
     for index, item in enumerate(items):
-        path = f"{prefix}.{index}"  # an override path: model.layers.0.conv.out_channels=48
+        path = prefix if single else f"{prefix}.{index}"  # an override path: model.layers.0.conv.out_channels=48
         name, args = _split(item, path)
         if name == "stage" or name in BLOCKS:
             # a block is a layer list of its own; the table shows one row per block, at the item's path
@@ -254,7 +255,7 @@ def _build(items: Sequence[Any], x: Tensor, slots: _Slots, prefix: str, rows: li
                     expanded = expand_block(block, block_args)
                 except (TypeError, ValueError) as error:
                     raise ModelConfigError(f"{path} ({name}): {error}") from error
-                modules, y = _build(expanded, x, slots, block_path, [])
+                modules, y = _build(expanded, x, slots, block_path, [], single=len(expanded) == 1)
                 layer = modules[0] if len(modules) == 1 else nn.Sequential(*modules)
                 rows.append(ShapeRow(path, label, tuple(y.shape[1:]), sum(p.numel() for p in layer.parameters())))
                 layers.append(layer)
