@@ -118,14 +118,15 @@ def report_metrics(report: ModelReport) -> dict[str, float]:
 
 def format_report(report: ModelReport) -> str:
     """Plain-text tables: receptive fields, parameters/MACs vs dense, equivariance, invariance, sizes."""
+    width = max([34] + [len(row.path) for row in (*report.receptive_fields, *report.costs)])  # the layer column
     lines = [
         "Receptive field (analytic, per spatial layer)",
-        f"{'layer':<34} {'type':<22} {'size':>6} {'jump':>6} {'start':>7}",
+        f"{'layer':<{width}} {'type':<22} {'size':>6} {'jump':>6} {'start':>7}",
     ]
     unproductive = set(unproductive_layers(report.receptive_fields, report.image_size))
     for row in report.receptive_fields:
         mark = "  unproductive" if row.path in unproductive else ""
-        lines.append(f"{row.path:<34} {row.layer:<22} {row.size:>6g} {row.jump:>6g} {row.start:>7g}{mark}")
+        lines.append(f"{row.path:<{width}} {row.layer:<22} {row.size:>6g} {row.jump:>6g} {row.start:>7g}{mark}")
     if unproductive:
         lines.append(
             f"unproductive at {report.image_size}×{report.image_size}: {len(unproductive)} layer(s) whose input "
@@ -136,28 +137,28 @@ def format_report(report: ModelReport) -> str:
     lines += [
         "",
         "Sparse interactions and parameter sharing (vs a dense layer, same input and output volumes)",
-        f"{'layer':<34} {'params':>10} {'MACs':>13} {'dense params':>15} {'ratio':>10}",
+        f"{'layer':<{width}} {'params':>10} {'MACs':>13} {'dense params':>15} {'ratio':>10}",
     ]
     for c in report.costs:
         lines.append(
-            f"{c.path:<34} {c.parameters:>10,} {c.macs:>13,} {c.dense_parameters:>15,} {c.parameter_ratio:>10.3g}"
+            f"{c.path:<{width}} {c.parameters:>10,} {c.macs:>13,} {c.dense_parameters:>15,} {c.parameter_ratio:>10.3g}"
         )
     total, dense = sum(c.parameters for c in report.costs), sum(c.dense_parameters for c in report.costs)
     lines.append(
-        f"{'total':<34} {total:>10,} {sum(c.macs for c in report.costs):>13,} {dense:>15,} "
+        f"{'total':<{width}} {total:>10,} {sum(c.macs for c in report.costs):>13,} {dense:>15,} "
         f"{dense / max(total, 1):>10.3g}"
     )
     lines += [
         "",
         "Equivariance error ‖f(shift x) − shift f(x)‖/‖f(x)‖ (zero padding: interior only)",
-        f"{'layer':<34} {'padding':<9} {'stride':>6} " + " ".join(f"{'shift ' + str(s):>9}" for s in (1, 2, 3, 4)),
+        f"{'layer':<{width}} {'padding':<9} {'stride':>6} " + " ".join(f"{'shift ' + str(s):>9}" for s in (1, 2, 3, 4)),
     ]
     by_layer: dict[str, list[EquivarianceError]] = {}
     for e in report.equivariance:
         by_layer.setdefault(e.path, []).append(e)
     for path, errors in by_layer.items():
         lines.append(
-            f"{path:<34} {errors[0].padding_mode:<9} {errors[0].stride:>6} "
+            f"{path:<{width}} {errors[0].padding_mode:<9} {errors[0].stride:>6} "
             + " ".join(f"{'—':>9}" if math.isnan(e.error) else f"{e.error:>9.2e}" for e in errors)
         )
     if any(math.isnan(e.error) for e in report.equivariance):
