@@ -268,7 +268,7 @@ def test_two_runs_started_together_get_two_run_directories(tmp_path):
     assert all((Path(d) / "metrics.json").is_file() for d in directories)
 
 
-def test_two_sweeps_started_together_get_two_directories_and_each_job_its_own_sweeps(tmp_path, monkeypatch):
+def test_two_sweeps_started_together_get_two_directories_and_their_jobs_stay_in_them(tmp_path, monkeypatch):
     """The default sweep directory goes through ``${cnnlab.unique_dir:...}`` too: a second sweep in
     the same second gets ``_1``. The answer is cached in the config, as ``${now:...}``'s is, so a job
     that a launcher starts in another process (submitit pickles the config; Hydra copies the cache
