@@ -63,7 +63,7 @@ def arithmetic_main(argv: list[str]) -> str:
         model, _ = build_model(cfg.model, cfg.conv, cfg.pool, tuple(cfg.data.image_shape))
         layers = {path: module for module, path in config_paths(model).items() if module is not model}
         spatial = [p for p, m in layers.items() if hasattr(m, "kernel_size") or hasattr(m, "output_size")]
-        if path not in layers or path not in spatial:
+        if path not in spatial:
             raise UserError(f"arithmetic: layer={path} is not a convolution or pooling layer of "
                             f"model={cfg.model.name}; those are: {', '.join(spatial)}")  # fmt: skip
         layer, name = layers[path], re.sub(r"\W+", "_", path).strip("_")  # model.layers.3[1].0 → model_layers_3_1_0
