@@ -65,10 +65,10 @@ def keep_freed_memory() -> bool:
     """Keep freed memory in the process for the next training step, as a GPU's caching allocator
     does. glibc's malloc hands every block over 32 MiB (a step's activations) back to the kernel
     when it is freed, and the next step's allocation faults each page in again, zeroed: about 10⁸
-    page faults in a 10-epoch airbench94 run on the CPU, 832 → 952 images/s once they are gone (1 epoch, docs/benchmarks.md).
-    Big blocks come from the heap instead (``M_MMAP_MAX = 0``) and the heap is trimmed only above
-    2 GiB free (``M_TRIM_THRESHOLD``). Returns False (and changes nothing) where the C library is
-    not glibc."""
+    page faults in a 10-epoch airbench94 run on the CPU; one epoch went 832 → 952 images/s once
+    they were gone (``docs/benchmarks.md``). Big blocks come from the heap instead
+    (``M_MMAP_MAX = 0``) and the heap is trimmed only above 2 GiB free (``M_TRIM_THRESHOLD``).
+    Returns False (and changes nothing) where the C library is not glibc."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL("libc.so.6")
