@@ -25,6 +25,7 @@
 #include <torch/library.h>
 
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace cnnlab {
@@ -156,6 +157,16 @@ bool tiles_supported() {
 }
 
 const bool kFloatTiles = knob("CNNLAB_FLOAT_TILES", 1) != 0;  // benchmark-only: 0 runs float32 on brgemm
+const bool kAmx = knob("CNNLAB_AMX", 1) != 0;  // 0: bfloat16 on the AVX512-BF16 kernels where AMX is (tests, benchmarks)
+
+// Whether bfloat16 products run on AMX tiles (correlate_amx.cpp) rather than vdpbf16ps.
+bool on_amx(const at::Tensor& a) { return a.scalar_type() == at::kBFloat16 && kAmx && amx::supported(); }
+
+// Which kernels compute bfloat16 convolutions here: "amx", "avx512_bf16", or "" (none).
+std::string bfloat16_kernels() {
+  if (!tiles_supported()) return "";
+  return kAmx && amx::supported() ? "amx" : "avx512_bf16";
+}
 
 // Whether a channels-last product runs on the tile kernels: bfloat16 always (2-D, where the CPU
 // has AVX512-BF16; nothing else computes it here), float32 2-D where the CPU has them, else brgemm.
@@ -178,7 +189,7 @@ tiles::Geometry2d geometry2d(at::IntArrayRef kernel, at::IntArrayRef stride, at:
 at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
   if (on_tiles(input, weight, "cnnlab_native::correlate_nhwc")) {
-    return tiles::forward(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+    return (on_amx(input) ? amx::forward : tiles::forward)(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
                          out_size[0], out_size[1]);
   }
   const bool deep = input.dim() == 5;
@@ -247,7 +258,7 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
                                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                      at::IntArrayRef input_size) {
   if (on_tiles(grad, weight, "cnnlab_native::correlate_nhwc_input_grad")) {
-    return tiles::input_grad(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+    return (on_amx(grad) ? amx::input_grad : tiles::input_grad)(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
                             input_size[0], input_size[1]);
   }
   const bool deep = grad.dim() == 5;
@@ -298,7 +309,7 @@ at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor&
                                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                       int64_t groups) {
   if (on_tiles(input, grad, "cnnlab_native::correlate_nhwc_weight_grad")) {
-    return tiles::weight_grad(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
+    return (on_amx(input) ? amx::weight_grad : tiles::weight_grad)(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
                              groups);
   }
   const bool deep = input.dim() == 5;
@@ -479,6 +490,7 @@ TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
   m.def("correlate_nhwc_weight_grad(Tensor input, Tensor grad, int[] weight_shape, int[] stride, int[] padding,"
         " int[] dilation, int groups) -> Tensor");
   m.def("bfloat16_supported() -> bool", [] { return tiles_supported(); });  // the CPU runs correlate_tiles.cpp
+  m.def("bfloat16_kernels() -> str", &bfloat16_kernels);
   m.def("correlate_nchw(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups,"
         " int[2] out_size) -> Tensor");
   m.def("correlate_nchw_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"

@@ -184,22 +184,8 @@ void multiply(int64_t mr, int64_t terms, const T* const* a, int64_t lda, const T
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
-// Two rows of B (count values each) as one packed pair row of 2·round_up(count, 16) values, zeros
-// in the padding: bfloat16 interleaved (dst[2c] = first[c], dst[2c + 1] = second[c]), float32 one
-// row after the other.
-void pair_rows(const bits* first, const bits* second, int64_t count, bits* dst) {
-  const __m512i low = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
-                                       37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-  const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
-  for (int64_t c = 0; c < count; c += 32) {
-    const int64_t left = std::min<int64_t>(32, count - c);
-    const __mmask32 mask = left >= 32 ? __mmask32(0xFFFFFFFF) : __mmask32((1u << left) - 1);
-    const __m512i a = _mm512_maskz_loadu_epi16(mask, first + c), b = _mm512_maskz_loadu_epi16(mask, second + c);
-    _mm512_storeu_si512(dst + 2 * c, _mm512_permutex2var_epi16(a, low, b));
-    if (left > 16) _mm512_storeu_si512(dst + 2 * c + 32, _mm512_permutex2var_epi16(a, high, b));
-  }
-}
-
+// Two rows of B (count values each) as one packed pair row of 2·round_up(count, 16) values, zeros in
+// the padding: float32 one row after the other (bfloat16: interleaved, pair_rows below).
 void pair_rows(const float* first, const float* second, int64_t count, float* dst) {
   const int64_t padded = round_up(count, 16);
   for (const float* row : {first, second}) {
@@ -208,6 +194,7 @@ void pair_rows(const float* first, const float* second, int64_t count, float* ds
     dst += padded;
   }
 }
+using tiles::pair_rows;  // the bfloat16 one, declared in correlate_tiles.h
 
 
 // The values of a contiguous float32 or bfloat16 tensor.
@@ -566,6 +553,20 @@ at::Tensor weight_grad_as(const at::Tensor& input, const at::Tensor& grad, at::I
 }
 
 }  // namespace
+
+// Declared in correlate_tiles.h: two rows interleaved into pairs (bfloat16).
+void pair_rows(const bits* first, const bits* second, int64_t count, bits* dst) {
+  const __m512i low = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                       37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+  for (int64_t c = 0; c < count; c += 32) {
+    const int64_t left = std::min<int64_t>(32, count - c);
+    const __mmask32 mask = left >= 32 ? __mmask32(0xFFFFFFFF) : __mmask32((1u << left) - 1);
+    const __m512i a = _mm512_maskz_loadu_epi16(mask, first + c), b = _mm512_maskz_loadu_epi16(mask, second + c);
+    _mm512_storeu_si512(dst + 2 * c, _mm512_permutex2var_epi16(a, low, b));
+    if (left > 16) _mm512_storeu_si512(dst + 2 * c + 32, _mm512_permutex2var_epi16(a, high, b));
+  }
+}
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
                    int64_t OH, int64_t OW) {

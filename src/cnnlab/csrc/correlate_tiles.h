@@ -1,5 +1,6 @@
-// cnnlab's tile kernels (correlate_tiles.cpp): channels-last 2-D direct convolution of float32 and
-// bfloat16 data on an AVX-512 microkernel, for CPUs with AVX512-BF16 (correlate.cpp checks).
+// cnnlab's tile kernels: channels-last 2-D direct convolution of float32 and bfloat16 data on an
+// AVX-512 microkernel, for CPUs with AVX512-BF16 (correlate_tiles.cpp), and of bfloat16 data on AMX
+// tiles, for CPUs with AMX-BF16 (correlate_amx.cpp); correlate.cpp checks which the CPU runs.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -21,5 +22,23 @@ at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const Ge
 at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
                        const Geometry2d& g, int64_t groups);
 
+// Two rows of `count` bfloat16 values interleaved into 2·round_up(count, 16) values, zeros past
+// `count`: dst[2c] = first[c], dst[2c + 1] = second[c] (the pairs that vdpbf16ps and AMX multiply).
+void pair_rows(const uint16_t* first, const uint16_t* second, int64_t count, uint16_t* dst);
+
 }  // namespace tiles
+
+// The same three products of bfloat16 data on AMX tiles.
+namespace amx {
+
+// Whether the CPU has AMX-TILE and AMX-BF16 and the kernel lets this process use the tiles.
+bool supported();
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const tiles::Geometry2d& g, int64_t groups,
+                   int64_t OH, int64_t OW);
+at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const tiles::Geometry2d& g, int64_t groups,
+                      int64_t H, int64_t W);
+at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                       const tiles::Geometry2d& g, int64_t groups);
+
+}  // namespace amx
 }  // namespace cnnlab

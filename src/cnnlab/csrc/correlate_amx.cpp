@@ -1,0 +1,418 @@
+// Direct convolution of bfloat16 data, channels-last (NHWC), 2-D, on AMX tiles (Intel Xeon from
+// Sapphire Rapids on): forward, input gradient and weight gradient. Compiled into every x86-64
+// build; run only where the CPU has AMX-TILE and AMX-BF16 and the kernel grants the tiles
+// (`supported()`), else correlate.cpp runs the AVX512-BF16 kernels of correlate_tiles.cpp.
+//
+// Every product is C[M × N] (float32) = Σ_k A[M × K] · B[K × N] on the tile registers:
+//     tmm0–3  C, 2 × 2 tiles of 16 × 16 floats (32 rows × 32 columns), kept across all of K;
+//     tmm4–5  A, two 16-row tiles of 32 bfloat16 values of K (one 64-byte row each);
+//     tmm6–7  B, two 16-column tiles, in pairs of k ([K/2][N][2]: tdpbf16ps multiplies the pair
+//             A[m][2k], A[m][2k + 1] with B[2k][n], B[2k + 1][n] into one float lane).
+// - forward: rows are 32 output pixels of the batch, A their receptive fields gathered side by
+//   side ([32][taps·C/G], zeros where a tap reads padding; a 3×3 64-channel block is 36 KiB, in
+//   L1), B the filters [taps·C/G][O/G] packed in pairs once per call;
+// - input gradient: the same gather from ∂Y into the pixels of ∂X, the filters transposed. With a
+//   stride, the pixels of ∂X fall into stride_h·stride_w classes by their position modulo the
+//   stride, each reached by its own subset of the taps (a quarter of them for 2×2 with stride 2):
+//   each class gathers and packs only its taps;
+// - weight gradient: ∂W[O/G × taps·C/G] += ∂Yᵀ[O/G × P] · X_cols[P × taps·C/G] over blocks of P =
+//   kPositions output pixels: A is ∂Y's block transposed (pairs of pixels interleaved, then
+//   32-bit words transposed by gathers), B the block's receptive fields paired row by row; each
+//   task adds into its own float32 accumulator, summed at the end.
+// Results are rounded to bfloat16 once, from the float32 sums (torch's oneDNN rounds the same way).
+
+#include "correlate_tiles.h"
+
+#if defined(__x86_64__)
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+
+#include <ATen/Parallel.h>
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace cnnlab {
+namespace amx {
+namespace {
+
+using bits = uint16_t;  // bfloat16 as stored
+
+constexpr int64_t kBlockRows = 32;   // rows of C per product block: two A tiles
+constexpr int64_t kDepth = 32;       // values of K per A tile row (64 bytes of bfloat16)
+constexpr int64_t kPositions = 256;  // output pixels per weight-gradient block (its K: 8 tile steps)
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+// Palette 1: eight tiles of 16 rows × 64 bytes, the only shape used here.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Loads the tile shape for the calling thread; paired with _tile_release() at the end of its work.
+void configure() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) config.rows[t] = 16, config.bytes_per_row[t] = 64;
+  _tile_loadconfig(&config);
+}
+
+// C[16·MT × 16·NT] (float32, ldc values per row) = (C +) Σ over `steps` steps of 32 k:
+// A[16·MT × 32] (row-major bfloat16, lda values per row) · B[32 × 16·NT] (pairs of k: pair row p
+// holds ldn columns of 2 values).
+template <int MT, int NT>
+void product(const bits* a, int64_t lda, const bits* b, int64_t ldn, int64_t steps, float* c, int64_t ldc,
+             bool accumulate) {
+  const int64_t c_stride = ldc * 4, a_stride = lda * 2, b_stride = ldn * 4;
+  if (accumulate) {
+    _tile_loadd(0, c, c_stride);
+    if (NT > 1) _tile_loadd(1, c + 16, c_stride);
+    if (MT > 1) _tile_loadd(2, c + 16 * ldc, c_stride);
+    if (MT > 1 && NT > 1) _tile_loadd(3, c + 16 * ldc + 16, c_stride);
+  } else {
+    _tile_zero(0);
+    if (NT > 1) _tile_zero(1);
+    if (MT > 1) _tile_zero(2);
+    if (MT > 1 && NT > 1) _tile_zero(3);
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    const bits* bs = b + s * 16 * ldn * 2;
+    _tile_loadd(4, a + s * kDepth, a_stride);
+    _tile_loadd(6, bs, b_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    if (MT > 1) {
+      _tile_loadd(5, a + 16 * lda + s * kDepth, a_stride);
+      _tile_dpbf16ps(2, 5, 6);
+    }
+    if (NT > 1) {
+      _tile_loadd(7, bs + 32, b_stride);
+      _tile_dpbf16ps(1, 4, 7);
+      if (MT > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, c_stride);
+  if (NT > 1) _tile_stored(1, c + 16, c_stride);
+  if (MT > 1) _tile_stored(2, c + 16 * ldc, c_stride);
+  if (MT > 1 && NT > 1) _tile_stored(3, c + 16 * ldc + 16, c_stride);
+}
+
+using ProductFn = void (*)(const bits*, int64_t, const bits*, int64_t, int64_t, float*, int64_t, bool);
+
+// The product for `rows` (≤ 32) rows and `columns` (≤ 32) columns of C.
+ProductFn product_for(int64_t rows, int64_t columns) {
+  static constexpr ProductFn table[2][2] = {{&product<1, 1>, &product<1, 2>}, {&product<2, 1>, &product<2, 2>}};
+  return table[rows > 16][columns > 16];
+}
+
+// `count` float32 values rounded to bfloat16 (round to nearest even, as torch rounds).
+void round_row(const float* src, bits* dst, int64_t count) {
+  for (int64_t c = 0; c < count; c += 16) {
+    const int64_t left = std::min<int64_t>(16, count - c);
+    const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    const __m512 value = _mm512_maskz_loadu_ps(mask, src + c);
+    _mm256_mask_storeu_epi16(dst + c, mask, (__m256i)_mm512_cvtneps_pbh(value));
+  }
+}
+
+// Rows [rows × columns] of B (row-major, ld values per row; K = rows, zero past it) as pairs of k:
+// out[p][n][e] = B[2p + e][n] for p < round_up(rows, 32) / 2, n < ldn (zero past `columns`).
+at::Tensor pair_rows(const at::Tensor& rows, int64_t ldn) {
+  const int64_t K = rows.size(-2), N = rows.size(-1);
+  const at::Tensor padded = at::constant_pad_nd(rows, {0, ldn - N, 0, round_up(K, kDepth) - K}, 0);
+  std::vector<int64_t> shape(padded.sizes().begin(), padded.sizes().end() - 2);
+  shape.insert(shape.end(), {round_up(K, kDepth) / 2, 2, ldn});
+  return padded.reshape(shape).transpose(-1, -2).contiguous();
+}
+
+// The gathered product of the forward and the input gradient: every pixel of the destination
+// image (N, DH, DW, DC) is Σ_taps (source pixel of the tap) · B_tap, the source image being
+// (N, SH, SW, SC); tap (i, j) of destination pixel (dh, dw) reads source pixel
+// (rows[i·DH + dh], cols[j·DW + dw]), or nothing where either is −1. Destination pixels fall into
+// classes by (dh mod class_h, dw mod class_w); a class gathers only the taps that reach it.
+struct Gather {
+  const bits* src;
+  int64_t SH, SW, SC;
+  bits* dst;
+  int64_t N, DH, DW, DC;
+  int64_t groups, K1, Ng, kh, kw;  // K1 source and Ng destination channels per group
+  std::vector<int64_t> rows, cols;
+  int64_t class_h, class_w;
+  at::Tensor filters;  // [G][kh][kw][K1][Ng] bfloat16: B_tap of each group
+};
+
+struct Class {
+  int64_t rh, rw, height, width;  // destination rows rh, rh + class_h, … (height of them), columns alike
+  std::vector<int64_t> taps;      // i·kw + j of the taps that reach it
+  at::Tensor packed;              // [G][K/2][NP][2], K = round_up(taps·K1, 32): B of its taps, paired
+};
+
+void run(const Gather& P) {
+  const int64_t NP = round_up(P.Ng, 16);
+  std::vector<Class> classes;
+  for (int64_t rh = 0; rh < std::min(P.class_h, P.DH); ++rh) {
+    for (int64_t rw = 0; rw < std::min(P.class_w, P.DW); ++rw) {
+      Class c{rh, rw, (P.DH - rh + P.class_h - 1) / P.class_h, (P.DW - rw + P.class_w - 1) / P.class_w, {}, {}};
+      for (int64_t i = 0; i < P.kh; ++i) {
+        bool row = false;
+        for (int64_t dh = rh; dh < P.DH && !row; dh += P.class_h) row = P.rows[i * P.DH + dh] >= 0;
+        for (int64_t j = 0; j < P.kw && row; ++j) {
+          bool col = false;
+          for (int64_t dw = rw; dw < P.DW && !col; dw += P.class_w) col = P.cols[j * P.DW + dw] >= 0;
+          if (col) c.taps.push_back(i * P.kw + j);
+        }
+      }
+      if (c.taps.empty()) {  // no tap reaches these pixels (a stride longer than the kernel): zeros
+        for (int64_t n = 0; n < P.N; ++n) {
+          for (int64_t dh = rh; dh < P.DH; dh += P.class_h) {
+            for (int64_t dw = rw; dw < P.DW; dw += P.class_w) {
+              std::fill_n(P.dst + ((n * P.DH + dh) * P.DW + dw) * P.DC, P.DC, bits(0));
+            }
+          }
+        }
+        continue;
+      }
+      const at::Tensor index = at::tensor(c.taps, at::kLong);
+      const at::Tensor taps = P.filters.flatten(1, 2).index_select(1, index);  // [G][taps][K1][Ng]
+      c.packed = pair_rows(taps.flatten(1, 2), NP);
+      classes.push_back(std::move(c));
+    }
+  }
+  struct Task {
+    const Class* c;
+    int64_t start;  // its first pixel, counted (n, row, column) within the class
+  };
+  std::vector<Task> tasks;
+  for (const Class& c : classes) {
+    for (int64_t start = 0; start < P.N * c.height * c.width; start += kBlockRows) tasks.push_back({&c, start});
+  }
+  at::parallel_for(0, int64_t(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+    int64_t K_most = 0;
+    for (const Class& c : classes) K_most = std::max(K_most, round_up(int64_t(c.taps.size()) * P.K1, kDepth));
+    std::vector<bits> a(kBlockRows * K_most);
+    std::vector<float> out(kBlockRows * kBlockRows);
+    std::vector<const bits*> source(kBlockRows * P.kh * P.kw);  // per row and slot: the pixel read, or null
+    std::vector<bits*> target(kBlockRows);
+    configure();
+    for (int64_t t = begin; t < end; ++t) {
+      const Class& c = *tasks[t].c;
+      const int64_t taps = c.taps.size(), K = round_up(taps * P.K1, kDepth);
+      const int64_t count = std::min(kBlockRows, P.N * c.height * c.width - tasks[t].start);
+      for (int64_t m = 0; m < count; ++m) {
+        const int64_t q = tasks[t].start + m, n = q / (c.height * c.width);
+        const int64_t dh = c.rh + (q / c.width % c.height) * P.class_h, dw = c.rw + (q % c.width) * P.class_w;
+        target[m] = P.dst + ((n * P.DH + dh) * P.DW + dw) * P.DC;
+        for (int64_t s = 0; s < taps; ++s) {
+          const int64_t sh = P.rows[c.taps[s] / P.kw * P.DH + dh], sw = P.cols[c.taps[s] % P.kw * P.DW + dw];
+          source[m * taps + s] = sh >= 0 && sw >= 0 ? P.src + ((n * P.SH + sh) * P.SW + sw) * P.SC : nullptr;
+        }
+      }
+      for (int64_t m = count; m < kBlockRows; ++m) std::fill_n(a.data() + m * K, K, bits(0));
+      for (int64_t grp = 0; grp < P.groups; ++grp) {
+        for (int64_t m = 0; m < count; ++m) {
+          bits* row = a.data() + m * K;
+          for (int64_t s = 0; s < taps; ++s, row += P.K1) {
+            const bits* pixel = source[m * taps + s];
+            if (pixel) {
+              std::memcpy(row, pixel + grp * P.K1, P.K1 * sizeof(bits));
+            } else {
+              std::fill_n(row, P.K1, bits(0));
+            }
+          }
+          std::fill(row, a.data() + (m + 1) * K, bits(0));
+        }
+        const bits* b = reinterpret_cast<const bits*>(c.packed.const_data_ptr<at::BFloat16>()) + grp * K * NP;
+        for (int64_t n0 = 0; n0 < P.Ng; n0 += kBlockRows) {
+          const int64_t columns = std::min(kBlockRows, P.Ng - n0);
+          product_for(count, columns)(a.data(), K, b + 2 * n0, NP, K / kDepth, out.data(), kBlockRows, false);
+          for (int64_t m = 0; m < count; ++m) {
+            round_row(out.data() + m * kBlockRows, target[m] + grp * P.Ng + n0, columns);
+          }
+        }
+      }
+    }
+    _tile_release();
+  });
+}
+
+const bits* values(const at::Tensor& t) { return reinterpret_cast<const bits*>(t.const_data_ptr<at::BFloat16>()); }
+bits* values(at::Tensor& t) { return reinterpret_cast<bits*>(t.data_ptr<at::BFloat16>()); }
+
+// Source row of destination row `d` through tap `i`: forward d·s − p + i·dil (inside the image).
+std::vector<int64_t> forward_table(int64_t k, int64_t D, int64_t S, int64_t stride, int64_t pad, int64_t dil) {
+  std::vector<int64_t> table(k * D);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t s = d * stride - pad + i * dil;
+      table[i * D + d] = s >= 0 && s < S ? s : -1;
+    }
+  }
+  return table;
+}
+
+// ... input gradient: (d + p − i·dil) / s where the quotient is whole and inside the output.
+std::vector<int64_t> input_grad_table(int64_t k, int64_t D, int64_t S, int64_t stride, int64_t pad, int64_t dil) {
+  std::vector<int64_t> table(k * D);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t s = d + pad - i * dil;
+      table[i * D + d] = s >= 0 && s % stride == 0 && s / stride < S ? s / stride : -1;
+    }
+  }
+  return table;
+}
+
+// (O, C/G, kh, kw) → [G][kh][kw][C/G][O/G] (forward's B), or [G][kh][kw][O/G][C/G] (transposed).
+at::Tensor filters(const at::Tensor& weight, int64_t groups, bool transposed) {
+  const at::Tensor w = weight.view({groups, weight.size(0) / groups, weight.size(1), weight.size(2), weight.size(3)});
+  return (transposed ? w.permute({0, 3, 4, 1, 2}) : w.permute({0, 3, 4, 2, 1})).contiguous();
+}
+
+// 32-bit words [rows × columns] (ld = columns) → [columns × rows] (ld_out per row), by gathers.
+void transpose_words(const uint32_t* src, int64_t rows, int64_t columns, uint32_t* dst, int64_t ld_out) {
+  const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(int32_t(columns)));
+  for (int64_t c = 0; c < columns; ++c) {
+    for (int64_t r = 0; r < rows; r += 16) {
+      const __m512i words = _mm512_i32gather_epi32(index, src + r * columns + c, 4);
+      _mm512_storeu_si512(dst + c * ld_out + r, words);
+    }
+  }
+}
+
+}  // namespace
+
+bool supported() {
+  static const bool granted = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool tiles = (edx >> 24 & 1) && (edx >> 22 & 1);  // AMX-TILE, AMX-BF16
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+    return tiles && __builtin_cpu_supports("avx512bf16") && syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return granted;
+}
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const tiles::Geometry2d& g, int64_t groups,
+                   int64_t OH, int64_t OW) {
+  const at::Tensor x = input.contiguous();
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), O = weight.size(0);
+  at::Tensor out = at::empty({N, OH, OW, O}, x.options());
+  run({values(x), H, W, C, values(out), N, OH, OW, O, groups, C / groups, O / groups, g.kh, g.kw,
+       forward_table(g.kh, OH, H, g.sh, g.ph, g.dh), forward_table(g.kw, OW, W, g.sw, g.pw, g.dw), 1, 1,
+       filters(weight, groups, false)});
+  return out;
+}
+
+at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const tiles::Geometry2d& g, int64_t groups,
+                      int64_t H, int64_t W) {
+  const at::Tensor dy = grad.contiguous();
+  const int64_t N = dy.size(0), OH = dy.size(1), OW = dy.size(2), O = dy.size(3), C = weight.size(1) * groups;
+  at::Tensor out = at::empty({N, H, W, C}, dy.options());
+  run({values(dy), OH, OW, O, values(out), N, H, W, C, groups, O / groups, C / groups, g.kh, g.kw,
+       input_grad_table(g.kh, H, OH, g.sh, g.ph, g.dh), input_grad_table(g.kw, W, OW, g.sw, g.pw, g.dw), g.sh, g.sw,
+       filters(weight, groups, true)});
+  return out;
+}
+
+at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                       const tiles::Geometry2d& g, int64_t groups) {
+  const at::Tensor x = input.contiguous(), dy = grad.contiguous();
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
+  const int64_t taps = g.kh * g.kw, width = taps * Cg, WP = round_up(width, 16), OP = round_up(Og, 16);
+  const int64_t pixels = N * OH * OW, blocks = (pixels + kPositions - 1) / kPositions;
+  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), blocks), 1);
+  const std::vector<int64_t> rows = forward_table(g.kh, OH, H, g.sh, g.ph, g.dh);
+  const std::vector<int64_t> cols = forward_table(g.kw, OW, W, g.sw, g.pw, g.dw);
+  at::Tensor partial = at::zeros({tasks, groups, OP, WP}, x.options().dtype(at::kFloat));
+  const bits* xp = values(x);
+  const bits* gp = values(dy);
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<bits> cols_block(kPositions * WP), b(kPositions * WP);  // receptive fields; the same paired
+    std::vector<bits> dy_pairs(kPositions * OP), a(OP * kPositions);    // ∂Y's pixels paired; transposed: A
+    const std::vector<bits> zeros(std::max(OP, WP), bits(0));
+    configure();
+    for (int64_t t = begin; t < end; ++t) {
+      float* acc = partial.data_ptr<float>() + t * groups * OP * WP;
+      for (int64_t block = blocks * t / tasks; block < blocks * (t + 1) / tasks; ++block) {
+        const int64_t p0 = block * kPositions, count = std::min(kPositions, pixels - p0);
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          for (int64_t k = 0; k < kPositions; ++k) {  // receptive fields, [kPositions][WP]
+            bits* row = cols_block.data() + k * WP;
+            std::fill_n(row, WP, bits(0));
+            if (k >= count) continue;
+            const int64_t q = p0 + k, n = q / (OH * OW), oh = q / OW % OH, ow = q % OW;
+            for (int64_t i = 0; i < g.kh; ++i) {
+              const int64_t ih = rows[i * OH + oh];
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t iw = cols[j * OW + ow];
+                if (ih < 0 || iw < 0) continue;
+                std::memcpy(row + (i * g.kw + j) * Cg, xp + ((n * H + ih) * W + iw) * C + grp * Cg, Cg * sizeof(bits));
+              }
+            }
+          }
+          for (int64_t k = 0; k < kPositions; k += 2) {  // B: receptive fields k, k + 1 → [WP][2]
+            tiles::pair_rows(cols_block.data() + k * WP, cols_block.data() + (k + 1) * WP, WP, b.data() + k * WP);
+          }
+          for (int64_t k = 0; k < kPositions; k += 2) {  // ∂Y's pixels k, k + 1 → [OP][2]
+            const bits* first = k < count ? gp + (p0 + k) * O + grp * Og : zeros.data();
+            const bits* second = k + 1 < count ? gp + (p0 + k + 1) * O + grp * Og : zeros.data();
+            tiles::pair_rows(first, second, Og, dy_pairs.data() + k * OP);
+          }
+          // A[o][2q + e] = ∂Y[2q + e][o]: the [kPositions/2][OP] words transposed
+          transpose_words(reinterpret_cast<const uint32_t*>(dy_pairs.data()), kPositions / 2, OP,
+                          reinterpret_cast<uint32_t*>(a.data()), kPositions / 2);
+          float* dw = acc + grp * OP * WP;
+          for (int64_t o0 = 0; o0 < Og; o0 += kBlockRows) {
+            for (int64_t c0 = 0; c0 < width; c0 += kBlockRows) {
+              product_for(Og - o0, width - c0)(a.data() + o0 * kPositions, kPositions, b.data() + 2 * c0, WP,
+                                               kPositions / kDepth, dw + o0 * WP + c0, WP, true);
+            }
+          }
+        }
+      }
+    }
+    _tile_release();
+  });
+  // [G][OP][WP] → (O, Cg, kh, kw), column = tap·Cg + c
+  return partial.sum(0)
+      .narrow(1, 0, Og)
+      .narrow(2, 0, width)
+      .reshape({groups, Og, g.kh, g.kw, Cg})
+      .permute({0, 1, 4, 2, 3})
+      .reshape(weight_shape)
+      .to(input.scalar_type())
+      .contiguous();
+}
+
+}  // namespace amx
+}  // namespace cnnlab
+
+#else  // x86-64 only
+
+namespace cnnlab {
+namespace amx {
+
+bool supported() { return false; }
+at::Tensor forward(const at::Tensor&, const at::Tensor&, const tiles::Geometry2d&, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "cnnlab_native: the AMX kernels need an x86-64 CPU with AMX-BF16");
+}
+at::Tensor input_grad(const at::Tensor&, const at::Tensor&, const tiles::Geometry2d&, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "cnnlab_native: the AMX kernels need an x86-64 CPU with AMX-BF16");
+}
+at::Tensor weight_grad(const at::Tensor&, const at::Tensor&, at::IntArrayRef, const tiles::Geometry2d&, int64_t) {
+  TORCH_CHECK(false, "cnnlab_native: the AMX kernels need an x86-64 CPU with AMX-BF16");
+}
+
+}  // namespace amx
+}  // namespace cnnlab
+
+#endif
