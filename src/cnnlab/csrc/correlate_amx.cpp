@@ -65,12 +65,13 @@ void configure() {
   _tile_loadconfig(&config);
 }
 
-// C[16·MT × 16·NT] (float32, ldc values per row) = (C +) Σ over `steps` steps of 32 k:
-// A[16·MT × 32] (row-major bfloat16, lda values per row) · B[32 × 16·NT] (pairs of k: pair row p
-// holds ldn columns of 2 values).
+// C[16·MT × 16·NT] (float32, ldc values per row) = (C +) Σ_taps Σ over `steps` steps of 32 k:
+// A_t[16·MT × 32] (row-major bfloat16 at a + a_offsets[t], lda values per row) · B_t[32 × 16·NT]
+// (at b + t·b_tap, pairs of k: pair row p holds ldn columns of 2 values). One tap (a_offsets
+// {0}) is a plain product; several read the taps of a convolution from one padded image.
 template <int MT, int NT>
-void product(const bits* a, int64_t lda, const bits* b, int64_t ldn, int64_t steps, float* c, int64_t ldc,
-             bool accumulate) {
+void product(const bits* a, int64_t lda, const int64_t* a_offsets, int64_t taps, const bits* b, int64_t b_tap,
+             int64_t ldn, int64_t steps, float* c, int64_t ldc, bool accumulate) {
   const int64_t c_stride = ldc * 4, a_stride = lda * 2, b_stride = ldn * 4;
   if (accumulate) {
     _tile_loadd(0, c, c_stride);
@@ -83,19 +84,23 @@ void product(const bits* a, int64_t lda, const bits* b, int64_t ldn, int64_t ste
     if (MT > 1) _tile_zero(2);
     if (MT > 1 && NT > 1) _tile_zero(3);
   }
-  for (int64_t s = 0; s < steps; ++s) {
-    const bits* bs = b + s * 16 * ldn * 2;
-    _tile_loadd(4, a + s * kDepth, a_stride);
-    _tile_loadd(6, bs, b_stride);
-    _tile_dpbf16ps(0, 4, 6);
-    if (MT > 1) {
-      _tile_loadd(5, a + 16 * lda + s * kDepth, a_stride);
-      _tile_dpbf16ps(2, 5, 6);
-    }
-    if (NT > 1) {
-      _tile_loadd(7, bs + 32, b_stride);
-      _tile_dpbf16ps(1, 4, 7);
-      if (MT > 1) _tile_dpbf16ps(3, 5, 7);
+  for (int64_t t = 0; t < taps; ++t) {
+    const bits* at = a + a_offsets[t];
+    const bits* bt = b + t * b_tap;
+    for (int64_t s = 0; s < steps; ++s) {
+      const bits* bs = bt + s * 16 * ldn * 2;
+      _tile_loadd(4, at + s * kDepth, a_stride);
+      _tile_loadd(6, bs, b_stride);
+      _tile_dpbf16ps(0, 4, 6);
+      if (MT > 1) {
+        _tile_loadd(5, at + 16 * lda + s * kDepth, a_stride);
+        _tile_dpbf16ps(2, 5, 6);
+      }
+      if (NT > 1) {
+        _tile_loadd(7, bs + 32, b_stride);
+        _tile_dpbf16ps(1, 4, 7);
+        if (MT > 1) _tile_dpbf16ps(3, 5, 7);
+      }
     }
   }
   _tile_stored(0, c, c_stride);
@@ -104,13 +109,16 @@ void product(const bits* a, int64_t lda, const bits* b, int64_t ldn, int64_t ste
   if (MT > 1 && NT > 1) _tile_stored(3, c + 16 * ldc + 16, c_stride);
 }
 
-using ProductFn = void (*)(const bits*, int64_t, const bits*, int64_t, int64_t, float*, int64_t, bool);
+using ProductFn = void (*)(const bits*, int64_t, const int64_t*, int64_t, const bits*, int64_t, int64_t, int64_t,
+                           float*, int64_t, bool);
 
 // The product for `rows` (≤ 32) rows and `columns` (≤ 32) columns of C.
 ProductFn product_for(int64_t rows, int64_t columns) {
   static constexpr ProductFn table[2][2] = {{&product<1, 1>, &product<1, 2>}, {&product<2, 1>, &product<2, 2>}};
   return table[rows > 16][columns > 16];
 }
+
+constexpr int64_t kNoOffset[1] = {0};
 
 // `count` float32 values rounded to bfloat16 (round to nearest even, as torch rounds).
 void round_row(const float* src, bits* dst, int64_t count) {
@@ -231,7 +239,8 @@ void run(const Gather& P) {
         const bits* b = reinterpret_cast<const bits*>(c.packed.const_data_ptr<at::BFloat16>()) + grp * K * NP;
         for (int64_t n0 = 0; n0 < P.Ng; n0 += kBlockRows) {
           const int64_t columns = std::min(kBlockRows, P.Ng - n0);
-          product_for(count, columns)(a.data(), K, b + 2 * n0, NP, K / kDepth, out.data(), kBlockRows, false);
+          product_for(count, columns)(a.data(), K, kNoOffset, 1, b + 2 * n0, 0, NP, K / kDepth, out.data(),
+                                      kBlockRows, false);
           for (int64_t m = 0; m < count; ++m) {
             round_row(out.data() + m * kBlockRows, target[m] + grp * P.Ng + n0, columns);
           }
@@ -287,6 +296,133 @@ void transpose_words(const uint32_t* src, int64_t rows, int64_t columns, uint32_
   }
 }
 
+// One image at a time with zero borders: [Hp·Wp + kSlack][Cp] values, the image at (top, left),
+// channels padded to Cp = round_up(C, 32). The borders, the slack and the padded channels are
+// zero from the allocation on and never written, so each image copies only its interior.
+constexpr int64_t kSlack = 2 * kBlockRows;  // pixels past the image that a block's last taps may read
+
+struct PaddedImage {
+  int64_t H, W, C, top, left, Hp, Wp, Cp;
+  std::vector<bits> values;
+  PaddedImage(int64_t H, int64_t W, int64_t C, int64_t top, int64_t bottom, int64_t left, int64_t right)
+      : H(H), W(W), C(C), top(top), left(left), Hp(H + top + bottom), Wp(W + left + right),
+        Cp(round_up(C, kDepth)), values((Hp * Wp + kSlack) * Cp, bits(0)) {}
+  void fill(const bits* image) {
+    for (int64_t h = 0; h < H; ++h) {
+      bits* row = values.data() + ((h + top) * Wp + left) * Cp;
+      if (Cp == C) {
+        std::memcpy(row, image + h * W * C, W * C * sizeof(bits));
+      } else {
+        for (int64_t w = 0; w < W; ++w) std::memcpy(row + w * Cp, image + (h * W + w) * C, C * sizeof(bits));
+      }
+    }
+  }
+};
+
+// The correlation of stride 1 as one product per image over its padded copy: output pixel
+// (oh, ow) is position q = oh·Wp + ow of the padded image's rows, and tap (i, j) reads position
+// q + i·dh·Wp + j·dw, so a block of 32 consecutive positions reads 32 consecutive pixels per tap:
+// A tiles load straight from the copy (no gather), and the Wp − DW positions at the end of each
+// row are computed and dropped (2 of 34 at 32×32, 3×3). dst (N, DH, DW, DC) from src (N, SH, SW,
+// SC) padded by (top, left) (bottom, right so that DH = Hp − dh·(kh − 1)); `packed` the filters
+// [kh·kw][Cp/2][NP][2].
+void padded_product(const bits* src, int64_t N, int64_t SH, int64_t SW, int64_t SC, int64_t top, int64_t left,
+                    const at::Tensor& packed, int64_t kh, int64_t kw, int64_t dh, int64_t dw, bits* dst, int64_t DH,
+                    int64_t DW, int64_t DC) {
+  const int64_t NP = packed.size(-2), bottom = DH + dh * (kh - 1) - SH - top, right = DW + dw * (kw - 1) - SW - left;
+  const bits* b = reinterpret_cast<const bits*>(packed.const_data_ptr<at::BFloat16>());
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    PaddedImage image(SH, SW, SC, top, bottom, left, right);
+    const int64_t Cp = image.Cp, Wp = image.Wp, positions = DH * Wp;
+    std::vector<int64_t> offsets(kh * kw);
+    for (int64_t t = 0; t < kh * kw; ++t) offsets[t] = (t / kw * dh * Wp + t % kw * dw) * Cp;
+    std::vector<float> out(kBlockRows * kBlockRows);
+    configure();
+    for (int64_t n = begin; n < end; ++n) {
+      image.fill(src + n * SH * SW * SC);
+      for (int64_t n0 = 0; n0 < DC; n0 += kBlockRows) {  // a column block's filters stay in L1 across the image
+        const int64_t columns = std::min(kBlockRows, DC - n0);
+        for (int64_t q0 = 0; q0 < positions; q0 += kBlockRows) {
+          const int64_t rows = std::min(kBlockRows, positions - q0);
+          product_for(rows, columns)(image.values.data() + q0 * Cp, Cp, offsets.data(), kh * kw, b + 2 * n0,
+                                     Cp / 2 * NP * 2, NP, Cp / kDepth, out.data(), kBlockRows, false);
+          for (int64_t m = 0; m < rows; ++m) {
+            const int64_t oh = (q0 + m) / Wp, ow = (q0 + m) % Wp;
+            if (ow < DW) round_row(out.data() + m * kBlockRows, dst + ((n * DH + oh) * DW + ow) * DC + n0, columns);
+          }
+        }
+      }
+    }
+    _tile_release();
+  });
+}
+
+// The weight gradient of stride 1 over padded images: ∂W_tap[O × C] = Σ_q ∂Y_q[O]ᵀ · X_pad[q + offset_tap]
+// with q the positions oh·Wp + ow of padded_product (∂Y zero at the dropped ones). A is ∂Y of one
+// image transposed to [O][positions]; B the padded image with pairs of neighbouring positions
+// interleaved, once from an even position and once from an odd one (a tap's offset picks the
+// copy whose pairs start where its positions do). Each task sums its images into its own float32
+// accumulator [kh·kw][Op][Cp]; → (O, C, kh, kw) float32.
+at::Tensor padded_weight_grad(const bits* x, const bits* dy, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH,
+                              int64_t OW, int64_t O, const tiles::Geometry2d& g) {
+  const int64_t taps = g.kh * g.kw, Cp = round_up(C, kDepth), Op = round_up(O, kDepth), O16 = round_up(O, 16);
+  const int64_t bottom = OH + g.dh * (g.kh - 1) - H - g.ph, right = OW + g.dw * (g.kw - 1) - W - g.pw;
+  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), N), 1);
+  at::Tensor partial = at::zeros({tasks, taps, Op, Cp}, at::kFloat);
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    PaddedImage image(H, W, C, g.ph, bottom, g.pw, right);
+    const int64_t Wp = image.Wp, pixels = image.Hp * Wp + kSlack, positions = round_up(OH * Wp, kBlockRows);
+    std::vector<bits> pairs[2] = {std::vector<bits>(pixels * Cp), std::vector<bits>(pixels * Cp)};  // even, odd
+    std::vector<bits> dy_pairs(positions * O16), a(Op * positions, bits(0));
+    const std::vector<bits> zeros(O16, bits(0));
+    configure();
+    for (int64_t t = begin; t < end; ++t) {
+      float* acc = partial.data_ptr<float>() + t * taps * Op * Cp;
+      for (int64_t n = N * t / tasks; n < N * (t + 1) / tasks; ++n) {
+        image.fill(x + n * H * W * C);
+        const bits* p = image.values.data();
+        for (int64_t r = 0; 2 * r + 2 < pixels; ++r) {
+          tiles::pair_rows(p + 2 * r * Cp, p + (2 * r + 1) * Cp, Cp, pairs[0].data() + 2 * r * Cp);
+          tiles::pair_rows(p + (2 * r + 1) * Cp, p + (2 * r + 2) * Cp, Cp, pairs[1].data() + 2 * r * Cp);
+        }
+        for (int64_t q = 0; q < positions; q += 2) {  // ∂Y at positions q, q + 1, paired: [O16][2]
+          const bits* pixel[2];
+          for (int64_t e = 0; e < 2; ++e) {
+            const int64_t oh = (q + e) / Wp, ow = (q + e) % Wp;
+            pixel[e] = oh < OH && ow < OW ? dy + ((n * OH + oh) * OW + ow) * O : zeros.data();
+          }
+          tiles::pair_rows(pixel[0], pixel[1], O, dy_pairs.data() + q * O16);
+        }
+        transpose_words(reinterpret_cast<const uint32_t*>(dy_pairs.data()), positions / 2, O16,
+                        reinterpret_cast<uint32_t*>(a.data()), positions / 2);
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          const int64_t offset = tap / g.kw * g.dh * Wp + tap % g.kw * g.dw;
+          const bits* b = pairs[offset & 1].data() + (offset / 2) * 2 * Cp;
+          for (int64_t o0 = 0; o0 < O; o0 += kBlockRows) {
+            for (int64_t c0 = 0; c0 < C; c0 += kBlockRows) {
+              product_for(O - o0, C - c0)(a.data() + o0 * positions, positions, kNoOffset, 1, b + 2 * c0, 0, Cp,
+                                          positions / kDepth, acc + (tap * Op + o0) * Cp + c0, Cp, true);
+            }
+          }
+        }
+      }
+    }
+    _tile_release();
+  });
+  return partial.sum(0).narrow(1, 0, O).narrow(2, 0, C).permute({1, 2, 0}).reshape({O, C, g.kh, g.kw});
+}
+
+// Filters [kh·kw][K][N] (any K, N) as B for padded_product: [kh·kw][round_up(K, 32)/2][round_up(N, 16)][2].
+at::Tensor pack_taps(const at::Tensor& taps) { return pair_rows(taps, round_up(taps.size(-1), 16)); }
+
+// Where the padded products run: stride 1, one group, at least 16 channels on the reduced side,
+// and rows long enough that the dropped positions cost little (Wp ≤ 1.25·DW: 8×8 images and up
+// with 3×3 filters; smaller ones gather).
+bool padded_fits(const tiles::Geometry2d& g, int64_t groups, int64_t channels, int64_t DW) {
+  const int64_t Wp = DW + g.dw * (g.kw - 1);
+  return g.sh == 1 && g.sw == 1 && groups == 1 && channels >= 16 && 4 * Wp <= 5 * DW;
+}
+
 }  // namespace
 
 bool supported() {
@@ -305,6 +441,11 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const tile
   const at::Tensor x = input.contiguous();
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), O = weight.size(0);
   at::Tensor out = at::empty({N, OH, OW, O}, x.options());
+  if (padded_fits(g, groups, C, OW)) {
+    const at::Tensor taps = filters(weight, 1, false).flatten(0, 2);  // [kh·kw][C][O]
+    padded_product(values(x), N, H, W, C, g.ph, g.pw, pack_taps(taps), g.kh, g.kw, g.dh, g.dw, values(out), OH, OW, O);
+    return out;
+  }
   run({values(x), H, W, C, values(out), N, OH, OW, O, groups, C / groups, O / groups, g.kh, g.kw,
        forward_table(g.kh, OH, H, g.sh, g.ph, g.dh), forward_table(g.kw, OW, W, g.sw, g.pw, g.dw), 1, 1,
        filters(weight, groups, false)});
@@ -316,6 +457,12 @@ at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const ti
   const at::Tensor dy = grad.contiguous();
   const int64_t N = dy.size(0), OH = dy.size(1), OW = dy.size(2), O = dy.size(3), C = weight.size(1) * groups;
   at::Tensor out = at::empty({N, H, W, C}, dy.options());
+  const int64_t top = g.dh * (g.kh - 1) - g.ph, left = g.dw * (g.kw - 1) - g.pw;
+  if (padded_fits(g, groups, O, W) && top >= 0 && left >= 0) {  // ∂X: ∂Y padded, the filters rotated
+    const at::Tensor taps = filters(weight, 1, true).flip({1, 2}).flatten(0, 2);  // [kh·kw][O][C]
+    padded_product(values(dy), N, OH, OW, O, top, left, pack_taps(taps), g.kh, g.kw, g.dh, g.dw, values(out), H, W, C);
+    return out;
+  }
   run({values(dy), OH, OW, O, values(out), N, H, W, C, groups, O / groups, C / groups, g.kh, g.kw,
        input_grad_table(g.kh, H, OH, g.sh, g.ph, g.dh), input_grad_table(g.kw, W, OW, g.sw, g.pw, g.dw), g.sh, g.sw,
        filters(weight, groups, true)});
@@ -328,6 +475,9 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
   const int64_t taps = g.kh * g.kw, width = taps * Cg, WP = round_up(width, 16), OP = round_up(Og, 16);
+  if (padded_fits(g, groups, C, OW) && g.dh * (g.kh - 1) >= 0) {
+    return padded_weight_grad(values(x), values(dy), N, H, W, C, OH, OW, O, g).to(input.scalar_type()).contiguous();
+  }
   const int64_t pixels = N * OH * OW, blocks = (pixels + kPositions - 1) / kPositions;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), blocks), 1);
   const std::vector<int64_t> rows = forward_table(g.kh, OH, H, g.sh, g.ph, g.dh);
@@ -373,8 +523,8 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
           float* dw = acc + grp * OP * WP;
           for (int64_t o0 = 0; o0 < Og; o0 += kBlockRows) {
             for (int64_t c0 = 0; c0 < width; c0 += kBlockRows) {
-              product_for(Og - o0, width - c0)(a.data() + o0 * kPositions, kPositions, b.data() + 2 * c0, WP,
-                                               kPositions / kDepth, dw + o0 * WP + c0, WP, true);
+              product_for(Og - o0, width - c0)(a.data() + o0 * kPositions, kPositions, kNoOffset, 1, b.data() + 2 * c0,
+                                               0, WP, kPositions / kDepth, dw + o0 * WP + c0, WP, true);
             }
           }
         }
