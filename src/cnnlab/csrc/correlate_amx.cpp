@@ -130,6 +130,16 @@ void round_row(const float* src, bits* dst, int64_t count) {
   }
 }
 
+// `count` values from `src`, or zeros where it is null, to `dst` (masked moves: the short copies of
+// a thin input's pixels cost a call each as memcpy).
+void copy_values(bits* dst, const bits* src, int64_t count) {
+  for (int64_t c = 0; c < count; c += 32) {
+    const int64_t left = std::min<int64_t>(32, count - c);
+    const __mmask32 mask = left >= 32 ? ~__mmask32(0) : (__mmask32(1) << left) - 1;
+    _mm512_mask_storeu_epi16(dst + c, mask, src ? _mm512_maskz_loadu_epi16(mask, src + c) : _mm512_setzero_si512());
+  }
+}
+
 // Rows [rows × columns] of B (row-major, ld values per row; K = rows, zero past it) as pairs of k:
 // out[p][n][e] = B[2p + e][n] for p < round_up(rows, 32) / 2, n < ldn (zero past `columns`).
 at::Tensor pair_rows(const at::Tensor& rows, int64_t ldn) {
@@ -209,32 +219,39 @@ void run(const Gather& P) {
     std::vector<const bits*> source(kBlockRows * P.kh * P.kw);  // per row and slot: the pixel read, or null
     std::vector<bits*> target(kBlockRows);
     configure();
+    std::vector<const int64_t*> row_of(P.kh * P.kw), col_of(P.kh * P.kw);  // per slot: its tap's table rows
     for (int64_t t = begin; t < end; ++t) {
       const Class& c = *tasks[t].c;
       const int64_t taps = c.taps.size(), K = round_up(taps * P.K1, kDepth);
+      for (int64_t s = 0; s < taps; ++s) {
+        row_of[s] = P.rows.data() + c.taps[s] / P.kw * P.DH, col_of[s] = P.cols.data() + c.taps[s] % P.kw * P.DW;
+      }
       const int64_t count = std::min(kBlockRows, P.N * c.height * c.width - tasks[t].start);
       for (int64_t m = 0; m < count; ++m) {
         const int64_t q = tasks[t].start + m, n = q / (c.height * c.width);
         const int64_t dh = c.rh + (q / c.width % c.height) * P.class_h, dw = c.rw + (q % c.width) * P.class_w;
         target[m] = P.dst + ((n * P.DH + dh) * P.DW + dw) * P.DC;
+        const bits* image = P.src + n * P.SH * P.SW * P.SC;
         for (int64_t s = 0; s < taps; ++s) {
-          const int64_t sh = P.rows[c.taps[s] / P.kw * P.DH + dh], sw = P.cols[c.taps[s] % P.kw * P.DW + dw];
-          source[m * taps + s] = sh >= 0 && sw >= 0 ? P.src + ((n * P.SH + sh) * P.SW + sw) * P.SC : nullptr;
+          const int64_t sh = row_of[s][dh], sw = col_of[s][dw];
+          source[m * taps + s] = sh >= 0 && sw >= 0 ? image + (sh * P.SW + sw) * P.SC : nullptr;
         }
       }
       for (int64_t m = count; m < kBlockRows; ++m) std::fill_n(a.data() + m * K, K, bits(0));
       for (int64_t grp = 0; grp < P.groups; ++grp) {
         for (int64_t m = 0; m < count; ++m) {
           bits* row = a.data() + m * K;
-          for (int64_t s = 0; s < taps; ++s, row += P.K1) {
-            const bits* pixel = source[m * taps + s];
-            if (pixel) {
-              std::memcpy(row, pixel + grp * P.K1, P.K1 * sizeof(bits));
-            } else {
-              std::fill_n(row, P.K1, bits(0));
+          const bits* const* pixels = source.data() + m * taps;
+          for (int64_t s = 0; s < taps;) {  // runs of taps reading neighbouring pixels (or padding): one copy
+            int64_t run = 1;
+            const bits* first = pixels[s];
+            while (s + run < taps && (first ? P.K1 == P.SC && pixels[s + run] == first + run * P.SC : !pixels[s + run])) {
+              ++run;
             }
+            copy_values(row, first ? first + grp * P.K1 : nullptr, run * P.K1);
+            row += run * P.K1, s += run;
           }
-          std::fill(row, a.data() + (m + 1) * K, bits(0));
+          copy_values(row, nullptr, a.data() + (m + 1) * K - row);
         }
         const bits* b = reinterpret_cast<const bits*>(c.packed.const_data_ptr<at::BFloat16>()) + grp * K * NP;
         for (int64_t n0 = 0; n0 < P.Ng; n0 += kBlockRows) {
@@ -284,58 +301,74 @@ at::Tensor filters(const at::Tensor& weight, int64_t groups, bool transposed) {
   return (transposed ? w.permute({0, 3, 4, 1, 2}) : w.permute({0, 3, 4, 2, 1})).contiguous();
 }
 
-// 32-bit words [rows × columns] (ld = columns) → [columns × rows] (ld_out per row), by gathers.
+// 32-bit words [rows × columns] (ld = columns; both multiples of 16) → [columns × rows] (ld_out
+// per row), 16 × 16 at a time in registers: pairs of rows interleaved by 32 then 64 bits, then
+// 128-bit quarters gathered from four rows each.
 void transpose_words(const uint32_t* src, int64_t rows, int64_t columns, uint32_t* dst, int64_t ld_out) {
-  const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32(int32_t(columns)));
-  for (int64_t c = 0; c < columns; ++c) {
-    for (int64_t r = 0; r < rows; r += 16) {
-      const __m512i words = _mm512_i32gather_epi32(index, src + r * columns + c, 4);
-      _mm512_storeu_si512(dst + c * ld_out + r, words);
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    for (int64_t c0 = 0; c0 < columns; c0 += 16) {
+      __m512i r[16], t[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + (r0 + i) * columns + c0);
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);      // a0 b0 a1 b1 per quarter
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);  // a2 b2 a3 b3
+      }
+      for (int i = 0; i < 16; i += 4) {  // u[i + k]: column k of each quarter, from rows i … i + 3
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+      }
+      for (int k = 0; k < 4; ++k) {  // columns k, k + 4, k + 8, k + 12: quarter q of rows 0, 4, 8, 12's words
+        const __m512i v0 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), v1 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xDD);
+        const __m512i v2 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88);
+        const __m512i v3 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xDD);
+        uint32_t* out = dst + (c0 + k) * ld_out + r0;
+        _mm512_storeu_si512(out, _mm512_shuffle_i32x4(v0, v2, 0x88));
+        _mm512_storeu_si512(out + 4 * ld_out, _mm512_shuffle_i32x4(v1, v3, 0x88));
+        _mm512_storeu_si512(out + 8 * ld_out, _mm512_shuffle_i32x4(v0, v2, 0xDD));
+        _mm512_storeu_si512(out + 12 * ld_out, _mm512_shuffle_i32x4(v1, v3, 0xDD));
+      }
     }
   }
 }
 
-// One image at a time with zero borders: [Hp·Wp + kSlack][Cp] values, the image at (top, left),
-// channels padded to Cp = round_up(C, 32). The borders, the slack and the padded channels are
-// zero from the allocation on and never written, so each image copies only its interior.
-constexpr int64_t kSlack = 2 * kBlockRows;  // pixels past the image that a block's last taps may read
-
+// One image at a time with zero borders, its pixels one after the other ([Hp·Wp][C], the image at
+// (top, left)), and zeros past the end for the reads of the last blocks. The borders and the
+// tail are zero from the allocation on and never written, so each image copies only its rows.
 struct PaddedImage {
-  int64_t H, W, C, top, left, Hp, Wp, Cp;
+  int64_t H, W, C, top, left, Hp, Wp;
   std::vector<bits> values;
-  PaddedImage(int64_t H, int64_t W, int64_t C, int64_t top, int64_t bottom, int64_t left, int64_t right)
+  PaddedImage(int64_t H, int64_t W, int64_t C, int64_t top, int64_t bottom, int64_t left, int64_t right, int64_t tail)
       : H(H), W(W), C(C), top(top), left(left), Hp(H + top + bottom), Wp(W + left + right),
-        Cp(round_up(C, kDepth)), values((Hp * Wp + kSlack) * Cp, bits(0)) {}
+        values((Hp * Wp + 2 * kBlockRows + 2) * C + tail, bits(0)) {}
   void fill(const bits* image) {
     for (int64_t h = 0; h < H; ++h) {
-      bits* row = values.data() + ((h + top) * Wp + left) * Cp;
-      if (Cp == C) {
-        std::memcpy(row, image + h * W * C, W * C * sizeof(bits));
-      } else {
-        for (int64_t w = 0; w < W; ++w) std::memcpy(row + w * Cp, image + (h * W + w) * C, C * sizeof(bits));
-      }
+      std::memcpy(values.data() + ((h + top) * Wp + left) * C, image + h * W * C, W * C * sizeof(bits));
     }
   }
 };
 
-// The correlation of stride 1 as one product per image over its padded copy: output pixel
-// (oh, ow) is position q = oh·Wp + ow of the padded image's rows, and tap (i, j) reads position
-// q + i·dh·Wp + j·dw, so a block of 32 consecutive positions reads 32 consecutive pixels per tap:
-// A tiles load straight from the copy (no gather), and the Wp − DW positions at the end of each
-// row are computed and dropped (2 of 34 at 32×32, 3×3). dst (N, DH, DW, DC) from src (N, SH, SW,
-// SC) padded by (top, left) (bottom, right so that DH = Hp − dh·(kh − 1)); `packed` the filters
-// [kh·kw][Cp/2][NP][2].
+// The correlation of stride 1 (dilation 1 along W) as products over each image's padded copy,
+// without a gather: output pixel (oh, ow) is position q = oh·Wp + ow of the copy, and kernel row i
+// reads the kw·C values from pixel q + i·dh·Wp on, one row of A; 32 consecutive positions are
+// one A tile at a stride of C values, so a block is kh terms of round_up(kw·C, 32) values (an RGB
+// stem: 3 terms of 32 for 27 values; the values past kw·C meet zero rows of B). The Wp − DW
+// positions at the end of each row are computed and dropped (2 of 34 at 32×32, 3×3).
+// dst (N, DH, DW, DC) from src (N, SH, SW, SC) padded by (top, left) (bottom, right so that
+// DH = Hp − dh·(kh − 1), DW = Wp − kw + 1); `packed` the kernel rows [kh][Kr/2][NP][2], Kr =
+// round_up(kw·SC, 32).
 void padded_product(const bits* src, int64_t N, int64_t SH, int64_t SW, int64_t SC, int64_t top, int64_t left,
-                    const at::Tensor& packed, int64_t kh, int64_t kw, int64_t dh, int64_t dw, bits* dst, int64_t DH,
-                    int64_t DW, int64_t DC) {
-  const int64_t NP = packed.size(-2), bottom = DH + dh * (kh - 1) - SH - top, right = DW + dw * (kw - 1) - SW - left;
+                    const at::Tensor& packed, int64_t kh, int64_t kw, int64_t dh, bits* dst, int64_t DH, int64_t DW,
+                    int64_t DC) {
+  const int64_t NP = packed.size(-2), Kr = 2 * packed.size(-3);
+  const int64_t bottom = DH + dh * (kh - 1) - SH - top, right = DW + kw - 1 - SW - left;
   const bits* b = reinterpret_cast<const bits*>(packed.const_data_ptr<at::BFloat16>());
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    PaddedImage image(SH, SW, SC, top, bottom, left, right);
-    const int64_t Cp = image.Cp, Wp = image.Wp, positions = DH * Wp;
-    std::vector<int64_t> offsets(kh * kw);
-    for (int64_t t = 0; t < kh * kw; ++t) offsets[t] = (t / kw * dh * Wp + t % kw * dw) * Cp;
+    PaddedImage image(SH, SW, SC, top, bottom, left, right, Kr);
+    const int64_t Wp = image.Wp, positions = DH * Wp;
+    std::vector<int64_t> offsets(kh);
+    for (int64_t i = 0; i < kh; ++i) offsets[i] = i * dh * Wp * SC;
     std::vector<float> out(kBlockRows * kBlockRows);
     configure();
     for (int64_t n = begin; n < end; ++n) {
@@ -344,8 +377,8 @@ void padded_product(const bits* src, int64_t N, int64_t SH, int64_t SW, int64_t 
         const int64_t columns = std::min(kBlockRows, DC - n0);
         for (int64_t q0 = 0; q0 < positions; q0 += kBlockRows) {
           const int64_t rows = std::min(kBlockRows, positions - q0);
-          product_for(rows, columns)(image.values.data() + q0 * Cp, Cp, offsets.data(), kh * kw, b + 2 * n0,
-                                     Cp / 2 * NP * 2, NP, Cp / kDepth, out.data(), kBlockRows, false);
+          product_for(rows, columns)(image.values.data() + q0 * SC, SC, offsets.data(), kh, b + 2 * n0, Kr * NP, NP,
+                                     Kr / kDepth, out.data(), kBlockRows, false);
           for (int64_t m = 0; m < rows; ++m) {
             const int64_t oh = (q0 + m) / Wp, ow = (q0 + m) % Wp;
             if (ow < DW) round_row(out.data() + m * kBlockRows, dst + ((n * DH + oh) * DW + ow) * DC + n0, columns);
@@ -357,33 +390,34 @@ void padded_product(const bits* src, int64_t N, int64_t SH, int64_t SW, int64_t 
   });
 }
 
-// The weight gradient of stride 1 over padded images: ∂W_tap[O × C] = Σ_q ∂Y_q[O]ᵀ · X_pad[q + offset_tap]
-// with q the positions oh·Wp + ow of padded_product (∂Y zero at the dropped ones). A is ∂Y of one
-// image transposed to [O][positions]; B the padded image with pairs of neighbouring positions
-// interleaved, once from an even position and once from an odd one (a tap's offset picks the
-// copy whose pairs start where its positions do). Each task sums its images into its own float32
-// accumulator [kh·kw][Op][Cp]; → (O, C, kh, kw) float32.
+// The weight gradient of the same products: ∂W_i[O × kw·C] = Σ_q ∂Y_qᵀ · (the kw·C values from
+// pixel q + i·dh·Wp of the copy), ∂Y zero at the dropped positions. A is ∂Y of one image
+// transposed to [O][positions]; B the copy's rows of kw·C values paired for neighbouring
+// positions, once from each even position and once from each odd one (a kernel row's offset
+// picks the copy whose pairs start where its positions do). Each task sums its images into its
+// own float32 accumulator [kh][Op][Kw]; → (O, C, kh, kw) float32.
 at::Tensor padded_weight_grad(const bits* x, const bits* dy, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH,
                               int64_t OW, int64_t O, const tiles::Geometry2d& g) {
-  const int64_t taps = g.kh * g.kw, Cp = round_up(C, kDepth), Op = round_up(O, kDepth), O16 = round_up(O, 16);
-  const int64_t bottom = OH + g.dh * (g.kh - 1) - H - g.ph, right = OW + g.dw * (g.kw - 1) - W - g.pw;
+  const int64_t width = g.kw * C, Kw = round_up(width, 16), Op = round_up(O, kDepth), O16 = round_up(O, 16);
+  const int64_t bottom = OH + g.dh * (g.kh - 1) - H - g.ph, right = OW + g.kw - 1 - W - g.pw;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), N), 1);
-  at::Tensor partial = at::zeros({tasks, taps, Op, Cp}, at::kFloat);
+  at::Tensor partial = at::zeros({tasks, g.kh, Op, Kw}, at::kFloat);
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    PaddedImage image(H, W, C, g.ph, bottom, g.pw, right);
-    const int64_t Wp = image.Wp, pixels = image.Hp * Wp + kSlack, positions = round_up(OH * Wp, kBlockRows);
-    std::vector<bits> pairs[2] = {std::vector<bits>(pixels * Cp), std::vector<bits>(pixels * Cp)};  // even, odd
+    PaddedImage image(H, W, C, g.ph, bottom, g.pw, right, 2 * Kw);
+    const int64_t Wp = image.Wp, positions = round_up(OH * Wp, kBlockRows);
+    const int64_t pairs_count = (image.Hp * Wp) / 2 + kBlockRows;  // pairs a block of the last kernel row reads
+    std::vector<bits> pairs[2] = {std::vector<bits>(pairs_count * 2 * Kw), std::vector<bits>(pairs_count * 2 * Kw)};
     std::vector<bits> dy_pairs(positions * O16), a(Op * positions, bits(0));
     const std::vector<bits> zeros(O16, bits(0));
     configure();
     for (int64_t t = begin; t < end; ++t) {
-      float* acc = partial.data_ptr<float>() + t * taps * Op * Cp;
+      float* acc = partial.data_ptr<float>() + t * g.kh * Op * Kw;
       for (int64_t n = N * t / tasks; n < N * (t + 1) / tasks; ++n) {
         image.fill(x + n * H * W * C);
         const bits* p = image.values.data();
-        for (int64_t r = 0; 2 * r + 2 < pixels; ++r) {
-          tiles::pair_rows(p + 2 * r * Cp, p + (2 * r + 1) * Cp, Cp, pairs[0].data() + 2 * r * Cp);
-          tiles::pair_rows(p + (2 * r + 1) * Cp, p + (2 * r + 2) * Cp, Cp, pairs[1].data() + 2 * r * Cp);
+        for (int64_t r = 0; r < pairs_count; ++r) {  // [Kw][2] per pair: positions 2r, 2r + 1 (even), 2r + 1, 2r + 2
+          tiles::pair_rows(p + 2 * r * C, p + (2 * r + 1) * C, width, pairs[0].data() + 2 * r * Kw);
+          tiles::pair_rows(p + (2 * r + 1) * C, p + (2 * r + 2) * C, width, pairs[1].data() + 2 * r * Kw);
         }
         for (int64_t q = 0; q < positions; q += 2) {  // ∂Y at positions q, q + 1, paired: [O16][2]
           const bits* pixel[2];
@@ -395,13 +429,13 @@ at::Tensor padded_weight_grad(const bits* x, const bits* dy, int64_t N, int64_t 
         }
         transpose_words(reinterpret_cast<const uint32_t*>(dy_pairs.data()), positions / 2, O16,
                         reinterpret_cast<uint32_t*>(a.data()), positions / 2);
-        for (int64_t tap = 0; tap < taps; ++tap) {
-          const int64_t offset = tap / g.kw * g.dh * Wp + tap % g.kw * g.dw;
-          const bits* b = pairs[offset & 1].data() + (offset / 2) * 2 * Cp;
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t offset = i * g.dh * Wp;
+          const bits* b = pairs[offset & 1].data() + (offset / 2) * 2 * Kw;
           for (int64_t o0 = 0; o0 < O; o0 += kBlockRows) {
-            for (int64_t c0 = 0; c0 < C; c0 += kBlockRows) {
-              product_for(O - o0, C - c0)(a.data() + o0 * positions, positions, kNoOffset, 1, b + 2 * c0, 0, Cp,
-                                          positions / kDepth, acc + (tap * Op + o0) * Cp + c0, Cp, true);
+            for (int64_t c0 = 0; c0 < width; c0 += kBlockRows) {
+              product_for(O - o0, width - c0)(a.data() + o0 * positions, positions, kNoOffset, 1, b + 2 * c0, 0, Kw,
+                                              positions / kDepth, acc + (i * Op + o0) * Kw + c0, Kw, true);
             }
           }
         }
@@ -409,18 +443,19 @@ at::Tensor padded_weight_grad(const bits* x, const bits* dy, int64_t N, int64_t 
     }
     _tile_release();
   });
-  return partial.sum(0).narrow(1, 0, O).narrow(2, 0, C).permute({1, 2, 0}).reshape({O, C, g.kh, g.kw});
+  // [kh][Op][Kw], column j·C + c → (O, C, kh, kw)
+  return partial.sum(0).narrow(1, 0, O).narrow(2, 0, width).view({g.kh, O, g.kw, C}).permute({1, 3, 0, 2});
 }
 
-// Filters [kh·kw][K][N] (any K, N) as B for padded_product: [kh·kw][round_up(K, 32)/2][round_up(N, 16)][2].
-at::Tensor pack_taps(const at::Tensor& taps) { return pair_rows(taps, round_up(taps.size(-1), 16)); }
+// Kernel rows [kh][K][N] (any K, N) as B for padded_product: [kh][round_up(K, 32)/2][round_up(N, 16)][2].
+at::Tensor pack_rows(const at::Tensor& rows) { return pair_rows(rows, round_up(rows.size(-1), 16)); }
 
-// Where the padded products run: stride 1, one group, at least 16 channels on the reduced side,
-// and rows long enough that the dropped positions cost little (Wp ≤ 1.25·DW: 8×8 images and up
-// with 3×3 filters; smaller ones gather).
-bool padded_fits(const tiles::Geometry2d& g, int64_t groups, int64_t channels, int64_t DW) {
-  const int64_t Wp = DW + g.dw * (g.kw - 1);
-  return g.sh == 1 && g.sw == 1 && groups == 1 && channels >= 16 && 4 * Wp <= 5 * DW;
+// Where the padded products run: stride 1, one group, dilation 1 along W (a kernel row's taps
+// are neighbours), and rows long enough that the dropped positions cost little (Wp ≤ 1.25·DW:
+// 8×8 images and up with 3×3 filters; smaller ones gather).
+bool padded_fits(const tiles::Geometry2d& g, int64_t groups, int64_t DW) {
+  const int64_t Wp = DW + g.kw - 1;
+  return g.sh == 1 && g.sw == 1 && g.dw == 1 && groups == 1 && 4 * Wp <= 5 * DW;
 }
 
 }  // namespace
@@ -441,9 +476,9 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const tile
   const at::Tensor x = input.contiguous();
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), O = weight.size(0);
   at::Tensor out = at::empty({N, OH, OW, O}, x.options());
-  if (padded_fits(g, groups, C, OW)) {
-    const at::Tensor taps = filters(weight, 1, false).flatten(0, 2);  // [kh·kw][C][O]
-    padded_product(values(x), N, H, W, C, g.ph, g.pw, pack_taps(taps), g.kh, g.kw, g.dh, g.dw, values(out), OH, OW, O);
+  if (padded_fits(g, groups, OW)) {
+    const at::Tensor rows = filters(weight, 1, false).view({g.kh, g.kw * C, O});  // [kh][kw·C][O]
+    padded_product(values(x), N, H, W, C, g.ph, g.pw, pack_rows(rows), g.kh, g.kw, g.dh, values(out), OH, OW, O);
     return out;
   }
   run({values(x), H, W, C, values(out), N, OH, OW, O, groups, C / groups, O / groups, g.kh, g.kw,
@@ -457,10 +492,10 @@ at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const ti
   const at::Tensor dy = grad.contiguous();
   const int64_t N = dy.size(0), OH = dy.size(1), OW = dy.size(2), O = dy.size(3), C = weight.size(1) * groups;
   at::Tensor out = at::empty({N, H, W, C}, dy.options());
-  const int64_t top = g.dh * (g.kh - 1) - g.ph, left = g.dw * (g.kw - 1) - g.pw;
-  if (padded_fits(g, groups, O, W) && top >= 0 && left >= 0) {  // ∂X: ∂Y padded, the filters rotated
-    const at::Tensor taps = filters(weight, 1, true).flip({1, 2}).flatten(0, 2);  // [kh·kw][O][C]
-    padded_product(values(dy), N, OH, OW, O, top, left, pack_taps(taps), g.kh, g.kw, g.dh, g.dw, values(out), H, W, C);
+  const int64_t top = g.dh * (g.kh - 1) - g.ph, left = g.kw - 1 - g.pw;
+  if (padded_fits(g, groups, W) && top >= 0 && left >= 0) {  // ∂X: ∂Y padded, the filters rotated
+    const at::Tensor rows = filters(weight, 1, true).flip({1, 2}).reshape({g.kh, g.kw * O, C});  // [kh][kw·O][C]
+    padded_product(values(dy), N, OH, OW, O, top, left, pack_rows(rows), g.kh, g.kw, g.dh, values(out), H, W, C);
     return out;
   }
   run({values(dy), OH, OW, O, values(out), N, H, W, C, groups, O / groups, C / groups, g.kh, g.kw,
@@ -475,7 +510,7 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
   const int64_t taps = g.kh * g.kw, width = taps * Cg, WP = round_up(width, 16), OP = round_up(Og, 16);
-  if (padded_fits(g, groups, C, OW) && g.dh * (g.kh - 1) >= 0) {
+  if (padded_fits(g, groups, OW)) {
     return padded_weight_grad(values(x), values(dy), N, H, W, C, OH, OW, O, g).to(input.scalar_type()).contiguous();
   }
   const int64_t pixels = N * OH * OW, blocks = (pixels + kPositions - 1) / kPositions;
@@ -497,7 +532,7 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
         for (int64_t grp = 0; grp < groups; ++grp) {
           for (int64_t k = 0; k < kPositions; ++k) {  // receptive fields, [kPositions][WP]
             bits* row = cols_block.data() + k * WP;
-            std::fill_n(row, WP, bits(0));
+            copy_values(row, nullptr, WP);
             if (k >= count) continue;
             const int64_t q = p0 + k, n = q / (OH * OW), oh = q / OW % OH, ow = q % OW;
             for (int64_t i = 0; i < g.kh; ++i) {
@@ -505,7 +540,7 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
               for (int64_t j = 0; j < g.kw; ++j) {
                 const int64_t iw = cols[j * OW + ow];
                 if (ih < 0 || iw < 0) continue;
-                std::memcpy(row + (i * g.kw + j) * Cg, xp + ((n * H + ih) * W + iw) * C + grp * Cg, Cg * sizeof(bits));
+                copy_values(row + (i * g.kw + j) * Cg, xp + ((n * H + ih) * W + iw) * C + grp * Cg, Cg);
               }
             }
           }

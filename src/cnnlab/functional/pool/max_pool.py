@@ -218,12 +218,15 @@ class NativeWindowMax(torch.autograd.Function):
         x, k, s, _, d, _ = inputs
         ctx.save_for_backward(output[1])
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zeros made for the index's gradient (3 ms a step of `fast`)
         ctx.input_shape = x.shape
         # adaptive windows (k None) may overlap; max pooling's do where a window is longer than its stride
         ctx.overlapping = k is None or any(ss < dd * (kk - 1) + 1 for kk, ss, dd in zip(k, s, d))
 
     @staticmethod
-    def backward(ctx, grad: Tensor, _grad_index):
+    def backward(ctx, grad: Tensor | None, _grad_index):
+        if grad is None:
+            return (None,) * 6
         (index,) = ctx.saved_tensors
         if torch.is_grad_enabled():
             grad_input = _scatter_to_index(grad, index, ctx.input_shape)
@@ -344,9 +347,12 @@ class _MaxPool2d(torch.autograd.Function):
         ctx.save_for_backward(*((x, out) if ctx.by_taps else (index,)))
         ctx.input_shape = x.shape
         ctx.mark_non_differentiable(index)
+        ctx.set_materialize_grads(False)  # no zeros made for the index's gradient
 
     @staticmethod
-    def backward(ctx, grad: Tensor, _grad_index):
+    def backward(ctx, grad: Tensor | None, _grad_index):
+        if grad is None:
+            return (None,) * 8
         # overlapping windows add several gradients into one input: float16/bfloat16 add those in
         # float32 (windows that do not overlap, the common 2×2/2, hand each input one gradient at most)
         k, s, _, d, _ = ctx.geometry
