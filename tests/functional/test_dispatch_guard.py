@@ -159,6 +159,13 @@ def test_compiled_kernels_have_fake_implementations():
             ops.window_max_backward,
             (torch.randn(2, 5, 1, 2, 2), torch.zeros(2, 5, 1, 2, 2, dtype=torch.long), [2, 3, 4], True),
         ),
+        (ops.depthwise, (g, torch.randn(5, 1, 3, 3), [2, 1], [1, 1], [1, 2])),
+        (
+            ops.depthwise,
+            (g.contiguous(memory_format=torch.channels_last), torch.randn(5, 1, 3, 3), [1, 1], [1, 1], [1, 1]),
+        ),
+        (ops.depthwise_input_grad, (torch.randn(2, 5, 2, 2), torch.randn(5, 1, 3, 3), [2, 2], [1, 1], [1, 1], [4, 4])),
+        (ops.depthwise_weight_grad, (g, torch.randn(2, 5, 4, 4), [3, 3], [1, 1], [1, 1], [1, 1])),
     ]
     if native.bfloat16_available():  # the bfloat16 kernels behind the same ops
         bf = torch.bfloat16
@@ -183,5 +190,5 @@ def test_native_availability_carries_torchs_constant_result_mark():
     ``torch._dynamo``."""
     marks = vars(torch.compiler.assume_constant_result(lambda: True))
     assert marks
-    for function in (native.available, native.bfloat16_available):
+    for function in (native.available, native.bfloat16_available, native.bfloat16_kernels):
         assert marks.items() <= vars(function).items()

@@ -23,32 +23,79 @@
 
 #include "correlate_tiles.h"
 
-#if defined(__x86_64__)
-
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
-
 #include <ATen/Parallel.h>
-#include <cpuid.h>
-#include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace cnnlab {
 namespace amx {
 namespace {
-
-using bits = uint16_t;  // bfloat16 as stored
 
 constexpr int64_t kBlockRows = 32;   // rows of C per product block: two A tiles
 constexpr int64_t kDepth = 32;       // values of K per A tile row (64 bytes of bfloat16)
 constexpr int64_t kPositions = 256;  // output pixels per weight-gradient block (its K: 8 tile steps)
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+// Rows [K × N] of B (row-major; any leading dimensions) as pairs of k, the layout tdpbf16ps reads:
+// out[p][n][e] = B[2p + e][n] for p < round_up(K, 32) / 2 and n < ldn, zero past K and N.
+at::Tensor pair_rows(const at::Tensor& rows, int64_t ldn) {
+  const int64_t K = rows.size(-2), N = rows.size(-1);
+  const at::Tensor padded = at::constant_pad_nd(rows, {0, ldn - N, 0, round_up(K, kDepth) - K}, 0);
+  std::vector<int64_t> shape(padded.sizes().begin(), padded.sizes().end() - 2);
+  shape.insert(shape.end(), {round_up(K, kDepth) / 2, 2, ldn});
+  return padded.reshape(shape).transpose(-1, -2).contiguous();
+}
+
+}  // namespace
+
+bool supported() {
+#if defined(__x86_64__)
+  static const bool granted = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool tiles = (edx >> 24 & 1) && (edx >> 22 & 1);  // AMX-TILE, AMX-BF16
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+    return tiles && __builtin_cpu_supports("avx512bf16") && syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return granted;
+#else
+  return false;
+#endif
+}
+
+}  // namespace amx
+
+// The AMX kernels' filter packing as an op, so that tests check the layout on any CPU.
+TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
+  m.def("amx_pair_rows(Tensor rows, int ldn) -> Tensor");
+  m.impl("amx_pair_rows", c10::DispatchKey::CPU, TORCH_FN(amx::pair_rows));
+}
+
+}  // namespace cnnlab
+
+#if defined(__x86_64__)
+
+// Everything below runs only where supported() says so.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+
+namespace cnnlab {
+namespace amx {
+namespace {
+
+using bits = uint16_t;  // bfloat16 as stored
 
 // Palette 1: eight tiles of 16 rows × 64 bytes, the only shape used here.
 struct alignas(64) TileConfig {
@@ -140,15 +187,6 @@ void copy_values(bits* dst, const bits* src, int64_t count) {
   }
 }
 
-// Rows [rows × columns] of B (row-major, ld values per row; K = rows, zero past it) as pairs of k:
-// out[p][n][e] = B[2p + e][n] for p < round_up(rows, 32) / 2, n < ldn (zero past `columns`).
-at::Tensor pair_rows(const at::Tensor& rows, int64_t ldn) {
-  const int64_t K = rows.size(-2), N = rows.size(-1);
-  const at::Tensor padded = at::constant_pad_nd(rows, {0, ldn - N, 0, round_up(K, kDepth) - K}, 0);
-  std::vector<int64_t> shape(padded.sizes().begin(), padded.sizes().end() - 2);
-  shape.insert(shape.end(), {round_up(K, kDepth) / 2, 2, ldn});
-  return padded.reshape(shape).transpose(-1, -2).contiguous();
-}
 
 // The gathered product of the forward and the input gradient: every pixel of the destination
 // image (N, DH, DW, DC) is Σ_taps (source pixel of the tap) · B_tap, the source image being
@@ -477,16 +515,6 @@ bool padded_fits(const tiles::Geometry2d& g, int64_t groups, int64_t DW, bool we
 
 }  // namespace
 
-bool supported() {
-  static const bool granted = [] {
-    unsigned eax, ebx, ecx, edx;
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
-    const bool tiles = (edx >> 24 & 1) && (edx >> 22 & 1);  // AMX-TILE, AMX-BF16
-    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
-    return tiles && __builtin_cpu_supports("avx512bf16") && syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
-  }();
-  return granted;
-}
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const tiles::Geometry2d& g, int64_t groups,
                    int64_t OH, int64_t OW) {
@@ -598,12 +626,13 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
 }  // namespace amx
 }  // namespace cnnlab
 
+#pragma GCC pop_options
+
 #else  // x86-64 only
 
 namespace cnnlab {
 namespace amx {
 
-bool supported() { return false; }
 at::Tensor forward(const at::Tensor&, const at::Tensor&, const tiles::Geometry2d&, int64_t, int64_t, int64_t) {
   TORCH_CHECK(false, "cnnlab_native: the AMX kernels need an x86-64 CPU with AMX-BF16");
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "bfloat16_available", "build"]
+__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build"]
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -105,6 +105,20 @@ def bfloat16_available() -> bool:
     return _bfloat16
 
 
+_kernels: str | None = None
+
+
+@_constant_for_tracers
+def bfloat16_kernels() -> str:
+    """Which kernels compute bfloat16 convolutions on this CPU: ``"amx"`` (AMX tiles, Xeon from
+    Sapphire Rapids on), ``"avx512_bf16"`` (``vdpbf16ps``; also where ``CNNLAB_AMX=0`` is set), or
+    ``""`` where none run (no AVX512-BF16, or the kernels not built)."""
+    global _kernels
+    if _kernels is None:
+        _kernels = torch.ops.cnnlab_native.bfloat16_kernels() if bfloat16_available() else ""
+    return _kernels
+
+
 def _load() -> bool:
     if not _enabled():
         return False
@@ -149,6 +163,23 @@ def _register_fakes() -> None:
     @torch.library.register_fake("cnnlab_native::window_max_backward")
     def _(grad, index, input_size, overlapping):
         return like(grad, *grad.shape[:2], *input_size)
+
+    # depthwise convolution (one filter per channel), in the input's memory format
+    def out_size(size, k, s, p, d):
+        return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+    @torch.library.register_fake("cnnlab_native::depthwise")
+    def _(input, weight, stride, padding, dilation):
+        sizes = [out_size(*a) for a in zip(input.shape[2:], weight.shape[2:], stride, padding, dilation)]
+        return like(input, *input.shape[:2], *sizes)
+
+    @torch.library.register_fake("cnnlab_native::depthwise_input_grad")
+    def _(grad, weight, stride, padding, dilation, input_size):
+        return like(grad, *grad.shape[:2], *input_size)
+
+    @torch.library.register_fake("cnnlab_native::depthwise_weight_grad")
+    def _(input, grad, kernel, stride, padding, dilation):
+        return input.new_empty(input.shape[1], 1, *kernel)
 
     # the direct convolution's products, all on contiguous (N, H, W, C) tensors
     @torch.library.register_fake("cnnlab_native::correlate_nhwc")

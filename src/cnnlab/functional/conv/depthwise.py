@@ -3,7 +3,10 @@ instead of a GEMM with a k²-long inner dimension it is ``k²`` multiply-adds of
 
     out[n, c·m + j] = Σ_{u, v} w[c·m + j, 0, u, v] · x_pad[n, c, y·s + u·d, x·s + v·d]
 
-No column buffer is built. On CUDA the dispatch runs :mod:`.triton_depthwise` instead.
+No column buffer is built. On CUDA the dispatch runs :mod:`.triton_depthwise` instead; on the CPU,
+with depth multiplier 1 in float32 or bfloat16, cnnlab's compiled kernels
+(``csrc/depthwise.cpp``: the same sum, vectorised over channels in NHWC and over a row's positions
+in NCHW) where they are built.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import native
 from .._utils import output_size_unpadded, pad_input
+from . import traceable
 from .base import ConvAlgorithm, ConvCall
 
 __all__ = ["DEPTHWISE", "one_channel_per_group"]
@@ -100,7 +105,49 @@ class _DepthwiseConv2d(torch.autograd.Function):
         return grad_input, grad_weight.view_as(weight) if grad_weight is not None else None, None, None
 
 
+class _NativeDepthwiseConv2d(torch.autograd.Function):
+    """The compiled kernels (multiplier 1): forward, ∂x and ∂w each one op, in the input's memory
+    format. Under ``create_graph`` the backward differentiates the traceable form instead."""
+
+    @staticmethod
+    def forward(input: Tensor, weight: Tensor, stride, padding, dilation) -> Tensor:
+        return torch.ops.cnnlab_native.depthwise(input, weight, stride, padding, dilation)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, *ctx.arguments = inputs
+        ctx.save_for_backward(input, weight)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.arguments
+        wanted = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
+            out = traceable.conv(input, weight, stride, padding, dilation, input.shape[1])
+            inputs = [t for t, needed in zip((input, weight), wanted) if needed]
+            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+            return *(next(grads) if needed else None for needed in wanted), None, None, None
+        ops, geometry = torch.ops.cnnlab_native, (stride, padding, dilation)
+        grad_weight = ops.depthwise_weight_grad(input, grad, weight.shape[2:], *geometry) if wanted[1] else None
+        grad_input = ops.depthwise_input_grad(grad, weight, *geometry, input.shape[2:]) if wanted[0] else None
+        return grad_input, grad_weight, None, None, None
+
+
+def _native_fits(input: Tensor, weight: Tensor) -> bool:
+    """float32 or bfloat16 CPU tensors of one dtype, one filter per channel, kernels built."""
+    return (
+        input.device.type == "cpu"
+        and input.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == input.dtype
+        and weight.shape[0] == input.shape[1]
+        and native.available()
+    )
+
+
 def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
+    if _native_fits(input, weight):
+        return _NativeDepthwiseConv2d.apply(input, weight, list(stride), list(padding), list(dilation))
     padded = pad_input(input, tuple((p, p) for p in padding))
     return _DepthwiseConv2d.apply(padded, weight, stride, dilation)
 

@@ -1,0 +1,152 @@
+"""cnnlab's compiled CPU kernels that run by CPU capability: the bfloat16 convolution on AMX tiles
+(``csrc/correlate_amx.cpp``; its filter packing checked on any CPU, its products where the CPU has
+AMX, and the AVX512-BF16 kernels it replaces there) and the depthwise convolution
+(``csrc/depthwise.cpp``: float32 and bfloat16, contiguous and channels-last)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnlab.functional as CF
+from cnnlab.functional import native
+
+needs_native = pytest.mark.skipif(not native.available(), reason="needs cnnlab's compiled kernels")
+needs_amx = pytest.mark.skipif(
+    not native.bfloat16_available() or native.bfloat16_kernels() != "amx", reason="needs a CPU with AMX-BF16"
+)
+
+
+@needs_native
+@pytest.mark.parametrize(("shape", "ldn"), [((5, 3), 16), ((2, 33, 20), 32), ((64, 48), 48)])
+def test_amx_filter_packing_pairs_rows_of_k(shape, ldn):
+    """B [K × N] packed for tdpbf16ps: out[p][n][e] = B[2p + e][n], K padded with zero rows to a
+    multiple of 32 and N with zero columns to ``ldn`` (checked element by element)."""
+    rows = torch.randn(shape).to(torch.bfloat16)
+    packed = torch.ops.cnnlab_native.amx_pair_rows(rows, ldn)
+    k, n = shape[-2:]
+    pairs = (k + 31) // 32 * 16
+    assert packed.shape == (*shape[:-2], pairs, ldn, 2)
+    for p in range(pairs):
+        for e in range(2):
+            expected = torch.zeros(*shape[:-2], ldn, dtype=torch.bfloat16)
+            if 2 * p + e < k:
+                expected[..., :n] = rows[..., 2 * p + e, :]
+            assert torch.equal(packed[..., p, :, e], expected)
+
+
+def _bfloat16_conv_errors(cases) -> list[float]:
+    """Largest error of output, ∂x and ∂w (channels-last bfloat16 through ``cnnlab.functional``)
+    against float64 torch on the same numbers, relative to the largest value of each."""
+    errors = []
+    for n, c, o, h, w, k, s, p, d, g in cases:
+        torch.manual_seed(0)
+        x = torch.randn(n, c, h, w).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        weight = (torch.randn(o, c // g, k, k) * 0.2).to(torch.bfloat16)
+        ours_in = [x.clone().requires_grad_(), weight.clone().requires_grad_()]
+        exact_in = [x.double().requires_grad_(), weight.double().requires_grad_()]
+        ours = CF.conv2d(*ours_in, None, s, p, d, g, algorithm="direct")
+        exact = F.conv2d(*exact_in, None, s, p, d, g)
+        grad = torch.randn_like(exact).to(torch.bfloat16)
+        got = (ours, *torch.autograd.grad(ours, ours_in, grad))
+        want = (exact, *torch.autograd.grad(exact, exact_in, grad.double()))
+        errors.append(max(((a.double() - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want)))
+    return errors
+
+
+# (N, C, O, H, W, kernel, stride, padding, dilation, groups)
+_AMX_CASES = [
+    (2, 64, 64, 16, 16, 3, 1, 1, 1, 1),  # padded products, whole kernel rows as terms
+    (2, 3, 24, 17, 19, 3, 1, 1, 1, 1),  # an RGB stem: 27 values of 32 per term
+    (2, 24, 40, 16, 16, 3, 1, 1, 1, 1),  # channels that are no multiple of 32
+    (2, 32, 48, 17, 15, 3, 1, 2, 2, 1),  # dilated along H (padded), along W (gathered)
+    (2, 128, 32, 12, 12, 3, 1, 1, 1, 1),  # 128 channels: the weight gradient tap by tap
+    (2, 64, 64, 8, 8, 3, 1, 1, 1, 1),  # 8×8: padded forward, gathered weight gradient
+    (2, 16, 40, 9, 7, 3, 2, 1, 1, 1),  # stride 2: four classes of ∂x pixels
+    (2, 12, 20, 9, 9, 3, 3, 0, 1, 4),  # groups, stride longer than the kernel
+    (2, 16, 16, 10, 10, 3, 1, 3, 1, 1),  # padding wider than the kernel reaches
+    (1, 96, 72, 16, 16, 1, 1, 0, 1, 1),  # 1×1
+    (2, 40, 16, 12, 14, 5, 1, 2, 1, 1),  # 5×5
+]
+
+
+@needs_amx
+def test_amx_kernels_match_torch_to_bfloat16_rounding():
+    """Every path of the AMX kernels (padded products, gathered blocks, stride classes, groups) gives
+    output and both gradients within bfloat16's rounding (2⁻⁸) of float64 torch."""
+    assert max(_bfloat16_conv_errors(_AMX_CASES)) < 2**-8
+
+
+@needs_amx
+def test_avx512_bf16_kernels_still_run_where_amx_is():
+    """``CNNLAB_AMX=0`` keeps the AVX512-BF16 kernels on an AMX CPU (what CPUs without AMX run);
+    they report themselves and agree with torch the same way."""
+    script = (
+        "from cnnlab.functional import native\n"
+        "from tests.functional.test_native_kernels import _AMX_CASES, _bfloat16_conv_errors\n"
+        "print(native.bfloat16_kernels(), max(_bfloat16_conv_errors(_AMX_CASES[:4])))\n"
+    )
+    env = {**os.environ, "CNNLAB_AMX": "0"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, check=True)
+    kernels, error = out.stdout.split()
+    assert kernels == "avx512_bf16" and float(error) < 2**-8
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("channels", "kernel", "stride", "padding", "dilation"),
+    [
+        (32, 3, 1, 1, 1),  # interior fast paths, two blocks of 16 channels
+        (24, 3, 2, 1, 1),  # stride 2: ∂x scattered; a last block of 8 channels
+        (33, (5, 3), 1, (2, 1), (1, 2)),  # dilation, an odd channel count
+        (8, 3, 1, 3, 1),  # padding wider than the kernel reaches: ∂x scattered
+        (4, 2, 2, 0, 1),  # even kernel
+    ],
+)
+def test_native_depthwise_matches_torch(dtype, channels_last, channels, kernel, stride, padding, dilation):
+    """The compiled depthwise kernels: output and both gradients agree with torch's (float32:
+    to float32 tolerance; bfloat16: to its rounding of the float64 result), in the input's memory
+    format and dtype."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, channels, 13, 11).to(dtype).contiguous(memory_format=fmt)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    weight = torch.randn(channels, 1, kh, kw).to(dtype)
+    args = (stride, padding, dilation, channels)
+    ours_in = [x.clone().requires_grad_(), weight.clone().requires_grad_()]
+    exact_in = [x.double().requires_grad_(), weight.double().requires_grad_()]
+    with torch.profiler.profile() as profile:
+        ours = CF.conv2d(*ours_in, None, *args)
+    assert "cnnlab_native::depthwise" in {event.name for event in profile.events()}
+    exact = F.conv2d(*exact_in, None, *args)
+    assert ours.dtype == dtype and ours.is_contiguous(memory_format=fmt)
+    grad = torch.randn_like(exact).to(dtype).contiguous(memory_format=fmt)
+    got = (ours, *torch.autograd.grad(ours, ours_in, grad))
+    want = (exact, *torch.autograd.grad(exact, exact_in, grad.double()))
+    assert got[1].is_contiguous(memory_format=fmt) and got[2].dtype == dtype
+    tolerance = 2**-8 if dtype == torch.bfloat16 else 1e-5
+    for a, b in zip(got, want):
+        assert ((a.double() - b).abs().max() / b.abs().max()).item() < tolerance
+
+
+@needs_native
+def test_native_depthwise_double_backward_records_the_traceable_form():
+    """``create_graph=True`` through the compiled depthwise kernels: the second derivative equals
+    torch's (the backward differentiates the traceable form there)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 7, 7, dtype=torch.float32)
+    weight = torch.randn(6, 1, 3, 3)
+    results = []
+    for conv in (CF.conv2d, F.conv2d):
+        xi, wi = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(conv(xi, wi, None, 1, 1, 1, 6).square().sum(), xi, create_graph=True)
+        results.append(torch.autograd.grad(gx.square().sum(), wi)[0])
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
