@@ -16,7 +16,7 @@ import statistics
 import time
 
 import torch
-from machine import cpu_model
+from machine import describe
 
 from cnnlab.data.augment import apply_policy, augment_batch, cutout, mix_batch, normalize
 from train import make_model, time_steps
@@ -54,8 +54,7 @@ def main() -> None:
     }
     model = make_model("fast", "cnnlab", "cpu", torch.contiguous_format)
     step_ms = 1000 * time_steps(model, args.batch, 3, "cpu", torch.contiguous_format, "32")
-    print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, batch {args.batch}, "
-          f"median of {args.repeats}")  # fmt: skip
+    print(f"# {describe()}, batch {args.batch}, median of {args.repeats}")
     print("| augmentation | ms per batch | share of a `fast` float32 training step |")
     print("|---|---:|---:|")
     for name, run in work.items():

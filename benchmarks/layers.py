@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from machine import cpu_model
+from machine import describe
 from rss import peak_rss_increase
 from torch import nn
 
@@ -303,10 +303,7 @@ def main() -> None:
         return
 
     cases = [c for c in all_cases() if args.group in ("all", c.group)]
-    header = (
-        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
-        f"{cpu_model()}, batch {args.batch}, median of {args.repeats}"
-    )
+    header = f"{describe()}, {args.device}, batch {args.batch}, median of {args.repeats}"
     lines = [
         header,
         "",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.functional import native
+
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
@@ -18,8 +20,10 @@ def cpu_model() -> str:
 
 
 def describe() -> str:
-    """CPU model, its vector extensions as torch sees them, torch's version and thread count."""
+    """CPU model, its instruction sets (AVX2 / AVX-512 / AVX512-BF16 / AMX), the kernels cnnlab's
+    bfloat16 convolutions run on, torch's version and thread count."""
+    kernels = native.bfloat16_kernels() if native.available() else "not built"
     return (
-        f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{cpu_model()} ({', '.join(native.instruction_sets()) or 'no AVX2'}; cnnlab bfloat16 kernels: "
+        f"{kernels or 'none'}), torch {torch.__version__}, {torch.get_num_threads()} threads"
     )

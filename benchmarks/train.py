@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from machine import cpu_model
+from machine import describe
 from rss import peak_rss_increase
 from torch import nn
 
@@ -114,10 +114,7 @@ def main() -> None:
         _memory_probe(*args.memory_probe, args)
         return
 
-    print(
-        f"# {cpu_model()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, device {args.device}, batch {args.batch}, precision {args.precision}\n"
-    )
+    print(f"# {describe()}, device {args.device}, batch {args.batch}, precision {args.precision}\n")
     variants = [(b, False) for b in BACKENDS] + ([(b, True) for b in BACKENDS] if args.compile else [])
     label = lambda backend, compiled: f"{backend} compiled" if compiled else backend  # noqa: E731
     header = ["model", "memory format", *(f"{label(*v)} img/s" for v in variants), "cnnlab / torch"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build"]
+__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "describe", "instruction_sets"]
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -117,6 +117,29 @@ def bfloat16_kernels() -> str:
     if _kernels is None:
         _kernels = torch.ops.cnnlab_native.bfloat16_kernels() if bfloat16_available() else ""
     return _kernels
+
+
+def instruction_sets() -> list[str]:
+    """The vector instruction sets of this CPU that decide which kernels run (torch's own checks):
+    a subset of AVX2, AVX-512, AVX512-BF16, AMX."""
+    checks = {
+        "AVX2": torch.cpu._is_avx2_supported,
+        "AVX-512": torch.cpu._is_avx512_supported,
+        "AVX512-BF16": torch.cpu._is_avx512_bf16_supported,
+        "AMX": torch.cpu._is_amx_tile_supported,
+    }
+    return [name for name, check in checks.items() if check()]
+
+
+def describe() -> str:
+    """One line for a run's log: the instruction sets, and which kernels compute cnnlab's layers."""
+    sets = ", ".join(instruction_sets()) or "no AVX2"
+    if not available():
+        return f"CPU with {sets}; cnnlab's compiled kernels not loaded: the Python algorithms run"
+    bfloat16 = {"amx": "on AMX tiles", "avx512_bf16": "on AVX512-BF16 (vdpbf16ps)"}.get(bfloat16_kernels())
+    return f"CPU with {sets}; cnnlab's compiled kernels built for {_capability()}, bfloat16 convolutions " + (
+        bfloat16 or "by the Python algorithms (no AVX512-BF16)"
+    )
 
 
 def _load() -> bool:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ..analysis.tensorboard import log_analysis
+from ..functional import native
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import complete_config, validate_config
 from .directories import nothing_to_resume
@@ -221,6 +222,8 @@ def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
     try:
         if run.main:
             log.info("%s", run.shape_table)
+            if run.device.type == "cpu":
+                log.info("%s", native.describe())
             if run.options.precision == "auto":
                 log.info(
                     "trainer.precision=auto: %s on %s",

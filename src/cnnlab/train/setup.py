@@ -18,7 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import CIFAR10_CLASSES, TensorImageLoader, class_indices, load_cifar10, make_synthetic, select_classes
+from ..functional import native
 from ..models import build_model, format_shape_table
+from ..nn import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .checkpoint import CheckpointManager
 from .config import NORM_BIAS_LR_SCALE, ConfigValueError
 from .distributed import init_distributed
@@ -75,18 +77,29 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def select_precision(name: str, device: torch.device) -> str:
-    """``"auto"`` → ``"bf16"`` where the device has fast bfloat16 kernels (a CUDA GPU that supports
-    it; a CPU where oneDNN computes bfloat16, i.e. with AVX-512), else ``"32"``. On an AVX2-only CPU
-    bfloat16 convolutions are emulated: torch's ran 14 images/s on the fast model against 215 in
-    float32 (``docs/benchmarks.md``)."""
+_CNNLAB_CONVS = (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)
+
+
+def select_precision(name: str, device: torch.device, model: torch.nn.Module | None = None) -> str:
+    """``"auto"`` → ``"bf16"`` where bfloat16 steps are the faster ones, else ``"32"``: on a CUDA GPU
+    that supports it; on a CPU where oneDNN computes bfloat16 (AVX-512) and, for a ``model`` with
+    cnnlab's convolutions, cnnlab's bfloat16 kernels are faster than its float32 ones: AMX tiles
+    (2.2× the float32 step on an AMX Xeon), or AVX512-BF16 on a CPU without AMX (AMD Zen 4/5). On
+    an AMX CPU whose AMX kernels are switched off (``CNNLAB_AMX=0``) the AVX512-BF16 kernels are
+    slower than float32 (393 against 470 images/s, ``fast``), and on an AVX2-only CPU bfloat16 is
+    emulated (torch's ran 14 images/s on ``fast`` against 215 in float32): float32 there. The
+    measurements are in ``docs/benchmarks.md``."""
     if name != "auto":
         return name
     if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if native else "32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "32"
+    if device.type != "cpu" or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "32"
+    if model is not None and any(isinstance(m, _CNNLAB_CONVS) for m in model.modules()):
+        kernels = native.bfloat16_kernels()
+        faster = kernels == "amx" or (kernels == "avx512_bf16" and "AMX" not in native.instruction_sets())
+        return "bf16" if faster else "32"
+    return "bf16"
 
 
 def class_names(cfg: DictConfig) -> list[str]:
@@ -226,7 +239,7 @@ def build_run(
         options=options,
         run_dir=run_dir,
         device=device,
-        precision=select_precision(options.precision, device),
+        precision=select_precision(options.precision, device, model),
         rank=rank,
         world_size=world_size,
         model=model,
