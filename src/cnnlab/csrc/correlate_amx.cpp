@@ -442,14 +442,19 @@ at::Tensor padded_weight_grad(const bits* x, const bits* dy, int64_t N, int64_t 
                               int64_t OW, int64_t O, const tiles::Geometry2d& g) {
   const int64_t span = C >= 128 && C % 16 == 0 ? 1 : g.kw, terms = g.kh * (g.kw / span);
   const int64_t width = span * C, Kw = round_up(width, 16), Op = round_up(O, kDepth), O16 = round_up(O, 16);
+  // an even row length where terms are whole kernel rows: every term's offset is even, the pairs
+  // from odd positions are never read (half the pairing), and no pair of ∂Y straddles two rows
   const int64_t bottom = OH + g.dh * (g.kh - 1) - H - g.ph, right = OW + g.kw - 1 - W - g.pw;
+  const int64_t extra = span == g.kw ? (W + g.pw + right) % 2 : 0;
+  const bool odd_offsets = span != g.kw;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), N), 1);
   at::Tensor partial = at::zeros({tasks, terms, Op, Kw}, at::kFloat);
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    PaddedImage image(H, W, C, g.ph, bottom, g.pw, right, 2 * Kw);
+    PaddedImage image(H, W, C, g.ph, bottom, g.pw, right + extra, 2 * Kw);
     const int64_t Wp = image.Wp, positions = round_up(OH * Wp, kBlockRows);
     const int64_t pairs_count = (image.Hp * Wp) / 2 + kBlockRows;  // pairs a block of the last term reads
-    std::vector<bits> pairs[2] = {std::vector<bits>(pairs_count * 2 * Kw), std::vector<bits>(pairs_count * 2 * Kw)};
+    std::vector<bits> pairs[2] = {std::vector<bits>(pairs_count * 2 * Kw),
+                                  std::vector<bits>(odd_offsets ? pairs_count * 2 * Kw : 0)};
     std::vector<bits> dy_pairs(positions * O16), a(Op * positions, bits(0));
     const std::vector<bits> zeros(O16, bits(0));
     configure();
@@ -460,13 +465,16 @@ at::Tensor padded_weight_grad(const bits* x, const bits* dy, int64_t N, int64_t 
         const bits* p = image.values.data();
         for (int64_t r = 0; r < pairs_count; ++r) {  // [Kw][2] per pair: positions 2r, 2r + 1 (even), 2r + 1, 2r + 2
           tiles::pair_rows(p + 2 * r * C, p + (2 * r + 1) * C, width, pairs[0].data() + 2 * r * Kw);
-          tiles::pair_rows(p + (2 * r + 1) * C, p + (2 * r + 2) * C, width, pairs[1].data() + 2 * r * Kw);
+          if (odd_offsets) {
+            tiles::pair_rows(p + (2 * r + 1) * C, p + (2 * r + 2) * C, width, pairs[1].data() + 2 * r * Kw);
+          }
         }
         for (int64_t q = 0; q < positions; q += 2) {  // ∂Y at positions q, q + 1, paired: [O16][2]
+          const int64_t oh = q / Wp, ow = q % Wp;      // (Wp odd: q + 1 may start the next row)
           const bits* pixel[2];
-          for (int64_t e = 0; e < 2; ++e) {
-            const int64_t oh = (q + e) / Wp, ow = (q + e) % Wp;
-            pixel[e] = oh < OH && ow < OW ? dy + ((n * OH + oh) * OW + ow) * O : zeros.data();
+          for (int64_t e = 0, h = oh, w = ow; e < 2; ++e, ++w) {
+            if (w == Wp) h += 1, w = 0;
+            pixel[e] = h < OH && w < OW ? dy + ((n * OH + h) * OW + w) * O : zeros.data();
           }
           tiles::pair_rows(pixel[0], pixel[1], O, dy_pairs.data() + q * O16);
         }

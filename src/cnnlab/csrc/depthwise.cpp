@@ -21,6 +21,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <cstdint>
 #include <type_traits>
@@ -481,41 +482,45 @@ void check(const at::Tensor& a, const at::Tensor& b, const char* op) {
               op, ": 4-D float32 or bfloat16 tensors of one dtype");
 }
 
+// `kernel` (forward_* or input_grad_*, chosen by the layout of `source`) from `source` (N, C, SH, SW)
+// into a new (N, C, *out_size) in the same layout and dtype.
+template <typename Nhwc, typename Nchw>
+at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const Window& g, int64_t DH, int64_t DW,
+                     bool input_grad, Nhwc nhwc_kernel, Nchw nchw_kernel) {
+  const int64_t N = source.size(0), C = source.size(1), SH = source.size(2), SW = source.size(3);
+  const bool nhwc = channels_last(source);
+  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor src = source.contiguous(format);
+  at::Tensor dst = at::empty({N, C, DH, DW}, src.options().memory_format(format));
+  const std::vector<float> w = filters(weight, nhwc);
+  // the kernels take (input sizes, output sizes) of the convolution: ∂x's are the destination's
+  const auto [H, W, OH, OW] = input_grad ? std::array<int64_t, 4>{DH, DW, SH, SW} : std::array<int64_t, 4>{SH, SW, DH, DW};
+  dispatch(src, [&](auto zero) {
+    using T = decltype(zero);
+    (nhwc ? nhwc_kernel(T()) : nchw_kernel(T()))(values<T>(src), w.data(), values<T>(dst), N, C, H, W, OH, OW, g);
+  });
+  return dst;
+}
+
 // (N, C, H, W) in either layout, filters (C, 1, kh, kw) → (N, C, OH, OW) in the input's layout.
 at::Tensor depthwise(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                      at::IntArrayRef padding, at::IntArrayRef dilation) {
   check(input, weight, "cnnlab_native::depthwise");
   const Window g = window(weight.size(2), weight.size(3), stride, padding, dilation);
-  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t OH = output_size(H, g.kh, g.sh, g.ph, g.dh), OW = output_size(W, g.kw, g.sw, g.pw, g.dw);
-  const bool nhwc = channels_last(input);
-  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const at::Tensor x = input.contiguous(format);
-  at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(format));
-  const std::vector<float> w = filters(weight, nhwc);
-  dispatch(x, [&](auto zero) {
-    using T = decltype(zero);
-    (nhwc ? forward_nhwc<T> : forward_nchw<T>)(values<T>(x), w.data(), values<T>(y), N, C, H, W, OH, OW, g);
-  });
-  return y;
+  const int64_t OH = output_size(input.size(2), g.kh, g.sh, g.ph, g.dh);
+  const int64_t OW = output_size(input.size(3), g.kw, g.sw, g.pw, g.dw);
+  return correlate(
+      input, weight, g, OH, OW, false, [](auto zero) { return &forward_nhwc<decltype(zero)>; },
+      [](auto zero) { return &forward_nchw<decltype(zero)>; });
 }
 
 at::Tensor depthwise_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, at::IntArrayRef input_size) {
   check(grad, weight, "cnnlab_native::depthwise_input_grad");
   const Window g = window(weight.size(2), weight.size(3), stride, padding, dilation);
-  const int64_t N = grad.size(0), C = grad.size(1), OH = grad.size(2), OW = grad.size(3);
-  const int64_t H = input_size[0], W = input_size[1];
-  const bool nhwc = channels_last(grad);
-  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const at::Tensor dy = grad.contiguous(format);
-  at::Tensor dx = at::empty({N, C, H, W}, dy.options().memory_format(format));
-  const std::vector<float> w = filters(weight, nhwc);
-  dispatch(dy, [&](auto zero) {
-    using T = decltype(zero);
-    (nhwc ? input_grad_nhwc<T> : input_grad_nchw<T>)(values<T>(dy), w.data(), values<T>(dx), N, C, H, W, OH, OW, g);
-  });
-  return dx;
+  return correlate(
+      grad, weight, g, input_size[0], input_size[1], true, [](auto zero) { return &input_grad_nhwc<decltype(zero)>; },
+      [](auto zero) { return &input_grad_nchw<decltype(zero)>; });
 }
 
 // ∂w (C, 1, kh, kw) in the input's dtype; the layout is the input's (∂y follows it).

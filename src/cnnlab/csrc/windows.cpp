@@ -64,39 +64,22 @@ struct Pool {
   Axis d, h, w;
 };
 
-template <typename T>
-void forward_planes(const T* in, T* out, int64_t* index, const Pool& p) {
-  using acc_t = at::opmath_type<T>;
-  const int64_t in_plane = p.D * p.H * p.W, out_plane = p.OD * p.OH * p.OW;
-  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const T* x = in + plane * in_plane;
-      T* y = out + plane * out_plane;
-      int64_t* ix = index + plane * out_plane;
-      for (int64_t od = 0; od < p.OD; ++od) {
-        for (int64_t oh = 0; oh < p.OH; ++oh) {
-          for (int64_t ow = 0; ow < p.OW; ++ow, ++y, ++ix) {
-            acc_t best = -std::numeric_limits<acc_t>::infinity();
-            int64_t arg = (p.d.first[od] * p.H + p.h.first[oh]) * p.W + p.w.first[ow];
-            for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
-              for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
-                for (int64_t iw = p.w.first[ow]; iw < p.w.end[ow]; iw += p.w.step) {
-                  const int64_t tap = (id * p.H + ih) * p.W + iw;
-                  const acc_t v = static_cast<acc_t>(x[tap]);
-                  if (v > best || std::isnan(v)) {
-                    best = v;
-                    arg = tap;
-                  }
-                }
-              }
-            }
-            *y = static_cast<T>(best);
-            *ix = arg;
-          }
-        }
-      }
-    }
-  });
+// Whether the windows along an axis are one window slid by a fixed stride (no clipping by the edges):
+// window o reads first[0] + o·stride + j·step for j < taps. Max pooling without padding along the
+// axis, and adaptive pooling of a divisible size, are.
+struct Slide {
+  bool uniform;
+  int64_t stride, taps;
+};
+
+Slide slide(const Axis& axis) {
+  const int64_t out = axis.first.size(), span = axis.end[0] - axis.first[0];
+  const int64_t stride = out > 1 ? axis.first[1] - axis.first[0] : 1;
+  bool uniform = span > 0;
+  for (int64_t o = 0; o < out && uniform; ++o) {
+    uniform = axis.first[o] == axis.first[0] + o * stride && axis.end[o] - axis.first[o] == span;
+  }
+  return {uniform, stride, (span + axis.step - 1) / axis.step};
 }
 
 // x in its accumulation type; bfloat16 by its bits (the upper half of a float32), which the
@@ -108,6 +91,75 @@ inline at::opmath_type<T> widen(T x) {
 template <>
 inline float widen(c10::BFloat16 x) {
   return c10::bit_cast<float>(static_cast<uint32_t>(x.x) << 16);
+}
+
+template <typename T>
+void forward_planes(const T* in, T* out, int64_t* index, const Pool& p) {
+  using acc_t = at::opmath_type<T>;
+  const int64_t in_plane = p.D * p.H * p.W, out_plane = p.OD * p.OH * p.OW;
+  const Slide along_w = slide(p.w);
+  const int64_t stride = along_w.stride;
+  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> best(p.OW), taps(p.OW);
+    std::vector<int64_t> arg(p.OW);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* x = in + plane * in_plane;
+      T* y = out + plane * out_plane;
+      int64_t* ix = index + plane * out_plane;
+      for (int64_t od = 0; od < p.OD; ++od) {
+        for (int64_t oh = 0; oh < p.OH; ++oh, y += p.OW, ix += p.OW) {
+          if (along_w.uniform) {  // a row of OW running maxima; each tap one strided pass the compiler vectorises
+            const int64_t first = (p.d.first[od] * p.H + p.h.first[oh]) * p.W + p.w.first[0];
+            for (int64_t ow = 0; ow < p.OW; ++ow) {
+              best[ow] = -std::numeric_limits<acc_t>::infinity();
+              arg[ow] = first + ow * along_w.stride;
+            }
+            for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
+              for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
+                for (int64_t j = 0; j < along_w.taps; ++j) {  // taps in raster order, as the loop below
+                  const int64_t start = (id * p.H + ih) * p.W + p.w.first[0] + j * p.w.step, OW = p.OW, s = stride;
+                  const T* __restrict row = x + start;
+                  acc_t* __restrict b = best.data();
+                  int64_t* __restrict a = arg.data();
+                  acc_t* __restrict v = taps.data();
+                  for (int64_t ow = 0; ow < OW; ++ow) v[ow] = widen(row[ow * s]);  // contiguous first
+#pragma omp simd
+                  for (int64_t ow = 0; ow < OW; ++ow) {
+                    const bool take = v[ow] > b[ow] || v[ow] != v[ow];
+                    b[ow] = take ? v[ow] : b[ow];
+                    a[ow] = take ? start + ow * s : a[ow];
+                  }
+                }
+              }
+            }
+            for (int64_t ow = 0; ow < p.OW; ++ow) {
+              y[ow] = static_cast<T>(best[ow]);
+              ix[ow] = arg[ow];
+            }
+            continue;
+          }
+          for (int64_t ow = 0; ow < p.OW; ++ow) {
+            acc_t top = -std::numeric_limits<acc_t>::infinity();
+            int64_t at = (p.d.first[od] * p.H + p.h.first[oh]) * p.W + p.w.first[ow];
+            for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
+              for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
+                for (int64_t iw = p.w.first[ow]; iw < p.w.end[ow]; iw += p.w.step) {
+                  const int64_t tap = (id * p.H + ih) * p.W + iw;
+                  const acc_t v = static_cast<acc_t>(x[tap]);
+                  if (v > top || std::isnan(v)) {
+                    top = v;
+                    at = tap;
+                  }
+                }
+              }
+            }
+            y[ow] = static_cast<T>(top);
+            ix[ow] = at;
+          }
+        }
+      }
+    }
+  });
 }
 
 template <typename T>

@@ -124,10 +124,8 @@ class _NativeDepthwiseConv2d(torch.autograd.Function):
         stride, padding, dilation = ctx.arguments
         wanted = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
-            out = traceable.conv(input, weight, stride, padding, dilation, input.shape[1])
-            inputs = [t for t, needed in zip((input, weight), wanted) if needed]
-            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-            return *(next(grads) if needed else None for needed in wanted), None, None, None
+            grads = traceable.recorded_grads(input, weight, grad, wanted, stride, padding, dilation, input.shape[1])
+            return *grads, None, None, None
         ops, geometry = torch.ops.cnnlab_native, (stride, padding, dilation)
         grad_weight = ops.depthwise_weight_grad(input, grad, weight.shape[2:], *geometry) if wanted[1] else None
         grad_input = ops.depthwise_input_grad(grad, weight, *geometry, input.shape[2:]) if wanted[0] else None

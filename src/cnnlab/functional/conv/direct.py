@@ -111,10 +111,8 @@ class _DirectConv(torch.autograd.Function):
         stride, padding, dilation, groups, nchw = ctx.arguments
         wanted = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
-            out = traceable.conv(input, weight, stride, padding, dilation, groups)
-            inputs = [t for t, needed in zip((input, weight), wanted) if needed]
-            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-            return *(next(grads) if needed else None for needed in wanted), None, None, None, None, None
+            grads = traceable.recorded_grads(input, weight, grad, wanted, stride, padding, dilation, groups)
+            return *grads, None, None, None, None, None
         kernels = _layout(nchw)
         grad = kernels.to_kernel(grad)
         grad_input = grad_weight = None

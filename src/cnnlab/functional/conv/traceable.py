@@ -28,7 +28,7 @@ from torch import Tensor
 from .._utils import conv_output_size, window_taps
 from .base import ConvAlgorithm, memory_format_of
 
-__all__ = ["TRACEABLE", "conv", "conv_transpose"]
+__all__ = ["TRACEABLE", "conv", "conv_transpose", "recorded_grads"]
 
 
 def conv(
@@ -61,6 +61,17 @@ def conv(
         filters = filters.permute(0, 3, 2, 1).reshape(groups, count * group_channels, -1)
         out = torch.matmul(cols, filters).permute(1, 0, 2).unflatten(0, (-1, *outs)).flatten(-2)  # (N, *S_out, O)
     return out.permute(0, dims + 1, *range(1, dims + 1)).contiguous(memory_format=memory_format_of(input))
+
+
+def recorded_grads(
+    input: Tensor, weight: Tensor, grad: Tensor, wanted, stride, padding, dilation, groups: int
+) -> tuple[Tensor | None, Tensor | None]:
+    """``(∂input, ∂weight)`` of :func:`conv` for ``grad``, ``None`` where not ``wanted``, recorded by
+    autograd: the backward of a compiled kernel under ``create_graph=True`` (double backward)."""
+    out = conv(input, weight, stride, padding, dilation, groups)
+    inputs = [t for t, needed in zip((input, weight), wanted) if needed]
+    grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+    return tuple(next(grads) if needed else None for needed in wanted)
 
 
 def _zero_stuffed(x: Tensor, stride: tuple[int, ...]) -> Tensor:
