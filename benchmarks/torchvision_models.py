@@ -3,9 +3,9 @@ to cnnlab's layers (``cnnlab.convert``), timed alternately in one process: the l
 case, ImageNet-sized inputs.
 
 Usage:
-    python benchmarks/torchvision_models.py                                   # resnet18, batch 32, 224², both precisions
+    python benchmarks/torchvision_models.py              # resnet18, batch 32, 224², float32 and bf16
     python benchmarks/torchvision_models.py --models resnet18 mobilenet_v2 --precisions bf16
-    python benchmarks/torchvision_models.py --layers                          # + each conv layer's best algorithm
+    python benchmarks/torchvision_models.py --layers     # + each conv layer's time on every algorithm
 
 The ratio is cnnlab's throughput over torch's (above 1: cnnlab is faster). ``--layers`` times every
 distinct convolution of the model forward+backward on each algorithm that covers it and prints which
@@ -79,11 +79,9 @@ def layer_table(model: nn.Module, x: torch.Tensor, precision: str, repeats: int)
             if record.requires(call) is not None or algorithm.startswith("triton"):
                 continue
 
-            def run(algorithm=algorithm):
-                out = cnnlab.functional.conv2d(
-                    inp, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups, algorithm=algorithm
-                )
-                out.sum().backward()
+            def run(algorithm=algorithm, inp=inp, weight=weight, layer=layer):
+                geometry = (layer.stride, layer.padding, layer.dilation, layer.groups)
+                cnnlab.functional.conv2d(inp, weight, None, *geometry, algorithm=algorithm).sum().backward()
 
             run()
             times[algorithm] = min(_timed(run) for _ in range(repeats)) * 1e3
