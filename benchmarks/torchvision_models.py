@@ -9,7 +9,8 @@ Usage:
 
 The ratio is cnnlab's throughput over torch's (above 1: cnnlab is faster). ``--layers`` times every
 distinct convolution of the model forward+backward on each algorithm that covers it and prints which
-one ``auto`` picks and which was fastest (the check that ``auto`` never leaves a faster one unused).
+one ``auto`` picks and which was fastest (the check that ``auto`` never leaves a faster one unused;
+``traceable`` and ``shift`` are left out: the form for tracers, and an opt-in that lost everywhere).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def conv_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Conv2d,
     return found
 
 
+_NOT_TIMED = ("traceable", "shift", "triton", "triton_depthwise")  # for tracers, opt-in, CUDA
+
+
 def layer_table(model: nn.Module, x: torch.Tensor, precision: str, repeats: int) -> list[str]:
     """Per distinct convolution: forward+backward ms of every algorithm that covers it, auto's pick."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -76,7 +80,7 @@ def layer_table(model: nn.Module, x: torch.Tensor, precision: str, repeats: int)
         call = ConvCall(inp, weight, layer.stride, layer.padding, layer.dilation, layer.groups)
         times = {}
         for algorithm, record in ALGORITHMS.items():
-            if record.requires(call) is not None or algorithm.startswith("triton"):
+            if record.requires(call) is not None or algorithm in _NOT_TIMED:
                 continue
 
             def run(algorithm=algorithm, inp=inp, weight=weight, layer=layer):

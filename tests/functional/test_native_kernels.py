@@ -150,3 +150,30 @@ def test_native_depthwise_double_backward_records_the_traceable_form():
         (gx,) = torch.autograd.grad(conv(xi, wi, None, 1, 1, 1, 6).square().sum(), xi, create_graph=True)
         results.append(torch.autograd.grad(gx.square().sum(), wi)[0])
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("channels", "size", "dtype", "on_amx"),
+    [
+        (256, 8, torch.float32, "gemm"),  # CIFAR's 256 @8²: gemm 122 ms against direct 144
+        (512, 7, torch.float32, "gemm"),  # resnet18's layer4
+        (128, 16, torch.float32, "direct"),  # 128 channels: direct 113 against 141
+        (256, 8, torch.bfloat16, "direct"),  # bfloat16 on AMX tiles holds up to 8×8 …
+        (512, 7, torch.bfloat16, "gemm"),  # … and loses at 7×7 (41 ms against 49)
+    ],
+)
+def test_auto_takes_gemm_for_deep_layers_with_few_outputs_on_amx_cpus(monkeypatch, channels, size, dtype, on_amx):
+    """``auto``'s rule as measured per CPU kind: on an AMX Xeon ``gemm`` for 3×3 layers of 256
+    channels and up with at most 14×14 outputs (float32) or 7×7 (bfloat16); ``direct`` elsewhere,
+    and on every CPU without AMX (where this was not measured to differ)."""
+    from cnnlab.functional.conv.base import ConvCall
+    from cnnlab.functional.conv.dispatch import select_algorithm
+
+    monkeypatch.setattr(native, "bfloat16_available", lambda: True)
+    x = torch.randn(2, channels, size, size, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    call = ConvCall(x, torch.randn(channels, channels, 3, 3, dtype=dtype), (1, 1), (1, 1), (1, 1), 1)
+    monkeypatch.setattr(native, "instruction_sets", lambda: ("AVX2", "AVX-512", "AVX512-BF16", "AMX"))
+    assert select_algorithm(call) == on_amx
+    monkeypatch.setattr(native, "instruction_sets", lambda: ("AVX2", "AVX-512", "AVX512-BF16"))
+    assert select_algorithm(call) == "direct"

@@ -119,16 +119,23 @@ def bfloat16_kernels() -> str:
     return _kernels
 
 
-def instruction_sets() -> list[str]:
+_sets: tuple[str, ...] | None = None
+
+
+@_constant_for_tracers
+def instruction_sets() -> tuple[str, ...]:
     """The vector instruction sets of this CPU that decide which kernels run (torch's own checks):
     a subset of AVX2, AVX-512, AVX512-BF16, AMX."""
-    checks = {
-        "AVX2": torch.cpu._is_avx2_supported,
-        "AVX-512": torch.cpu._is_avx512_supported,
-        "AVX512-BF16": torch.cpu._is_avx512_bf16_supported,
-        "AMX": torch.cpu._is_amx_tile_supported,
-    }
-    return [name for name, check in checks.items() if check()]
+    global _sets
+    if _sets is None:
+        checks = {
+            "AVX2": torch.cpu._is_avx2_supported,
+            "AVX-512": torch.cpu._is_avx512_supported,
+            "AVX512-BF16": torch.cpu._is_avx512_bf16_supported,
+            "AMX": torch.cpu._is_amx_tile_supported,
+        }
+        _sets = tuple(name for name, check in checks.items() if check())
+    return _sets
 
 
 def describe() -> str:

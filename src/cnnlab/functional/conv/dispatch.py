@@ -20,6 +20,8 @@ form, the two algorithms that cover them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -28,7 +30,7 @@ from .._tracing import is_compiling_graph, is_tracing
 from .._utils import conv_transpose_output_size
 from . import opaque, traceable
 from .algorithms import ALGORITHMS
-from .base import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvAlgorithm, ConvCall
+from .base import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvAlgorithm, ConvCall, Geometry, output_size
 from .triton import available as triton_available
 
 __all__ = ["ALGORITHMS", "check_algorithm", "convolve", "convolve_transpose", "resolve", "select_algorithm"]
@@ -48,6 +50,18 @@ def _direct_fits(call: ConvCall, min_channels: int = _DIRECT_MIN_CHANNELS) -> bo
     return call.weight.shape[1] >= min_channels and ALGORITHMS["direct"].requires(call) is None
 
 
+def _gemm_wins(call: ConvCall) -> bool:
+    """Where ``gemm`` beat ``direct`` on the CPU kind it was measured on: on an AMX Xeon, deep
+    layers (256 input channels per group and up, filters wider than 1×1) with few outputs, at most
+    14×14 in float32 (resnet18's 256→256 @14², 512 @7², CIFAR's 256 @8², 512 @4²) and 7×7 in
+    bfloat16 (resnet18's layer4), where the AMX kernels' blocks of 32 positions are mostly padding."""
+    if "AMX" not in native.instruction_sets() or call.pointwise or call.weight.shape[1] < 256:
+        return False
+    geometry = Geometry.of(call.weight, call.stride, call.dilation, call.groups)
+    outputs = math.prod(output_size(call.input.shape[2:], geometry, call.padding))
+    return outputs <= (49 if call.input.dtype == torch.bfloat16 else 196)
+
+
 def select_algorithm(call: ConvCall) -> str:
     """The rule behind ``algorithm="auto"``; its measured reasons are in ``docs/benchmarks.md``
     ("Which algorithm auto picks")."""
@@ -57,7 +71,7 @@ def select_algorithm(call: ConvCall) -> str:
         return "triton_depthwise" if triton_available(call.input) else "depthwise"
     if call.input.is_cuda and triton_available(call.input):
         return "triton"
-    if _direct_fits(call):  # 1×1 included: 32→64 @16² forward+backward 1.7 ms, 5.8 on ``pointwise``
+    if _direct_fits(call) and not _gemm_wins(call):  # 1×1 included: 32→64 @16² f+b 1.7 ms, 5.8 on ``pointwise``
         return "direct"
     if call.pointwise:
         return "pointwise"
