@@ -170,9 +170,33 @@ void correlate_planes(const T* x, const float* w, T* y, int64_t planes, int64_t 
   });
 }
 
-// NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap
-// inside the image; the filters [kh][kw][C]. Pixels whose taps all lie inside (the interior) add
-// every tap from a table of offsets, without checks.
+// The interior outputs [lo, hi) of one output row for one block of 16 channels of a 3×3 filter:
+// its 9 filter vectors stay in registers, four pixels are summed side by side. `origin` is output
+// 0's tap (0, 0) (at this block), pixels `pixel` values apart, C values per pixel.
+template <typename T>
+void interior_3x3(const T* origin, const float* w, T* out, int64_t C, const int64_t* offsets, int64_t pixel,
+                  int64_t lo, int64_t hi) {
+  Lanes taps[9];
+  for (int t = 0; t < 9; ++t) taps[t] = load(w + t * C);
+  int64_t ow = lo;
+  for (; ow + kChains <= hi; ow += kChains) {
+    Lanes acc[kChains] = {};
+    for (int t = 0; t < 9; ++t) {
+      for (int u = 0; u < kChains; ++u) acc[u] += load(origin + (ow + u) * pixel + offsets[t]) * taps[t];
+    }
+    for (int u = 0; u < kChains; ++u) store(out + (ow + u) * C, acc[u]);
+  }
+  for (; ow < hi; ++ow) {
+    Lanes acc = {};
+    for (int t = 0; t < 9; ++t) acc += load(origin + ow * pixel + offsets[t]) * taps[t];
+    store(out + ow * C, acc);
+  }
+}
+
+// NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap;
+// the filters [kh][kw][C]. A 3×3 filter's interior pixels (every tap inside) run row by row with
+// the block's filters in registers (interior_3x3); the others read each tap's pixel from a table
+// of pointers, a row of zeros standing for the padding.
 template <typename T>
 void correlate_pixels(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                       int64_t OW, const Window& g) {
@@ -180,50 +204,38 @@ void correlate_pixels(const T* x, const float* w, T* y, int64_t N, int64_t C, in
   std::vector<int64_t> offsets(taps);  // from the input pixel of tap (0, 0)
   for (int64_t t = 0; t < taps; ++t) offsets[t] = (t / g.kw * g.dh * W + t % g.kw * g.dw) * C;
   const auto [col_lo, col_hi] = inside(-g.pw, g.sw, W - g.dw * (g.kw - 1), OW);  // outputs whose kw taps are inside
+  const std::vector<T> zeros(C + kLanes, T(0));
   at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> source(taps);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / OH, oh = r % OH, ih0 = oh * g.sh - g.ph;
       const bool rows_inside = ih0 >= 0 && ih0 + g.dh * (g.kh - 1) < H;
-      for (int64_t ow = 0; ow < OW; ++ow) {
+      int64_t done = 0;  // channels of the interior pixels computed below
+      if (rows_inside && taps == 9) {
+        const T* origin = x + ((n * H + ih0) * W - g.pw) * C;  // the input of output 0's tap (0, 0)
+        done = C / kLanes * kLanes;
+        for (int64_t c0 = 0; c0 < done; c0 += kLanes) interior_3x3(origin + c0, w + c0, y + r * OW * C + c0, C,
+                                                                   offsets.data(), g.sw * C, col_lo, col_hi);
+      }
+      for (int64_t ow = 0; ow < OW; ++ow) {  // the rest: each tap's input pixel, or zeros outside the image
         T* out = y + (r * OW + ow) * C;
         const int64_t iw0 = ow * g.sw - g.pw;
         const bool interior = rows_inside && ow >= col_lo && ow < col_hi;
-        int64_t c0 = 0;
-        if (interior) {  // four blocks of channels at once: four independent chains of multiply-adds
-          const T* origin = x + ((n * H + ih0) * W + iw0) * C;
-          for (; c0 + kChains * kLanes <= C; c0 += kChains * kLanes) {
-            Lanes acc[kChains] = {};
-            for (int64_t t = 0; t < taps; ++t) {
-              for (int u = 0; u < kChains; ++u) {
-                acc[u] += load(origin + offsets[t] + c0 + u * kLanes) * load(w + t * C + c0 + u * kLanes);
-              }
-            }
-            for (int u = 0; u < kChains; ++u) store(out + c0 + u * kLanes, acc[u]);
-          }
+        if (interior && done == C) continue;
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t ih = ih0 + t / g.kw * g.dh, iw = iw0 + t % g.kw * g.dw;
+          source[t] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x + ((n * H + ih) * W + iw) * C : zeros.data();
         }
-        for (; c0 < C; c0 += kLanes) {
-          const int64_t lanes = std::min(kLanes, C - c0);
+        int64_t c0 = interior ? done : 0;
+        for (; c0 + kLanes <= C; c0 += kLanes) {
           Lanes acc = {};
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t ih = ih0 + i * g.dh;
-            if (ih < 0 || ih >= H) continue;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t iw = iw0 + j * g.dw;
-              if (iw < 0 || iw >= W) continue;
-              const T* in = x + ((n * H + ih) * W + iw) * C + c0;
-              const float* tap = w + (i * g.kw + j) * C + c0;
-              if (lanes == kLanes) {
-                acc += load(in) * load(tap);
-              } else {  // the last channels: one at a time
-                for (int64_t k = 0; k < lanes; ++k) acc[k] += wide(in[k]) * tap[k];
-              }
-            }
-          }
-          if (lanes == kLanes) {
-            store(out + c0, acc);
-          } else {
-            for (int64_t k = 0; k < lanes; ++k) out[c0 + k] = static_cast<T>(acc[k]);
-          }
+          for (int64_t t = 0; t < taps; ++t) acc += load(source[t] + c0) * load(w + t * C + c0);
+          store(out + c0, acc);
+        }
+        for (; c0 < C; ++c0) {  // the last channels, one at a time
+          float acc = 0.0f;
+          for (int64_t t = 0; t < taps; ++t) acc += wide(source[t][c0]) * w[t * C + c0];
+          out[c0] = static_cast<T>(acc);
         }
       }
     }
@@ -391,55 +403,44 @@ template <typename T>
 at::Tensor weight_grad_nhwc(const T* x, const T* dy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                             int64_t OW, const Window& g) {
   constexpr int64_t kTaps = 9;  // taps whose sums stay in registers at once
-  const int64_t rows = N * OH, taps = g.kh * g.kw;
-  std::vector<int64_t> offsets(taps);  // from the input pixel of tap (0, 0)
-  for (int64_t t = 0; t < taps; ++t) offsets[t] = (t / g.kw * g.dh * W + t % g.kw * g.dw) * C;
-  const auto [col_lo, col_hi] = inside(-g.pw, g.sw, W - g.dw * (g.kw - 1), OW);  // outputs whose kw taps are inside
+  const int64_t rows = N * OH, taps = g.kh * g.kw, whole = C / kLanes * kLanes;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), rows), 1);
+  const std::vector<T> zeros(C + kLanes, T(0));
   at::Tensor partial = at::zeros({tasks, taps, C}, at::kFloat);
   float* pp = partial.data_ptr<float>();
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> source(OW * taps);  // per output of a row and tap: its input pixel, or zeros
     for (int64_t task = begin; task < end; ++task) {
       float* acc = pp + task * taps * C;
       for (int64_t r = rows * task / tasks; r < rows * (task + 1) / tasks; ++r) {
-        const int64_t n = r / OH, oh = r % OH, ih0 = oh * g.sh - g.ph;
-        const bool rows_inside = ih0 >= 0 && ih0 + g.dh * (g.kh - 1) < H;
-        for (int64_t c0 = 0; c0 < C; c0 += kLanes) {
-          const int64_t lanes = std::min(kLanes, C - c0);
+        const int64_t n = r / OH, ih0 = r % OH * g.sh - g.ph;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          for (int64_t t = 0; t < taps; ++t) {
+            const int64_t ih = ih0 + t / g.kw * g.dh, iw = ow * g.sw - g.pw + t % g.kw * g.dw;
+            source[ow * taps + t] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x + ((n * H + ih) * W + iw) * C : zeros.data();
+          }
+        }
+        const T* grad_row = dy + r * OW * C;
+        for (int64_t c0 = 0; c0 < whole; c0 += kLanes) {
           for (int64_t t0 = 0; t0 < taps; t0 += kTaps) {
             Lanes sums[kTaps] = {};  // constant indices below: the compiler keeps them in registers
             for (int64_t ow = 0; ow < OW; ++ow) {
-              const T* grad = dy + (r * OW + ow) * C + c0;
-              Lanes gv = {};
-              if (lanes == kLanes) {
-                gv = load(grad);
-              } else {
-                for (int64_t k = 0; k < lanes; ++k) gv[k] = wide(grad[k]);
-              }
-              const int64_t iw0 = ow * g.sw - g.pw;
-              if (rows_inside && ow >= col_lo && ow < col_hi && lanes == kLanes) {  // every tap inside
-                const T* origin = x + ((n * H + ih0) * W + iw0) * C + c0;
-                for (int u = 0; u < kTaps; ++u) {
-                  if (t0 + u < taps) sums[u] += gv * load(origin + offsets[t0 + u]);
-                }
-                continue;
-              }
+              const Lanes gv = load(grad_row + ow * C + c0);
+              const T* const* pixels = source.data() + ow * taps + t0;
               for (int u = 0; u < kTaps; ++u) {
-                if (t0 + u >= taps) break;
-                const int64_t i = (t0 + u) / g.kw, j = (t0 + u) % g.kw;
-                const int64_t ih = ih0 + i * g.dh, iw = iw0 + j * g.dw;
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                const T* in = x + ((n * H + ih) * W + iw) * C + c0;
-                if (lanes == kLanes) {
-                  sums[u] += gv * load(in);
-                } else {
-                  for (int64_t k = 0; k < lanes; ++k) sums[u][k] += gv[k] * wide(in[k]);
-                }
+                if (t0 + u < taps) sums[u] += gv * load(pixels[u] + c0);
               }
             }
             for (int64_t u = 0; u < kTaps && t0 + u < taps; ++u) {
-              for (int64_t k = 0; k < lanes; ++k) acc[(t0 + u) * C + c0 + k] += sums[u][k];
+              float* sum = acc + (t0 + u) * C + c0;
+              store(sum, load(sum) + sums[u]);
             }
+          }
+        }
+        for (int64_t c = whole; c < C; ++c) {  // the last channels, one at a time
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const float grad = wide(grad_row[ow * C + c]);
+            for (int64_t t = 0; t < taps; ++t) acc[t * C + c] += grad * wide(source[ow * taps + t][c]);
           }
         }
       }
