@@ -23,7 +23,7 @@ from .._utils import (
     resolve_padding,
     unpad_adjoint,
 )
-from .dispatch import convolve, convolve_transpose
+from .dispatch import convolve, convolve_transpose, sums_in_float32
 
 
 def _check_channels(input: Tensor, weight: Tensor, groups: int, transposed: bool) -> None:
@@ -152,7 +152,8 @@ def _conv(
         )
 
     dtype = input.dtype
-    if dtype in (torch.float16, torch.bfloat16) and (groups > 1 or spatial_dims == 3):  # sums of group/tap parts
+    half = dtype in (torch.float16, torch.bfloat16) and (groups > 1 or spatial_dims == 3)  # sums of group/tap parts
+    if half and not sums_in_float32(input, weight, groups, algorithm):
         input, weight, bias = _in_float32(input, weight, bias)
     # Symmetric zero padding is done inside the algorithm (F.unfold pads without a copy);
     # other modes and the asymmetric 'same' padding of even kernels are applied here.

@@ -19,7 +19,7 @@ from .._utils import output_size_unpadded, pad_input
 from . import traceable
 from .base import ConvAlgorithm, ConvCall
 
-__all__ = ["DEPTHWISE", "one_channel_per_group"]
+__all__ = ["DEPTHWISE", "native_fits", "one_channel_per_group"]
 
 _CHUNK_ELEMENTS = 2 * 1024 * 1024
 
@@ -132,7 +132,7 @@ class _NativeDepthwiseConv2d(torch.autograd.Function):
         return grad_input, grad_weight, None, None, None
 
 
-def _native_fits(input: Tensor, weight: Tensor) -> bool:
+def native_fits(input: Tensor, weight: Tensor) -> bool:
     """float32 or bfloat16 CPU tensors of one dtype, one filter per channel, kernels built."""
     return (
         input.device.type == "cpu"
@@ -144,7 +144,7 @@ def _native_fits(input: Tensor, weight: Tensor) -> bool:
 
 
 def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-    if _native_fits(input, weight):
+    if native_fits(input, weight):
         return _NativeDepthwiseConv2d.apply(input, weight, list(stride), list(padding), list(dilation))
     padded = pad_input(input, tuple((p, p) for p in padding))
     return _DepthwiseConv2d.apply(padded, weight, stride, dilation)

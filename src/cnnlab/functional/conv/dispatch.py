@@ -31,9 +31,18 @@ from .._utils import conv_transpose_output_size
 from . import opaque, traceable
 from .algorithms import ALGORITHMS
 from .base import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvAlgorithm, ConvCall, Geometry, output_size
+from .depthwise import native_fits as depthwise_native_fits
 from .triton import available as triton_available
 
-__all__ = ["ALGORITHMS", "check_algorithm", "convolve", "convolve_transpose", "resolve", "select_algorithm"]
+__all__ = [
+    "ALGORITHMS",
+    "check_algorithm",
+    "convolve",
+    "convolve_transpose",
+    "resolve",
+    "select_algorithm",
+    "sums_in_float32",
+]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
 _DIRECT_MIN_CHANNELS = 4  # input channels per group below which the direct kernel's input gradient is too thin
@@ -78,6 +87,16 @@ def select_algorithm(call: ConvCall) -> str:
     if min(call.kernel) >= 7 and call.stride == (1, 1) and call.input.dtype in _FFT_DTYPES:
         return "fft"
     return "gemm"
+
+
+def sums_in_float32(input: Tensor, weight: Tensor, groups: int, algorithm: str) -> bool:
+    """Whether what runs for this grouped half-precision convolution sums its products in float32 and
+    rounds once by itself (cnnlab's compiled depthwise kernels), so that the caller need not compute
+    it in float32 (three dtype copies, more than the kernel's own time for a bfloat16 depthwise
+    layer); elsewhere the group and tap parts would be summed in half precision."""
+    if algorithm not in ("auto", "depthwise") or input.dim() != 4 or is_tracing(input, weight):
+        return False
+    return groups == input.shape[1] > 1 and depthwise_native_fits(input, weight)
 
 
 def check_algorithm(algorithm: str, spatial_dims: int, op: str) -> None:
