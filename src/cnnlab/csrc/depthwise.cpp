@@ -16,6 +16,8 @@
 // plane (NCHW) per task so that no two tasks add into the same values; the weight gradient sums
 // per task (NHWC: rows of the batch; NCHW: channels) in float32.
 
+#include "correlate_tiles.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -30,11 +32,9 @@
 namespace cnnlab {
 namespace {
 
-struct Window {
-  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
-};
+using tiles::Geometry2d;  // (kh, kw, sh, sw, ph, pw, dh, dw), the direct convolution's too
 
-Window window(int64_t kh, int64_t kw, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
+Geometry2d geometry(int64_t kh, int64_t kw, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
   return {kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]};
 }
 
@@ -132,7 +132,7 @@ inline void store(at::BFloat16* p, Lanes v) {  // rounded to nearest even, NaN k
 // strides copy each tap's strided row first.
 template <typename T>
 void correlate_planes(const T* x, const float* w, T* y, int64_t planes, int64_t C, int64_t H, int64_t W, int64_t OH,
-                      int64_t OW, const Window& g) {
+                      int64_t OW, const Geometry2d& g) {
   const int64_t bottom = std::max<int64_t>(0, (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1 - H - g.ph);
   const int64_t right = std::max<int64_t>(0, (OW - 1) * g.sw + g.dw * (g.kw - 1) + 1 - W - g.pw);
   const int64_t taps = g.kh * g.kw;
@@ -199,7 +199,7 @@ void interior_3x3(const T* origin, const float* w, T* out, int64_t C, const int6
 // of pointers, a row of zeros standing for the padding.
 template <typename T>
 void correlate_pixels(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                      int64_t OW, const Window& g) {
+                      int64_t OW, const Geometry2d& g) {
   const int64_t taps = g.kh * g.kw;
   std::vector<int64_t> offsets(taps);  // from the input pixel of tap (0, 0)
   for (int64_t t = 0; t < taps; ++t) offsets[t] = (t / g.kw * g.dh * W + t % g.kw * g.dw) * C;
@@ -244,13 +244,13 @@ void correlate_pixels(const T* x, const float* w, T* y, int64_t N, int64_t C, in
 
 template <typename T>
 void forward_nchw(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                  int64_t OW, const Window& g) {
+                  int64_t OW, const Geometry2d& g) {
   correlate_planes(x, w, y, N * C, C, H, W, OH, OW, g);
 }
 
 template <typename T>
 void forward_nhwc(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                  int64_t OW, const Window& g) {
+                  int64_t OW, const Geometry2d& g) {
   correlate_pixels(x, w, y, N, C, H, W, OH, OW, g);
 }
 
@@ -258,11 +258,11 @@ void forward_nhwc(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_
 // the filters rotated by 180°. Other strides scatter every output's gradient back through each
 // tap into float32 sums of one padded plane (NCHW) or one image (NHWC), rounded once; no two
 // tasks write the same values.
-bool by_correlation(const Window& g) {
+bool by_correlation(const Geometry2d& g) {
   return g.sh == 1 && g.sw == 1 && g.dh * (g.kh - 1) >= g.ph && g.dw * (g.kw - 1) >= g.pw;
 }
 
-Window rotated(const Window& g) {
+Geometry2d rotated(const Geometry2d& g) {
   return {g.kh, g.kw, 1, 1, g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw, g.dh, g.dw};
 }
 
@@ -283,7 +283,7 @@ std::vector<float> rotate(const std::vector<float>& w, int64_t C, int64_t taps, 
 
 template <typename T>
 void input_grad_nchw(const T* dy, const float* w, T* dx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                     int64_t OW, const Window& g) {
+                     int64_t OW, const Geometry2d& g) {
   if (by_correlation(g)) {
     const std::vector<float> taps(w, w + C * g.kh * g.kw);
     correlate_planes(dy, rotate(taps, C, g.kh * g.kw, false).data(), dx, N * C, C, OH, OW, H, W, rotated(g));
@@ -315,7 +315,7 @@ void input_grad_nchw(const T* dy, const float* w, T* dx, int64_t N, int64_t C, i
 
 template <typename T>
 void input_grad_nhwc(const T* dy, const float* w, T* dx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                     int64_t OW, const Window& g) {
+                     int64_t OW, const Geometry2d& g) {
   if (by_correlation(g)) {
     const std::vector<float> taps(w, w + C * g.kh * g.kw);
     correlate_pixels(dy, rotate(taps, C, g.kh * g.kw, true).data(), dx, N, C, OH, OW, H, W, rotated(g));
@@ -352,7 +352,7 @@ void input_grad_nhwc(const T* dy, const float* w, T* dx, int64_t N, int64_t C, i
 // batch, per block of 16 channels, the running sums of up to 9 taps in registers across a row.
 template <typename T>
 at::Tensor weight_grad_nchw(const T* x, const T* dy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                            int64_t OW, const Window& g) {
+                            int64_t OW, const Geometry2d& g) {
   const int64_t taps = g.kh * g.kw;
   const int64_t bottom = std::max<int64_t>(0, (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1 - H - g.ph);
   const int64_t right = std::max<int64_t>(0, (OW - 1) * g.sw + g.dw * (g.kw - 1) + 1 - W - g.pw);
@@ -401,7 +401,7 @@ at::Tensor weight_grad_nchw(const T* x, const T* dy, int64_t N, int64_t C, int64
 
 template <typename T>
 at::Tensor weight_grad_nhwc(const T* x, const T* dy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                            int64_t OW, const Window& g) {
+                            int64_t OW, const Geometry2d& g) {
   constexpr int64_t kTaps = 9;  // taps whose sums stay in registers at once
   const int64_t rows = N * OH, taps = g.kh * g.kw, whole = C / kLanes * kLanes;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), rows), 1);
@@ -486,7 +486,7 @@ void check(const at::Tensor& a, const at::Tensor& b, const char* op) {
 // `kernel` (forward_* or input_grad_*, chosen by the layout of `source`) from `source` (N, C, SH, SW)
 // into a new (N, C, *out_size) in the same layout and dtype.
 template <typename Nhwc, typename Nchw>
-at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const Window& g, int64_t DH, int64_t DW,
+at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const Geometry2d& g, int64_t DH, int64_t DW,
                      bool input_grad, Nhwc nhwc_kernel, Nchw nchw_kernel) {
   const int64_t N = source.size(0), C = source.size(1), SH = source.size(2), SW = source.size(3);
   const bool nhwc = channels_last(source);
@@ -507,7 +507,7 @@ at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const W
 at::Tensor depthwise(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                      at::IntArrayRef padding, at::IntArrayRef dilation) {
   check(input, weight, "cnnlab_native::depthwise");
-  const Window g = window(weight.size(2), weight.size(3), stride, padding, dilation);
+  const Geometry2d g = geometry(weight.size(2), weight.size(3), stride, padding, dilation);
   const int64_t OH = output_size(input.size(2), g.kh, g.sh, g.ph, g.dh);
   const int64_t OW = output_size(input.size(3), g.kw, g.sw, g.pw, g.dw);
   return correlate(
@@ -518,7 +518,7 @@ at::Tensor depthwise(const at::Tensor& input, const at::Tensor& weight, at::IntA
 at::Tensor depthwise_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, at::IntArrayRef input_size) {
   check(grad, weight, "cnnlab_native::depthwise_input_grad");
-  const Window g = window(weight.size(2), weight.size(3), stride, padding, dilation);
+  const Geometry2d g = geometry(weight.size(2), weight.size(3), stride, padding, dilation);
   return correlate(
       grad, weight, g, input_size[0], input_size[1], true, [](auto zero) { return &input_grad_nhwc<decltype(zero)>; },
       [](auto zero) { return &input_grad_nchw<decltype(zero)>; });
@@ -528,7 +528,7 @@ at::Tensor depthwise_input_grad(const at::Tensor& grad, const at::Tensor& weight
 at::Tensor depthwise_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef kernel,
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
   check(input, grad, "cnnlab_native::depthwise_weight_grad");
-  const Window g = window(kernel[0], kernel[1], stride, padding, dilation);
+  const Geometry2d g = geometry(kernel[0], kernel[1], stride, padding, dilation);
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t OH = grad.size(2), OW = grad.size(3);
   const bool nhwc = channels_last(input);

@@ -27,6 +27,7 @@ __all__ = [
     "ConvCall",
     "ConvProducts",
     "Geometry",
+    "KernelConv",
     "flipped_filters",
     "flipped_weight_matrix",
     "memory_format_of",
@@ -131,6 +132,16 @@ class ConvProducts(NamedTuple):
     forward: Callable[..., Tensor]
     input_grad: Callable[..., Tensor]
     weight_grad: Callable[..., Tensor]
+
+
+class KernelConv(torch.autograd.Function):
+    """A convolution over compiled kernels, ``forward(input, weight, *arguments)``: keeps ``input``
+    and ``weight`` for the backward and the other arguments as ``ctx.arguments``."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, *ctx.arguments = inputs
+        ctx.save_for_backward(input, weight)
 
 
 def _save_geometry(ctx, inputs) -> None:
