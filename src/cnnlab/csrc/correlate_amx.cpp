@@ -8,17 +8,15 @@
 //     tmm4–5  A, two 16-row tiles of 32 bfloat16 values of K (one 64-byte row each);
 //     tmm6–7  B, two 16-column tiles, in pairs of k ([K/2][N][2]: tdpbf16ps multiplies the pair
 //             A[m][2k], A[m][2k + 1] with B[2k][n], B[2k + 1][n] into one float lane).
-// - forward: rows are 32 output pixels of the batch, A their receptive fields gathered side by
-//   side ([32][taps·C/G], zeros where a tap reads padding; a 3×3 64-channel block is 36 KiB, in
-//   L1), B the filters [taps·C/G][O/G] packed in pairs once per call;
-// - input gradient: the same gather from ∂Y into the pixels of ∂X, the filters transposed. With a
-//   stride, the pixels of ∂X fall into stride_h·stride_w classes by their position modulo the
-//   stride, each reached by its own subset of the taps (a quarter of them for 2×2 with stride 2):
-//   each class gathers and packs only its taps;
-// - weight gradient: ∂W[O/G × taps·C/G] += ∂Yᵀ[O/G × P] · X_cols[P × taps·C/G] over blocks of P =
-//   kPositions output pixels: A is ∂Y's block transposed (pairs of pixels interleaved, then
-//   32-bit words transposed by gathers), B the block's receptive fields paired row by row; each
-//   task adds into its own float32 accumulator, summed at the end.
+// - stride 1 (forward and input gradient; the weight gradient from 16×16 images up): products
+//   over a zero-bordered copy of each image, 32 output positions one A tile per kernel row read in
+//   place (padded_product, padded_weight_grad);
+// - other strides, groups and small images: the receptive fields of 32 output pixels gathered side
+//   by side (run; the input gradient by stride classes, each with only the taps that reach it), and
+//   for the weight gradient blocks of kPositions pixels (weight_grad).
+// The weight gradients take A from ∂Y transposed (pixel pairs interleaved, then 16 × 16 blocks of
+// 32-bit words transposed in registers) and B from the receptive fields paired row by row; each
+// task adds into its own float32 accumulator, summed at the end.
 // Results are rounded to bfloat16 once, from the float32 sums (torch's oneDNN rounds the same way).
 
 #include "correlate_tiles.h"
@@ -283,9 +281,10 @@ void run(const Gather& P) {
           for (int64_t s = 0; s < taps;) {  // runs of taps reading neighbouring pixels (or padding): one copy
             int64_t run = 1;
             const bits* first = pixels[s];
-            while (s + run < taps && (first ? P.K1 == P.SC && pixels[s + run] == first + run * P.SC : !pixels[s + run])) {
-              ++run;
-            }
+            const auto continues = [&](const bits* next) {
+              return first ? P.K1 == P.SC && next == first + run * P.SC : next == nullptr;
+            };
+            while (s + run < taps && continues(pixels[s + run])) ++run;
             copy_values(row, first ? first + grp * P.K1 : nullptr, run * P.K1);
             row += run * P.K1, s += run;
           }
@@ -308,30 +307,6 @@ void run(const Gather& P) {
 
 const bits* values(const at::Tensor& t) { return reinterpret_cast<const bits*>(t.const_data_ptr<at::BFloat16>()); }
 bits* values(at::Tensor& t) { return reinterpret_cast<bits*>(t.data_ptr<at::BFloat16>()); }
-
-// Source row of destination row `d` through tap `i`: forward d·s − p + i·dil (inside the image).
-std::vector<int64_t> forward_table(int64_t k, int64_t D, int64_t S, int64_t stride, int64_t pad, int64_t dil) {
-  std::vector<int64_t> table(k * D);
-  for (int64_t i = 0; i < k; ++i) {
-    for (int64_t d = 0; d < D; ++d) {
-      const int64_t s = d * stride - pad + i * dil;
-      table[i * D + d] = s >= 0 && s < S ? s : -1;
-    }
-  }
-  return table;
-}
-
-// ... input gradient: (d + p − i·dil) / s where the quotient is whole and inside the output.
-std::vector<int64_t> input_grad_table(int64_t k, int64_t D, int64_t S, int64_t stride, int64_t pad, int64_t dil) {
-  std::vector<int64_t> table(k * D);
-  for (int64_t i = 0; i < k; ++i) {
-    for (int64_t d = 0; d < D; ++d) {
-      const int64_t s = d + pad - i * dil;
-      table[i * D + d] = s >= 0 && s % stride == 0 && s / stride < S ? s / stride : -1;
-    }
-  }
-  return table;
-}
 
 // (O, C/G, kh, kw) → [G][kh][kw][C/G][O/G] (forward's B), or [G][kh][kw][O/G][C/G] (transposed).
 at::Tensor filters(const at::Tensor& weight, int64_t groups, bool transposed) {
@@ -535,8 +510,8 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const tile
     return out;
   }
   run({values(x), H, W, C, values(out), N, OH, OW, O, groups, C / groups, O / groups, g.kh, g.kw,
-       forward_table(g.kh, OH, H, g.sh, g.ph, g.dh), forward_table(g.kw, OW, W, g.sw, g.pw, g.dw), 1, 1,
-       filters(weight, groups, false)});
+       tiles::forward_taps(g.kh, OH, H, g.sh, g.ph, g.dh), tiles::forward_taps(g.kw, OW, W, g.sw, g.pw, g.dw),
+       1, 1, filters(weight, groups, false)});
   return out;
 }
 
@@ -552,8 +527,8 @@ at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const ti
     return out;
   }
   run({values(dy), OH, OW, O, values(out), N, H, W, C, groups, O / groups, C / groups, g.kh, g.kw,
-       input_grad_table(g.kh, H, OH, g.sh, g.ph, g.dh), input_grad_table(g.kw, W, OW, g.sw, g.pw, g.dw), g.sh, g.sw,
-       filters(weight, groups, true)});
+       tiles::input_grad_taps(g.kh, H, OH, g.sh, g.ph, g.dh),
+       tiles::input_grad_taps(g.kw, W, OW, g.sw, g.pw, g.dw), g.sh, g.sw, filters(weight, groups, true)});
   return out;
 }
 
@@ -562,14 +537,14 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
   const at::Tensor x = input.contiguous(), dy = grad.contiguous();
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   const int64_t OH = dy.size(1), OW = dy.size(2), O = dy.size(3), Cg = C / groups, Og = O / groups;
-  const int64_t taps = g.kh * g.kw, width = taps * Cg, WP = round_up(width, 16), OP = round_up(Og, 16);
   if (padded_fits(g, groups, OW, true)) {
     return padded_weight_grad(values(x), values(dy), N, H, W, C, OH, OW, O, g).to(input.scalar_type()).contiguous();
   }
+  const int64_t width = g.kh * g.kw * Cg, WP = round_up(width, 16), OP = round_up(Og, 16);
   const int64_t pixels = N * OH * OW, blocks = (pixels + kPositions - 1) / kPositions;
   const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), blocks), 1);
-  const std::vector<int64_t> rows = forward_table(g.kh, OH, H, g.sh, g.ph, g.dh);
-  const std::vector<int64_t> cols = forward_table(g.kw, OW, W, g.sw, g.pw, g.dw);
+  const std::vector<int64_t> rows = tiles::forward_taps(g.kh, OH, H, g.sh, g.ph, g.dh);
+  const std::vector<int64_t> cols = tiles::forward_taps(g.kw, OW, W, g.sw, g.pw, g.dw);
   at::Tensor partial = at::zeros({tasks, groups, OP, WP}, x.options().dtype(at::kFloat));
   const bits* xp = values(x);
   const bits* gp = values(dy);

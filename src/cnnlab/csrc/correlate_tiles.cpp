@@ -377,20 +377,8 @@ at::Tensor forward_as(const at::Tensor& input, const at::Tensor& weight, const G
   int64_t K1, ldb;
   const std::vector<T> packed = pack_filters<T>(weight, groups, false, K1, ldb);
   Gather<T> P{values<T>(x), H, W, C, values<T>(out), N, OH, OW, O, groups, K1, O / groups, g.kh, g.kw,
-              std::vector<int64_t>(g.kh * OH), std::vector<int64_t>(g.kw * OW), groups == 1 && g.dw == 1, 0,
-              packed.data(), ldb};
-  for (int64_t i = 0; i < g.kh; ++i) {
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-      P.rows[i * OH + oh] = ih >= 0 && ih < H ? ih : -1;
-    }
-  }
-  for (int64_t j = 0; j < g.kw; ++j) {
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const int64_t iw = ow * g.sw - g.pw + j * g.dw;
-      P.cols[j * OW + ow] = iw >= 0 && iw < W ? iw : -1;
-    }
-  }
+              forward_taps(g.kh, OH, H, g.sh, g.ph, g.dh), forward_taps(g.kw, OW, W, g.sw, g.pw, g.dw),
+              groups == 1 && g.dw == 1, 0, packed.data(), ldb};
   gather(P);
   return out;
 }
@@ -409,17 +397,8 @@ at::Tensor input_grad_as(const at::Tensor& grad, const at::Tensor& weight, const
   int64_t K1, ldb;
   const std::vector<T> packed = pack_filters<T>(weight, groups, true, K1, ldb);
   Gather<T> P{values<T>(dy), OH, OW, O, values<T>(out), N, H, W, C, groups, K1, C / groups, g.kh, g.kw,
-              std::vector<int64_t>(g.kh * H), std::vector<int64_t>(g.kw * W),
+              input_grad_taps(g.kh, H, OH, g.sh, g.ph, g.dh), input_grad_taps(g.kw, W, OW, g.sw, g.pw, g.dw),
               groups == 1 && g.dw == 1 && g.sw == 1, g.kw - 1, packed.data(), ldb};
-  const auto source = [](int64_t position, int64_t stride, int64_t size) {  // position/stride if whole, in range
-    return position >= 0 && position % stride == 0 && position / stride < size ? position / stride : -1;
-  };
-  for (int64_t i = 0; i < g.kh; ++i) {
-    for (int64_t ih = 0; ih < H; ++ih) P.rows[i * H + ih] = source(ih + g.ph - i * g.dh, g.sh, OH);
-  }
-  for (int64_t j = 0; j < g.kw; ++j) {
-    for (int64_t iw = 0; iw < W; ++iw) P.cols[j * W + iw] = source(iw + g.pw - j * g.dw, g.sw, OW);
-  }
   gather(P);
   return out;
 }

@@ -5,6 +5,9 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace cnnlab {
 namespace tiles {
 
@@ -21,6 +24,34 @@ at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const Ge
 // ∂W (O, C/G, kh, kw) from X and ∂Y.
 at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
                        const Geometry2d& g, int64_t groups);
+
+// The tap tables of a gathered product along one axis, [k][D] (D destination positions, a source of
+// S positions): forward, destination d reads source d·stride − pad + i·dilation through tap i;
+// input gradient, destination d receives from source (d + pad − i·dilation)/stride where that is
+// whole. −1 where the tap reads outside the source.
+inline std::vector<int64_t> forward_taps(int64_t k, int64_t D, int64_t S, int64_t stride, int64_t pad,
+                                         int64_t dilation) {
+  std::vector<int64_t> table(k * D);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t s = d * stride - pad + i * dilation;
+      table[i * D + d] = s >= 0 && s < S ? s : -1;
+    }
+  }
+  return table;
+}
+
+inline std::vector<int64_t> input_grad_taps(int64_t k, int64_t D, int64_t S, int64_t stride, int64_t pad,
+                                            int64_t dilation) {
+  std::vector<int64_t> table(k * D);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t s = d + pad - i * dilation;
+      table[i * D + d] = s >= 0 && s % stride == 0 && s / stride < S ? s / stride : -1;
+    }
+  }
+  return table;
+}
 
 // Two rows of `count` bfloat16 values interleaved into 2·round_up(count, 16) values, zeros past
 // `count`: dst[2c] = first[c], dst[2c + 1] = second[c] (the pairs that vdpbf16ps and AMX multiply).

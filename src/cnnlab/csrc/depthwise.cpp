@@ -193,6 +193,17 @@ void interior_3x3(const T* origin, const float* w, T* out, int64_t C, const int6
   }
 }
 
+// The pixel of `image` (H, W, C) each tap reads for the output whose tap (0, 0) is at (ih0, iw0),
+// or `zeros` (C values) where the tap reads padding: taps[kh·kw].
+template <typename T>
+void tap_pixels(const T* image, const T* zeros, int64_t ih0, int64_t iw0, int64_t H, int64_t W, int64_t C,
+                const Geometry2d& g, const T** taps) {
+  for (int64_t t = 0; t < g.kh * g.kw; ++t) {
+    const int64_t ih = ih0 + t / g.kw * g.dh, iw = iw0 + t % g.kw * g.dw;
+    taps[t] = ih >= 0 && ih < H && iw >= 0 && iw < W ? image + (ih * W + iw) * C : zeros;
+  }
+}
+
 // NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap;
 // the filters [kh][kw][C]. A 3×3 filter's interior pixels (every tap inside) run row by row with
 // the block's filters in registers (interior_3x3); the others read each tap's pixel from a table
@@ -222,10 +233,7 @@ void correlate_pixels(const T* x, const float* w, T* y, int64_t N, int64_t C, in
         const int64_t iw0 = ow * g.sw - g.pw;
         const bool interior = rows_inside && ow >= col_lo && ow < col_hi;
         if (interior && done == C) continue;
-        for (int64_t t = 0; t < taps; ++t) {
-          const int64_t ih = ih0 + t / g.kw * g.dh, iw = iw0 + t % g.kw * g.dw;
-          source[t] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x + ((n * H + ih) * W + iw) * C : zeros.data();
-        }
+        tap_pixels(x + n * H * W * C, zeros.data(), ih0, iw0, H, W, C, g, source.data());
         int64_t c0 = interior ? done : 0;
         for (; c0 + kLanes <= C; c0 += kLanes) {
           Lanes acc = {};
@@ -415,10 +423,7 @@ at::Tensor weight_grad_nhwc(const T* x, const T* dy, int64_t N, int64_t C, int64
       for (int64_t r = rows * task / tasks; r < rows * (task + 1) / tasks; ++r) {
         const int64_t n = r / OH, ih0 = r % OH * g.sh - g.ph;
         for (int64_t ow = 0; ow < OW; ++ow) {
-          for (int64_t t = 0; t < taps; ++t) {
-            const int64_t ih = ih0 + t / g.kw * g.dh, iw = ow * g.sw - g.pw + t % g.kw * g.dw;
-            source[ow * taps + t] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x + ((n * H + ih) * W + iw) * C : zeros.data();
-          }
+          tap_pixels(x + n * H * W * C, zeros.data(), ih0, ow * g.sw - g.pw, H, W, C, g, source.data() + ow * taps);
         }
         const T* grad_row = dy + r * OW * C;
         for (int64_t c0 = 0; c0 < whole; c0 += kLanes) {
@@ -495,7 +500,8 @@ at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const G
   at::Tensor dst = at::empty({N, C, DH, DW}, src.options().memory_format(format));
   const std::vector<float> w = filters(weight, nhwc);
   // the kernels take (input sizes, output sizes) of the convolution: ∂x's are the destination's
-  const auto [H, W, OH, OW] = input_grad ? std::array<int64_t, 4>{DH, DW, SH, SW} : std::array<int64_t, 4>{SH, SW, DH, DW};
+  using Sizes = std::array<int64_t, 4>;
+  const auto [H, W, OH, OW] = input_grad ? Sizes{DH, DW, SH, SW} : Sizes{SH, SW, DH, DW};
   dispatch(src, [&](auto zero) {
     using T = decltype(zero);
     (nhwc ? nhwc_kernel(T()) : nchw_kernel(T()))(values<T>(src), w.data(), values<T>(dst), N, C, H, W, OH, OW, g);

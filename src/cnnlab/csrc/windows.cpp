@@ -98,7 +98,6 @@ void forward_planes(const T* in, T* out, int64_t* index, const Pool& p) {
   using acc_t = at::opmath_type<T>;
   const int64_t in_plane = p.D * p.H * p.W, out_plane = p.OD * p.OH * p.OW;
   const Slide along_w = slide(p.w);
-  const int64_t stride = along_w.stride;
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> best(p.OW), taps(p.OW);
     std::vector<int64_t> arg(p.OW);
@@ -117,7 +116,9 @@ void forward_planes(const T* in, T* out, int64_t* index, const Pool& p) {
             for (int64_t id = p.d.first[od]; id < p.d.end[od]; id += p.d.step) {
               for (int64_t ih = p.h.first[oh]; ih < p.h.end[oh]; ih += p.h.step) {
                 for (int64_t j = 0; j < along_w.taps; ++j) {  // taps in raster order, as the loop below
-                  const int64_t start = (id * p.H + ih) * p.W + p.w.first[0] + j * p.w.step, OW = p.OW, s = stride;
+                  // (locals, not the captured structs: the compiler vectorises only loops over them)
+                  const int64_t start = (id * p.H + ih) * p.W + p.w.first[0] + j * p.w.step, OW = p.OW;
+                  const int64_t s = along_w.stride;
                   const T* __restrict row = x + start;
                   acc_t* __restrict b = best.data();
                   int64_t* __restrict a = arg.data();
