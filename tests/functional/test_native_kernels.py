@@ -102,22 +102,24 @@ def test_avx512_bf16_kernels_still_run_where_amx_is():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize(
-    ("channels", "kernel", "stride", "padding", "dilation"),
+    ("channels", "kernel", "stride", "padding", "dilation", "size"),
     [
-        (32, 3, 1, 1, 1),  # interior fast paths, two blocks of 16 channels
-        (24, 3, 2, 1, 1),  # stride 2: ∂x scattered; a last block of 8 channels
-        (33, (5, 3), 1, (2, 1), (1, 2)),  # dilation, an odd channel count
-        (8, 3, 1, 3, 1),  # padding wider than the kernel reaches: ∂x scattered
-        (4, 2, 2, 0, 1),  # even kernel
+        (32, 3, 1, 1, 1, (13, 11)),  # two blocks of 16 channels
+        (24, 3, 2, 1, 1, (13, 11)),  # stride 2: planes in stride phases; a last block of 8 channels
+        (16, 3, 2, 1, 1, (9, 70)),  # rows of 2·16 values split (and joined) in registers, and the rest
+        (6, 3, (3, 2), (1, 2), 1, (11, 35)),  # stride 3 along H: phases without taps
+        (33, (5, 3), 1, (2, 1), (1, 2), (13, 11)),  # dilation, an odd channel count
+        (8, 3, 1, 3, 1, (13, 11)),  # padding wider than the kernel reaches
+        (4, 2, 2, 0, 1, (13, 11)),  # even kernel
     ],
 )
-def test_native_depthwise_matches_torch(dtype, channels_last, channels, kernel, stride, padding, dilation):
+def test_native_depthwise_matches_torch(dtype, channels_last, channels, kernel, stride, padding, dilation, size):
     """The compiled depthwise kernels: output and both gradients agree with torch's (float32:
     to float32 tolerance; bfloat16: to its rounding of the float64 result), in the input's memory
     format and dtype."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(3, channels, 13, 11).to(dtype).contiguous(memory_format=fmt)
+    x = torch.randn(3, channels, *size).to(dtype).contiguous(memory_format=fmt)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     weight = torch.randn(channels, 1, kh, kw).to(dtype)
     args = (stride, padding, dilation, channels)

@@ -8,13 +8,16 @@
 // torch's CPU depthwise convolution is a known weak spot (pytorch issue 13716): it runs about as
 // long as a dense 3×3 convolution of a quarter of the channels. Here each layout loops so that
 // the innermost loop runs over contiguous values:
-// - NHWC: over the channels of a pixel (a row of C running sums per output pixel, each tap one
-//   pass over C values and C filter taps, the filters stored [kh][kw][C]);
-// - NCHW: over the positions of an output row (each tap one pass over the row's positions inside
-//   the image, a tap's filter value broadcast), one (n, c) plane per task.
-// The input gradient scatters each output's gradient back through the taps, one image (NHWC) or
-// plane (NCHW) per task so that no two tasks add into the same values; the weight gradient sums
-// per task (NHWC: rows of the batch; NCHW: channels) in float32.
+// - NHWC: over the channels of a pixel (per output pixel, 16 channels' running sums in a register
+//   over every tap, the filters stored [kh][kw][C]), the input rows an image's outputs read first
+//   copied into a zero-bordered float32 band so that every tap is a fixed offset, with no test for
+//   the image's edges;
+// - NCHW: over the output positions of a plane (each tap one pass over a zero-bordered copy of the
+//   plane, split into stride phases so that the pass is contiguous for any stride; a tap's filter
+//   value broadcast), one (n, c) plane per task.
+// The input gradient is the forward's correlation of ∂y: NCHW once per stride phase of ∂x; NHWC
+// with the filters rotated (stride 1), or per ∂x pixel over the outputs that reach it. The weight
+// gradient sums per task (NHWC: rows of the batch; NCHW: channels) in float32.
 
 #include "correlate_tiles.h"
 
@@ -42,14 +45,6 @@ int64_t output_size(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d) {
   return (size + 2 * p - d * (k - 1) - 1) / s + 1;
 }
 
-// The outputs [lo, hi) of a row whose tap at `offset` (= tap·dilation − padding) reads inside
-// [0, size): lo·stride + offset ≥ 0 and (hi − 1)·stride + offset ≤ size − 1.
-std::pair<int64_t, int64_t> inside(int64_t offset, int64_t stride, int64_t size, int64_t out) {
-  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  const int64_t hi = size - 1 - offset < 0 ? 0 : std::min(out, (size - 1 - offset) / stride + 1);
-  return {lo, std::max(lo, hi)};
-}
-
 bool channels_last(const at::Tensor& t) {
   return t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
 }
@@ -67,28 +62,6 @@ std::vector<float> filters(const at::Tensor& weight, bool by_tap) {
   if (by_tap) w = w.t();
   w = w.contiguous();
   return std::vector<float>(w.const_data_ptr<float>(), w.const_data_ptr<float>() + w.numel());
-}
-
-// One plane with zero borders in float32, [Hp][Wp] (+ slack): the image at (top, left). The
-// borders stay zero from the allocation on; each plane writes only its interior.
-struct Plane {
-  int64_t H, W, top, left, Hp, Wp;
-  std::vector<float> values;
-  Plane(int64_t H, int64_t W, int64_t top, int64_t bottom, int64_t left, int64_t right, int64_t tail = 0)
-      : H(H), W(W), top(top), left(left), Hp(H + top + bottom), Wp(W + left + right),
-        values(Hp * Wp + tail, 0.0f) {}
-  template <typename T>
-  void fill(const T* __restrict image) {
-    for (int64_t h = 0; h < H; ++h) {
-      float* __restrict row = values.data() + (h + top) * Wp + left;
-      for (int64_t w = 0; w < W; ++w) row[w] = wide(image[h * W + w]);
-    }
-  }
-};
-
-template <typename T>
-void store(T* __restrict out, const float* __restrict in, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) out[k] = static_cast<T>(in[k]);
 }
 
 constexpr int64_t kLanes = 16;  // values per running-sum block: one AVX-512 register of float32 (two AVX2)
@@ -116,6 +89,63 @@ inline Lanes load(const at::BFloat16* p) {  // bfloat16 is the top half of a flo
 
 inline void store(float* p, Lanes v) { std::memcpy(p, &v, sizeof(v)); }
 
+// Asks for the n values at `p` to be brought into the cache (the next plane, read while this one is summed).
+template <typename T>
+void prefetch(const T* p, int64_t n) {
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t k = 0; k < n * static_cast<int64_t>(sizeof(T)); k += 64) __builtin_prefetch(bytes + k);
+}
+
+// One plane with zero borders in float32, [Hp][Wp] (the image at (top, left)), kept as its sh·sw
+// stride phases [Hq][Wq] (Hq = ⌈Hp/sh⌉, Wq = ⌈Wp/sw⌉; + slack): phase (a, b) holds
+// padded[a + sh·r][b + sw·c]. The tap at (di, dj) of output (oh, ow) reads padded[oh·sh + di][ow·sw + dj],
+// which is phase (di mod sh, dj mod sw) at (oh + ⌊di/sh⌋, ow + ⌊dj/sw⌋): with q = oh·Wq + ow, every tap
+// reads q + offset(di, dj), one contiguous run per tap whatever the stride. With stride 1 the one
+// phase is the padded plane. The borders stay zero from the allocation on; fill writes the image.
+struct Plane {
+  int64_t H, W, top, left, sh, sw, Hq, Wq;
+  std::vector<float> values;
+  std::vector<int64_t> column_target;  // [k]: where image column k (< sw) lands in row 0; column k + sw·m at + m
+  Plane(int64_t H, int64_t W, int64_t top, int64_t bottom, int64_t left, int64_t right, int64_t tail = 0,
+        int64_t sh = 1, int64_t sw = 1)
+      : H(H), W(W), top(top), left(left), sh(sh), sw(sw), Hq((H + top + bottom + sh - 1) / sh),
+        Wq((W + left + right + sw - 1) / sw), values(sh * sw * Hq * Wq + tail, 0.0f), column_target(sw) {
+    for (int64_t k = 0; k < sw; ++k) column_target[k] = offset(0, left + k);
+  }
+  int64_t offset(int64_t di, int64_t dj) const { return (di % sh * sw + dj % sw) * Hq * Wq + di / sh * Wq + dj / sw; }
+  template <typename T>
+  void fill(const T* __restrict image) {
+    int64_t phase = top % sh, row_in_phase = top / sh;  // of image row h (+ top), kept without dividing
+    for (int64_t h = 0; h < H; ++h) {
+      const T* __restrict src = image + h * W;
+      float* __restrict row = values.data() + (phase * sw * Hq + row_in_phase) * Wq;
+      if (++phase == sh) phase = 0, ++row_in_phase;
+      if (sw == 1) {
+        for (int64_t w = 0; w < W; ++w) row[left + w] = wide(src[w]);
+        continue;
+      }
+      int64_t done = 0;  // columns split so far (a multiple of sw)
+#if __has_builtin(__builtin_shufflevector)
+      if (sw == 2) {  // 2·16 values at a time, the even and the odd columns picked out in registers
+        float* __restrict even = row + column_target[0];
+        float* __restrict odd = row + column_target[1];
+        for (; done + 2 * kLanes <= W; done += 2 * kLanes) {
+          const Lanes a = load(src + done), b = load(src + done + kLanes);
+          store(even + done / 2, __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                                         30));
+          store(odd + done / 2, __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
+                                                        31));
+        }
+      }
+#endif
+      for (int64_t k = 0; k < sw; ++k) {
+        float* __restrict dst = row + column_target[k];
+        for (int64_t w = done + k, m = done / sw; w < W; w += sw, ++m) dst[m] = wide(src[w]);
+      }
+    }
+  }
+};
+
 inline void store(at::BFloat16* p, Lanes v) {  // rounded to nearest even, NaN kept NaN (as c10::BFloat16)
   Words w;
   std::memcpy(&w, &v, sizeof(w));
@@ -125,147 +155,167 @@ inline void store(at::BFloat16* p, Lanes v) {  // rounded to nearest even, NaN k
   std::memcpy(p, &h, sizeof(h));
 }
 
-// NCHW: one padded plane per (n, c) (`source`: the input, or for a stride-1 input gradient ∂y
-// padded the other way, with the filters rotated). With stride 1, output (oh, ow) sits at
-// q = oh·Wp + ow and tap t reads q + offset_t, so 16 consecutive positions are 16 running sums in
-// a register over every tap (the Wp − OW positions at the end of each row dropped); other
-// strides copy each tap's strided row first.
+// n float32 values stored as T (bfloat16: a register at a time, rounded as above).
 template <typename T>
-void correlate_planes(const T* x, const float* w, T* y, int64_t planes, int64_t C, int64_t H, int64_t W, int64_t OH,
-                      int64_t OW, const Geometry2d& g) {
-  const int64_t bottom = std::max<int64_t>(0, (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1 - H - g.ph);
-  const int64_t right = std::max<int64_t>(0, (OW - 1) * g.sw + g.dw * (g.kw - 1) + 1 - W - g.pw);
-  const int64_t taps = g.kh * g.kw;
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-    Plane plane(H, W, g.ph, bottom, g.pw, right, 2 * kChains * kLanes + g.dw * (g.kw - 1));  // + the last block's reads
-    const int64_t Wp = plane.Wp;
-    std::vector<int64_t> offsets(taps);
-    for (int64_t t = 0; t < taps; ++t) offsets[t] = t / g.kw * g.dh * Wp + t % g.kw * g.dw;
-    std::vector<float> sums(OH * Wp + kChains * kLanes), strided(OW);
-    for (int64_t p = begin; p < end; ++p) {
-      plane.fill(x + p * H * W);
-      const float* taps_of = w + (p % C) * taps;
-      const float* src = plane.values.data();
-      if (g.sh == 1 && g.sw == 1) {
-        for (int64_t q = 0; q < OH * Wp; q += kChains * kLanes) {
-          Lanes acc[kChains] = {};
-          for (int64_t t = 0; t < taps; ++t) {
-            for (int u = 0; u < kChains; ++u) acc[u] += taps_of[t] * load(src + q + offsets[t] + u * kLanes);
-          }
-          for (int u = 0; u < kChains; ++u) store(sums.data() + q + u * kLanes, acc[u]);
-        }
-      } else {
-        std::fill(sums.begin(), sums.end(), 0.0f);
-        for (int64_t t = 0; t < taps; ++t) {
-          for (int64_t oh = 0; oh < OH; ++oh) {
-            const float* row = src + oh * g.sh * Wp + offsets[t];
-            for (int64_t ow = 0; ow < OW; ++ow) strided[ow] = row[ow * g.sw];
-            float* __restrict out = sums.data() + oh * Wp;
-            for (int64_t ow = 0; ow < OW; ++ow) out[ow] += taps_of[t] * strided[ow];
-          }
-        }
-      }
-      for (int64_t oh = 0; oh < OH; ++oh) store(y + (p * OH + oh) * OW, sums.data() + oh * Wp, OW);
-    }
-  });
+void store(T* __restrict out, const float* __restrict in, int64_t n) {
+  int64_t k = 0;
+  if constexpr (!std::is_same_v<T, float>) {
+    for (; k + kLanes <= n; k += kLanes) store(out + k, load(in + k));
+  }
+  for (; k < n; ++k) out[k] = static_cast<T>(in[k]);
 }
 
-// The interior outputs [lo, hi) of one output row for one block of 16 channels of a 3×3 filter:
-// its 9 filter vectors stay in registers, four pixels are summed side by side. `origin` is output
-// 0's tap (0, 0) (at this block), pixels `pixel` values apart, C values per pixel.
-template <typename T>
-void interior_3x3(const T* origin, const float* w, T* out, int64_t C, const int64_t* offsets, int64_t pixel,
-                  int64_t lo, int64_t hi) {
-  Lanes taps[9];
-  for (int t = 0; t < 9; ++t) taps[t] = load(w + t * C);
-  int64_t ow = lo;
-  for (; ow + kChains <= hi; ow += kChains) {
+// sums[q] = Σ_t taps[t] · src[q + offsets[t]] for q in [0, n) rounded up to whole blocks: 16
+// consecutive positions are 16 running sums in a register over every tap.
+void correlate_run(const float* src, const int64_t* offsets, const float* taps, int64_t count, float* sums,
+                   int64_t n) {
+  for (int64_t q = 0; q < n; q += kChains * kLanes) {
     Lanes acc[kChains] = {};
-    for (int t = 0; t < 9; ++t) {
-      for (int u = 0; u < kChains; ++u) acc[u] += load(origin + (ow + u) * pixel + offsets[t]) * taps[t];
+    for (int64_t t = 0; t < count; ++t) {
+      for (int u = 0; u < kChains; ++u) acc[u] += taps[t] * load(src + q + offsets[t] + u * kLanes);
     }
-    for (int u = 0; u < kChains; ++u) store(out + (ow + u) * C, acc[u]);
-  }
-  for (; ow < hi; ++ow) {
-    Lanes acc = {};
-    for (int t = 0; t < 9; ++t) acc += load(origin + ow * pixel + offsets[t]) * taps[t];
-    store(out + ow * C, acc);
+    for (int u = 0; u < kChains; ++u) store(sums + q + u * kLanes, acc[u]);
   }
 }
 
-// The pixel of `image` (H, W, C) each tap reads for the output whose tap (0, 0) is at (ih0, iw0),
-// or `zeros` (C values) where the tap reads padding: taps[kh·kw].
-template <typename T>
-void tap_pixels(const T* image, const T* zeros, int64_t ih0, int64_t iw0, int64_t H, int64_t W, int64_t C,
-                const Geometry2d& g, const T** taps) {
-  for (int64_t t = 0; t < g.kh * g.kw; ++t) {
-    const int64_t ih = ih0 + t / g.kw * g.dh, iw = iw0 + t % g.kw * g.dw;
-    taps[t] = ih >= 0 && ih < H && iw >= 0 && iw < W ? image + (ih * W + iw) * C : zeros;
-  }
+// The rows below and the columns right of the image that the last output's windows read.
+std::pair<int64_t, int64_t> far_padding(int64_t H, int64_t W, int64_t OH, int64_t OW, const Geometry2d& g) {
+  return {std::max<int64_t>(0, (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1 - H - g.ph),
+          std::max<int64_t>(0, (OW - 1) * g.sw + g.dw * (g.kw - 1) + 1 - W - g.pw)};
 }
 
-// NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap;
-// the filters [kh][kw][C]. A 3×3 filter's interior pixels (every tap inside) run row by row with
-// the block's filters in registers (interior_3x3); the others read each tap's pixel from a table
-// of pointers, a row of zeros standing for the padding.
-template <typename T>
-void correlate_pixels(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                      int64_t OW, const Geometry2d& g) {
-  const int64_t taps = g.kh * g.kw;
-  std::vector<int64_t> offsets(taps);  // from the input pixel of tap (0, 0)
-  for (int64_t t = 0; t < taps; ++t) offsets[t] = (t / g.kw * g.dh * W + t % g.kw * g.dw) * C;
-  const auto [col_lo, col_hi] = inside(-g.pw, g.sw, W - g.dw * (g.kw - 1), OW);  // outputs whose kw taps are inside
-  const std::vector<T> zeros(C + kLanes, T(0));
-  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
-    std::vector<const T*> source(taps);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r / OH, oh = r % OH, ih0 = oh * g.sh - g.ph;
-      const bool rows_inside = ih0 >= 0 && ih0 + g.dh * (g.kh - 1) < H;
-      int64_t done = 0;  // channels of the interior pixels computed below
-      if (rows_inside && taps == 9) {
-        const T* origin = x + ((n * H + ih0) * W - g.pw) * C;  // the input of output 0's tap (0, 0)
-        done = C / kLanes * kLanes;
-        for (int64_t c0 = 0; c0 < done; c0 += kLanes) interior_3x3(origin + c0, w + c0, y + r * OW * C + c0, C,
-                                                                   offsets.data(), g.sw * C, col_lo, col_hi);
-      }
-      for (int64_t ow = 0; ow < OW; ++ow) {  // the rest: each tap's input pixel, or zeros outside the image
-        T* out = y + (r * OW + ow) * C;
-        const int64_t iw0 = ow * g.sw - g.pw;
-        const bool interior = rows_inside && ow >= col_lo && ow < col_hi;
-        if (interior && done == C) continue;
-        tap_pixels(x + n * H * W * C, zeros.data(), ih0, iw0, H, W, C, g, source.data());
-        int64_t c0 = interior ? done : 0;
-        for (; c0 + kLanes <= C; c0 += kLanes) {
-          Lanes acc = {};
-          for (int64_t t = 0; t < taps; ++t) acc += load(source[t] + c0) * load(w + t * C + c0);
-          store(out + c0, acc);
-        }
-        for (; c0 < C; ++c0) {  // the last channels, one at a time
-          float acc = 0.0f;
-          for (int64_t t = 0; t < taps; ++t) acc += wide(source[t][c0]) * w[t * C + c0];
-          out[c0] = static_cast<T>(acc);
-        }
-      }
-    }
-  });
-}
-
+// NCHW: one plane per (n, c) in its stride phases; output (oh, ow) at q = oh·Wq + ow, every tap a
+// run of the plane from its offset (the Wq − OW positions at the end of each row dropped).
 template <typename T>
 void forward_nchw(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                   int64_t OW, const Geometry2d& g) {
-  correlate_planes(x, w, y, N * C, C, H, W, OH, OW, g);
+  const auto [bottom, right] = far_padding(H, W, OH, OW, g);
+  const int64_t taps = g.kh * g.kw;
+  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    Plane plane(H, W, g.ph, bottom, g.pw, right, 2 * kChains * kLanes + g.dw * (g.kw - 1), g.sh, g.sw);
+    const int64_t Wq = plane.Wq;
+    std::vector<int64_t> offsets(taps);
+    for (int64_t t = 0; t < taps; ++t) offsets[t] = plane.offset(t / g.kw * g.dh, t % g.kw * g.dw);
+    std::vector<float> sums(OH * Wq + kChains * kLanes);
+    for (int64_t p = begin; p < end; ++p) {
+      if (p + 1 < end) prefetch(x + (p + 1) * H * W, H * W);
+      plane.fill(x + p * H * W);
+      correlate_run(plane.values.data(), offsets.data(), w + p % C * taps, taps, sums.data(), OH * Wq);
+      for (int64_t oh = 0; oh < OH; ++oh) store(y + (p * OH + oh) * OW, sums.data() + oh * Wq, OW);
+    }
+  });
 }
 
+// n values as float32 (bfloat16 widened a register at a time).
+template <typename T>
+void widen(float* __restrict out, const T* __restrict in, int64_t n) {
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes) store(out + k, load(in + k));
+  for (; k < n; ++k) out[k] = wide(in[k]);
+}
+
+int64_t whole_lanes(int64_t C) { return (C + kLanes - 1) / kLanes * kLanes; }
+
+// NHWC: a band of an image's rows in float32, [rows][Wp][Cp]: the columns at `left` between zero
+// borders, the channels padded with zeros to whole registers (Cp). Every output pixel reads its
+// taps at fixed offsets from its tap (0, 0), with no test for the image's edges; bfloat16 is
+// widened once per band instead of once per tap.
+struct Band {
+  int64_t W, C, Cp, left, Wp;
+  std::vector<float> values;
+  Band(int64_t rows, int64_t W, int64_t C, int64_t left, int64_t right)
+      : W(W), C(C), Cp(whole_lanes(C)), left(left), Wp(W + left + right), values(rows * Wp * Cp, 0.0f) {}
+  int64_t offset(int64_t di, int64_t dj) const { return (di * Wp + dj) * Cp; }
+  // rows [first, first + count) of `image` (H, W, C); the rows outside it zero
+  template <typename T>
+  void fill(const T* image, int64_t H, int64_t first, int64_t count) {
+    for (int64_t k = 0; k < count; ++k) {
+      float* row = values.data() + offset(k, left);
+      const int64_t ih = first + k;
+      if (ih < 0 || ih >= H) {
+        std::fill(row, row + W * Cp, 0.0f);
+      } else if (Cp == C) {
+        widen(row, image + ih * W * C, W * C);
+      } else {
+        for (int64_t w = 0; w < W; ++w) widen(row + w * Cp, image + (ih * W + w) * C, C);
+      }
+    }
+  }
+};
+
+// Filters [kh·kw][C] as [kh·kw][Cp], zero beyond C.
+std::vector<float> padded_taps(const float* w, int64_t taps, int64_t C) {
+  const int64_t Cp = whole_lanes(C);
+  std::vector<float> out(taps * Cp, 0.0f);
+  for (int64_t t = 0; t < taps; ++t) std::copy_n(w + t * C, C, out.begin() + t * Cp);
+  return out;
+}
+
+// The first `n` ≤ 16 lanes of v into out (a row's last channels).
+template <typename T>
+void store_first(T* out, Lanes v, int64_t n) {
+  if (n == kLanes) return store(out, v);
+  float lanes[kLanes];
+  store(lanes, v);
+  for (int64_t k = 0; k < n; ++k) out[k] = static_cast<T>(lanes[k]);
+}
+
+// Runs f(n, oh_begin, oh_end, band) over the output rows [begin, end) of (N·OH), one image at a
+// time, with the band holding the input rows those outputs read.
+template <typename T, typename F>
+void over_bands(const T* x, Band& band, int64_t H, int64_t OH, const Geometry2d& g, int64_t begin, int64_t end, F f) {
+  for (int64_t r = begin; r < end;) {
+    const int64_t n = r / OH, oh0 = r % OH, stop = std::min(end, (n + 1) * OH), oh1 = oh0 + stop - r;
+    band.fill(x + n * H * band.W * band.C, H, oh0 * g.sh - g.ph, (oh1 - 1 - oh0) * g.sh + g.dh * (g.kh - 1) + 1);
+    f(n, oh0, oh1);
+    r = stop;
+  }
+}
+
+// NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap
+// (four pixels side by side), read from the band; the filters [kh][kw][C].
 template <typename T>
 void forward_nhwc(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                   int64_t OW, const Geometry2d& g) {
-  correlate_pixels(x, w, y, N, C, H, W, OH, OW, g);
+  const int64_t taps = g.kh * g.kw, Cp = whole_lanes(C), rows = (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1;
+  const auto [bottom, right] = far_padding(H, W, OH, OW, g);
+  const std::vector<float> filter = padded_taps(w, taps, C);
+  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+    Band band(rows, W, C, g.pw, right);
+    std::vector<int64_t> offsets(taps);
+    for (int64_t t = 0; t < taps; ++t) offsets[t] = band.offset(t / g.kw * g.dh, t % g.kw * g.dw);
+    const int64_t pixel = g.sw * Cp;  // between the taps (0, 0) of neighbouring outputs
+    over_bands(x, band, H, OH, g, begin, end, [&](int64_t n, int64_t oh0, int64_t oh1) {
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        const float* first = band.values.data() + band.offset((oh - oh0) * g.sh, 0);
+        T* out = y + (n * OH + oh) * OW * C;
+        for (int64_t c0 = 0; c0 < Cp; c0 += kLanes) {
+          const int64_t lanes = std::min(kLanes, C - c0);
+          int64_t ow = 0;
+          for (; ow + kChains <= OW; ow += kChains) {
+            Lanes acc[kChains] = {};
+            for (int64_t t = 0; t < taps; ++t) {
+              const Lanes tap = load(filter.data() + t * Cp + c0);
+              for (int u = 0; u < kChains; ++u) acc[u] += load(first + (ow + u) * pixel + offsets[t] + c0) * tap;
+            }
+            for (int u = 0; u < kChains; ++u) store_first(out + (ow + u) * C + c0, acc[u], lanes);
+          }
+          for (; ow < OW; ++ow) {
+            Lanes acc = {};
+            for (int64_t t = 0; t < taps; ++t) {
+              acc += load(first + ow * pixel + offsets[t] + c0) * load(filter.data() + t * Cp + c0);
+            }
+            store_first(out + ow * C + c0, acc, lanes);
+          }
+        }
+      }
+    });
+  });
 }
 
-// ∂x. Stride 1 (and d·(k − 1) ≥ p): the forward's correlation of ∂y padded by d·(k − 1) − p with
-// the filters rotated by 180°. Other strides scatter every output's gradient back through each
-// tap into float32 sums of one padded plane (NCHW) or one image (NHWC), rounded once; no two
-// tasks write the same values.
+// ∂x, NHWC. Stride 1 (and d·(k − 1) ≥ p): the forward's correlation of ∂y padded by d·(k − 1) − p
+// with the filters rotated by 180°. Otherwise per ∂x pixel, the (∂y pixel, tap) pairs that reach it
+// summed in registers per block of 16 channels, rounded once.
 bool by_correlation(const Geometry2d& g) {
   return g.sh == 1 && g.sw == 1 && g.dh * (g.kh - 1) >= g.ph && g.dw * (g.kw - 1) >= g.pw;
 }
@@ -274,49 +324,74 @@ Geometry2d rotated(const Geometry2d& g) {
   return {g.kh, g.kw, 1, 1, g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw, g.dh, g.dw};
 }
 
-// Filters [C][kh·kw] (or [kh·kw][C]) with the taps in reverse order.
-std::vector<float> rotate(const std::vector<float>& w, int64_t C, int64_t taps, bool by_tap) {
+// Filters [kh·kw][C] with the taps in reverse order.
+std::vector<float> rotate(const std::vector<float>& w, int64_t C, int64_t taps) {
   std::vector<float> out(w.size());
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t t = 0; t < taps; ++t) {
-      if (by_tap) {
-        out[(taps - 1 - t) * C + c] = w[t * C + c];
-      } else {
-        out[c * taps + taps - 1 - t] = w[c * taps + t];
-      }
-    }
-  }
+  for (int64_t t = 0; t < taps; ++t) std::copy_n(w.begin() + t * C, C, out.begin() + (taps - 1 - t) * C);
   return out;
 }
 
+// One row out[k + sw·m] = from[k][m] (k < sw) of W values: the phases of a row put back together,
+// the inverse of Plane::fill's split.
+template <typename T>
+void interleave(T* __restrict out, const float* const* from, int64_t sw, int64_t W) {
+  if (sw == 1) return store(out, from[0], W);
+  int64_t done = 0;  // a multiple of sw
+#if __has_builtin(__builtin_shufflevector)
+  if (sw == 2) {
+    for (; done + 2 * kLanes <= W; done += 2 * kLanes) {
+      const Lanes even = load(from[0] + done / 2), odd = load(from[1] + done / 2);
+      store(out + done, __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23));
+      store(out + done + kLanes,
+            __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31));
+    }
+  }
+#endif
+  for (int64_t k = 0; k < sw; ++k) {
+    for (int64_t w = done + k, m = done / sw; w < W; w += sw, ++m) out[w] = static_cast<T>(from[k][m]);
+  }
+}
+
+// NCHW: the padded ∂x by stride phases. Phase (a, b) at (r, c) is Σ over the taps (di, dj) of that
+// phase of w · ∂y[r − ⌊di/sh⌋][c − ⌊dj/sw⌋]; with ∂y in a zero-bordered plane (⌊dh(kh − 1)/sh⌋ rows
+// above, ⌊dw(kw − 1)/sw⌋ columns left, Wg = Wq + left wide), position q = r·Wg + c reads it at q +
+// (top − ⌊di/sh⌋)·Wg + left − ⌊dj/sw⌋: the forward's correlation, once per phase, no scatter.
 template <typename T>
 void input_grad_nchw(const T* dy, const float* w, T* dx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                      int64_t OW, const Geometry2d& g) {
-  if (by_correlation(g)) {
-    const std::vector<float> taps(w, w + C * g.kh * g.kw);
-    correlate_planes(dy, rotate(taps, C, g.kh * g.kw, false).data(), dx, N * C, C, OH, OW, H, W, rotated(g));
-    return;
+  const auto [bottom, right] = far_padding(H, W, OH, OW, g);
+  const int64_t Hq = (H + g.ph + bottom + g.sh - 1) / g.sh, Wq = (W + g.pw + right + g.sw - 1) / g.sw;  // Plane's
+  const int64_t top = g.dh * (g.kh - 1) / g.sh, left = g.dw * (g.kw - 1) / g.sw;
+  const int64_t taps = g.kh * g.kw, Wg = Wq + left, phases = g.sh * g.sw, size = Hq * Wg;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> phase_taps(phases);  // [a·sw + b]: (tap, offset in ∂y)
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t di = t / g.kw * g.dh, dj = t % g.kw * g.dw;
+    phase_taps[di % g.sh * g.sw + dj % g.sw].emplace_back(t, (top - di / g.sh) * Wg + left - dj / g.sw);
   }
-  const int64_t bottom = std::max<int64_t>(0, (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1 - H - g.ph);
-  const int64_t right = std::max<int64_t>(0, (OW - 1) * g.sw + g.dw * (g.kw - 1) + 1 - W - g.pw);
+  std::vector<int64_t> column_source(g.sw);  // [k]: ∂x column k's phase value; column k + sw·m at + m
+  for (int64_t k = 0; k < g.sw; ++k) column_source[k] = (g.pw + k) % g.sw * size + (g.pw + k) / g.sw;
   at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
-    Plane sums(H, W, g.ph, bottom, g.pw, right);
-    const int64_t Wp = sums.Wp;
-    std::vector<float> grad(OW);
+    Plane grad(OH, OW, top, Hq - OH, left, Wq - OW, 2 * kChains * kLanes + left);
+    std::vector<float> sums(phases * size + kChains * kLanes), weights(taps);
+    std::vector<int64_t> offsets(taps);
+    std::vector<const float*> columns(g.sw);
     for (int64_t p = begin; p < end; ++p) {
-      std::fill(sums.values.begin(), sums.values.end(), 0.0f);
-      const float* taps = w + (p % C) * g.kh * g.kw;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        for (int64_t ow = 0; ow < OW; ++ow) grad[ow] = wide(dy[(p * OH + oh) * OW + ow]);
-        for (int64_t i = 0; i < g.kh; ++i) {
-          for (int64_t j = 0; j < g.kw; ++j) {
-            float* dst = sums.values.data() + (oh * g.sh + i * g.dh) * Wp + j * g.dw;
-            const float tap = taps[i * g.kw + j];
-            for (int64_t ow = 0; ow < OW; ++ow) dst[ow * g.sw] += tap * grad[ow];
-          }
+      grad.fill(dy + p * OH * OW);
+      const float* filter = w + p % C * taps;
+      for (int64_t ab = 0; ab < phases; ++ab) {  // in order: each run's last block spills into the next phase
+        const int64_t count = phase_taps[ab].size();
+        for (int64_t k = 0; k < count; ++k) {
+          weights[k] = filter[phase_taps[ab][k].first];
+          offsets[k] = phase_taps[ab][k].second;
         }
+        correlate_run(grad.values.data(), offsets.data(), weights.data(), count, sums.data() + ab * size, size);
       }
-      for (int64_t h = 0; h < H; ++h) store(dx + (p * H + h) * W, sums.values.data() + (h + g.ph) * Wp + g.pw, W);
+      int64_t phase = g.ph % g.sh, row = g.ph / g.sh;  // of ∂x row h (+ ph)
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t k = 0; k < g.sw; ++k) columns[k] = sums.data() + phase * g.sw * size + row * Wg + column_source[k];
+        interleave(dx + (p * H + h) * W, columns.data(), g.sw, W);
+        if (++phase == g.sh) phase = 0, ++row;
+      }
     }
   });
 }
@@ -326,53 +401,62 @@ void input_grad_nhwc(const T* dy, const float* w, T* dx, int64_t N, int64_t C, i
                      int64_t OW, const Geometry2d& g) {
   if (by_correlation(g)) {
     const std::vector<float> taps(w, w + C * g.kh * g.kw);
-    correlate_pixels(dy, rotate(taps, C, g.kh * g.kw, true).data(), dx, N, C, OH, OW, H, W, rotated(g));
+    forward_nhwc(dy, rotate(taps, C, g.kh * g.kw).data(), dx, N, C, OH, OW, H, W, rotated(g));
     return;
   }
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> sums(H * W * C);
-    for (int64_t n = begin; n < end; ++n) {
-      std::fill(sums.begin(), sums.end(), 0.0f);
-      for (int64_t oh = 0; oh < OH; ++oh) {
+  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> grads(g.kh * g.kw);
+    std::vector<const float*> taps(g.kh * g.kw);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / H, ih = r % H;
+      for (int64_t iw = 0; iw < W; ++iw) {
+        int64_t count = 0;  // the (∂y pixel, filter tap) pairs that reach (ih, iw)
         for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= H) continue;
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const T* __restrict grad = dy + ((n * OH + oh) * OW + ow) * C;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t iw = ow * g.sw - g.pw + j * g.dw;
-              if (iw < 0 || iw >= W) continue;
-              float* __restrict target = sums.data() + (ih * W + iw) * C;
-              const float* __restrict tap = w + (i * g.kw + j) * C;
-              for (int64_t c = 0; c < C; ++c) target[c] += wide(grad[c]) * tap[c];
-            }
+          const int64_t rows = ih + g.ph - i * g.dh;  // = oh·sh
+          if (rows < 0 || rows % g.sh || rows / g.sh >= OH) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t cols = iw + g.pw - j * g.dw;
+            if (cols < 0 || cols % g.sw || cols / g.sw >= OW) continue;
+            grads[count] = dy + ((n * OH + rows / g.sh) * OW + cols / g.sw) * C;
+            taps[count++] = w + (i * g.kw + j) * C;
           }
         }
+        T* out = dx + (r * W + iw) * C;
+        int64_t c0 = 0;
+        for (; c0 + kLanes <= C; c0 += kLanes) {
+          Lanes acc = {};
+          for (int64_t k = 0; k < count; ++k) acc += load(grads[k] + c0) * load(taps[k] + c0);
+          store(out + c0, acc);
+        }
+        for (; c0 < C; ++c0) {  // the last channels, one at a time
+          float acc = 0.0f;
+          for (int64_t k = 0; k < count; ++k) acc += wide(grads[k][c0]) * taps[k][c0];
+          out[c0] = static_cast<T>(acc);
+        }
       }
-      store(dx + n * H * W * C, sums.data(), H * W * C);
     }
   });
 }
 
 // ∂w[c, i, j] = Σ_{n, oh, ow} ∂y[n, c, oh, ow] · x[n, c, ih, iw]. NCHW: one channel per task, its
-// padded planes in turn; ∂y laid out on the plane's positions (zero at the dropped ones), each
+// planes in turn (in stride phases, as the forward's); ∂y laid out on the output positions q = oh·Wq + ow
+// (zero at the dropped ones), each
 // tap a dot product over them, 16 lanes wide in a register. NHWC: per task over rows of the
 // batch, per block of 16 channels, the running sums of up to 9 taps in registers across a row.
 template <typename T>
 at::Tensor weight_grad_nchw(const T* x, const T* dy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                             int64_t OW, const Geometry2d& g) {
   const int64_t taps = g.kh * g.kw;
-  const int64_t bottom = std::max<int64_t>(0, (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1 - H - g.ph);
-  const int64_t right = std::max<int64_t>(0, (OW - 1) * g.sw + g.dw * (g.kw - 1) + 1 - W - g.pw);
+  const auto [bottom, right] = far_padding(H, W, OH, OW, g);
   at::Tensor out = at::empty({C, 1, g.kh, g.kw}, at::kFloat);
   float* op = out.data_ptr<float>();
   at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-    Plane plane(H, W, g.ph, bottom, g.pw, right, 2 * kChains * kLanes + g.dw * (g.kw - 1));
-    const int64_t Wp = plane.Wp, OHp = (OH - 1) * g.sh + 1;  // ∂y spread over the rows and columns it reads
-    const int64_t positions = (OHp * Wp + kChains * kLanes - 1) / (kChains * kLanes) * kChains * kLanes;
-    std::vector<float> grad(positions, 0.0f);  // ∂y at the plane positions of its windows' first taps
+    Plane plane(H, W, g.ph, bottom, g.pw, right, 2 * kChains * kLanes + g.dw * (g.kw - 1), g.sh, g.sw);
+    const int64_t Wq = plane.Wq;
+    const int64_t positions = (OH * Wq + kChains * kLanes - 1) / (kChains * kLanes) * kChains * kLanes;
+    std::vector<float> grad(positions, 0.0f);  // ∂y at the output positions
     std::vector<int64_t> offsets(taps);
-    for (int64_t t = 0; t < taps; ++t) offsets[t] = t / g.kw * g.dh * Wp + t % g.kw * g.dw;
+    for (int64_t t = 0; t < taps; ++t) offsets[t] = plane.offset(t / g.kw * g.dh, t % g.kw * g.dw);
     std::vector<Lanes> sums(taps);  // per tap, 16 lanes summed across the channel's planes
     for (int64_t c = begin; c < end; ++c) {
       std::fill(sums.begin(), sums.end(), Lanes{});
@@ -380,12 +464,8 @@ at::Tensor weight_grad_nchw(const T* x, const T* dy, int64_t N, int64_t C, int64
         plane.fill(x + (n * C + c) * H * W);
         for (int64_t oh = 0; oh < OH; ++oh) {
           const T* __restrict src = dy + ((n * C + c) * OH + oh) * OW;
-          float* __restrict dst = grad.data() + oh * g.sh * Wp;
-          if (g.sw == 1) {
-            for (int64_t ow = 0; ow < OW; ++ow) dst[ow] = wide(src[ow]);
-          } else {
-            for (int64_t ow = 0; ow < OW; ++ow) dst[ow * g.sw] = wide(src[ow]);
-          }
+          float* __restrict dst = grad.data() + oh * Wq;
+          for (int64_t ow = 0; ow < OW; ++ow) dst[ow] = wide(src[ow]);
         }
         const float* src = plane.values.data();
         for (int64_t t = 0; t < taps; ++t) {
@@ -411,47 +491,45 @@ template <typename T>
 at::Tensor weight_grad_nhwc(const T* x, const T* dy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                             int64_t OW, const Geometry2d& g) {
   constexpr int64_t kTaps = 9;  // taps whose sums stay in registers at once
-  const int64_t rows = N * OH, taps = g.kh * g.kw, whole = C / kLanes * kLanes;
-  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), rows), 1);
-  const std::vector<T> zeros(C + kLanes, T(0));
-  at::Tensor partial = at::zeros({tasks, taps, C}, at::kFloat);
+  const int64_t taps = g.kh * g.kw, Cp = whole_lanes(C), rows = (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1;
+  const auto [bottom, right] = far_padding(H, W, OH, OW, g);
+  const int64_t tasks = std::max<int64_t>(std::min<int64_t>(at::get_num_threads(), N * OH), 1);
+  at::Tensor partial = at::zeros({tasks, taps, Cp}, at::kFloat);
   float* pp = partial.data_ptr<float>();
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<const T*> source(OW * taps);  // per output of a row and tap: its input pixel, or zeros
-    for (int64_t task = begin; task < end; ++task) {
-      float* acc = pp + task * taps * C;
-      for (int64_t r = rows * task / tasks; r < rows * (task + 1) / tasks; ++r) {
-        const int64_t n = r / OH, ih0 = r % OH * g.sh - g.ph;
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          tap_pixels(x + n * H * W * C, zeros.data(), ih0, ow * g.sw - g.pw, H, W, C, g, source.data() + ow * taps);
-        }
-        const T* grad_row = dy + r * OW * C;
-        for (int64_t c0 = 0; c0 < whole; c0 += kLanes) {
-          for (int64_t t0 = 0; t0 < taps; t0 += kTaps) {
-            Lanes sums[kTaps] = {};  // constant indices below: the compiler keeps them in registers
-            for (int64_t ow = 0; ow < OW; ++ow) {
-              const Lanes gv = load(grad_row + ow * C + c0);
-              const T* const* pixels = source.data() + ow * taps + t0;
-              for (int u = 0; u < kTaps; ++u) {
-                if (t0 + u < taps) sums[u] += gv * load(pixels[u] + c0);
+  at::parallel_for(0, tasks, 1, [&](int64_t task_begin, int64_t task_end) {
+    Band band(rows, W, C, g.pw, right);
+    std::vector<int64_t> offsets(taps);
+    for (int64_t t = 0; t < taps; ++t) offsets[t] = band.offset(t / g.kw * g.dh, t % g.kw * g.dw);
+    std::vector<float> grad(OW * Cp, 0.0f);  // one row of ∂y, channels padded as the band's
+    const int64_t pixel = g.sw * Cp;
+    for (int64_t task = task_begin; task < task_end; ++task) {
+      float* acc = pp + task * taps * Cp;
+      const int64_t begin = N * OH * task / tasks, end = N * OH * (task + 1) / tasks;
+      over_bands(x, band, H, OH, g, begin, end, [&](int64_t n, int64_t oh0, int64_t oh1) {
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          for (int64_t ow = 0; ow < OW; ++ow) widen(grad.data() + ow * Cp, dy + ((n * OH + oh) * OW + ow) * C, C);
+          const float* first = band.values.data() + band.offset((oh - oh0) * g.sh, 0);
+          for (int64_t c0 = 0; c0 < Cp; c0 += kLanes) {
+            for (int64_t t0 = 0; t0 < taps; t0 += kTaps) {
+              Lanes sums[kTaps] = {};  // constant indices below: the compiler keeps them in registers
+              for (int64_t ow = 0; ow < OW; ++ow) {
+                const Lanes gv = load(grad.data() + ow * Cp + c0);
+                const float* pixel_first = first + ow * pixel + c0;
+                for (int u = 0; u < kTaps; ++u) {
+                  if (t0 + u < taps) sums[u] += gv * load(pixel_first + offsets[t0 + u]);
+                }
+              }
+              for (int64_t u = 0; u < kTaps && t0 + u < taps; ++u) {
+                float* sum = acc + (t0 + u) * Cp + c0;
+                store(sum, load(sum) + sums[u]);
               }
             }
-            for (int64_t u = 0; u < kTaps && t0 + u < taps; ++u) {
-              float* sum = acc + (t0 + u) * C + c0;
-              store(sum, load(sum) + sums[u]);
-            }
           }
         }
-        for (int64_t c = whole; c < C; ++c) {  // the last channels, one at a time
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const float grad = wide(grad_row[ow * C + c]);
-            for (int64_t t = 0; t < taps; ++t) acc[t * C + c] += grad * wide(source[ow * taps + t][c]);
-          }
-        }
-      }
+      });
     }
   });
-  return partial.sum(0).t().reshape({C, 1, g.kh, g.kw});  // [kh·kw][C] → (C, 1, kh, kw)
+  return partial.sum(0).narrow(1, 0, C).t().reshape({C, 1, g.kh, g.kw});  // [kh·kw][C] → (C, 1, kh, kw)
 }
 
 template <typename T>

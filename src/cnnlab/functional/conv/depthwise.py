@@ -17,7 +17,7 @@ from torch import Tensor
 from .. import native
 from .._utils import output_size_unpadded, pad_input
 from . import traceable
-from .base import ConvAlgorithm, ConvCall, KernelConv
+from .base import ConvAlgorithm, ConvCall, KernelConv, memory_format_of
 
 __all__ = ["DEPTHWISE", "native_fits", "one_channel_per_group"]
 
@@ -122,6 +122,7 @@ class _NativeDepthwiseConv2d(KernelConv):
             grads = traceable.recorded_grads(input, weight, grad, wanted, stride, padding, dilation, input.shape[1])
             return *grads, None, None, None
         ops, geometry = torch.ops.cnnlab_native, (stride, padding, dilation)
+        grad = grad.contiguous(memory_format=memory_format_of(input))  # laid out once for both kernels
         grad_weight = ops.depthwise_weight_grad(input, grad, weight.shape[2:], *geometry) if wanted[1] else None
         grad_input = ops.depthwise_input_grad(grad, weight, *geometry, input.shape[2:]) if wanted[0] else None
         return grad_input, grad_weight, None, None, None
