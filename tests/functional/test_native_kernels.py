@@ -179,3 +179,44 @@ def test_auto_takes_gemm_for_deep_layers_with_few_outputs_on_amx_cpus(monkeypatc
     assert select_algorithm(call) == on_amx
     monkeypatch.setattr(native, "instruction_sets", lambda: ("AVX2", "AVX-512", "AVX512-BF16"))
     assert select_algorithm(call) == "direct"
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "count_include_pad", "divisor_override", "one_divisor"),
+    [
+        (2, 2, 0, True, None, True),  # every window inside: one divisor, 4
+        (3, 2, 1, True, None, True),  # padding counted: one divisor, 9 (bfloat16: not exact, Python)
+        (3, 2, 1, False, None, False),  # padding not counted: border windows divide by less
+        (3, 1, 1, False, 8, True),  # divisor_override
+    ],
+)
+def test_average_pool_of_one_divisor_runs_the_depthwise_kernel(
+    dtype, channels_last, kernel, stride, padding, count_include_pad, divisor_override, one_divisor
+):
+    """Where every window shares one divisor (and, for bfloat16, it is a power of two, so that the
+    division of the rounded sum is exact), ``avg_pool2d`` sums windows with the compiled depthwise
+    kernel and a filter of ones: forward bit for bit torch's in bfloat16; value and gradient
+    within rounding of the float64 result. Elsewhere the Python sums run."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 20, 11, 12).to(dtype).contiguous(memory_format=fmt)
+    args = (kernel, stride, padding, False, count_include_pad, divisor_override)
+    ours_in, exact_in = x.clone().requires_grad_(), x.double().requires_grad_()
+    with torch.profiler.profile() as profile:
+        ours = CF.avg_pool2d(ours_in, *args)
+    ran = "cnnlab_native::depthwise" in {event.name for event in profile.events()}
+    divisor = divisor_override or kernel * kernel
+    assert ran == (one_divisor and (dtype == torch.float32 or divisor & (divisor - 1) == 0))
+    assert ours.is_contiguous(memory_format=fmt) and ours.dtype == dtype
+    if ran and dtype == torch.bfloat16:
+        assert torch.equal(ours, F.avg_pool2d(x, *args))
+    exact = F.avg_pool2d(exact_in, *args)
+    grad = torch.randn_like(exact).to(dtype)
+    got = (ours, *torch.autograd.grad(ours, ours_in, grad))
+    want = (exact, *torch.autograd.grad(exact, exact_in, grad.double()))
+    tolerance = 2**-8 if dtype == torch.bfloat16 else 1e-6
+    for a, b in zip(got, want):
+        assert ((a.double() - b).abs().max() / b.abs().max()).item() < tolerance

@@ -1,4 +1,6 @@
-"""Average and power-average (LP) pooling: separable window sums divided by torch's divisors."""
+"""Average and power-average (LP) pooling: separable window sums divided by torch's divisors. On
+the CPU, where every window of a 2-D pool shares one divisor, the sums are cnnlab's compiled
+depthwise convolution with a filter of ones (:func:`_native_avg_pool2d`)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import math
 import torch
 from torch import Tensor
 
-from .._tracing import fx_leaf
+from .._tracing import fx_leaf, is_tracing
 from .._utils import IntOrTuple, ntuple, tap_ranges
+from ..conv.dispatch import convolve
 from . import traceable, triton
 from .base import accumulation, in_layout_of, pool_args
 from .dispatch import PoolKernels, run
@@ -123,8 +126,50 @@ def _triton_avg_pool2d(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_o
     return triton.avg_pool2d(x, k, s, p, o, *divisors)
 
 
+def _uniform_divisor(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> int | None:
+    """The divisor shared by every window, or None where torch's divisors differ between windows
+    (windows clipped at the border: ``count_include_pad=False`` with padding) or a window reaches
+    past the padding (``ceil_mode``)."""
+    padded = [size + 2 * pad for size, pad in zip(x.shape[2:], p)]
+    if any((out - 1) * stride + kernel > limit for out, stride, kernel, limit in zip(o, s, k, padded)):
+        return None  # ceil_mode's last window reaches past the padding: a convolution has no output there
+    if divisor_override is not None:
+        return divisor_override
+    if not count_include_pad and any(p):
+        return None
+    return math.prod(k)
+
+
+def _native_takes(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> bool:
+    """Whether every window shares one divisor that the compiled path divides by as torch does:
+    any for float32; for bfloat16 a power of two (the division of the rounded sum then exact).
+    Eager only: under ``torch.compile`` the traceable window sums run (inductor 2.14 returned NaN
+    gradients for two depthwise correlations of window views in a row, e.g. this pool's traceable
+    form followed by a distance-weighted pool)."""
+    if is_tracing(x):  # (and before any test of a size a tracer may hold symbolic)
+        return False
+    divisor = _uniform_divisor(x, k, s, p, o, count_include_pad, divisor_override)
+    if divisor is None:
+        return False
+    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and divisor & (divisor - 1) == 0)
+
+
+def _native_avg_pool2d(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_override) -> Tensor:
+    """Window sums as cnnlab's compiled depthwise convolution with a filter of ones (float32 sums,
+    rounded once), divided by the divisor every window shares (:func:`_native_takes`)."""
+    divisor = _uniform_divisor(x, k, s, p, o, count_include_pad, divisor_override)
+    ones = torch.ones(x.shape[1], 1, *k, dtype=x.dtype, device=x.device)
+    return convolve(x, ones, s, p, (1, 1), x.shape[1], "depthwise") / divisor
+
+
 AVG_POOL = PoolKernels(eager=_averages(_separable_window_sum), traceable=_averages(traceable.window_sum))
-AVG_POOL2D = PoolKernels(eager=AVG_POOL.eager, traceable=AVG_POOL.traceable, triton=_triton_avg_pool2d)
+AVG_POOL2D = PoolKernels(
+    eager=AVG_POOL.eager,
+    traceable=AVG_POOL.traceable,
+    triton=_triton_avg_pool2d,
+    native=_native_avg_pool2d,
+    native_takes=_native_takes,
+)
 
 
 @fx_leaf

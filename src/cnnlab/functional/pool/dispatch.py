@@ -8,7 +8,8 @@ tracer state and the device, never from tensor values:
   ``jit.trace``, the ``torch.func`` transforms, on meta/fake tensors
   (:mod:`cnnlab.functional._tracing`), and under ``torch.compile`` where no compiled kernel runs;
 - the Triton kernel for CUDA tensors (or any tensor under ``TRITON_INTERPRET=1``);
-- cnnlab's compiled kernel for floating-point CPU tensors, where one exists and was built
+- cnnlab's compiled kernel for floating-point CPU tensors, where one exists, was built and takes
+  the call (``native_takes``: shapes, dtypes and arguments)
   (:mod:`cnnlab.functional.native`), in eager mode and under ``torch.compile`` alike: inductor
   calls the ``cnnlab_native`` op (its fake implementation gives the output's shape and strides)
   and traces the ``autograd.Function`` around it for the backward. (The traceable form there cost
@@ -40,11 +41,17 @@ class PoolKernels:
     traceable: Callable | None = None
     triton: Callable | None = None
     native: Callable | None = None
+    native_takes: Callable[..., bool] | None = None  # (x, *args) → whether ``native`` serves this call
 
 
 def run(kernels: PoolKernels, x: Tensor, *args):
     """Compute ``kernels`` on ``x`` by the implementation the module docstring's rule picks."""
-    native_fits = kernels.native is not None and x.device.type == "cpu" and x.dtype.is_floating_point
+    native_fits = (
+        kernels.native is not None
+        and x.device.type == "cpu"
+        and x.dtype.is_floating_point
+        and (kernels.native_takes is None or kernels.native_takes(x, *args))
+    )
     if is_tracing(x) and not (native_fits and is_compiling_graph() and native.available()):
         return (kernels.traceable or kernels.eager)(x, *args)
     if kernels.triton is not None and triton_available(x):
