@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import torch
 from omegaconf import OmegaConf
 
-from cnnlab.analysis import empirical_receptive_field, feature_extractor, receptive_fields
+from cnnlab.analysis import empirical_receptive_field, receptive_fields
 from cnnlab.analysis.tensorboard import feature_maps
 from cnnlab.data import normalize
 from cnnlab.models import build_model
@@ -34,7 +34,7 @@ def main(run_dir: Path, out: Path) -> None:
     model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"])
     model.eval()
     rows = receptive_fields(model)
-    size, erf = empirical_receptive_field(feature_extractor(model)[:-1], tuple(cfg.data.image_shape))
+    size, erf = empirical_receptive_field(model, tuple(cfg.data.image_shape))
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     left.plot(range(1, len(rows) + 1), [r.size for r in rows], marker="o")
     left.set_xlabel("spatial layer")

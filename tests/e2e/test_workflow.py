@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from cnnlab.models import CONV_OPTIONS, POOL_OPTIONS
+from cnnlab.models import CONVS, POOLS
 from cnnlab.train.config import KNOWN_KEYS
 from cnnlab.train.summary import find_runs
 from cnnlab.train.tensorboard_server import serve_tensorboard, tensorboard_json
@@ -451,11 +451,11 @@ def test_known_keys_match_the_config_files():
     assert data == KNOWN_KEYS["data"]
     for file in (ROOT / "configs" / "model").glob("*.yaml"):
         assert set(OmegaConf.load(file)) == KNOWN_KEYS["model"], file.name
-    for group, options in (("conv", CONV_OPTIONS), ("pool", POOL_OPTIONS)):
+    for group, kinds in (("conv", CONVS), ("pool", POOLS)):
         files = [OmegaConf.load(f) for f in (ROOT / "configs" / group).glob("*.yaml")]
-        assert {cfg.kind for cfg in files} == set(options)  # a file for every kind, and every option in it
+        assert {cfg.kind for cfg in files} == set(kinds)  # a file for every kind, and every option in it
         for cfg in files:
-            assert set(cfg) == {"kind", *options[cfg.kind]}, (group, cfg.kind)
+            assert set(cfg) == {"kind", *kinds[cfg.kind].options}, (group, cfg.kind)
 
 
 # ---- 6. helper CLIs, layer paths, debug runs

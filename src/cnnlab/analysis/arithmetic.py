@@ -18,6 +18,7 @@ filled in.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import nn as cnn
+from ..nn.geometry import geometry_of
 from .receptive_field import first
 
 __all__ = [
@@ -55,9 +57,18 @@ KINDS = {
     "distance_weighted_pool": cnn.DistanceWeightedPool2d,
 }
 _CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)  # cnnlab's subclass torch's
-# the layers a model's pictures show (a torch twin's too: cnnlab's layers subclass these)
-_DRAWN = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d, nn.FractionalMaxPool2d,
-          nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, cnn.BlurPool2d, cnn.DistanceWeightedPool2d)  # fmt: skip
+
+
+def _drawn(module: nn.Module) -> bool:
+    """Whether a model's pictures show ``module``: a 2-D layer that slides windows (or adaptive
+    pooling) over one input, by its own answer (:func:`cnnlab.nn.geometry.geometry_of`)."""
+    geometry = geometry_of(module)
+    if geometry == "global":
+        return hasattr(module, "output_size")  # adaptive pooling (global pooling has one cell)
+    takes = [p for p in inspect.signature(module.forward).parameters.values() if p.default is p.empty]
+    return isinstance(geometry, tuple) and all(len(w.kernel) == 2 for w in geometry) and len(takes) == 1
+
+
 # the attributes that decide a layer's footprint (channels and groups do not)
 _GEOMETRY = (
     "kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", "output_ratio", "ceil_mode"
@@ -432,7 +443,7 @@ def arithmetic_stills(model: nn.Module) -> dict[str, list]:
     pictures: dict[str, list] = {}
     seen: set[str] = set()
     for module, path in config_paths(model).items():
-        if not isinstance(module, _DRAWN) or any(True for _ in module.children()):
+        if not _drawn(module):
             continue
         key = type(module).__name__ + "".join(str(getattr(module, a, None)) for a in _GEOMETRY)
         if key in seen:

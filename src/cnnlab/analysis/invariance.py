@@ -14,18 +14,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .receptive_field import GLOBAL_POOLS
+from ..nn.geometry import geometry_of
 
-__all__ = ["classification_consistency", "feature_change", "feature_extractor"]
+__all__ = ["classification_consistency", "feature_change", "layer_output", "pooling_layer"]
 
 
-def feature_extractor(model: nn.Sequential) -> nn.Sequential:
-    """The layers of ``model`` up to and including its global/adaptive pooling (or flatten)."""
-    pools = (*GLOBAL_POOLS, nn.Flatten)
-    for index, layer in enumerate(model):
-        if isinstance(layer, pools) or (isinstance(layer, nn.Sequential) and any(isinstance(m, pools) for m in layer)):
-            return model[: index + 1]
-    return model
+def pooling_layer(model: nn.Module) -> nn.Module | None:
+    """The first layer of ``model`` whose outputs see the whole input (global or adaptive pooling),
+    or a flatten: where its features stop being a map. None when it has none."""
+    return next((m for m in model.modules() if geometry_of(m) == "global" or isinstance(m, nn.Flatten)), None)
+
+
+def layer_output(model: nn.Module, x: Tensor, layer: nn.Module | None, which: str = "output") -> Tensor:
+    """What ``layer`` (a module of ``model``) takes (``which="input"``) or gives while ``model``
+    runs on ``x``; ``model``'s output when ``layer`` is None or not called."""
+    seen: list[Tensor] = []
+    handle = None if layer is None else layer.register_forward_hook(
+        lambda module, args, output: seen.append(args[0] if which == "input" else output)
+    )  # fmt: skip
+    try:
+        out = model(x)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return seen[0] if seen else out
 
 
 @torch.no_grad()
@@ -48,14 +60,15 @@ def classification_consistency(model: nn.Module, images: Tensor, max_shift: int 
 
 
 @torch.no_grad()
-def feature_change(model: nn.Sequential, images: Tensor, shift: int = 1) -> float:
-    """Mean relative change of the pooled features under a ``shift``-pixel horizontal roll."""
-    features = feature_extractor(model)
-    was_training = features.training
-    features.eval()
+def feature_change(model: nn.Module, images: Tensor, shift: int = 1) -> float:
+    """Mean relative change of the pooled features (the output of :func:`pooling_layer`) under a
+    ``shift``-pixel horizontal roll."""
+    pool = pooling_layer(model)
+    was_training = model.training
+    model.eval()
     try:
-        base = features(images).flatten(1)
-        moved = features(torch.roll(images, shift, -1)).flatten(1)
+        base = layer_output(model, images, pool).flatten(1)
+        moved = layer_output(model, torch.roll(images, shift, -1), pool).flatten(1)
     finally:
-        features.train(was_training)
+        model.train(was_training)
     return float(((moved - base).norm(dim=1) / base.norm(dim=1).clamp(min=1e-12)).mean())

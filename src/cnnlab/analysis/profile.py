@@ -10,6 +10,7 @@ one per output element for the rest (activations, normalisation). Times are the 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .receptive_field import config_paths, layer_geometry
+from ..nn.geometry import geometry_of
+from .receptive_field import config_paths
 from .sparsity import LayerCost, layer_costs
 
 __all__ = ["LayerProfile", "format_profile_summary", "profile_layers"]
@@ -45,11 +47,11 @@ def _timed(run, repeats: int) -> float:
 def _other_flops(layer: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -> int:
     """Per image: a pool's output elements times its window (a global pool's input elements), one
     per output element for any other layer."""
-    geometry = layer_geometry(layer)
+    geometry = geometry_of(layer)
     if geometry == "global":
         return inputs[0].numel()
     if isinstance(geometry, tuple):
-        return output[0].numel() * geometry[0] * geometry[0]
+        return output[0].numel() * sum(math.prod(window.kernel) for window in geometry)
     return output[0].numel()
 
 

@@ -7,8 +7,9 @@ receptive field size ``r``, the jump ``j`` (input pixels between adjacent output
 
     r_out = r_in + (k' − 1)·j_in,    j_out = j_in·s,    c_out = c_in + ((k' − 1)/2 − p)·j_in.
 
-A transposed convolution divides the jump by its stride; a residual block takes its body (the
-longest path); adaptive and global pooling see the whole input.
+A transposed convolution divides the jump by its stride; where branches join (a residual sum) the
+widest field goes on; adaptive and global pooling see the whole input. Each layer answers its own
+geometry (:mod:`cnnlab.nn.geometry`); the module graph of any model comes from ``torch.fx``.
 
 Empirical: the gradient of one central output unit with respect to the input is non-zero exactly
 on the pixels that unit depends on; its magnitude is the effective receptive field (Luo et al.
@@ -17,21 +18,21 @@ on the pixels that unit depends on; its magnitude is the effective receptive fie
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
-from .. import nn as cnn
-from ..models import Residual
+from ..nn.geometry import NotAnalysed, Window, geometry_of
+from .invariance import layer_output, pooling_layer
 
 __all__ = [
     "ReceptiveField",
     "config_path",
     "config_paths",
     "empirical_receptive_field",
-    "layer_geometry",
     "receptive_fields",
     "unproductive_layers",
 ]
@@ -70,17 +71,17 @@ def config_paths(model: nn.Module) -> dict[nn.Module, str]:
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Receptive field after one layer: ``size`` (pixels), ``jump`` and first centre ``start``."""
+    """Receptive field after one layer: ``size`` (pixels), ``jump`` and first centre ``start``;
+    ``entering``: the size of the field that reached the layer; ``note``: what the numbers leave
+    out, or why the layer was not analysed."""
 
     path: str
     layer: str
     size: float
     jump: float
     start: float
-
-
-# Layers whose output sees the whole input, whatever its size (adaptive pooling counts too).
-GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, cnn.GlobalAvgPool2d, cnn.GlobalMaxPool2d)
+    entering: float = 0.0
+    note: str = ""
 
 
 def first(value) -> int:
@@ -88,94 +89,85 @@ def first(value) -> int:
     return value if isinstance(value, int) else value[0]
 
 
-def layer_geometry(module: nn.Module) -> tuple[int, int, int, int] | str | None:
-    """``(kernel, stride, padding, dilation)`` along one spatial axis (the first), ``"global"``
-    for layers that see the whole input, ``"transposed"`` handled by the caller, or None for
-    pointwise layers (activations, norms, 1×1 channel maxout)."""
-    if isinstance(module, (nn.Conv2d, nn.Conv1d)):  # cnnlab's layers subclass torch's
-        padding = module.padding
-        kernel, dilation = first(module.kernel_size), first(module.dilation)
-        if isinstance(padding, str):
-            padding = 0 if padding == "valid" else dilation * (kernel - 1) // 2
-        return kernel, first(module.stride), first(padding), dilation
-    if isinstance(module, nn.MaxPool2d):
-        return (
-            first(module.kernel_size),
-            first(module.stride),
-            first(module.padding),
-            first(module.dilation),
-        )
-    if isinstance(module, (nn.AvgPool2d, cnn.DistanceWeightedPool2d)):
-        return first(module.kernel_size), first(module.stride), first(module.padding), 1
-    if isinstance(module, nn.LPPool2d):
-        kernel = first(module.kernel_size)
-        stride = kernel if module.stride is None else first(module.stride)
-        return kernel, stride, 0, 1
-    if isinstance(module, cnn.BlurPool2d):
-        return module.filter_size, module.stride[0], (module.filter_size - 1) // 2, 1
-    if isinstance(module, GLOBAL_POOLS):
-        return "global"
-    return None
+class _LayerTracer(fx.Tracer):
+    """Traces through containers and stops at every module that answers its geometry."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return geometry_of(module) is not None
 
 
-def _walk(
-    module: nn.Module,
-    names: dict[nn.Module, str],
-    size: float,
-    jump: float,
-    start: float,
-    image: int,
-    rows: list[ReceptiveField],
-) -> tuple[float, float, float]:
-    """Propagate ``(size, jump, start)`` through ``module``, appending a row per spatial layer."""
-    path = names[module]
-    if isinstance(module, Residual):
-        size, jump, start = _walk(module.body, names, size, jump, start, image, rows)
-        rows.append(ReceptiveField(path, "residual (sum)", size, jump, start))
-        return size, jump, start
-    if isinstance(module, cnn.DepthwiseSeparableConv2d):
-        return _walk(module.depthwise, names, size, jump, start, image, rows)
-    if isinstance(module, cnn.MaxBlurPool2d):
-        k = first(module.kernel_size)
-        size, jump = size + (k - 1) * jump, jump
-        start = start + (k - 1) / 2 * jump
-        f, s = module.filter_size, module.stride[0]
-        size, start, jump = size + (f - 1) * jump, start + ((f - 1) / 2 - (f - 1) // 2) * jump, jump * s
-        rows.append(ReceptiveField(path, type(module).__name__, size, jump, start))
-        return size, jump, start
-    if isinstance(module, nn.ConvTranspose2d):
-        k, s = first(module.kernel_size), first(module.stride)
-        d, p = first(module.dilation), first(module.padding)
-        effective = d * (k - 1) + 1
+# functions that act on windows of positions when a forward calls them directly
+_SPATIAL_FUNCTIONS = re.compile(r"conv|pool|interpolate|upsample|pad|fold|grid_sample|pixel_(un)?shuffle|roll")
+
+
+def _through(window: Window, size: float, jump: float, start: float) -> tuple[float, float, float]:
+    """One window along the first axis: ``(size, jump, start)`` of the field after it."""
+    k, s, p = window.effective[0], window.stride[0], window.padding[0]
+    if window.transposed:  # an output reads the inputs whose scattered kernels reach it: ceil(k'/s) of them
         new_jump = jump / s
-        # an output reads the inputs whose scattered kernels reach it: ceil(k'/s) of them
-        size = size + (-(-effective // s) - 1) * jump
-        start = start + (p - (effective - 1) / 2) * new_jump  # centre moves by the cropped padding
-        rows.append(ReceptiveField(path, type(module).__name__, size, new_jump, start))
-        return size, new_jump, start
-    children = list(module.named_children())
-    if children:
-        for _, child in children:
-            size, jump, start = _walk(child, names, size, jump, start, image, rows)
-        return size, jump, start
-    geometry = layer_geometry(module)
-    if geometry == "global":
-        size, start = max(size, float(image)), (image - 1) / 2
-    elif geometry is not None:
-        k, s, p, d = geometry
-        effective = d * (k - 1) + 1
-        size, start, jump = size + (effective - 1) * jump, start + ((effective - 1) / 2 - p) * jump, jump * s
-    else:
-        return size, jump, start  # pointwise: nothing changes, no row
-    rows.append(ReceptiveField(path, type(module).__name__, size, jump, start))
-    return size, jump, start
+        return size + (-(-k // s) - 1) * jump, new_jump, start + (p - (k - 1) / 2) * new_jump
+    return size + (k - 1) * jump, jump * s, start + ((k - 1) / 2 - p) * jump
+
+
+def _trace(model: nn.Module) -> fx.Graph:
+    try:
+        return _LayerTracer().trace(model)
+    except Exception as error:  # fx raises many types; the analysis needs the graph
+        raise TypeError(
+            f"receptive_fields: torch.fx cannot trace {type(model).__name__}'s forward ({error}); the analyses "
+            "follow the module graph that a symbolic trace records"
+        ) from error
 
 
 def receptive_fields(model: nn.Module, image_size: int = 32) -> list[ReceptiveField]:
-    """Analytic receptive field after every spatial layer of ``model`` (first spatial axis), with
-    the layers' config paths."""
+    """Analytic receptive field after every spatial layer of any ``model`` (first spatial axis),
+    with the layers' config paths. The module graph comes from a ``torch.fx`` trace, each layer
+    answering its geometry (:func:`cnnlab.nn.geometry.geometry_of`); where branches join (a
+    residual sum, a concatenation) the widest field goes on. A layer that cannot answer gets a
+    row that says so and passes its field on unchanged."""
+    if geometry_of(model) is not None:  # a single layer
+        model = nn.Sequential(model)
+    names = config_paths(model)
+    fields: dict[fx.Node, tuple[float, float, float]] = {}
     rows: list[ReceptiveField] = []
-    _walk(model, config_paths(model), 1.0, 1.0, 0.0, image_size, rows)
+    for node in _trace(model).nodes:
+        if node.op == "placeholder":
+            fields[node] = (1.0, 1.0, 0.0)
+            continue
+        entering = [fields[n] for n in node.all_input_nodes if n in fields]
+        if node.op == "output" or not entering:
+            continue
+        size, jump, start = field = max(entering)
+        if node.op == "call_module":
+            module = model.get_submodule(node.target)
+            geometry, path, label = geometry_of(module), names[module], type(module).__name__
+        else:
+            name = getattr(node.target, "__name__", str(node.target))
+            stack = node.meta.get("nn_module_stack") or {"": None}
+            path = names[model.get_submodule(next(reversed(stack)).split("@")[0])]
+            if len(entering) > 1:
+                fields[node] = field
+                rows.append(ReceptiveField(path, "residual (sum)" if name in ("add", "iadd") else f"{name} (join)",
+                                           size, jump, start, size))  # fmt: skip
+                continue
+            if not _SPATIAL_FUNCTIONS.search(name):
+                fields[node] = field
+                continue
+            geometry, label = NotAnalysed(f"{name}() called in a forward: wrap it in a layer"), name
+        if geometry == "pointwise":
+            fields[node] = field
+            continue
+        note = ""
+        if geometry == "global":
+            size, start = max(size, float(image_size)), (image_size - 1) / 2
+        elif isinstance(geometry, NotAnalysed):
+            note = f"not analysed: {geometry.reason}"
+        else:
+            for window in geometry:
+                size, jump, start = _through(window, size, jump, start)
+            note = "; ".join(window.note for window in geometry if window.note)
+        fields[node] = (size, jump, start)
+        rows.append(ReceptiveField(path, label, size, jump, start, field[0], note))
     return rows
 
 
@@ -183,13 +175,13 @@ def unproductive_layers(rows: Sequence[ReceptiveField], image_size: int) -> list
     """Paths of the spatial layers that are unproductive at this input size (Richter et al. 2021,
     "Receptive Field Analysis"): the receptive field of their *input* already spans the whole
     ``image_size`` image, so their kernels can only mix features that each see everything (and
-    the padding), adding no context. Global pooling and residual sums are not counted."""
-    unproductive, before = [], 1.0
-    for row in rows:
-        if before >= image_size and row.layer != "residual (sum)" and not _is_global(row.layer):
-            unproductive.append(row.path)
-        before = row.size
-    return unproductive
+    the padding), adding no context. Global pooling, joins and layers not analysed are not counted."""
+    return [
+        row.path
+        for row in rows
+        if row.entering >= image_size and row.layer != "residual (sum)" and not row.layer.endswith("(join)")
+        and not _is_global(row.layer) and not row.note.startswith("not analysed")
+    ]  # fmt: skip
 
 
 def _is_global(layer: str) -> bool:
@@ -199,8 +191,9 @@ def _is_global(layer: str) -> bool:
 def empirical_receptive_field(
     model: nn.Module, input_shape: Sequence[int] = (3, 32, 32), trials: int = 8, seed: int = 0
 ) -> tuple[int, Tensor]:
-    """Height of the input region that the central output unit of ``model``'s output feature map
-    depends on, and its effective-receptive-field heat map ``(H, W)`` (mean |∂out/∂x|, max 1).
+    """Height of the input region that the central unit of ``model``'s last feature map depends
+    on, and its effective-receptive-field heat map ``(H, W)`` (mean |∂out/∂x|, max 1). The last
+    feature map: the input of the model's global pooling (or flatten), else its output.
 
     The union of the non-zero gradients over ``trials`` random inputs is taken, since a max or a
     ReLU passes the gradient through only part of its window for any one input.
@@ -212,7 +205,7 @@ def empirical_receptive_field(
     try:
         for _ in range(trials):
             x = torch.randn(1, *input_shape, generator=generator).requires_grad_(True)
-            out = model(x)
+            out = layer_output(model, x, pooling_layer(model), "input")
             if out.dim() != 4:
                 raise ValueError(
                     f"empirical_receptive_field needs a spatial output (N, C, H, W), got {tuple(out.shape)}"

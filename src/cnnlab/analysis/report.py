@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .equivariance import EquivarianceError, conv_equivariance
-from .invariance import classification_consistency, feature_change, feature_extractor
+from .invariance import classification_consistency, feature_change
 from .receptive_field import ReceptiveField, empirical_receptive_field, receptive_fields, unproductive_layers
 from .sparsity import LayerCost, layer_costs
 
@@ -65,7 +65,7 @@ class ModelReport:
 
 
 def analyze(
-    model: nn.Sequential,
+    model: nn.Module,
     input_shape: Sequence[int] = (3, 32, 32),
     images: Tensor | None = None,
     classifier: bool = True,
@@ -73,10 +73,9 @@ def analyze(
     """Measure everything for ``model``; ``images`` (normalised, ``(N, C, H, W)``) drive the
     invariance measures (random images when None)."""
     image_size = int(input_shape[-1])
-    spatial = feature_extractor(model)[:-1] if classifier else model
     empirical, erf = (None, None)
-    if len(spatial) and any(p.requires_grad for p in spatial.parameters()):
-        empirical, erf = empirical_receptive_field(spatial, input_shape)
+    if any(p.requires_grad for p in model.parameters()):
+        empirical, erf = empirical_receptive_field(model, input_shape)
     if images is None:
         images = torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0))
     return ModelReport(
@@ -96,7 +95,7 @@ def report_metrics(report: ModelReport) -> dict[str, float]:
     """The report's numbers, flat, for ``metrics.json`` and the HParams tab."""
     metrics: dict[str, float] = {}
     if report.receptive_fields:
-        metrics["analysis/receptive_field"] = report.receptive_fields[-1].size
+        metrics["analysis/receptive_field"] = max(row.size for row in report.receptive_fields)
         unproductive = unproductive_layers(report.receptive_fields, report.image_size)
         metrics["analysis/unproductive_layers"] = float(len(unproductive))
     if report.empirical_size is not None:
@@ -125,7 +124,7 @@ def format_report(report: ModelReport) -> str:
     ]
     unproductive = set(unproductive_layers(report.receptive_fields, report.image_size))
     for row in report.receptive_fields:
-        mark = "  unproductive" if row.path in unproductive else ""
+        mark = ("  unproductive" if row.path in unproductive else "") + (f"  ({row.note})" if row.note else "")
         lines.append(f"{row.path:<{width}} {row.layer:<22} {row.size:>6g} {row.jump:>6g} {row.start:>7g}{mark}")
     if unproductive:
         lines.append(

@@ -10,10 +10,9 @@ from .builder import (
     model_layer_rows,
 )
 from .factory import (
-    CONV_KINDS,
-    CONV_OPTIONS,
-    POOL_KINDS,
-    POOL_OPTIONS,
+    CONVS,
+    POOLS,
+    LayerKind,
     create_conv,
     create_conv_transpose,
     create_global_pool,
@@ -21,11 +20,10 @@ from .factory import (
 )
 
 __all__ = [
-    "CONV_KINDS",
-    "CONV_OPTIONS",
+    "CONVS",
     "LAYER_TYPES",
-    "POOL_KINDS",
-    "POOL_OPTIONS",
+    "POOLS",
+    "LayerKind",
     "ModelConfigError",
     "Residual",
     "ShapeRow",

@@ -10,6 +10,7 @@ from torch.nn.modules.utils import _pair
 from .. import functional
 from ..functional._utils import IntOrTuple
 from .conv import Conv2d, _check_arguments
+from .geometry import Window, window
 
 __all__ = ["DeformConv2d", "DeformableConv2d"]
 
@@ -75,6 +76,10 @@ class DeformConv2d(nn.Module):
         return functional.deform_conv2d(
             input, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask
         )
+
+    def window_geometry(self) -> tuple[Window]:
+        return window(self.kernel_size, self.stride, self.padding, self.dilation, 2,
+                      note="the regular grid: sampling positions move with offsets learned per position")  # fmt: skip
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

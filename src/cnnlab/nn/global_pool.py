@@ -17,6 +17,9 @@ class _GlobalPool2d(nn.Module):
         super().__init__()
         self.flatten = flatten
 
+    def window_geometry(self) -> str:
+        return "global"
+
     def extra_repr(self) -> str:
         return f"flatten={self.flatten}"
 

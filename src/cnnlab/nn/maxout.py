@@ -36,6 +36,9 @@ class ChannelMaxPool(nn.Module):
             )
         self.kernel_size = kernel_size
 
+    def window_geometry(self) -> str:
+        return "pointwise"  # a maximum across channels, position by position
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
 

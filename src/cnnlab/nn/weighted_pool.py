@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .. import functional
 from ..functional._utils import IntOrTuple
 from ..functional.pool.base import pool_geometry
+from .geometry import Window, window
 
 __all__ = ["BlurPool2d", "DistanceWeightedPool2d", "MaxBlurPool2d"]
 
@@ -76,6 +77,9 @@ class DistanceWeightedPool2d(nn.Module):
             + (", learnable_sigma=True" if self.learnable_sigma else "")
         )
 
+    def window_geometry(self) -> tuple[Window]:
+        return window(self.kernel_size, self.stride, self.padding, 1, 2)
+
     def forward(self, input: Tensor) -> Tensor:
         return functional.distance_weighted_pool2d(
             input, self.kernel_size, self.stride, self.padding, self.ceil_mode, kind=self.kind, sigma=self.sigma
@@ -109,6 +113,9 @@ class BlurPool2d(nn.Module):
     def extra_repr(self) -> str:
         return f"filter_size={self.filter_size}, stride={self.stride}"
 
+    def window_geometry(self) -> tuple[Window]:
+        return window(self.filter_size, self.stride, (self.filter_size - 1) // 2, 1, 2)
+
     def forward(self, input: Tensor) -> Tensor:
         return functional.blur_pool2d(input, self.filter_size, self.stride)
 
@@ -139,6 +146,10 @@ class MaxBlurPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, filter_size={self.filter_size}, stride={self.stride}"
+
+    def window_geometry(self) -> tuple[Window, Window]:
+        """The dense max, then the blur that subsamples."""
+        return *window(self.kernel_size, 1, 0, 1, 2), *BlurPool2d(self.filter_size, self.stride).window_geometry()
 
     def forward(self, input: Tensor) -> Tensor:
         return functional.max_blur_pool2d(input, self.kernel_size, self.filter_size, self.stride)

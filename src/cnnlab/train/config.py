@@ -1,9 +1,9 @@
 """Checks of a composed config that Hydra's schema does not make, with messages that name the key:
 values of the right type but out of range, and keys nobody reads (``+trainer.max_epoch=1``,
 ``+pool.sigm=0.5``, ``+optimizer.momentun=0.9``, a typo in an experiment file), which are refused
-wherever they come from: the keys of ``conv``/``pool`` are those their ``kind`` reads
-(:data:`~cnnlab.models.CONV_OPTIONS`), those of ``optimizer``, ``scheduler`` and each callback the
-arguments their ``_target_`` takes."""
+wherever they come from: the keys of ``conv``/``pool`` are those their ``kind`` reads (the
+keyword-only arguments of its :class:`~cnnlab.models.LayerKind` record), those of ``optimizer``,
+``scheduler`` and each callback the arguments their ``_target_`` takes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import CIFAR10_CLASSES, POLICIES, class_indices
 from ..errors import UserError
-from ..models import CONV_KINDS, CONV_OPTIONS, POOL_KINDS, POOL_OPTIONS
+from ..models import CONVS, POOLS
 from .options import TrainerOptions
 
 __all__ = ["KNOWN_KEYS", "ConfigValueError", "complete_config", "known_keys", "validate_config"]
@@ -90,10 +90,10 @@ def known_keys(cfg: DictConfig) -> dict[str, frozenset[str] | None]:
     ``conv``/``pool`` options of the chosen kinds, the arguments of the optimizer's, the scheduler's
     and each callback's ``_target_`` (None: any key)."""
     known: dict[str, frozenset[str] | None] = dict(KNOWN_KEYS)
-    for group, options in (("conv", CONV_OPTIONS), ("pool", POOL_OPTIONS)):
+    for group, kinds in (("conv", CONVS), ("pool", POOLS)):
         kind = OmegaConf.select(cfg, f"{group}.kind")
-        if kind in options:  # (an unknown kind is refused by validate_config, naming the kinds)
-            known[group] = frozenset({"kind", *options[kind]})
+        if kind in kinds:  # (an unknown kind is refused by validate_config, naming the kinds)
+            known[group] = frozenset({"kind", *kinds[kind].options})
     # (setup.build_run passes the parameters to the optimizer, the optimizer and step count to the scheduler)
     for section, supplied in (("optimizer", ("params",)), ("scheduler", ("optimizer", "total_steps"))):
         if isinstance(cfg.get(section), DictConfig):
@@ -185,8 +185,8 @@ def validate_config(cfg: DictConfig) -> None:
         require(alpha == 0 or cfg.model.task == "classification", f"data.augment.{key}", alpha,
                 "0 for a reconstruction model (it mixes class labels)")  # fmt: skip
     require(0 <= trainer.label_smoothing < 1, "trainer.label_smoothing", trainer.label_smoothing, "a float in [0, 1)")
-    require(cfg.conv.kind in CONV_KINDS, "conv.kind", cfg.conv.kind, f"one of {list(CONV_KINDS)}")
-    require(cfg.pool.kind in POOL_KINDS, "pool.kind", cfg.pool.kind, f"one of {list(POOL_KINDS)}")
+    require(cfg.conv.kind in CONVS, "conv.kind", cfg.conv.kind, f"one of {list(CONVS)}")
+    require(cfg.pool.kind in POOLS, "pool.kind", cfg.pool.kind, f"one of {list(POOLS)}")
     require(
         cfg.model.task in ("classification", "reconstruction"),
         "model.task",
