@@ -16,7 +16,8 @@ from torch.nn.modules.utils import _pair
 import cnnlab.functional as CF
 from cnnlab import nn as cnn
 from cnnlab.functional import native
-from cnnlab.functional.conv.base import ConvCall, memory_format_of
+from cnnlab.functional.backends import memory_format_of
+from cnnlab.functional.conv.base import ConvCall
 from cnnlab.functional.conv.dispatch import select_algorithm
 from tests.conftest import assert_close, compare_forward_backward, twin
 

@@ -111,7 +111,7 @@ def test_kernels_match_torch_in_the_interpreter():
 
 
 def test_triton_refuses_cpu_tensors_without_the_interpreter():
-    from cnnlab.functional.conv.triton import available
+    from cnnlab.functional.backends import triton_available as available
 
     if available(torch.zeros(1)):
         pytest.skip("running under TRITON_INTERPRET")

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
-__all__ = ["fx_leaf", "is_compiling_graph", "is_tracing"]
+__all__ = ["fx_leaf", "is_compiling_graph", "is_tracing", "recorded_grads"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -68,3 +68,13 @@ def fx_leaf(fn: F) -> F:
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def recorded_grads(forward: Callable, inputs: tuple[Tensor, ...], grad: Tensor, wanted) -> tuple[Tensor | None, ...]:
+    """The gradients of ``forward(*inputs)`` for ``grad`` (``None`` where not ``wanted``), recorded
+    by autograd: the backward of a compiled kernel under ``create_graph=True`` (double backward),
+    ``forward`` being its traceable form."""
+    out = forward(*inputs)
+    needed = [t for t, want in zip(inputs, wanted) if want]
+    grads = iter(torch.autograd.grad(out, needed, grad, create_graph=True))
+    return tuple(next(grads) if want else None for want in wanted)

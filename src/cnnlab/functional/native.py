@@ -170,7 +170,7 @@ def _load() -> bool:
 def _register_fakes() -> None:
     """Shapes and memory formats of each op's outputs, for fake and meta tensors."""
 
-    from .conv.base import memory_format_of
+    from .backends import memory_format_of
 
     def like(x: torch.Tensor, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         return x.new_empty(shape, dtype=dtype or x.dtype).contiguous(memory_format=memory_format_of(x))

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .._utils import conv_output_size
+from ..backends import memory_format_of
 
 __all__ = [
     "ChannelsLastConv2d",
@@ -27,10 +28,8 @@ __all__ = [
     "ConvCall",
     "ConvProducts",
     "Geometry",
-    "KernelConv",
     "flipped_filters",
     "flipped_weight_matrix",
-    "memory_format_of",
     "nhwc",
     "output_size",
     "recording",
@@ -66,19 +65,6 @@ def recording(*tensors: Tensor) -> bool:
     where a product must be built from differentiable ops (double backward) instead of ``out=``
     writes or compiled kernels."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def memory_format_of(x: Tensor) -> torch.memory_format:
-    """``channels_last`` (4-D) or ``channels_last_3d`` (5-D) when ``x`` is stored that way (and not
-    also plainly contiguous), else ``contiguous_format``."""
-    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
-    if channels_last is None:
-        return torch.contiguous_format
-    try:
-        stored = x.is_contiguous(memory_format=channels_last) and not x.is_contiguous()
-    except RuntimeError:  # vmap's batched tensors cannot answer: they have no layout of their own to keep
-        return torch.contiguous_format
-    return channels_last if stored else torch.contiguous_format
 
 
 def nhwc(x: Tensor) -> Tensor:
@@ -132,16 +118,6 @@ class ConvProducts(NamedTuple):
     forward: Callable[..., Tensor]
     input_grad: Callable[..., Tensor]
     weight_grad: Callable[..., Tensor]
-
-
-class KernelConv(torch.autograd.Function):
-    """A convolution over compiled kernels, ``forward(input, weight, *arguments)``: keeps ``input``
-    and ``weight`` for the backward and the other arguments as ``ctx.arguments``."""
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        input, weight, *ctx.arguments = inputs
-        ctx.save_for_backward(input, weight)
 
 
 def _save_geometry(ctx, inputs) -> None:

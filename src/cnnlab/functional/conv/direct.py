@@ -20,20 +20,21 @@ instead.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .. import native
+from .._tracing import recorded_grads
+from ..backends import memory_format_of
 from . import traceable
 from .base import (
     ConvAlgorithm,
     ConvCall,
     ConvProducts,
     Geometry,
-    KernelConv,
-    memory_format_of,
     nhwc,
     output_size,
     recording,
@@ -89,7 +90,7 @@ def _layout(nchw: bool) -> _Layout:
     return _Layout(ops.correlate_nhwc, ops.correlate_nhwc_input_grad, ops.correlate_nhwc_weight_grad, nhwc, to_nchw)
 
 
-class _DirectConv(KernelConv):
+class _DirectConv(torch.autograd.Function):
     """The compiled kernels as a convolution: the NCHW ones (``nchw=True``, no layout copy) or the
     channels-last ones (2-D and 3-D; contiguous input pays a copy each way). Under
     ``create_graph`` the backward differentiates the traceable form instead (it records its ops)."""
@@ -102,12 +103,18 @@ class _DirectConv(KernelConv):
         return kernels.from_kernel(out, memory_format_of(input))
 
     @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, *ctx.arguments = inputs
+        ctx.save_for_backward(input, weight)
+
+    @staticmethod
     def backward(ctx, grad: Tensor):
         input, weight = ctx.saved_tensors
         stride, padding, dilation, groups, nchw = ctx.arguments
         wanted = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
-            grads = traceable.recorded_grads(input, weight, grad, wanted, stride, padding, dilation, groups)
+            forward = partial(traceable.conv, stride=stride, padding=padding, dilation=dilation, groups=groups)
+            grads = recorded_grads(forward, (input, weight), grad, wanted)
             return *grads, None, None, None, None, None
         kernels = _layout(nchw)
         grad = kernels.to_kernel(grad)

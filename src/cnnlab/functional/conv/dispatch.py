@@ -28,11 +28,11 @@ from torch import Tensor
 from .. import native
 from .._tracing import is_compiling_graph, is_tracing
 from .._utils import conv_transpose_output_size
+from ..backends import triton_available
+from ..depthwise import native_fits as depthwise_native_fits
 from . import opaque, traceable
 from .algorithms import ALGORITHMS
 from .base import ChannelsLastConv2d, ChannelsLastConvTranspose2d, ConvAlgorithm, ConvCall, Geometry, output_size
-from .depthwise import native_fits as depthwise_native_fits
-from .triton import available as triton_available
 
 __all__ = [
     "ALGORITHMS",

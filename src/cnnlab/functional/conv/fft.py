@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..backends import memory_format_of
 from . import traceable
-from .base import ConvAlgorithm, memory_format_of
+from .base import ConvAlgorithm
 
 __all__ = ["FFT", "dilate_kernel"]
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..backends import memory_format_of
 from .algorithms import ALGORITHMS
-from .base import ConvCall, Geometry, memory_format_of, nhwc, output_size, to_nchw
+from .base import ConvCall, Geometry, nhwc, output_size, to_nchw
 
 __all__ = ["conv2d", "conv_transpose2d"]
 

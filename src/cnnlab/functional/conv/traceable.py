@@ -26,9 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._utils import conv_output_size, window_taps
-from .base import ConvAlgorithm, memory_format_of
+from ..backends import memory_format_of
+from ..depthwise import tap_sum
+from .base import ConvAlgorithm
 
-__all__ = ["TRACEABLE", "conv", "conv_transpose", "recorded_grads"]
+__all__ = ["TRACEABLE", "conv", "conv_transpose"]
 
 
 def conv(
@@ -41,17 +43,16 @@ def conv(
 ) -> Tensor:
     """``(N, C, *S)`` ⋆ ``(O, C/G, *k)`` → ``(N, O, *S_out)`` in the input's memory format, for any
     number of spatial dims (2-D here, 3-D for :func:`cnnlab.functional.conv3d`)."""
-    _, channels, *sizes = input.shape
+    _, _, *sizes = input.shape
     out_channels, group_channels, *kernel = weight.shape
+    if group_channels == 1 and groups > 1:  # depthwise: out[..., c·m + j] = Σ_taps tap[..., c] · w[c·m + j, tap]
+        return tap_sum(input, weight, stride, padding, dilation)
     dims = len(sizes)
     outs = [conv_output_size(*geometry) for geometry in zip(sizes, kernel, stride, [(p, p) for p in padding], dilation)]
     x = input.permute(0, *range(2, dims + 2), 1)  # (N, *S, C)
     taps = window_taps(x, 1, kernel, stride, padding, dilation, outs)  # each (N, *S_out, C), row-major
     count = len(taps)
-    if group_channels == 1 and groups > 1:  # depthwise: out[..., c·m + j] = Σ_taps tap[..., c] · w[c·m + j, tap]
-        filters = weight.reshape(channels, out_channels // channels, count)
-        out = sum(tap.unsqueeze(-1) * filters[:, :, t] for t, tap in enumerate(taps)).flatten(-2)
-    elif groups == 1:
+    if groups == 1:
         cols = torch.cat(taps, -1)  # (N, *S_out, K·C)
         out = torch.matmul(cols, weight.permute(0, *range(2, dims + 2), 1).reshape(out_channels, -1).t())
     else:
@@ -61,17 +62,6 @@ def conv(
         filters = filters.permute(0, 3, 2, 1).reshape(groups, count * group_channels, -1)
         out = torch.matmul(cols, filters).permute(1, 0, 2).unflatten(0, (-1, *outs)).flatten(-2)  # (N, *S_out, O)
     return out.permute(0, dims + 1, *range(1, dims + 1)).contiguous(memory_format=memory_format_of(input))
-
-
-def recorded_grads(
-    input: Tensor, weight: Tensor, grad: Tensor, wanted, stride, padding, dilation, groups: int
-) -> tuple[Tensor | None, Tensor | None]:
-    """``(∂input, ∂weight)`` of :func:`conv` for ``grad``, ``None`` where not ``wanted``, recorded by
-    autograd: the backward of a compiled kernel under ``create_graph=True`` (double backward)."""
-    out = conv(input, weight, stride, padding, dilation, groups)
-    inputs = [t for t, needed in zip((input, weight), wanted) if needed]
-    grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-    return tuple(next(grads) if needed else None for needed in wanted)
 
 
 def _zero_stuffed(x: Tensor, stride: tuple[int, ...]) -> Tensor:

@@ -22,11 +22,11 @@ under Triton's interpreter (``TRITON_INTERPRET=1``), which is how CI checks the 
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
 
+from ..backends import _INTERPRETED
+from ..backends import triton_available as available
 from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry
 
 try:
@@ -35,16 +35,7 @@ try:
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
 
-__all__ = ["TRITON", "available"]
-
-_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def available(x: Tensor) -> bool:
-    """Whether the Triton kernels can run on ``x``: triton importable and ``x`` on CUDA (or any
-    device under the interpreter)."""
-    return triton is not None and (x.is_cuda or _INTERPRETED)
-
+__all__ = ["TRITON"]
 
 if triton is not None:
     _CONFIGS = [

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..backends import triton_available as available
 from .base import ConvAlgorithm, ConvCall, ConvProducts, Geometry
 from .depthwise import one_channel_per_group
-from .triton import available
 
 try:
     import triton

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._tracing import fx_leaf, is_tracing
 from .._utils import IntOrTuple, ntuple, tap_ranges
-from ..conv.dispatch import convolve
+from ..depthwise import depthwise_conv2d
 from . import traceable, triton
 from .base import accumulation, in_layout_of, pool_args
 from .dispatch import PoolKernels, run
@@ -159,7 +159,7 @@ def _native_avg_pool2d(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_o
     rounded once), divided by the divisor every window shares (:func:`_native_takes`)."""
     divisor = _uniform_divisor(x, k, s, p, o, count_include_pad, divisor_override)
     ones = torch.ones(x.shape[1], 1, *k, dtype=x.dtype, device=x.device)
-    return convolve(x, ones, s, p, (1, 1), x.shape[1], "depthwise") / divisor
+    return depthwise_conv2d(x, ones, s, p, (1, 1)) / divisor
 
 
 AVG_POOL = PoolKernels(eager=_averages(_separable_window_sum), traceable=_averages(traceable.window_sum))

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._utils import check_input_rank, check_non_negative, check_positive, ntuple, pool_output_size, tf_same_padding
-from ..conv.base import memory_format_of
+from ..backends import memory_format_of
 
 __all__ = [
     "accumulation",

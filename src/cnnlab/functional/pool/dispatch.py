@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .. import native
 from .._tracing import is_compiling_graph, is_tracing
-from ..conv.triton import available as triton_available
+from ..backends import triton_available
 
 __all__ = ["PoolKernels", "run"]
 

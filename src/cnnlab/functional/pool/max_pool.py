@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .._tracing import fx_leaf
 from .._utils import IntOrTuple, tap_ranges
-from ..conv.base import memory_format_of
+from ..backends import memory_format_of
 from . import traceable, triton
 from .base import accumulation, finish, gather_flat, in_layout_of, pool_args, with_indices
 from .dispatch import PoolKernels, run

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..conv.triton import available
+from ..backends import triton_available as available
 
 try:
     import triton

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._tracing import fx_leaf
 from .._utils import IntOrTuple, check_input_rank, ntuple, output_size_unpadded
-from ..conv.dispatch import convolve
+from ..depthwise import depthwise_conv2d
 from . import traceable
 from .base import pool_args
 from .dispatch import PoolKernels, run
@@ -68,7 +68,7 @@ def _eager_weighted_pool2d(x: Tensor, weights: Tensor, stride, padding, out) -> 
         x = F.pad(x, pads)
     channels = x.shape[1]
     filters = weights.expand(channels, 1, kh, kw)
-    return convolve(x, filters, stride, (0, 0), (1, 1), channels, "depthwise")
+    return depthwise_conv2d(x, filters, stride, (0, 0), (1, 1))
 
 
 WEIGHTED_POOL2D = PoolKernels(eager=_eager_weighted_pool2d, traceable=traceable.weighted_pool2d)
