@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
-__all__ = ["fx_leaf", "is_compiling_graph", "is_tracing", "recorded_grads"]
+__all__ = ["KernelConv", "fx_leaf", "is_compiling_graph", "is_tracing", "recorded_grads"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -78,3 +78,14 @@ def recorded_grads(forward: Callable, inputs: tuple[Tensor, ...], grad: Tensor, 
     needed = [t for t, want in zip(inputs, wanted) if want]
     grads = iter(torch.autograd.grad(out, needed, grad, create_graph=True))
     return tuple(next(grads) if want else None for want in wanted)
+
+
+class KernelConv(torch.autograd.Function):
+    """A convolution over compiled kernels, ``forward(input, weight, *arguments)``: keeps ``input``
+    and ``weight`` for the backward and the other arguments as ``ctx.arguments``; its backward
+    under ``create_graph`` is :func:`recorded_grads` of its traceable form."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, *ctx.arguments = inputs
+        ctx.save_for_backward(input, weight)

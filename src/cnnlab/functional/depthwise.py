@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import native
-from ._tracing import recorded_grads
+from ._tracing import KernelConv, recorded_grads
 from ._utils import conv_output_size, output_size_unpadded, pad_input, window_taps
 from .backends import memory_format_of
 
@@ -110,18 +110,13 @@ class _DepthwiseConv2d(torch.autograd.Function):
         return grad_input, grad_weight.view_as(weight) if grad_weight is not None else None, None, None
 
 
-class _NativeDepthwiseConv2d(torch.autograd.Function):
+class _NativeDepthwiseConv2d(KernelConv):
     """The compiled kernels (multiplier 1): forward, ∂x and ∂w each one op, in the input's memory
     format. Under ``create_graph`` the backward differentiates the traceable form instead."""
 
     @staticmethod
     def forward(input: Tensor, weight: Tensor, stride, padding, dilation) -> Tensor:
         return torch.ops.cnnlab_native.depthwise(input, weight, stride, padding, dilation)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        input, weight, *ctx.arguments = inputs
-        ctx.save_for_backward(input, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

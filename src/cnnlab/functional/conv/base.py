@@ -120,15 +120,25 @@ class ConvProducts(NamedTuple):
     weight_grad: Callable[..., Tensor]
 
 
-def _save_geometry(ctx, inputs) -> None:
-    """What both Functions keep for backward: input and filters, and the geometry."""
-    input, weight, stride, padding, dilation, groups = inputs[:6]
-    ctx.save_for_backward(input, weight)
-    ctx.geometry = Geometry.of(weight, stride, dilation, groups)
-    ctx.padding, ctx.products = padding, inputs[-1]
+class _ChannelsLastFunction(torch.autograd.Function):
+    """What both Functions below keep for backward: input and filters, and the geometry."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, stride, padding, dilation, groups = inputs[:6]
+        ctx.save_for_backward(input, weight)
+        ctx.geometry = Geometry.of(weight, stride, dilation, groups)
+        ctx.padding, ctx.products = padding, inputs[-1]
 
 
-class ChannelsLastConv2d(torch.autograd.Function):
+def _saved(ctx, grad_out: Tensor) -> tuple:
+    """What both Functions' backward reads: input, filters, geometry, padding, products, and the
+    output gradient channels-last."""
+    input, weight = ctx.saved_tensors
+    return input, weight, ctx.geometry, ctx.padding, ctx.products, nhwc(grad_out)
+
+
+class ChannelsLastConv2d(_ChannelsLastFunction):
     """A convolution from an algorithm's :class:`ConvProducts`. Keeps only input and filters for
     backward; output and input gradient come back in the input's memory format. The products run
     on autograd-recording ops under ``create_graph`` (``matmul_nt`` then uses ``torch.matmul``),
@@ -142,14 +152,8 @@ class ChannelsLastConv2d(torch.autograd.Function):
         return to_nchw(out, memory_format_of(input))
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _save_geometry(ctx, inputs)
-
-    @staticmethod
     def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
-        grad = nhwc(grad_out)
+        input, weight, geometry, padding, products, grad = _saved(ctx, grad_out)
         grad_input = grad_weight = None
         # weight gradient first: its channels-last input copy is gone before the input gradient's buffers exist
         if ctx.needs_input_grad[1]:
@@ -161,7 +165,7 @@ class ChannelsLastConv2d(torch.autograd.Function):
         return grad_input, grad_weight, None, None, None, None, None
 
 
-class ChannelsLastConvTranspose2d(torch.autograd.Function):
+class ChannelsLastConvTranspose2d(_ChannelsLastFunction):
     """The adjoint of :class:`ChannelsLastConv2d` (a convolution from the output size back to the
     input size): forward is its input gradient; backward its forward and weight gradient."""
 
@@ -172,14 +176,8 @@ class ChannelsLastConvTranspose2d(torch.autograd.Function):
         return to_nchw(out, memory_format_of(input))
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _save_geometry(ctx, inputs)
-
-    @staticmethod
     def backward(ctx, grad_out: Tensor):
-        input, weight = ctx.saved_tensors
-        geometry, padding, products = ctx.geometry, ctx.padding, ctx.products
-        grad = nhwc(grad_out)
+        input, weight, geometry, padding, products, grad = _saved(ctx, grad_out)
         grad_input = grad_weight = None
         if ctx.needs_input_grad[1]:
             grad_weight = products.weight_grad(grad, nhwc(input), geometry, weight.shape, padding)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .. import native
-from .._tracing import recorded_grads
+from .._tracing import KernelConv, recorded_grads
 from ..backends import memory_format_of
 from . import traceable
 from .base import (
@@ -90,7 +90,7 @@ def _layout(nchw: bool) -> _Layout:
     return _Layout(ops.correlate_nhwc, ops.correlate_nhwc_input_grad, ops.correlate_nhwc_weight_grad, nhwc, to_nchw)
 
 
-class _DirectConv(torch.autograd.Function):
+class _DirectConv(KernelConv):
     """The compiled kernels as a convolution: the NCHW ones (``nchw=True``, no layout copy) or the
     channels-last ones (2-D and 3-D; contiguous input pays a copy each way). Under
     ``create_graph`` the backward differentiates the traceable form instead (it records its ops)."""
@@ -101,11 +101,6 @@ class _DirectConv(torch.autograd.Function):
         kernels = _layout(nchw)
         out = kernels.forward(kernels.to_kernel(input), weight, stride, padding, dilation, groups, out_size)
         return kernels.from_kernel(out, memory_format_of(input))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        input, weight, *ctx.arguments = inputs
-        ctx.save_for_backward(input, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

@@ -186,14 +186,7 @@ def _batch_chunks(x: Tensor, size) -> list[slice]:
     return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)] or [slice(0, 0)]
 
 
-def _conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
+def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
     """The convolution computed with ``torch.fft``.
 
     Half-precision inputs are transformed in float32 (torch.fft has no bfloat16 kernels on CPU).
@@ -207,14 +200,7 @@ def _conv2d(
     return y.to(dtype).contiguous(memory_format=memory_format_of(input))
 
 
-def _traceable_conv2d(
-    input: Tensor,
-    weight: Tensor,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> Tensor:
+def _traceable_conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
     """The traceable form of :func:`_conv2d` (see :mod:`cnnlab.functional._tracing`): the same
     product, ``IFFT(Σ_c FFT(x_pad) · conj(FFT(w)))`` cropped and strided, in differentiable ops
     whose derivatives autograd derives (the spectra are kept for backward, unlike :class:`_FFTConv2d`)."""

@@ -163,13 +163,7 @@ def _native_avg_pool2d(x: Tensor, k, s, p, o, count_include_pad: bool, divisor_o
 
 
 AVG_POOL = PoolKernels(eager=_averages(_separable_window_sum), traceable=_averages(traceable.window_sum))
-AVG_POOL2D = PoolKernels(
-    eager=AVG_POOL.eager,
-    traceable=AVG_POOL.traceable,
-    triton=_triton_avg_pool2d,
-    native=_native_avg_pool2d,
-    native_takes=_native_takes,
-)
+AVG_POOL2D = PoolKernels(AVG_POOL.eager, AVG_POOL.traceable, _triton_avg_pool2d, _native_avg_pool2d, _native_takes)
 
 
 @fx_leaf
