@@ -98,10 +98,7 @@ void for_each_tap(const Volume& v, int64_t od, int64_t oh, int64_t H, int64_t W,
 
 constexpr int64_t kBlock = 64;  // outputs along W per product: the accumulator block stays in L1
 
-int64_t knob(const char* name, int64_t fallback) {  // benchmark-only overrides of the blocking below
-  const char* value = std::getenv(name);
-  return value ? std::atoll(value) : fallback;
-}
+using tiles::knob;
 // Fewer channels per group than this make every tap's product too thin (K = Cg): the rows are
 // gathered instead, about kRows outputs at a time (3→64 3×3 @32², batch 128: 11.7 ms forward;
 // gathering short rows of many channels lost: 512→512 @4² 80 ms against 27 ms by taps, as the

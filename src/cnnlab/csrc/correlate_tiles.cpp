@@ -53,10 +53,6 @@ constexpr int64_t kChunk = 16;       // tiles that share each block of filters w
 struct Blocking {
   int64_t rows, columns;
 };
-int64_t knob(const char* name, int64_t fallback) {
-  const char* value = std::getenv(name);
-  return value ? std::atoll(value) : fallback;
-}
 const int64_t kWideRows = knob("CNNLAB_TILE_ROWS", 6), kWideColumns = knob("CNNLAB_TILE_COLUMNS", 64);
 Blocking blocking(int64_t n) { return n >= 48 ? Blocking{kWideRows, kWideColumns} : Blocking{kMR, 32}; }
 

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 namespace cnnlab {
@@ -14,6 +15,13 @@ namespace tiles {
 struct Geometry2d {
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
 };
+
+// A benchmark-only override of a blocking constant: the environment variable `name` if set (the
+// knobs are listed in docs/benchmarks.md), else `fallback`.
+inline int64_t knob(const char* name, int64_t fallback) {
+  const char* value = std::getenv(name);
+  return value ? std::atoll(value) : fallback;
+}
 
 // Y (N, OH, OW, O) from X (N, H, W, C) and W (O, C/G, kh, kw); float32 or bfloat16 (both alike).
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
