@@ -4,6 +4,7 @@ Usage:
     python benchmarks/layers.py                      # every case, CPU, batch 128
     python benchmarks/layers.py --group conv --repeats 5
     python benchmarks/layers.py --device cuda
+    python benchmarks/layers.py --group pool --channels-last   # channels-last inputs and layers
 
 For each case it reports the median time of forward (no grad) and forward+backward for torch and
 cnnlab, their ratio (cnnlab / torch: below 1 means cnnlab is faster), and peak memory of one
@@ -56,6 +57,7 @@ def conv_cases() -> list[Case]:
         ("conv 256→256 3×3 @8²", *conv(256, 256, 8)),
         ("conv 512→512 3×3 @4²", *conv(512, 512, 4)),
         ("depthwise 128 3×3 @16²", *conv(128, 128, 16, groups=128)),
+        ("depthwise 64 3×3 s2 @32²", *conv(64, 64, 32, groups=64, stride=2)),
         (
             "transposed 128→64 2×2 s2 @16²",
             lambda: nn.ConvTranspose2d(128, 64, 2, stride=2),
@@ -243,10 +245,20 @@ def _forward_backward(layer: nn.Module, x: torch.Tensor) -> None:
     layer(x).sum().backward()
 
 
-def time_case(case: Case, impl: str, batch: int, repeats: int, device: str) -> tuple[float, float]:
+def _layer_and_input(case: Case, impl: str, batch: int, device: str, channels_last: bool):
+    """The case's layer and a random batch for it (4-D ones channels-last where asked), seeded."""
     torch.manual_seed(0)
     layer = (case.make_torch if impl == "torch" else case.make_cnnlab)().to(device)
-    x = torch.randn(batch, *case.shape, device=device, requires_grad=True)
+    x = torch.randn(batch, *case.shape, device=device)
+    if channels_last and x.dim() == 4:
+        layer, x = layer.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return layer, x.requires_grad_(True)
+
+
+def time_case(
+    case: Case, impl: str, batch: int, repeats: int, device: str, channels_last: bool = False
+) -> tuple[float, float]:
+    layer, x = _layer_and_input(case, impl, batch, device, channels_last)
 
     def forward():
         with torch.no_grad():
@@ -258,12 +270,10 @@ def time_case(case: Case, impl: str, batch: int, repeats: int, device: str) -> t
     )
 
 
-def peak_memory(case: Case, impl: str, batch: int, device: str) -> int:
+def peak_memory(case: Case, impl: str, batch: int, device: str, channels_last: bool = False) -> int:
     """Bytes by which one forward+backward raises peak memory above what the layer and input hold."""
     if device == "cuda":
-        torch.manual_seed(0)
-        layer = (case.make_torch if impl == "torch" else case.make_cnnlab)().to(device)
-        x = torch.randn(batch, *case.shape, device=device, requires_grad=True)
+        layer, x = _layer_and_input(case, impl, batch, device, channels_last)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -272,7 +282,8 @@ def peak_memory(case: Case, impl: str, batch: int, device: str) -> int:
         return torch.cuda.max_memory_allocated() - base
     # CPU: a fresh process per measurement, so the allocator holds nothing from earlier cases.
     result = subprocess.run(
-        [sys.executable, __file__, "--memory-probe", case.name, impl, "--batch", str(batch)],
+        [sys.executable, __file__, "--memory-probe", case.name, impl, "--batch", str(batch)]
+        + (["--channels-last"] if channels_last else []),
         capture_output=True,
         text=True,
         check=True,
@@ -280,11 +291,9 @@ def peak_memory(case: Case, impl: str, batch: int, device: str) -> int:
     return int(result.stdout.strip().splitlines()[-1])
 
 
-def _memory_probe(name: str, impl: str, batch: int) -> None:
+def _memory_probe(name: str, impl: str, batch: int, channels_last: bool) -> None:
     case = next(c for c in all_cases() if c.name == name)
-    torch.manual_seed(0)
-    layer = (case.make_torch if impl == "torch" else case.make_cnnlab)()
-    x = torch.randn(batch, *case.shape, requires_grad=True)
+    layer, x = _layer_and_input(case, impl, batch, "cpu", channels_last)
     print(peak_rss_increase(lambda: _forward_backward(layer, x)))
 
 
@@ -295,15 +304,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    parser.add_argument("--channels-last", action="store_true", help="4-D inputs and layers channels-last")
     parser.add_argument("--output", help="also write the table (Markdown) and raw numbers (JSON) here")
     parser.add_argument("--memory-probe", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        _memory_probe(*args.memory_probe, args.batch)
+        _memory_probe(*args.memory_probe, args.batch, args.channels_last)
         return
 
     cases = [c for c in all_cases() if args.group in ("all", c.group)]
-    header = f"{describe()}, {args.device}, batch {args.batch}, median of {args.repeats}"
+    layout = ", channels-last" if args.channels_last else ""
+    header = f"{describe()}, {args.device}, batch {args.batch}{layout}, median of {args.repeats}"
     lines = [
         header,
         "",
@@ -314,8 +325,8 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     rows = []
     for case in cases:
-        t_fwd, t_fb = time_case(case, "torch", args.batch, args.repeats, args.device)
-        c_fwd, c_fb = time_case(case, "cnnlab", args.batch, args.repeats, args.device)
+        t_fwd, t_fb = time_case(case, "torch", args.batch, args.repeats, args.device, args.channels_last)
+        c_fwd, c_fb = time_case(case, "cnnlab", args.batch, args.repeats, args.device, args.channels_last)
         row = {
             "layer": case.name,
             "group": case.group,
@@ -326,8 +337,8 @@ def main() -> None:
         }
         mem = "| – | – | – |"
         if not args.no_memory:
-            row["mem_torch"] = peak_memory(case, "torch", args.batch, args.device)
-            row["mem_cnnlab"] = peak_memory(case, "cnnlab", args.batch, args.device)
+            row["mem_torch"] = peak_memory(case, "torch", args.batch, args.device, args.channels_last)
+            row["mem_cnnlab"] = peak_memory(case, "cnnlab", args.batch, args.device, args.channels_last)
             ratio = row["mem_cnnlab"] / max(row["mem_torch"], 1)
             mem = f"| {row['mem_torch'] / 2**20:.1f} | {row['mem_cnnlab'] / 2**20:.1f} | {ratio:.2f} |"
         rows.append(row)

@@ -1,7 +1,7 @@
 """Render the analysis figures of a trained run:
 
     python docs/figures.py outputs/<date>/<run>                        # into outputs/figures/
-    python docs/figures.py outputs/<date>/<run> --out docs/images      # the README's images
+    python docs/figures.py outputs/<date>/<run> --out docs/site/images      # the guides' images
 
 Reads the run's config.yaml and checkpoints/best.pt; writes receptive_field.png (the
 receptive-field growth with the effective receptive field of the trained model) and

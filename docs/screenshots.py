@@ -1,7 +1,7 @@
 """Screenshots of TensorBoard for a small sweep, as a user's browser shows it:
 
     python docs/screenshots.py                          # into outputs/screenshots/
-    python docs/screenshots.py --out docs/images        # the README's images
+    python docs/screenshots.py --out docs/site/images        # the guides' images
 
 Trains a 2×2 ``conv × pool`` sweep of the ``simple`` model on synthetic data (3 epochs of 5
 batches, under a minute on 2 cores), serves it with TensorBoard on a free loopback port and takes

@@ -1,10 +1,11 @@
-"""Every command the README shows runs as written on a fresh clone (issue 16): the fenced ``bash``
-blocks and the inline ``python ...`` commands, each in a shell with the virtual environment's
-``python`` first on PATH (what ``source .venv/bin/activate`` gives). Training commands are
-shortened with overrides appended (two steps, one validation batch, no analysis, and
-``data=synthetic`` except for ``make train``, which finds the real CIFAR-10 through ``.env`` when it
-is present), benchmarks to one step timed once, outputs go to a temporary folder, and
-placeholders (``outputs/<date>/<run>``, ``<date_time>``) name a run and a sweep made here."""
+"""Every command the README and its guides (``docs/site/guides``) show runs as written on a fresh
+clone (issues 16, 42): the fenced ``bash`` blocks and the inline ``python ...`` commands, each in
+a shell with the virtual environment's ``python`` first on PATH (what ``source .venv/bin/activate``
+gives). Training commands are shortened with overrides appended (two steps, one validation batch,
+no analysis, and ``data=synthetic`` except for ``make train``, which finds the real CIFAR-10
+through ``.env`` when it is present), benchmarks to one step timed once, outputs go to a temporary
+folder, and placeholders (``outputs/<date>/<run>``, ``<date_time>``) name a run and a sweep made
+here."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import pytest
 from tests.e2e.test_train import ROOT, clean_env
 
 pytestmark = pytest.mark.slow
-README = (ROOT / "README.md").read_text()
+GUIDES = sorted((ROOT / "docs" / "site" / "guides").glob("*.md"))
+README = "\n".join(path.read_text() for path in [ROOT / "README.md", *GUIDES])  # and the guides it points to
 VENV_BIN = Path(sys.executable).parent
 HAS_CIFAR = (Path(os.environ.get("CNNLAB_DATA", ROOT.parent / "shared" / "data")) / "cifar-10-batches-py").is_dir()
 SHORT = [
@@ -39,7 +41,7 @@ def readme_commands() -> list[str]:
     for block in re.findall(r"```bash\n(.*?)```", README, re.S):
         for line in block.splitlines():
             command = line.split("  #")[0].strip()
-            if command and not command.startswith("#"):
+            if command and not command.startswith("#") and command not in commands:
                 commands.append(command)
     for inline in re.findall(r"`(python [^`]+)`", README):
         if not re.search(r"\.\.\.|\[overrides\]", inline) and inline not in commands:
@@ -84,7 +86,7 @@ def prepare(command: str, made: dict[str, Path], index: int) -> str:
     command = command.replace("outputs/multirun/<date_time>", str(made["sweep"])).replace(
         "<dirs...>", str(made["sweep"])
     )
-    command = command.replace("--out docs/images", f"--out {out}")
+    command = command.replace("--out docs/site/images", f"--out {out}")
     if command.startswith("python -m cnnlab.compare"):
         command += f" --out {out}/compare.png"
     if command.startswith("python -m cnnlab.analyze signal"):

@@ -467,7 +467,7 @@ def test_helper_clis_explain_themselves_and_write_outside_the_repository(trained
     assert (
         usage.returncode == 2 and "usage: python docs/figures.py" in usage.stderr and "IndexError" not in usage.stderr
     )
-    images = ROOT / "docs" / "images"
+    images = ROOT / "docs" / "site" / "images"
     before = {p.name: p.stat().st_mtime_ns for p in images.iterdir()}
     run_python("docs/figures.py", str(trained_run), "--out", str(tmp_path / "figures"))
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {"receptive_field.png", "feature_maps.png"}

@@ -206,7 +206,7 @@ def conv1d(
         groups: split input and output channels into this many independent groups. Default 1.
         padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
         algorithm: (keyword-only) ``"auto"`` or one of
-            :data:`cnnlab.functional.conv.algorithms.ALGORITHMS` (README, "Using cnnlab as a library").
+            :data:`cnnlab.functional.conv.algorithms.ALGORITHMS` (``docs/site/guides/library.md``).
 
     Shape:
         ``(N, C_out, L_out)`` (unbatched: ``(C_out, L_out)``), ``L_out = floor((L + 2p − d(k − 1) − 1) / s) + 1``.
@@ -249,7 +249,7 @@ def conv2d(
         groups: split input and output channels into this many independent groups. Default 1.
         padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
         algorithm: (keyword-only) ``"auto"`` or one of
-            :data:`cnnlab.functional.conv.algorithms.ALGORITHMS` (README, "Using cnnlab as a library").
+            :data:`cnnlab.functional.conv.algorithms.ALGORITHMS` (``docs/site/guides/library.md``).
 
     Shape:
         ``(N, C_out, H_out, W_out)`` in the input's memory format,
@@ -292,7 +292,7 @@ def conv3d(
         groups: split input and output channels into this many independent groups. Default 1.
         padding_mode: (keyword-only) ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
         algorithm: (keyword-only) ``"auto"`` or ``"direct"`` or
-            ``"traceable"`` (README, "Using cnnlab as a library").
+            ``"traceable"`` (``docs/site/guides/library.md``).
 
     Shape:
         ``(N, C_out, D_out, H_out, W_out)``, each size as :func:`conv1d`'s ``L_out``.
