@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnlab.functional as CF
+import cnnlab.nn as cnnlab_nn
 from cnnlab.functional import native
 
 needs_native = pytest.mark.skipif(not native.available(), reason="needs cnnlab's compiled kernels")
@@ -220,3 +221,32 @@ def test_average_pool_of_one_divisor_runs_the_depthwise_kernel(
     tolerance = 2**-8 if dtype == torch.bfloat16 else 1e-6
     for a, b in zip(got, want):
         assert ((a.double() - b).abs().max() / b.abs().max()).item() < tolerance
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_native_depthwise_adds_the_bias_inside_the_kernel(dtype, channels_last):
+    """A depthwise layer's bias is added to the kernel's float32 sums before their one rounding
+    (no second pass over the output: no ``aten::add`` in the forward); output and the gradients of
+    input, filters and bias agree with torch's."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ours, theirs = cnnlab_nn.Conv2d(21, 21, 3, padding=1, groups=21), torch.nn.Conv2d(21, 21, 3, padding=1, groups=21)
+    theirs.load_state_dict(ours.state_dict())
+    ours, theirs = ours.to(dtype), theirs.to(dtype)
+    x = torch.randn(2, 21, 9, 10).to(dtype).contiguous(memory_format=fmt)
+    ours_in, theirs_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.profiler.profile() as profile:
+        out = ours(ours_in)
+    names = {event.name for event in profile.events()}
+    assert "cnnlab_native::depthwise" in names and "aten::add" not in names
+    reference = theirs(theirs_in)
+    grad = torch.randn_like(reference)
+    out.backward(grad)
+    reference.backward(grad)
+    tolerance = {"rtol": 1.6e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(out, reference, **tolerance)
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, **tolerance)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(ours, name).grad, getattr(theirs, name).grad, **tolerance)

@@ -29,6 +29,7 @@
 #include <array>
 #include <cstring>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -165,12 +166,13 @@ void store(T* __restrict out, const float* __restrict in, int64_t n) {
   for (; k < n; ++k) out[k] = static_cast<T>(in[k]);
 }
 
-// sums[q] = Σ_t taps[t] · src[q + offsets[t]] for q in [0, n) rounded up to whole blocks: 16
-// consecutive positions are 16 running sums in a register over every tap.
+// sums[q] = start + Σ_t taps[t] · src[q + offsets[t]] for q in [0, n) rounded up to whole blocks:
+// 16 consecutive positions are 16 running sums in a register over every tap.
 void correlate_run(const float* src, const int64_t* offsets, const float* taps, int64_t count, float* sums,
-                   int64_t n) {
+                   int64_t n, float start = 0.0f) {
   for (int64_t q = 0; q < n; q += kChains * kLanes) {
-    Lanes acc[kChains] = {};
+    Lanes acc[kChains];
+    for (int u = 0; u < kChains; ++u) acc[u] = Lanes{} + start;
     for (int64_t t = 0; t < count; ++t) {
       for (int u = 0; u < kChains; ++u) acc[u] += taps[t] * load(src + q + offsets[t] + u * kLanes);
     }
@@ -187,8 +189,8 @@ std::pair<int64_t, int64_t> far_padding(int64_t H, int64_t W, int64_t OH, int64_
 // NCHW: one plane per (n, c) in its stride phases; output (oh, ow) at q = oh·Wq + ow, every tap a
 // run of the plane from its offset (the Wq − OW positions at the end of each row dropped).
 template <typename T>
-void forward_nchw(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                  int64_t OW, const Geometry2d& g) {
+void forward_nchw(const T* x, const float* w, const float* bias, T* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                  int64_t OH, int64_t OW, const Geometry2d& g) {
   const auto [bottom, right] = far_padding(H, W, OH, OW, g);
   const int64_t taps = g.kh * g.kw;
   at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
@@ -200,7 +202,7 @@ void forward_nchw(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_
     for (int64_t p = begin; p < end; ++p) {
       if (p + 1 < end) prefetch(x + (p + 1) * H * W, H * W);
       plane.fill(x + p * H * W);
-      correlate_run(plane.values.data(), offsets.data(), w + p % C * taps, taps, sums.data(), OH * Wq);
+      correlate_run(plane.values.data(), offsets.data(), w + p % C * taps, taps, sums.data(), OH * Wq, bias[p % C]);
       for (int64_t oh = 0; oh < OH; ++oh) store(y + (p * OH + oh) * OW, sums.data() + oh * Wq, OW);
     }
   });
@@ -275,11 +277,11 @@ void over_bands(const T* x, Band& band, int64_t H, int64_t OH, const Geometry2d&
 // NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap
 // (four pixels side by side), read from the band; the filters [kh][kw][C].
 template <typename T>
-void forward_nhwc(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                  int64_t OW, const Geometry2d& g) {
+void forward_nhwc(const T* x, const float* w, const float* bias, T* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                  int64_t OH, int64_t OW, const Geometry2d& g) {
   const int64_t taps = g.kh * g.kw, Cp = whole_lanes(C), rows = (OH - 1) * g.sh + g.dh * (g.kh - 1) + 1;
   const auto [bottom, right] = far_padding(H, W, OH, OW, g);
-  const std::vector<float> filter = padded_taps(w, taps, C);
+  const std::vector<float> filter = padded_taps(w, taps, C), start = padded_taps(bias, 1, C);
   at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
     Band band(rows, W, C, g.pw, right);
     std::vector<int64_t> offsets(taps);
@@ -293,7 +295,8 @@ void forward_nhwc(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_
           const int64_t lanes = std::min(kLanes, C - c0);
           int64_t ow = 0;
           for (; ow + kChains <= OW; ow += kChains) {
-            Lanes acc[kChains] = {};
+            Lanes acc[kChains];
+            for (int u = 0; u < kChains; ++u) acc[u] = load(start.data() + c0);
             for (int64_t t = 0; t < taps; ++t) {
               const Lanes tap = load(filter.data() + t * Cp + c0);
               for (int u = 0; u < kChains; ++u) acc[u] += load(first + (ow + u) * pixel + offsets[t] + c0) * tap;
@@ -301,7 +304,7 @@ void forward_nhwc(const T* x, const float* w, T* y, int64_t N, int64_t C, int64_
             for (int u = 0; u < kChains; ++u) store_first(out + (ow + u) * C + c0, acc[u], lanes);
           }
           for (; ow < OW; ++ow) {
-            Lanes acc = {};
+            Lanes acc = load(start.data() + c0);
             for (int64_t t = 0; t < taps; ++t) {
               acc += load(first + ow * pixel + offsets[t] + c0) * load(filter.data() + t * Cp + c0);
             }
@@ -357,7 +360,8 @@ void interleave(T* __restrict out, const float* const* from, int64_t sw, int64_t
 // above, ⌊dw(kw − 1)/sw⌋ columns left, Wg = Wq + left wide), position q = r·Wg + c reads it at q +
 // (top − ⌊di/sh⌋)·Wg + left − ⌊dj/sw⌋: the forward's correlation, once per phase, no scatter.
 template <typename T>
-void input_grad_nchw(const T* dy, const float* w, T* dx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
+void input_grad_nchw(const T* dy, const float* w, const float* /* zeros */, T* dx, int64_t N, int64_t C, int64_t H,
+                     int64_t W, int64_t OH,
                      int64_t OW, const Geometry2d& g) {
   const auto [bottom, right] = far_padding(H, W, OH, OW, g);
   const int64_t Hq = (H + g.ph + bottom + g.sh - 1) / g.sh, Wq = (W + g.pw + right + g.sw - 1) / g.sw;  // Plane's
@@ -397,11 +401,12 @@ void input_grad_nchw(const T* dy, const float* w, T* dx, int64_t N, int64_t C, i
 }
 
 template <typename T>
-void input_grad_nhwc(const T* dy, const float* w, T* dx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
+void input_grad_nhwc(const T* dy, const float* w, const float* zeros, T* dx, int64_t N, int64_t C, int64_t H,
+                     int64_t W, int64_t OH,
                      int64_t OW, const Geometry2d& g) {
   if (by_correlation(g)) {
     const std::vector<float> taps(w, w + C * g.kh * g.kw);
-    forward_nhwc(dy, rotate(taps, C, g.kh * g.kw).data(), dx, N, C, OH, OW, H, W, rotated(g));
+    forward_nhwc(dy, rotate(taps, C, g.kh * g.kw).data(), zeros, dx, N, C, OH, OW, H, W, rotated(g));
     return;
   }
   at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
@@ -569,33 +574,42 @@ void check(const at::Tensor& a, const at::Tensor& b, const char* op) {
 // `kernel` (forward_* or input_grad_*, chosen by the layout of `source`) from `source` (N, C, SH, SW)
 // into a new (N, C, *out_size) in the same layout and dtype.
 template <typename Nhwc, typename Nchw>
-at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const Geometry2d& g, int64_t DH, int64_t DW,
-                     bool input_grad, Nhwc nhwc_kernel, Nchw nchw_kernel) {
+at::Tensor correlate(const at::Tensor& source, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                     const Geometry2d& g, int64_t DH, int64_t DW, bool input_grad, Nhwc nhwc_kernel, Nchw nchw_kernel) {
   const int64_t N = source.size(0), C = source.size(1), SH = source.size(2), SW = source.size(3);
   const bool nhwc = channels_last(source);
   const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor src = source.contiguous(format);
   at::Tensor dst = at::empty({N, C, DH, DW}, src.options().memory_format(format));
   const std::vector<float> w = filters(weight, nhwc);
+  std::vector<float> start(C, 0.0f);  // every output's first value: the bias (zeros for ∂x)
+  if (bias.has_value()) {
+    const at::Tensor b = bias->to(at::kFloat).contiguous();
+    std::copy_n(b.const_data_ptr<float>(), C, start.begin());
+  }
   // the kernels take (input sizes, output sizes) of the convolution: ∂x's are the destination's
   using Sizes = std::array<int64_t, 4>;
   const auto [H, W, OH, OW] = input_grad ? Sizes{DH, DW, SH, SW} : Sizes{SH, SW, DH, DW};
   dispatch(src, [&](auto zero) {
     using T = decltype(zero);
-    (nhwc ? nhwc_kernel(T()) : nchw_kernel(T()))(values<T>(src), w.data(), values<T>(dst), N, C, H, W, OH, OW, g);
+    (nhwc ? nhwc_kernel(T()) : nchw_kernel(T()))(values<T>(src), w.data(), start.data(), values<T>(dst), N, C, H, W,
+                                                  OH, OW, g);
   });
   return dst;
 }
 
-// (N, C, H, W) in either layout, filters (C, 1, kh, kw) → (N, C, OH, OW) in the input's layout.
-at::Tensor depthwise(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-                     at::IntArrayRef padding, at::IntArrayRef dilation) {
+// (N, C, H, W) in either layout, filters (C, 1, kh, kw), an optional bias (C) of any floating dtype,
+// added to the float32 sums before their one rounding → (N, C, OH, OW) in the input's layout.
+at::Tensor depthwise(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
   check(input, weight, "cnnlab_native::depthwise");
+  TORCH_CHECK(!bias.has_value() || (bias->dim() == 1 && bias->size(0) == input.size(1)),
+              "cnnlab_native::depthwise: a bias of one value per channel");
   const Geometry2d g = geometry(weight.size(2), weight.size(3), stride, padding, dilation);
   const int64_t OH = output_size(input.size(2), g.kh, g.sh, g.ph, g.dh);
   const int64_t OW = output_size(input.size(3), g.kw, g.sw, g.pw, g.dw);
   return correlate(
-      input, weight, g, OH, OW, false, [](auto zero) { return &forward_nhwc<decltype(zero)>; },
+      input, weight, bias, g, OH, OW, false, [](auto zero) { return &forward_nhwc<decltype(zero)>; },
       [](auto zero) { return &forward_nchw<decltype(zero)>; });
 }
 
@@ -604,7 +618,8 @@ at::Tensor depthwise_input_grad(const at::Tensor& grad, const at::Tensor& weight
   check(grad, weight, "cnnlab_native::depthwise_input_grad");
   const Geometry2d g = geometry(weight.size(2), weight.size(3), stride, padding, dilation);
   return correlate(
-      grad, weight, g, input_size[0], input_size[1], true, [](auto zero) { return &input_grad_nhwc<decltype(zero)>; },
+      grad, weight, std::nullopt, g, input_size[0], input_size[1], true,
+      [](auto zero) { return &input_grad_nhwc<decltype(zero)>; },
       [](auto zero) { return &input_grad_nchw<decltype(zero)>; });
 }
 
@@ -629,7 +644,8 @@ at::Tensor depthwise_weight_grad(const at::Tensor& input, const at::Tensor& grad
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(cnnlab_native, m) {
-  m.def("depthwise(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+  m.def("depthwise(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation)"
+        " -> Tensor");
   m.def("depthwise_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"
         " int[2] input_size) -> Tensor");
   m.def("depthwise_weight_grad(Tensor input, Tensor grad, int[2] kernel, int[2] stride, int[2] padding,"

@@ -111,27 +111,29 @@ class _DepthwiseConv2d(torch.autograd.Function):
 
 
 class _NativeDepthwiseConv2d(KernelConv):
-    """The compiled kernels (multiplier 1): forward, ∂x and ∂w each one op, in the input's memory
-    format. Under ``create_graph`` the backward differentiates the traceable form instead."""
+    """The compiled kernels (multiplier 1): forward (the bias added before the one rounding), ∂x
+    and ∂w each one op, in the input's memory format. Under ``create_graph`` the backward
+    differentiates the traceable form instead."""
 
     @staticmethod
-    def forward(input: Tensor, weight: Tensor, stride, padding, dilation) -> Tensor:
-        return torch.ops.cnnlab_native.depthwise(input, weight, stride, padding, dilation)
+    def forward(input: Tensor, weight: Tensor, stride, padding, dilation, bias: Tensor | None) -> Tensor:
+        return torch.ops.cnnlab_native.depthwise(input, weight, bias, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         input, weight = ctx.saved_tensors
-        stride, padding, dilation = ctx.arguments
+        stride, padding, dilation, _ = ctx.arguments
         wanted = ctx.needs_input_grad[:2]
+        grad_bias = grad.sum((0, 2, 3)) if ctx.needs_input_grad[5] else None
         if torch.is_grad_enabled():  # create_graph: differentiate the recording traceable form
             grads = recorded_grads(partial(tap_sum, stride=stride, padding=padding, dilation=dilation), (input, weight),
                                    grad, wanted)  # fmt: skip
-            return *grads, None, None, None
+            return *grads, None, None, None, grad_bias
         ops, geometry = torch.ops.cnnlab_native, (stride, padding, dilation)
         grad = grad.contiguous(memory_format=memory_format_of(input))  # laid out once for both kernels
         grad_weight = ops.depthwise_weight_grad(input, grad, weight.shape[2:], *geometry) if wanted[1] else None
         grad_input = ops.depthwise_input_grad(grad, weight, *geometry, input.shape[2:]) if wanted[0] else None
-        return grad_input, grad_weight, None, None, None
+        return grad_input, grad_weight, None, None, None, grad_bias
 
 
 def native_fits(input: Tensor, weight: Tensor) -> bool:
@@ -145,14 +147,16 @@ def native_fits(input: Tensor, weight: Tensor) -> bool:
     )
 
 
-def depthwise_conv2d(input: Tensor, weight: Tensor, stride, padding, dilation) -> Tensor:
-    """``(N, C, H, W)`` ⋆ filters ``(C·m, 1, kH, kW)`` with symmetric zero ``padding`` → ``(N, C·m,
-    H_out, W_out)`` in eager mode: cnnlab's compiled kernels where they fit (:func:`native_fits`),
-    else the tap loop of :func:`_correlate_taps`."""
+def depthwise_conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, bias: Tensor | None = None) -> Tensor:
+    """``(N, C, H, W)`` ⋆ filters ``(C·m, 1, kH, kW)`` with symmetric zero ``padding``, plus
+    ``bias`` ``(C·m,)`` where given → ``(N, C·m, H_out, W_out)`` in eager mode: cnnlab's compiled
+    kernels where they fit (:func:`native_fits`; the bias added inside them), else the tap loop of
+    :func:`_correlate_taps`."""
     if native_fits(input, weight):
-        return _NativeDepthwiseConv2d.apply(input, weight, list(stride), list(padding), list(dilation))
+        return _NativeDepthwiseConv2d.apply(input, weight, list(stride), list(padding), list(dilation), bias)
     padded = pad_input(input, tuple((p, p) for p in padding))
-    return _DepthwiseConv2d.apply(padded, weight, stride, dilation)
+    out = _DepthwiseConv2d.apply(padded, weight, stride, dilation)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 def tap_sum(input: Tensor, weight: Tensor, stride, padding, dilation) -> Tensor:

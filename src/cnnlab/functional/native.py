@@ -199,7 +199,7 @@ def _register_fakes() -> None:
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
     @torch.library.register_fake("cnnlab_native::depthwise")
-    def _(input, weight, stride, padding, dilation):
+    def _(input, weight, bias, stride, padding, dilation):
         sizes = [out_size(*a) for a in zip(input.shape[2:], weight.shape[2:], stride, padding, dilation)]
         return like(input, *input.shape[:2], *sizes)
 

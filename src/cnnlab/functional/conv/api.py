@@ -169,10 +169,10 @@ def _conv(
     if spatial_dims == 1:
         input, weight = input.unsqueeze(2), weight.unsqueeze(2)
         stride, dilation, inner = (1, *stride), (1, *dilation), (0, *inner)
-    out = convolve(input, weight, stride, inner, dilation, groups, algorithm)
+    out = convolve(input, weight, stride, inner, dilation, groups, algorithm, bias)
     if spatial_dims == 1:
         out = out.squeeze(2)
-    return _add_bias(out, bias, batched).to(dtype)
+    return (out if batched else out.squeeze(0)).to(dtype)
 
 
 @fx_leaf

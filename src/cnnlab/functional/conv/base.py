@@ -235,6 +235,8 @@ class ConvAlgorithm:
             ``None`` means :func:`.traceable.conv` (slices, ``cat`` and ``matmul``).
         compiled: under ``torch.compile`` the products run as opaque ``cnnlab::`` custom ops
             (:mod:`.opaque`) instead of the traceable form.
+        fuses_bias: ``eager`` takes the bias (or ``None``) as a seventh argument and adds it itself
+            (inside a compiled kernel: no second pass over the output); others get it added after.
     """
 
     name: str
@@ -243,6 +245,7 @@ class ConvAlgorithm:
     eager: Callable[..., Tensor] | None = None
     traceable: Callable[..., Tensor] | None = None
     compiled: bool = False
+    fuses_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.products is None and self.eager is None:

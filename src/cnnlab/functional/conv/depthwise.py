@@ -13,8 +13,8 @@ from .base import ConvAlgorithm, ConvCall
 __all__ = ["DEPTHWISE", "one_channel_per_group"]
 
 
-def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-    return depthwise_conv2d(input, weight, stride, padding, dilation)
+def _conv2d(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, bias: Tensor | None) -> Tensor:
+    return depthwise_conv2d(input, weight, stride, padding, dilation, bias)
 
 
 def one_channel_per_group(call: ConvCall) -> str | None:
@@ -24,4 +24,4 @@ def one_channel_per_group(call: ConvCall) -> str | None:
     return f"groups == in_channels, but got groups={call.groups}, in_channels={call.input.shape[1]}"
 
 
-DEPTHWISE = ConvAlgorithm("depthwise", requires=one_channel_per_group, eager=_conv2d)
+DEPTHWISE = ConvAlgorithm("depthwise", requires=one_channel_per_group, eager=_conv2d, fuses_bias=True)

@@ -121,19 +121,27 @@ def resolve(algorithm: str, call: ConvCall) -> ConvAlgorithm:
     return record
 
 
-def convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, algorithm: str = "auto") -> Tensor:
+def convolve(
+    input: Tensor, weight: Tensor, stride, padding, dilation, groups: int, algorithm: str = "auto", bias=None
+) -> Tensor:
     """Cross-correlation of a batched ``(N, C, *S)`` input with ``(O, C/G, *k)`` filters and
-    symmetric zero ``padding``, by the implementation this module picks → ``(N, O, *S_out)`` in the
+    symmetric zero ``padding``, plus ``bias`` ``(O,)`` where given (inside the kernel of a record
+    that ``fuses_bias``), by the implementation this module picks → ``(N, O, *S_out)`` in the
     input's memory format."""
     call = ConvCall(input, weight, tuple(stride), tuple(padding), tuple(dilation), groups)
     record = resolve(algorithm, call)
-    if is_tracing(input, weight):
+    if is_tracing(input, weight, *([] if bias is None else [bias])):
         if record.compiled and is_compiling_graph() and input.dim() == 4:
-            return opaque.conv2d(call, record.name)
-        return (record.traceable or traceable.conv)(*call)
-    if record.eager is not None:
-        return record.eager(*call)
-    return ChannelsLastConv2d.apply(*call, record.products)
+            out = opaque.conv2d(call, record.name)
+        else:
+            out = (record.traceable or traceable.conv)(*call)
+    elif record.fuses_bias:
+        return record.eager(*call, bias)
+    elif record.eager is not None:
+        out = record.eager(*call)
+    else:
+        out = ChannelsLastConv2d.apply(*call, record.products)
+    return out if bias is None else out + bias.view(1, -1, *[1] * (out.dim() - 2))
 
 
 def convolve_transpose(
