@@ -27,8 +27,12 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     from cnnlab.train.directories import register_resolvers
+    from cnnlab.train.overrides import unknown_group_choice
     from cnnlab.train.sweep import name_jobs_by_swept_keys
 
+    if error := unknown_group_choice(sys.argv[1:], ROOT / "configs"):  # before Hydra's 24-line message
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(2)
     register_resolvers()
     sys.argv = name_jobs_by_swept_keys(sys.argv)
     main()

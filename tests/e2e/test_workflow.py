@@ -334,7 +334,7 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     log = (tmp_path / "train.log").read_text()
     assert "epoch 2/2" in log and "model.layers.7" in log
     tail = result.stdout.strip().splitlines()[-5:]
-    assert tail[0].startswith("Finished: 2 epoch(s), 6 steps")
+    assert tail[0].startswith("Finished: 2 epochs, 6 steps")
     assert tail[1].startswith("val_acc ") and "(best " in tail[1]
     assert tail[2].startswith("A shortened run (trainer.limit_train_batches=3): 6 steps")  # (simple: no BatchNorm)
     assert tail[3] == f"run directory: {tmp_path}" and tail[4] == f"TensorBoard:   tensorboard --logdir {tmp_path}"
@@ -373,7 +373,7 @@ def test_short_resumed_and_evaluated_runs_say_what_their_numbers_are(tmp_path):
            "after 3 steps" in short.stdout and "29 steps bring it under 5%" in short.stdout  # fmt: skip
     resumed = train("resume=auto", "trainer.max_epochs=2", "allow_config_change=true", f"hydra.run.dir={run_dir}")
     finished = next(line for line in resumed.stdout.splitlines() if line.startswith("Finished:"))
-    assert finished.startswith("Finished: 2 epoch(s), 6 steps") and "(resumed at step 3: this process ran " in finished
+    assert finished.startswith("Finished: 2 epochs, 6 steps") and "(resumed at step 3: this process ran " in finished
     evaluated = train("trainer.eval_only=true", f"ckpt_path={run_dir / 'checkpoints' / 'last.pt'}",
                       f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
     assert f"written to {tmp_path / 'eval' / 'metrics.json'}" in evaluated.stdout
@@ -433,6 +433,23 @@ def test_config_errors_are_one_line_and_leave_no_run_directory(tmp_path, overrid
     assert lines[0].startswith(f"Error: config key {override.lstrip('+').split('=')[0]}: ")
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["model=resnet19"], "model=resnet19: configs/model/ has no resnet19.yaml; did you mean resnet9 or resnet18?"),
+        (["pool=maxx"], "pool=maxx: configs/pool/ has no maxx.yaml; did you mean max or maxout?"),
+        (["-m", "conv=standard,torchh"], "conv=torchh: configs/conv/ has no torchh.yaml; did you mean torch?"),
+        (["experiment=cpu95"], "experiment=cpu95: configs/experiment/ has no cpu95.yaml; did you mean cpu94"),
+    ],
+)
+def test_a_misspelled_group_choice_is_one_line_with_the_closest_options(tmp_path, arguments, message):
+    """Not Hydra's 24-line message and exit 1: cnnlab's one ``Error:`` line, exit 2, nothing run."""
+    result = train(*arguments, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.stderr
+    assert "(options: " in lines[0] and not (tmp_path / "run").exists()
 
 
 def test_known_keys_match_the_config_files():

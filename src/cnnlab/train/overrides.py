@@ -3,10 +3,12 @@ summary), and which only say where or how it runs."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ALWAYS_EXCLUDED", "JobInfo", "parse_overrides", "swept_overrides"]
+__all__ = ["ALWAYS_EXCLUDED", "JobInfo", "parse_overrides", "swept_overrides", "unknown_group_choice"]
 
 # Never part of a job's name: they change where or how a job runs, not what it is.
 ALWAYS_EXCLUDED = ("trainer.progress_bar", "data.root", "paths.data_dir", "resume")
@@ -17,6 +19,31 @@ def parse_overrides(arguments: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create().parse_overrides(arguments)
+
+
+def unknown_group_choice(arguments: list[str], configs: Path) -> str | None:
+    """The first command-line override that picks an option its config group (a folder of
+    ``configs``) does not have, in one line with the closest options (``model=resnet19`` → "did you
+    mean resnet18?"), or None. Sweeps check every choice; Hydra's own groups (``hydra/...``), globs
+    and malformed overrides are left to Hydra."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    try:
+        overrides = parse_overrides([a for a in arguments if "=" in a and not a.startswith("-")])
+    except Exception:  # Hydra's grammar error says it better
+        return None
+    for override in overrides:
+        group, value = override.key_or_group, override.value()
+        folder = configs / group
+        if group.startswith("hydra") or override.is_delete() or not folder.is_dir():
+            continue
+        options = sorted(path.stem for path in folder.glob("*.yaml"))
+        for choice in value.list if isinstance(value, ChoiceSweep) else [value]:
+            if isinstance(choice, (str, int, float)) and str(choice) not in options:
+                close = difflib.get_close_matches(str(choice), options, n=2)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                return f"{group}={choice}: configs/{group}/ has no {choice}.yaml; {hint}(options: {', '.join(options)})"
+    return None
 
 
 def swept_overrides(overrides: list[str], excluded: set[str]) -> list[tuple[str, Any]]:

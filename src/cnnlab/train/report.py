@@ -46,6 +46,11 @@ OPTIONAL_HPARAMS = {
 GROUP_KEYS = {"model": "model.name", "conv": "conv.kind", "pool": "pool.kind"}
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 step``, ``6 steps``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def format_duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
@@ -169,15 +174,16 @@ def shortened_run_notes(run: Run) -> list[str]:
     shortened = ", ".join(f"trainer.{key}={value}" for key, value in limits.items() if value)
     if not shortened:
         return []
-    notes = [f"A shortened run ({shortened}): {steps} steps, the learning-rate schedule spans them; such runs check "
-             "code, their numbers do not measure a model."]  # fmt: skip
+    notes = [f"A shortened run ({shortened}): {counted(steps, 'step')}, the learning-rate schedule spans them; "
+             "such runs check code, their numbers do not measure a model."]  # fmt: skip
     momenta = [m.momentum for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum]
     if momenta and (1 - min(momenta)) ** steps > 0.05:
         kept, momentum = (1 - min(momenta)) ** steps, min(momenta)
         needed = math.ceil(math.log(0.05) / math.log(1 - momentum))
         notes.append(f"BatchNorm's running statistics (momentum {momentum:g}) still hold {kept:.0%} of their initial "
-                     f"mean 0 / variance 1 after {steps} steps: evaluation (which uses them) can be far off the "
-                     f"training numbers, val_loss in the hundreds; {needed} steps bring it under 5%.")  # fmt: skip
+                     f"mean 0 / variance 1 after {counted(steps, 'step')}: evaluation (which uses them) can be "
+                     f"far off the training numbers, val_loss in the hundreds; {needed} steps bring it under "
+                     "5%.")  # fmt: skip
     return notes
 
 
@@ -189,8 +195,9 @@ def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
             f"resumed at step {run.resumed_at_step}: this process ran {format_duration(metrics['run_wall_s'])}"
         )
     lines = [
-        f"Finished: {progress.epoch} epoch(s), {progress.step} steps, {format_duration(progress.train_seconds)} of "
-        f"training at {progress.images_per_sec:.0f} images/s ({this_process})",
+        f"Finished: {counted(progress.epoch, 'epoch')}, {counted(progress.step, 'step')}, "
+        f"{format_duration(progress.train_seconds)} of training at {progress.images_per_sec:.0f} images/s "
+        f"({this_process})",
     ]
     if metrics["val_acc"] is not None:
         lines.append(
