@@ -14,14 +14,22 @@ import re
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
+try:  # the configs: the `train` extra
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
-from .analysis import analyze, format_report
-from .analysis.profile import format_profile_summary, profile_layers
-from .errors import UserError
-from .models import build_model, format_shape_table, model_layer_rows
-from .train.config import complete_config, validate_config
+    from .analysis import analyze, format_report
+    from .analysis.profile import format_profile_summary, profile_layers
+    from .errors import UserError
+    from .models import build_model, format_shape_table, model_layer_rows
+    from .train.config import complete_config, validate_config
+except ModuleNotFoundError as missing:  # only the layers are installed
+    print(
+        f"Error: python -m cnnlab.analyze reads the model configs, which needs cnnlab's `train` extra "
+        f"({missing.name} is not installed): pip install 'cnnlab[train]'",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PROFILE_BATCH = 32  # the batch the shape table's forward/backward times are measured on

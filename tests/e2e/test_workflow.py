@@ -478,6 +478,19 @@ def test_known_keys_match_the_config_files():
 # ---- 6. helper CLIs, layer paths, debug runs
 
 
+def test_import_cnnlab_offers_onnx_and_analyze_without_the_train_extra_says_what_to_install():
+    """``import cnnlab`` makes ``cnnlab.onnx`` available as torchvision does its submodules; with only
+    the layers installed (hydra missing), ``python -m cnnlab.analyze`` is one line naming the extra."""
+    onnx = subprocess.run([sys.executable, "-c", "import cnnlab; print(hasattr(cnnlab, 'onnx'))"], cwd=ROOT,
+                          capture_output=True, text=True, env=clean_env())  # fmt: skip
+    assert onnx.stdout.strip() == "True", onnx.stderr
+    script = "import runpy, sys; sys.modules['hydra'] = None; runpy.run_module('cnnlab.analyze', run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", script, "--help"], cwd=ROOT, capture_output=True, text=True,
+                            env=clean_env())  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "pip install 'cnnlab[train]'" in lines[0], result.stderr
+
+
 def test_helper_clis_explain_themselves_and_write_outside_the_repository(trained_run, tmp_path):
     assert "python -m cnnlab.analyze" in run_python("-m", "cnnlab.analyze", "--help").stdout
     usage = run_python("docs/figures.py", check=False)

@@ -136,6 +136,11 @@ def _raises_like_torch(ours, theirs):
         lambda f: f.adaptive_avg_pool2d(torch.randn(5, 5), 2),
         lambda f: f.adaptive_max_pool2d(torch.randn(5, 5), 2),
         lambda f: f.adaptive_avg_pool3d(torch.randn(5, 5, 5), 2),
+        # too few dims to keep the sizes an output_size leaves as None: ValueError, read before the rank
+        lambda f: f.adaptive_avg_pool2d(torch.randn(4, 5), (None, 2)),
+        lambda f: f.adaptive_max_pool2d(torch.randn(5), (None, None)),
+        lambda f: f.adaptive_avg_pool3d(torch.randn(4, 5, 6), (2, None, 2)),
+        lambda f: f.adaptive_max_pool3d(torch.randn(4, 5), (None, None, None)),
         # 3-D pooling bounds the padding by half the kernel (not the dilated kernel)
         lambda f: f.max_pool3d(torch.randn(1, 1, 6, 6, 6), 3, 1, 2, dilation=2),
         lambda f: f.fractional_max_pool2d(torch.randn(1, 2, 5, 5), 3, output_size=4),

@@ -33,9 +33,14 @@ __all__ = [
 def _adaptive_output_size(
     op: str, input: Tensor, output_size, spatial_dims: int
 ) -> tuple[Tensor, bool, tuple[int, ...]]:
+    sizes = output_size if isinstance(output_size, Sequence) else (output_size,) * spatial_dims
+    if None in sizes and input.dim() <= len(sizes):  # torch reads the kept sizes before the rank check
+        raise ValueError(
+            f"{op}: input dimension should be at least {len(sizes) + 1} to keep the sizes output_size={output_size!r} "
+            f"leaves as None, but got input of size {list(input.shape)}"
+        )
     batched = check_input_rank(input, spatial_dims, op)
     x = input if batched else input.unsqueeze(0)
-    sizes = output_size if isinstance(output_size, Sequence) else (output_size,) * spatial_dims
     if len(sizes) != spatial_dims:
         raise RuntimeError(f"{op}: output_size must have {spatial_dims} elements, but got output_size={output_size!r}")
     out = tuple(x.shape[2 + i] if v is None else int(v) for i, v in enumerate(sizes))
