@@ -335,7 +335,13 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     assert "epoch 2/2" in log and "model.layers.7" in log
     tail = result.stdout.strip().splitlines()[-5:]
     assert tail[0].startswith("Finished: 2 epochs, 6 steps")
+    assert "of it analysing the trained model (logger.analysis=false skips that)" in tail[0]
     assert tail[1].startswith("val_acc ") and "(best " in tail[1]
+    # run_wall_s is the whole run, the analysis included, and its parts add up to it
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    parts = metrics["run_parts_s"]
+    assert parts["analysis"] > 0 and parts["training"] == metrics["wall_s"] and parts["other"] > 0
+    assert abs(sum(parts.values()) - metrics["run_wall_s"]) < 1e-6
     assert tail[2].startswith("A shortened run (trainer.limit_train_batches=3): 6 steps")  # (simple: no BatchNorm)
     assert tail[3] == f"run directory: {tmp_path}" and tail[4] == f"TensorBoard:   tensorboard --logdir {tmp_path}"
     assert result.stdout.index("Analysing the trained model") < result.stdout.index("Finished:")

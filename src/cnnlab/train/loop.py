@@ -238,7 +238,7 @@ def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
         if run.options.eval_only:
             return evaluate_checkpoint(run, saved, saved_path)
         fit(run)
-        return finish(run, time.perf_counter() - started)
+        return finish(run, started)
     finally:  # TensorBoard's writer thread is done before a failed run's directory is removed
         run.logger.close()
         torch.use_deterministic_algorithms(deterministic)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,11 @@ def _log_images(run: Run) -> None:
         logger.confusion(run.last_eval["confusion"], names, step)
 
 
-def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
+def finish(run: Run, started: float) -> dict[str, Any]:
     """Write ``metrics.json`` and the final TensorBoard entries; print the summary. The last
-    epoch's evaluation is the final one (the test set is not evaluated twice)."""
+    epoch's evaluation is the final one (the test set is not evaluated twice). ``started``: the
+    ``time.perf_counter()`` at which the run began; ``run_wall_s`` is everything since, the
+    analysis, images and checkpoints included, and ``run_parts_s`` splits it."""
     progress, cfg = run.progress, run.cfg
     if run.last_eval is None:  # resumed a run that had already finished
         run.last_eval = run.evaluate()
@@ -126,7 +129,8 @@ def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
         "skipped_steps": progress.skipped_steps,
         "images_per_sec": progress.images_per_sec,
         "wall_s": progress.train_seconds,
-        "run_wall_s": wall_seconds,
+        "run_wall_s": None,  # (below: everything up to the summary)
+        "run_parts_s": None,
         "world_size": run.world_size,
         "job": run.job.state_dict(),  # the command line that started the run (kept across resumes)
         "val_class_acc": (
@@ -139,13 +143,16 @@ def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
     for callback in run.callbacks.values():
         callback.on_fit_end(run, metrics)
     if not run.main:
+        metrics["run_wall_s"] = time.perf_counter() - started
         return metrics
+    analysing = 0.0
     if cfg.logger.analysis:
         log.info("Analysing the trained model (receptive fields, parameter sharing, equivariance, invariance) ...")
+        began = time.perf_counter()
         metrics["analysis"] = log_analysis(
             run.logger, run.model, run.input_shape, analysis_images(run), classifier, progress.step
         )
-    (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        analysing = time.perf_counter() - began
     if cfg.logger.log_images:
         _log_images(run)
     # HParams metric columns: the last value of these per-epoch scalars, val_acc first.
@@ -154,6 +161,11 @@ def finish(run: Run, wall_seconds: float) -> dict[str, Any]:
     swept = [name for name, _ in run.job.swept]  # (TensorBoard shows the columns marked `differs` first)
     run.logger.hparams(hparams_of(run), [t for t in tags + extra if classifier or "acc" not in t], differs=swept)
     run.logger.close()
+    wall = time.perf_counter() - started
+    training = progress.train_seconds if run.resumed_at_step is None else math.nan  # (a resumed run's spans both)
+    metrics["run_wall_s"] = wall
+    metrics["run_parts_s"] = {"training": training, "analysis": analysing, "other": wall - training - analysing}
+    (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _print_summary(run, metrics)
     return metrics
 
@@ -190,6 +202,11 @@ def shortened_run_notes(run: Run) -> list[str]:
 def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
     progress = run.progress
     this_process = f"{format_duration(metrics['run_wall_s'])} in all"
+    if metrics["run_parts_s"]["analysis"]:
+        this_process += (
+            f", {format_duration(metrics['run_parts_s']['analysis'])} of it analysing the trained model "
+            "(logger.analysis=false skips that)"
+        )
     if run.resumed_at_step is not None:  # training time counts the whole run; wall time only this process
         this_process = (
             f"resumed at step {run.resumed_at_step}: this process ran {format_duration(metrics['run_wall_s'])}"
