@@ -8,6 +8,7 @@ in a subprocess, as a user would."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -336,6 +337,9 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     tail = result.stdout.strip().splitlines()[-5:]
     assert tail[0].startswith("Finished: 2 epochs, 6 steps")
     assert "of it analysing the trained model (logger.analysis=false skips that)" in tail[0]
+    # the run's length, from its own steps: after the first epoch, and once steps 2–4 are timed
+    assert re.search(r"About [\d.]+ s for the 3 steps to go on this machine \(epoch 1 measured", result.stdout)
+    assert re.search(r"About [\d.]+ s for the 2 steps to go on this machine \([\d.]+ s a step", result.stdout)
     assert tail[1].startswith("val_acc ") and "(best " in tail[1]
     # run_wall_s is the whole run, the analysis included, and its parts add up to it
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -22,7 +22,7 @@ from .config import complete_config, validate_config
 from .directories import nothing_to_resume
 from .distributed import all_reduce_sum, close_distributed
 from .overrides import JobInfo
-from .report import analysis_images, config_text, evaluate_checkpoint, finish
+from .report import analysis_images, config_text, counted, evaluate_checkpoint, finish, format_duration
 from .run_config import adopt_run_config, short_keys
 from .setup import build_run
 from .signals import SecondInterrupt, StopRequested
@@ -52,11 +52,45 @@ def _count(run: Run, step: StepOutput, seconds: float) -> None:
     progress.train_seconds += seconds
 
 
+class RunLength:
+    """How long the rest of a run will take, from its own steps on this machine: said once the
+    first ``MEASURED`` steps after the first (which pays the warm-up) are timed, and again after
+    the first epoch this process trains."""
+
+    MEASURED = 3
+
+    def __init__(self, run: Run) -> None:
+        self.step_seconds: list[float] = []
+        self.epoch_started = (run.progress.epoch, time.perf_counter())
+
+    def step_done(self, run: Run, seconds: float) -> None:
+        self.step_seconds.append(seconds)
+        if len(self.step_seconds) == 1 + self.MEASURED and run.main:
+            per_step = sorted(self.step_seconds[1:])[self.MEASURED // 2]
+            self._say(run, per_step, f"{per_step:.2f} s a step, the median of steps 2–{1 + self.MEASURED}")
+
+    def epoch_done(self, run: Run) -> None:
+        epoch, began = self.epoch_started
+        if epoch is not None and run.progress.epoch == epoch + 1 and run.main:
+            steps = max(len(self.step_seconds), 1)
+            self._say(run, (time.perf_counter() - began) / steps, f"epoch {run.progress.epoch} measured")
+            self.epoch_started = (None, 0.0)
+
+    @staticmethod
+    def _say(run: Run, per_step: float, how: str) -> None:
+        remaining = run.total_steps - run.progress.step
+        if remaining > 0:
+            log.info(
+                "About %s for the %s to go on this machine (%s; the end-of-run analysis comes on top)",
+                format_duration(per_step * remaining), counted(remaining, "step"), how,
+            )  # fmt: skip
+
+
 def resume_command(run: Run) -> str:
     return f"python train.py resume=auto hydra.run.dir={run.run_dir}"
 
 
-def train_epoch(run: Run, stop: StopRequested) -> None:
+def train_epoch(run: Run, stop: StopRequested, length: RunLength | None = None) -> None:
     """Steps from where the epoch stands to its end (or to ``trainer.max_steps``); per-step
     scalars ``train/step_loss`` and ``train/lr``; step checkpoints; a stop signal checkpoints and exits."""
     progress, options = run.progress, run.options
@@ -73,6 +107,8 @@ def train_epoch(run: Run, stop: StopRequested) -> None:
         step_start = time.perf_counter()
         step = run.train_step(images, labels)
         _count(run, step, time.perf_counter() - step_start)
+        if length is not None:
+            length.step_done(run, time.perf_counter() - step_start)
         for callback in run.callbacks.values():
             callback.on_step_end(run, step)
         if not bar.disable:
@@ -157,11 +193,13 @@ def fit(run: Run) -> None:
     stop after the current step with a checkpoint (:mod:`.signals`)."""
     for callback in run.callbacks.values():
         callback.on_fit_start(run)
+    length = RunLength(run)
     with StopRequested() as stop:
         try:
             while not run.finished:
-                train_epoch(run, stop)
+                train_epoch(run, stop, length)
                 end_epoch(run)
+                length.epoch_done(run)
         except SecondInterrupt:
             if run.main:
                 where = (
