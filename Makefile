@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.native: $(VENV)/.installed $(wildcard src/cnnlab/csrc/*.cpp src/cnnlab/csrc/*.h)
-	$(PY) -m cnnlab.functional.native || echo "cnnlab: compiled CPU kernels not built; the Python algorithms will run"
+	$(PY) -c 'from cnnlab.functional import native; native.main()' || echo "cnnlab: compiled CPU kernels not built; the Python algorithms will run"
 	touch $@
 
 venv: $(VENV)/.installed $(VENV)/.native

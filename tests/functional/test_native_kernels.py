@@ -250,3 +250,15 @@ def test_native_depthwise_adds_the_bias_inside_the_kernel(dtype, channels_last):
     torch.testing.assert_close(ours_in.grad, theirs_in.grad, **tolerance)
     for name in ("weight", "bias"):
         torch.testing.assert_close(getattr(ours, name).grad, getattr(theirs, name).grad, **tolerance)
+
+
+@needs_native
+def test_make_venvs_build_step_is_quiet():
+    """The Makefile's build step (``native.main()``) says what it built, without runpy's warning
+    that ``python -m cnnlab.functional.native`` prints (the package imports the module first)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    recipe = open(os.path.join(root, "Makefile")).read()
+    assert "native.main()" in recipe and "-m cnnlab.functional.native" not in recipe
+    script = "from cnnlab.functional import native; native.main()"
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
+    assert "compiled CPU kernels built for" in out.stdout and "RuntimeWarning" not in out.stderr

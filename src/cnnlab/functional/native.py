@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "describe", "instruction_sets"]
+__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "describe", "instruction_sets", "main"]
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -238,6 +238,13 @@ def _register_fakes() -> None:
         return input.new_empty(weight_shape)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Compile the kernels for this CPU (or load the cached build) and say so: ``make venv``'s build
+    step, run as ``python -c 'from cnnlab.functional import native; native.main()'`` (``python -m``
+    on this module works too, after a RuntimeWarning from runpy: the package imports it first)."""
     build(verbose=True)
     print(f"cnnlab: compiled CPU kernels built for {_capability()} from {CSRC}")
+
+
+if __name__ == "__main__":
+    main()
