@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -256,8 +257,8 @@ def test_native_depthwise_adds_the_bias_inside_the_kernel(dtype, channels_last):
 def test_make_venvs_build_step_is_quiet():
     """The Makefile's build step (``native.main()``) says what it built, without runpy's warning
     that ``python -m cnnlab.functional.native`` prints (the package imports the module first)."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    recipe = open(os.path.join(root, "Makefile")).read()
+    root = Path(__file__).resolve().parents[2]
+    recipe = (root / "Makefile").read_text()
     assert "native.main()" in recipe and "-m cnnlab.functional.native" not in recipe
     script = "from cnnlab.functional import native; native.main()"
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
