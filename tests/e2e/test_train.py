@@ -84,6 +84,8 @@ def test_run_directory_and_tensorboard(tmp_path):
         "visuals/receptive_field_growth",
         "visuals/arithmetic/model.layers.0",  # simple's 3×3 conv and 2×2 max pool at work (the second conv
         "visuals/arithmetic/model.layers.2",  # and pool have the same geometry: drawn once)
+        "visuals/feature_maps/model.layers.0",  # the feature maps named by the same config paths
+        "visuals/feature_maps/model.layers.3",
     ):
         assert tag in tags["images"], tag
     assert not any(tag.startswith(("visuals/arithmetic/model.layers.3", "visuals/overlap")) for tag in tags["images"])

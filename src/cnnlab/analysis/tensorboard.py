@@ -20,25 +20,35 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor, nn
 
 from .arithmetic import arithmetic_stills
+from .receptive_field import config_paths
 from .report import analyze, format_report, report_metrics
 
 __all__ = ["feature_maps", "log_analysis"]
 
 
 @torch.no_grad()
-def feature_maps(model: nn.Sequential, image: Tensor, layers: int = 2, channels: int = 16) -> list[tuple[str, Tensor]]:
-    """The first ``channels`` feature maps after each of the first ``layers`` convolutions for
-    one image ``(C, H, W)``, each map rescaled to [0, 1]: ``[(name, (channels, 1, H', W'))]``."""
-    maps: list[tuple[str, Tensor]] = []
-    for index in range(1, len(model) + 1):
-        if len(maps) == layers:
-            break
-        layer = model[index - 1]
-        if not any(p.dim() == 4 for p in layer.parameters(recurse=False)):
-            continue
-        out = model[:index](image[None])[0, :channels]
+def feature_maps(model: nn.Module, image: Tensor, layers: int = 2, channels: int = 16) -> list[tuple[str, Tensor]]:
+    """The first ``channels`` feature maps after each of the first ``layers`` convolutions the
+    forward runs, for one image ``(C, H, W)``, each map rescaled to [0, 1]: ``[(config path,
+    (channels, 1, H', W'))]`` (the paths the shape table and the arithmetic pictures use)."""
+    paths = config_paths(model)
+    seen: list[tuple[str, Tensor]] = []
+
+    def keep(module: nn.Module, args, out: Tensor) -> None:
+        if len(seen) < layers:
+            seen.append((paths[module], out[0, :channels]))
+
+    convolutions = [m for m in model.modules() if any(p.dim() >= 4 for p in m.parameters(recurse=False))]
+    handles = [m.register_forward_hook(keep) for m in convolutions]
+    try:
+        model(image[None])
+    finally:
+        for handle in handles:
+            handle.remove()
+    maps = []
+    for name, out in seen:
         low, high = out.amin((1, 2), keepdim=True), out.amax((1, 2), keepdim=True)
-        maps.append((f"layers.{index - 1}", ((out - low) / (high - low + 1e-8))[:, None]))
+        maps.append((name, ((out - low) / (high - low + 1e-8))[:, None]))
     return maps
 
 
@@ -99,6 +109,6 @@ def _maps_figure(maps: Tensor, name: str):
         if index < len(maps):
             axis.imshow(maps[index, 0].numpy(), cmap="gray", vmin=0, vmax=1)
             axis.set_title(f"ch {index}", fontsize=7)
-    figure.suptitle(f"feature maps after model.{name} (first {len(maps)} channels of one test image)", fontsize=9)
+    figure.suptitle(f"feature maps after {name} (first {len(maps)} channels of one test image)", fontsize=9)
     figure.tight_layout()
     return figure
