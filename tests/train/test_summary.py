@@ -63,3 +63,26 @@ def test_runs_are_grouped_by_their_resolved_configs_and_seeds_counted_once():
     assert fast_row[1:3] == [4, 2]  # 4 runs, seeds 0 and 1
     assert simple_row[1:4] == [1, 1, "0.4 ± 0"]
     assert fast_row[3].startswith(f"{sum((0.50, 0.52, 0.54, 0.56)) / 4:.4g} ± ")
+
+
+def test_tensorboards_config_text_names_the_whole_command_line():
+    """The config text starts with every override (a sweep's fixed ones and the experiment too),
+    then what the sweep varied, then the slots; a single run's overrides are said once."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from cnnlab.train.overrides import JobInfo
+    from cnnlab.train.report import config_text
+
+    cfg = OmegaConf.create({"model": {"name": "fast"}, "conv": {"kind": "standard"}, "pool": {"kind": "max"}})
+    job = JobInfo(["experiment=cpu94", "trainer.max_epochs=2", "seed=1"], [("seed", 1)], "cpu94")
+    head = config_text(SimpleNamespace(cfg=cfg, job=job)).splitlines()[:4]
+    assert head == [
+        "# command line: experiment=cpu94 trainer.max_epochs=2 seed=1",
+        "# experiment=cpu94: configs/experiment/cpu94.yaml, then the rest",
+        "# varied in this sweep: seed=1",
+        "# model=fast conv=standard pool=max",
+    ]
+    single = config_text(SimpleNamespace(cfg=cfg, job=JobInfo(["pool=max"], [("pool", "max")], None)))
+    assert single.splitlines()[:2] == ["# command line: pool=max", "# model=fast conv=standard pool=max"]

@@ -87,14 +87,18 @@ def hparams_of(run: Run) -> dict[str, bool | float | str]:
 
 
 def config_text(run: Run) -> str:
-    """The resolved config as TensorBoard's Text tab shows it: first what the command line set
-    (what a sweep varied) and the model's slots, then the YAML."""
-    cfg = run.cfg
-    swept = " ".join(f"{key}={value}" for key, value in run.job.swept) or "(the defaults)"
-    return (
-        f"# set on the command line: {swept}\n"
-        f"# model={cfg.model.name} conv={cfg.conv.kind} pool={cfg.pool.kind}\n" + OmegaConf.to_yaml(cfg, resolve=True)
-    )
+    """The resolved config as TensorBoard's Text tab shows it: first the command line (every
+    override, the fixed ones of a sweep and the experiment included), what a sweep varied, and the
+    model's slots, then the YAML."""
+    cfg, job = run.cfg, run.job
+    lines = [f"# command line: {' '.join(job.overrides) or '(the defaults)'}"]
+    if job.experiment:
+        lines.append(f"# experiment={job.experiment}: configs/experiment/{job.experiment}.yaml, then the rest")
+    swept = " ".join(f"{key}={value}" for key, value in job.swept)
+    if swept and len(job.swept) < len(job.overrides):  # a sweep: what varied between its jobs
+        lines.append(f"# varied in this sweep: {swept}")
+    lines.append(f"# model={cfg.model.name} conv={cfg.conv.kind} pool={cfg.pool.kind}")
+    return "\n".join(lines) + "\n" + OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def _log_images(run: Run) -> None:
