@@ -27,10 +27,11 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     from cnnlab.train.directories import register_resolvers
-    from cnnlab.train.overrides import unknown_group_choice
+    from cnnlab.train.overrides import misplaced_group_key, unknown_group_choice
     from cnnlab.train.sweep import name_jobs_by_swept_keys
 
-    if error := unknown_group_choice(sys.argv[1:], ROOT / "configs"):  # before Hydra's 24-line message
+    configs = ROOT / "configs"  # before Hydra's 24-line messages:
+    if error := unknown_group_choice(sys.argv[1:], configs) or misplaced_group_key(sys.argv[1:], configs):
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
     register_resolvers()

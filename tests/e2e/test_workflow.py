@@ -452,14 +452,26 @@ def test_config_errors_are_one_line_and_leave_no_run_directory(tmp_path, overrid
         (["pool=maxx"], "pool=maxx: configs/pool/ has no maxx.yaml; did you mean max or maxout?"),
         (["-m", "conv=standard,torchh"], "conv=torchh: configs/conv/ has no torchh.yaml; did you mean torch?"),
         (["experiment=cpu95"], "experiment=cpu95: configs/experiment/ has no cpu95.yaml; did you mean cpu94"),
+        # a key its group does not have: not Hydra's advice to add it with +, but where it lives
+        (
+            ["conv=standard", "conv.kernel_size=4"],
+            "conv.kernel_size: no conv= option has kernel_size (its keys: algorithm, dilation,",
+        ),
+        (["optimizer.lrr=0.1"], "optimizer.lrr: no optimizer= option has lrr"),
     ],
 )
 def test_a_misspelled_group_choice_is_one_line_with_the_closest_options(tmp_path, arguments, message):
-    """Not Hydra's 24-line message and exit 1: cnnlab's one ``Error:`` line, exit 2, nothing run."""
+    """Not Hydra's 24-line message and exit 1: cnnlab's one ``Error:`` line, exit 2, nothing run
+    (a misspelled option of a group, or a key no option of the group has)."""
     result = train(*arguments, f"hydra.run.dir={tmp_path / 'run'}", check=False)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.stderr
-    assert "(options: " in lines[0] and not (tmp_path / "run").exists()
+    assert ("(options: " in lines[0] or "(its keys: " in lines[0]) and not (tmp_path / "run").exists()
+    if "conv.kernel_size" in message:
+        assert lines[0].endswith("a layer's own settings are model.layers.<N>.conv.kernel_size (the shape table, "
+                                 "python -m cnnlab.analyze, lists the paths)")  # fmt: skip
+    if "lrr" in message:
+        assert "did you mean optimizer.lr?" in lines[0]
 
 
 def test_known_keys_match_the_config_files():

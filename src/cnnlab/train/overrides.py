@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALWAYS_EXCLUDED", "JobInfo", "parse_overrides", "swept_overrides", "unknown_group_choice"]
+__all__ = [
+    "ALWAYS_EXCLUDED",
+    "JobInfo",
+    "misplaced_group_key",
+    "parse_overrides",
+    "swept_overrides",
+    "unknown_group_choice",
+]
 
 # Never part of a job's name: they change where or how a job runs, not what it is.
 ALWAYS_EXCLUDED = ("trainer.progress_bar", "data.root", "paths.data_dir", "resume")
@@ -43,6 +50,41 @@ def unknown_group_choice(arguments: list[str], configs: Path) -> str | None:
                 close = difflib.get_close_matches(str(choice), options, n=2)
                 hint = f"did you mean {' or '.join(close)}? " if close else ""
                 return f"{group}={choice}: configs/{group}/ has no {choice}.yaml; {hint}(options: {', '.join(options)})"
+    return None
+
+
+def misplaced_group_key(arguments: list[str], configs: Path) -> str | None:
+    """The first command-line override of a key that no option of its config group has
+    (``conv.kernel_size=4``: the ``conv`` group says which layers fill the conv slots, not their
+    sizes), in one line naming the group's keys and, for the slot groups, where a layer's own
+    settings live; or None. Added keys (``+``) are the config check's to judge."""
+    try:
+        overrides = parse_overrides([a for a in arguments if "=" in a and not a.startswith("-")])
+    except Exception:  # Hydra's grammar error says it better
+        return None
+    import yaml
+
+    for override in overrides:
+        group, _, key = override.key_or_group.partition(".")
+        folder = configs / group
+        if not key or override.is_add() or override.is_delete() or group == "hydra" or not folder.is_dir():
+            continue
+        keys = set()
+        for path in folder.glob("*.yaml"):
+            keys |= set(yaml.safe_load(path.read_text()) or {})
+        for path in configs.glob("*/*.yaml"):  # and what the global files (experiments, debug) set in it
+            if path.read_text().startswith("# @package _global_"):
+                section = (yaml.safe_load(path.read_text()) or {}).get(group)
+                keys |= set(section) if isinstance(section, dict) else set()
+        name = key.split(".")[0]
+        if name in keys:
+            continue
+        where = (f"; a layer's own settings are model.layers.<N>.{group}.{name} (the shape table, "
+                 "python -m cnnlab.analyze, lists the paths)" if group in ("conv", "pool") else "")  # fmt: skip
+        close = difflib.get_close_matches(name, sorted(keys), n=1)
+        hint = f"; did you mean {group}.{close[0]}?" if close else ""
+        listed = ", ".join(sorted(keys))
+        return f"{override.key_or_group}: no {group}= option has {name} (its keys: {listed}){hint}{where}"
     return None
 
 
