@@ -17,8 +17,13 @@ from .train.summary import find_runs, format_summary, plot_curves
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnlab.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories, or folders holding them (a sweep)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/compare.png"), help="the curves' PNG")
+    parser.add_argument(
+        "--out", type=Path, help="the curves' PNG (default: compare.png beside one sweep, else outputs/compare.png)"
+    )
     args = parser.parse_args(argv)
+    if args.out is None:  # beside the one sweep compared (two sweeps' pictures no longer overwrite each other)
+        one_sweep = len(args.dirs) == 1 and args.dirs[0].is_dir()
+        args.out = args.dirs[0] / "compare.png" if one_sweep else Path("outputs/compare.png")
     records = find_runs(args.dirs)
     if not records:
         print(f"no finished training runs (metrics.json with a history) under {', '.join(map(str, args.dirs))}")

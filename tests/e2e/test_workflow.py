@@ -230,7 +230,7 @@ def test_sweep_jobs_are_named_by_what_was_swept_and_summarised(tmp_path):
     # the mean over seeds is the mean of the two jobs' val_acc
     accuracies = [json.loads((tmp_path / n / "metrics.json").read_text())["val_acc"] for n in names[:2]]
     seeds = (tmp_path / "summary_seeds.csv").read_text().splitlines()[1]
-    assert seeds.startswith("max,2,2,") and f"{sum(accuracies) / 2:.4g} ± " in seeds
+    assert seeds.startswith("max,2,2,") and f"{sum(accuracies) / 2:.4f} ± " in seeds
     assert "Sweep summary" in result.stdout
 
     compared = run_python("-m", "cnnlab.compare", str(tmp_path), "--out", str(tmp_path / "curves.png"))

@@ -61,8 +61,8 @@ def test_runs_are_grouped_by_their_resolved_configs_and_seeds_counted_once():
     fast_row, simple_row = by_model["model.name=fast, model.layers.0.conv.out_channels=24"], by_model[
         "model.name=simple, model.layers.0.conv.out_channels=32"]  # fmt: skip
     assert fast_row[1:3] == [4, 2]  # 4 runs, seeds 0 and 1
-    assert simple_row[1:4] == [1, 1, "0.4 ± 0"]
-    assert fast_row[3].startswith(f"{sum((0.50, 0.52, 0.54, 0.56)) / 4:.4g} ± ")
+    assert simple_row[1:4] == [1, 1, "0.4000 ± 0.0000"]  # every accuracy to 4 decimals
+    assert fast_row[3].startswith(f"{sum((0.50, 0.52, 0.54, 0.56)) / 4:.4f} ± ")
 
 
 def test_tensorboards_config_text_names_the_whole_command_line():
@@ -86,3 +86,17 @@ def test_tensorboards_config_text_names_the_whole_command_line():
     ]
     single = config_text(SimpleNamespace(cfg=cfg, job=JobInfo(["pool=max"], [("pool", "max")], None)))
     assert single.splitlines()[:2] == ["# command line: pool=max", "# model=fast conv=standard pool=max"]
+
+
+def test_compare_prints_one_precision_says_one_seed_and_draws_beside_the_sweep(tmp_path, capsys):
+    """One-seed runs: every accuracy to 4 decimals (0.1852, 0.1930: not 0.193), a line saying each
+    row is one seed, and the curves' PNG in the compared sweep (not over the last comparison's)."""
+    from cnnlab.compare import main
+
+    for pool, acc in (("max", 0.1852), ("avg", 0.193)):
+        _finished_run(tmp_path / f"pool={pool}", {"seed": 0, "pool": {"kind": pool}}, {"pool": pool}, acc)
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| 0.1852 |" in out and "| 0.1930 |" in out and "| 0.193 |" not in out
+    assert "Each row is one run of one seed" in out
+    assert (tmp_path / "compare.png").stat().st_size > 1000

@@ -116,8 +116,14 @@ def find_failures(sweep_dir: Path) -> list[tuple[str, str]]:
     return [(p.name, (p / ERROR_FILE).read_text().strip().splitlines()[0]) for p in failed]
 
 
-def _format(value: Any) -> str:
+# decimals of each metric, the same in every row (0.1852 and 0.1930, not 0.1852 and 0.193)
+DECIMALS = {"val_acc": 4, "best_val_acc": 4, "val_loss": 4, "images_per_sec": 0, "wall_s": 1}
+
+
+def _format(value: Any, column: str | None = None) -> str:
     if isinstance(value, float):
+        if column in DECIMALS:
+            return f"{value:.{DECIMALS[column]}f}"
         return f"{value:.4g}" if abs(value) < 10 else f"{value:.0f}"
     return "" if value is None else str(value)
 
@@ -172,14 +178,14 @@ def seed_means(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]
                 continue
             mean = statistics.fmean(values)
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{_format(mean)} ± {_format(std)}")
+            cells.append(f"{_format(mean, metric)} ± {_format(std, metric)}")
         rows.append(cells)
     return columns, rows
 
 
 def format_markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_format(cell, column) for cell, column in zip(row, columns)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -196,6 +202,9 @@ def format_summary(records: Sequence[RunRecord]) -> str:
     means = seed_means(records)
     if means:
         text += "\n\nMean ± std over seeds:\n\n" + format_markdown(*means)
+    else:
+        text += ("\n\nEach row is one run of one seed: a difference smaller than the seed-to-seed spread is noise "
+                 "(sweep seed=0,1,2 for a mean ± std per configuration).")  # fmt: skip
     return text
 
 
@@ -232,6 +241,7 @@ def plot_curves(records: Sequence[RunRecord], out: Path) -> Path:
         history = record.metrics["history"]
         values = [h.get(metric, math.nan) for h in history]
         axis.plot([h["epoch"] for h in history], values, marker="o", markersize=3, label=record.label)
+    axis.set_ylim(bottom=0, top=1.0 if metric == "val_acc" else None)  # the whole scale: small gaps look small
     axis.set_xlabel("epoch")
     axis.set_ylabel(metric)
     axis.grid(alpha=0.3)
