@@ -100,3 +100,21 @@ def test_compare_prints_one_precision_says_one_seed_and_draws_beside_the_sweep(t
     assert "| 0.1852 |" in out and "| 0.1930 |" in out and "| 0.193 |" not in out
     assert "Each row is one run of one seed" in out
     assert (tmp_path / "compare.png").stat().st_size > 1000
+
+
+def test_the_short_run_warning_only_where_evaluation_is_far_off():
+    """A 3-step BatchNorm run warns about its running statistics only when its val_loss is over
+    twice its train_loss, and says both figures; the note that it is shortened always stands."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from cnnlab.train.report import shortened_run_notes
+
+    options = SimpleNamespace(limit_train_batches=3, overfit_batches=0, max_steps=-1)
+    run = SimpleNamespace(options=options, progress=SimpleNamespace(step=3), model=nn.BatchNorm2d(4))
+    far = shortened_run_notes(run, {"val_loss": 312.4, "train_loss": 2.31})
+    close = shortened_run_notes(run, {"val_loss": 2.29, "train_loss": 2.31})
+    assert far[0].startswith("A shortened run (trainer.limit_train_batches=3): 3 steps") and close == far[:1]
+    assert far[1].startswith("val_loss 312.4 against train_loss 2.31: BatchNorm's running statistics (momentum 0.1)")
+    assert "still hold 73% of their initial mean 0 / variance 1 after 3 steps; 29 steps bring it under 5%" in far[1]

@@ -179,11 +179,12 @@ def analysis_images(run: Run):
     return next(iter(run.val_loader))[0][: int(run.cfg.logger.analysis_images)]
 
 
-def shortened_run_notes(run: Run) -> list[str]:
+def shortened_run_notes(run: Run, metrics: dict[str, Any]) -> list[str]:
     """What makes the numbers of a shortened run (``limit_train_batches``, ``max_steps``,
-    ``overfit_batches``) unlike a real run's: the schedule spans only its steps, and BatchNorm's
-    running statistics, which evaluation uses, may still be near their initial mean 0 / variance 1:
-    a share ``(1 − momentum)^steps`` of them."""
+    ``overfit_batches``) unlike a real run's: the schedule spans only its steps; and, only where
+    its evaluation shows it (``val_loss`` over twice ``train_loss``), that BatchNorm's running
+    statistics, which evaluation uses, still hold a share ``(1 − momentum)^steps`` of their initial
+    mean 0 / variance 1."""
     options, steps = run.options, run.progress.step
     limits = {key: getattr(options, key) for key in ("limit_train_batches", "overfit_batches")}
     limits["max_steps"] = options.max_steps if options.max_steps > 0 else None
@@ -193,13 +194,14 @@ def shortened_run_notes(run: Run) -> list[str]:
     notes = [f"A shortened run ({shortened}): {counted(steps, 'step')}, the learning-rate schedule spans them; "
              "such runs check code, their numbers do not measure a model."]  # fmt: skip
     momenta = [m.momentum for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum]
-    if momenta and (1 - min(momenta)) ** steps > 0.05:
+    val_loss, train_loss = metrics.get("val_loss"), metrics.get("train_loss")
+    far_off = val_loss is not None and train_loss is not None and val_loss > 2 * train_loss  # (NaN: not far off)
+    if momenta and far_off and (1 - min(momenta)) ** steps > 0.05:
         kept, momentum = (1 - min(momenta)) ** steps, min(momenta)
         needed = math.ceil(math.log(0.05) / math.log(1 - momentum))
-        notes.append(f"BatchNorm's running statistics (momentum {momentum:g}) still hold {kept:.0%} of their initial "
-                     f"mean 0 / variance 1 after {counted(steps, 'step')}: evaluation (which uses them) can be "
-                     f"far off the training numbers, val_loss in the hundreds; {needed} steps bring it under "
-                     "5%.")  # fmt: skip
+        notes.append(f"val_loss {val_loss:.4g} against train_loss {train_loss:.4g}: BatchNorm's running statistics "
+                     f"(momentum {momentum:g}), which evaluation uses, still hold {kept:.0%} of their initial mean 0 / "
+                     f"variance 1 after {counted(steps, 'step')}; {needed} steps bring it under 5%.")  # fmt: skip
     return notes
 
 
@@ -227,7 +229,7 @@ def _print_summary(run: Run, metrics: dict[str, Any]) -> None:
         )
     else:
         lines.append(f"val_loss {metrics['val_loss']:.4f}")
-    lines += shortened_run_notes(run)
+    lines += shortened_run_notes(run, metrics)
     lines.append(f"run directory: {run.run_dir}")
     if run.logger.writer is not None:  # (logger=none writes no events)
         lines.append(f"TensorBoard:   tensorboard --logdir {run.run_dir}")
