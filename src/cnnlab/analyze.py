@@ -23,6 +23,7 @@ try:  # the configs: the `train` extra
     from .errors import UserError
     from .models import build_model, format_shape_table, model_layer_rows
     from .train.config import complete_config, validate_config
+    from .train.overrides import misplaced_group_key, unknown_group_choice
 except ModuleNotFoundError as missing:  # only the layers are installed
     print(
         f"Error: python -m cnnlab.analyze reads the model configs, which needs cnnlab's `train` extra "
@@ -96,6 +97,8 @@ def arithmetic_main(argv: list[str]) -> str:
 
 
 def _compose(overrides: list[str]):
+    if error := unknown_group_choice(overrides, CONFIGS) or misplaced_group_key(overrides, CONFIGS):
+        raise UserError(error)  # (as train.py says it, before Hydra's longer message)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     validate_config(cfg)

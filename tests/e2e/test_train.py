@@ -168,7 +168,7 @@ def test_multirun_produces_one_readable_directory_per_job(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model=transformer"], "Could not find 'model/transformer'"),
+        (["model=transformer"], "Error: model=transformer: configs/model/ has no transformer.yaml (options: "),
         (["trainer.max_epochs=many"], "config key trainer.max_epochs: got 'many', expected a positive number"),
         (["trainer.precision=fp8"], "config key trainer.precision"),
         (["data.image_shape=[3,2,2]", "model=simple"], r"model.layers.5 (pool)"),

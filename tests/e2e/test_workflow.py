@@ -148,7 +148,7 @@ def test_resume_where_there_is_nothing_to_resume_is_an_error(trained_run, tmp_pa
 def test_helper_and_launcher_failures_are_one_line(tmp_path):
     """``python -m cnnlab.analyze`` reports config errors as train.py does; a Slurm sweep where
     there is no Slurm stops before it creates its directory."""
-    for override, message in (("pool=median", "Error: In 'train': Could not find 'pool/median'"),
+    for override, message in (("pool=median", "Error: pool=median: configs/pool/ has no median.yaml (options: "),
                               ("+pool.sigm=1", "Error: config key pool.sigm: unknown key")):  # fmt: skip
         result = run_python("-m", "cnnlab.analyze", override, check=False)
         assert result.returncode == 2 and result.stderr.startswith(message), result.stderr

@@ -48,8 +48,8 @@ def unknown_group_choice(arguments: list[str], configs: Path) -> str | None:
         for choice in value.list if isinstance(value, ChoiceSweep) else [value]:
             if isinstance(choice, (str, int, float)) and str(choice) not in options:
                 close = difflib.get_close_matches(str(choice), options, n=2)
-                hint = f"did you mean {' or '.join(close)}? " if close else ""
-                return f"{group}={choice}: configs/{group}/ has no {choice}.yaml; {hint}(options: {', '.join(options)})"
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                return f"{group}={choice}: configs/{group}/ has no {choice}.yaml{hint} (options: {', '.join(options)})"
     return None
 
 
