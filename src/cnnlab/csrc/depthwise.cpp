@@ -67,6 +67,7 @@ std::vector<float> filters(const at::Tensor& weight, bool by_tap) {
 
 constexpr int64_t kLanes = 16;  // values per running-sum block: one AVX-512 register of float32 (two AVX2)
 constexpr int kChains = 4;      // blocks summed side by side: a multiply-add's latency is four of its issue slots
+static_assert(kChains == 4, "forward_nhwc names its four sums");
 
 // 16 float32 lanes as a GCC vector: the running sums stay in registers on AVX-512 and AVX2 alike.
 using Lanes = float __attribute__((vector_size(4 * kLanes)));
@@ -295,13 +296,20 @@ void forward_nhwc(const T* x, const float* w, const float* bias, T* y, int64_t N
           const int64_t lanes = std::min(kLanes, C - c0);
           int64_t ow = 0;
           for (; ow + kChains <= OW; ow += kChains) {
-            Lanes acc[kChains];
-            for (int u = 0; u < kChains; ++u) acc[u] = load(start.data() + c0);
+            // four named sums, not an array: GCC kept an array of them on the stack (a store per tap)
+            Lanes a0 = load(start.data() + c0), a1 = a0, a2 = a0, a3 = a0;
             for (int64_t t = 0; t < taps; ++t) {
               const Lanes tap = load(filter.data() + t * Cp + c0);
-              for (int u = 0; u < kChains; ++u) acc[u] += load(first + (ow + u) * pixel + offsets[t] + c0) * tap;
+              const float* p = first + ow * pixel + offsets[t] + c0;
+              a0 += load(p) * tap;
+              a1 += load(p + pixel) * tap;
+              a2 += load(p + 2 * pixel) * tap;
+              a3 += load(p + 3 * pixel) * tap;
             }
-            for (int u = 0; u < kChains; ++u) store_first(out + (ow + u) * C + c0, acc[u], lanes);
+            store_first(out + ow * C + c0, a0, lanes);
+            store_first(out + (ow + 1) * C + c0, a1, lanes);
+            store_first(out + (ow + 2) * C + c0, a2, lanes);
+            store_first(out + (ow + 3) * C + c0, a3, lanes);
           }
           for (; ow < OW; ++ow) {
             Lanes acc = load(start.data() + c0);
