@@ -346,6 +346,11 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     parts = metrics["run_parts_s"]
     assert parts["analysis"] > 0 and parts["training"] == metrics["wall_s"] and parts["other"] > 0
     assert abs(sum(parts.values()) - metrics["run_wall_s"]) < 1e-6
+    # what exactly ran: in the run directory, metrics.json and the checkpoints alike
+    record = json.loads((tmp_path / "run_record.json").read_text())
+    assert metrics["record"] == record and record["seed"] == 0
+    assert record["command"].endswith(f"hydra.run.dir={tmp_path}")
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["record"] == record
     assert tail[2].startswith("A shortened run (trainer.limit_train_batches=3): 6 steps")  # (simple: no BatchNorm)
     assert tail[3] == f"run directory: {tmp_path}" and tail[4] == f"TensorBoard:   tensorboard --logdir {tmp_path}"
     assert result.stdout.index("Analysing the trained model") < result.stdout.index("Finished:")

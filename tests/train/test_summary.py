@@ -118,3 +118,34 @@ def test_the_short_run_warning_only_where_evaluation_is_far_off():
     assert far[0].startswith("A shortened run (trainer.limit_train_batches=3): 3 steps") and close == far[:1]
     assert far[1].startswith("val_loss 312.4 against train_loss 2.31: BatchNorm's running statistics (momentum 0.1)")
     assert "still hold 73% of their initial mean 0 / variance 1 after 3 steps; 29 steps bring it under 5%" in far[1]
+
+
+def test_every_run_records_what_ran_and_a_comparison_says_where_runs_differ(tmp_path, capsys):
+    """The record: the checkout's commit (and its uncommitted changes as a patch beside it), the
+    versions, the CPU and its instruction sets, the kernels, the seed, the command. compare warns
+    when the runs compared did not run the same way (not for seeds or commands: a sweep varies them)."""
+    import subprocess
+
+    import torch
+
+    from cnnlab.compare import main
+    from cnnlab.functional import native
+    from cnnlab.train.record import CHECKOUT, PATCH_FILE, differences, run_record
+
+    record = run_record(3, tmp_path)
+    if (CHECKOUT / ".git").exists():
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True).stdout
+        assert record["git_commit"] == head.strip()
+        assert (tmp_path / PATCH_FILE).exists() == record["uncommitted_changes"]
+    assert record["torch"] == str(torch.__version__) and record["seed"] == 3 and record["threads"] >= 1
+    assert record["instruction_sets"] == list(native.instruction_sets()) and record["compiled_kernels"]
+    other = {**record, "torch": "2.13.0", "seed": 4, "command": "train.py seed=4"}
+    assert differences([record, other, None]) == {"torch": [record["torch"], "2.13.0"]}
+
+    for name, rec, acc in (("a", record, 0.5), ("b", other, 0.52)):
+        _finished_run(tmp_path / name, {"seed": rec["seed"]}, {"seed": rec["seed"]}, acc)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**metrics, "record": rec}))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert f"Warning: these runs did not all run the same way (torch: {record['torch']}, 2.13.0)" in out

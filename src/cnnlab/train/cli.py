@@ -18,13 +18,14 @@ from omegaconf import DictConfig
 
 from ..errors import UserError
 from .overrides import JobInfo, swept_overrides
+from .record import PATCH_FILE, RECORD_FILE
 from .summary import ERROR_FILE
 
 __all__ = ["JobFailed", "hydra_main"]
 
 log = logging.getLogger("cnnlab")
 # What a run directory holds before training writes anything of value: configs, the log, TensorBoard's config text.
-_SETUP_ONLY = {".hydra", "train.log", "config.yaml"}
+_SETUP_ONLY = {".hydra", "train.log", "config.yaml", RECORD_FILE, PATCH_FILE}
 _EVENTS = "events.out.tfevents."  # (TensorBoard's event files)
 
 

@@ -4,6 +4,7 @@ Callbacks (:mod:`.callbacks`) add stages without editing this file."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -22,6 +23,7 @@ from .config import complete_config, validate_config
 from .directories import nothing_to_resume
 from .distributed import all_reduce_sum, close_distributed
 from .overrides import JobInfo
+from .record import RECORD_FILE, run_record
 from .report import analysis_images, config_text, counted, evaluate_checkpoint, finish, format_duration
 from .run_config import adopt_run_config, short_keys
 from .setup import build_run
@@ -259,6 +261,8 @@ def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:
     run = build_run(cfg, saved, saved_path, job)  # trainer.deterministic switches torch's global mode on
     try:
         if run.main:
+            run.record = run_record(cfg.seed, run.run_dir)
+            (run.run_dir / RECORD_FILE).write_text(json.dumps(run.record, indent=2))
             log.info("%s", run.shape_table)
             if run.device.type == "cpu":
                 log.info("%s", native.describe())

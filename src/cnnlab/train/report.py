@@ -137,6 +137,7 @@ def finish(run: Run, started: float) -> dict[str, Any]:
         "run_parts_s": None,
         "world_size": run.world_size,
         "job": run.job.state_dict(),  # the command line that started the run (kept across resumes)
+        "record": run.record,  # what exactly ran (this process: a resumed run's own)
         "val_class_acc": (
             dict(zip(class_names(cfg.data), class_accuracy(final["confusion"].float()).tolist()))
             if classifier

@@ -110,6 +110,7 @@ class Run:
     last_checkpoint: Path | None = None
     last_eval: dict[str, Any] | None = None  # the newest evaluation: loss, acc, confusion
     job: JobInfo = field(default_factory=JobInfo)  # the command line that started the run
+    record: dict[str, Any] = field(default_factory=dict)  # what exactly ran (train.record)
     resumed_at_step: int | None = None  # where this process took over a checkpointed run
 
     @property
@@ -171,6 +172,7 @@ class Run:
             "callbacks": {name: c.state_dict() for name, c in self.callbacks.items()},
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
             "job": self.job.state_dict(),
+            "record": self.record,
         }
 
     def restore(self, saved: dict[str, Any]) -> None:

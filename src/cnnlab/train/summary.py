@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from .overrides import ALWAYS_EXCLUDED, swept_overrides
+from .record import differences
 from .run_config import RUNTIME_KEYS, config_leaves, under
 
 __all__ = [
@@ -205,6 +206,10 @@ def format_summary(records: Sequence[RunRecord]) -> str:
     else:
         text += ("\n\nEach row is one run of one seed: a difference smaller than the seed-to-seed spread is noise "
                  "(sweep seed=0,1,2 for a mean ± std per configuration).")  # fmt: skip
+    differ = differences([r.metrics.get("record") for r in records])
+    if differ:
+        listed = "; ".join(f"{key}: {', '.join(map(str, values))}" for key, values in differ.items())
+        text += f"\n\nWarning: these runs did not all run the same way ({listed}); their run_record.json say how."
     return text
 
 
