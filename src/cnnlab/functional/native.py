@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "describe", "instruction_sets", "main"]
+__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "cpu_model", "describe", "instruction_sets",
+           "main"]  # fmt: skip
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -123,6 +125,15 @@ _sets: tuple[str, ...] | None = None
 
 
 @_constant_for_tracers
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def instruction_sets() -> tuple[str, ...]:
     """The vector instruction sets of this CPU that decide which kernels run (torch's own checks):
     a subset of AVX2, AVX-512, AVX512-BF16, AMX."""

@@ -64,6 +64,8 @@ def misplaced_group_key(arguments: list[str], configs: Path) -> str | None:
         return None
     import yaml
 
+    texts = (path.read_text() for path in configs.glob("*/*.yaml"))
+    global_files = [text for text in texts if text.startswith("# @package _global_")]  # read once
     for override in overrides:
         group, _, key = override.key_or_group.partition(".")
         folder = configs / group
@@ -72,10 +74,9 @@ def misplaced_group_key(arguments: list[str], configs: Path) -> str | None:
         keys = set()
         for path in folder.glob("*.yaml"):
             keys |= set(yaml.safe_load(path.read_text()) or {})
-        for path in configs.glob("*/*.yaml"):  # and what the global files (experiments, debug) set in it
-            if path.read_text().startswith("# @package _global_"):
-                section = (yaml.safe_load(path.read_text()) or {}).get(group)
-                keys |= set(section) if isinstance(section, dict) else set()
+        for text in global_files:  # and what the global files (experiments, debug) set in it
+            section = (yaml.safe_load(text) or {}).get(group)
+            keys |= set(section) if isinstance(section, dict) else set()
         name = key.split(".")[0]
         if name in keys:
             continue

@@ -40,16 +40,6 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_record(seed: Any, run_dir: Path | None = None) -> dict[str, Any]:
     """This process's record; with ``run_dir``, the uncommitted changes go to ``PATCH_FILE`` there."""
     commit = _git("rev-parse", "HEAD") if (CHECKOUT / ".git").exists() else None
@@ -64,7 +54,7 @@ def run_record(seed: Any, run_dir: Path | None = None) -> dict[str, Any]:
         "torch": str(torch.__version__),  # (a TorchVersion: not loadable with weights_only)
         "torchvision": _version("torchvision"),
         "python": platform.python_version(),
-        "cpu": _cpu_model(),
+        "cpu": native.cpu_model(),
         "instruction_sets": list(native.instruction_sets()),
         "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
