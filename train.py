@@ -26,9 +26,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from cnnlab.train.directories import register_resolvers
     from cnnlab.train.overrides import misplaced_group_key, unknown_group_choice
-    from cnnlab.train.sweep import name_jobs_by_swept_keys
+    from cnnlab.train.runs.directories import register_resolvers
+    from cnnlab.train.sweeps.sweep import name_jobs_by_swept_keys
 
     configs = ROOT / "configs"  # before Hydra's 24-line messages:
     if error := unknown_group_choice(sys.argv[1:], configs) or misplaced_group_key(sys.argv[1:], configs):

@@ -25,7 +25,7 @@ from cnnlab.analysis import empirical_receptive_field, receptive_fields
 from cnnlab.analysis.tensorboard import feature_maps
 from cnnlab.data import normalize
 from cnnlab.models import build_model
-from cnnlab.train.setup import load_data
+from cnnlab.train.engine.setup import load_data
 
 
 def main(run_dir: Path, out: Path) -> None:

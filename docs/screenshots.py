@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cnnlab.train.tensorboard_server import serve_tensorboard
+from cnnlab.train.sweeps.tensorboard_server import serve_tensorboard
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["data=synthetic", "model=simple", "conv=standard,separable", "pool=max,avg", "trainer.max_epochs=3",

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .train.summary import find_runs, format_summary, plot_curves
+from .train.sweeps.summary import find_runs, format_summary, plot_curves
 
 
 def main(argv: list[str]) -> int:

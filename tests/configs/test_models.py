@@ -179,7 +179,7 @@ def test_slurm_launcher_sets_up_ddp_and_requeue():
 
 def test_slurm_environment_becomes_torch_distributed_environment(monkeypatch):
     """srun with 8 tasks: cnnlab exports RANK/WORLD_SIZE/MASTER_ADDR for torch.distributed."""
-    from cnnlab.train.distributed import _export_slurm_environment
+    from cnnlab.train.engine.distributed import _export_slurm_environment
 
     # submitit writes os.environ directly: give it a copy that this test's teardown throws away,
     # so no RANK/WORLD_SIZE leaks into later tests (or the train.py subprocesses they start)

@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from cnnlab.data.loader import TensorImageLoader
+from cnnlab.train.engine.steps import evaluate
 from cnnlab.train.options import TrainerOptions
-from cnnlab.train.steps import evaluate
 
 DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "trainer" / "default.yaml"
 

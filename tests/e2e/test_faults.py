@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.train.checkpoint import CheckpointManager, CheckpointWriteError, load_checkpoint, save_checkpoint
+from cnnlab.train.runs.checkpoint import CheckpointManager, CheckpointWriteError, load_checkpoint, save_checkpoint
 from tests.e2e.test_train import FAST, ROOT, clean_env, final_weights, train
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def test_a_second_ctrl_c_stops_at_once_and_says_where_the_last_checkpoint_is(tmp
     overrides = [*DETERMINISTIC, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"]
     twice_in_step_4 = (
         "import os, runpy, signal, sys\n"
-        "from cnnlab.train import state\n"
+        "from cnnlab.train.engine import state\n"
         "step, calls = state.train_step, []\n"
         "def interrupted(*args, **kwargs):\n"
         "    calls.append(1)\n"
@@ -241,8 +241,8 @@ def test_gpu_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
     """Simulated in-process (CI has no GPU): a CUDA OOM inside a step becomes a hint."""
     from hydra import compose, initialize_config_dir
 
-    import cnnlab.train.loop as loop
-    import cnnlab.train.steps as steps
+    import cnnlab.train.engine.loop as loop
+    import cnnlab.train.engine.steps as steps
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

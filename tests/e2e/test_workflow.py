@@ -23,8 +23,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from cnnlab.models import CONVS, POOLS
 from cnnlab.train.config import KNOWN_KEYS
-from cnnlab.train.summary import find_runs
-from cnnlab.train.tensorboard_server import serve_tensorboard, tensorboard_json
+from cnnlab.train.sweeps.summary import find_runs
+from cnnlab.train.sweeps.tensorboard_server import serve_tensorboard, tensorboard_json
 from tests.e2e.test_train import FAST, ROOT, clean_env, train
 
 pytestmark = pytest.mark.slow
@@ -276,7 +276,7 @@ def test_two_sweeps_started_together_get_two_directories_and_their_jobs_stay_in_
     into the job's config) writes into its sweep's directory, not into a new ``_2``."""
     import pickle
 
-    from cnnlab.train import directories
+    from cnnlab.train.runs import directories
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True)
@@ -356,8 +356,8 @@ def test_console_summary_log_file_and_one_evaluation_per_epoch(tmp_path, monkeyp
     assert result.stdout.index("Analysing the trained model") < result.stdout.index("Finished:")
 
     # in-process: the test set is evaluated once per epoch, not again after the last one
-    import cnnlab.train.loop as loop
-    import cnnlab.train.state as state
+    import cnnlab.train.engine.loop as loop
+    import cnnlab.train.engine.state as state
 
     calls = []
     evaluate = state.evaluate  # what Run.evaluate calls: every evaluation pass of a run
@@ -434,7 +434,7 @@ def test_short_resumed_and_evaluated_runs_say_what_their_numbers_are(tmp_path):
 def test_config_errors_name_the_key_and_what_it_takes(tmp_path, override, message):
     """In-process (what ``train.py`` runs inside Hydra): the error names the key; the next test
     shows how ``train.py`` reports such an error."""
-    import cnnlab.train.loop as loop
+    import cnnlab.train.engine.loop as loop
     from cnnlab.errors import UserError
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

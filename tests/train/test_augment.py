@@ -14,8 +14,8 @@ from torch import nn
 
 from cnnlab.data import TensorImageLoader
 from cnnlab.data.augment import apply_policy, cutout, mix_batch
+from cnnlab.train.engine.steps import train_step
 from cnnlab.train.options import TrainerOptions
-from cnnlab.train.steps import train_step
 from tests.configs import CONFIGS
 
 
@@ -114,8 +114,8 @@ def test_hparams_show_the_options_a_run_sets_and_not_those_it_leaves_off():
     """Set in a config (an experiment file, not the command line): the option gets its short column."""
     from types import SimpleNamespace
 
+    from cnnlab.train.engine.report import hparams_of
     from cnnlab.train.overrides import JobInfo
-    from cnnlab.train.report import hparams_of
     from tests.configs import compose_cfg
 
     cfg = compose_cfg("data.augment.cutout=8", "trainer.accumulate_grad_batches=2")

@@ -1,4 +1,4 @@
-"""cnnlab.train.optim.Muon against its definition (airbench94_muon.py): Newton–Schulz maps every
+"""cnnlab.train.engine.optim.Muon against its definition (airbench94_muon.py): Newton–Schulz maps every
 singular value through the same quintic, filters take the normalise-then-orthogonalised step,
 the other parameters the steps of torch.optim.SGD; and the CPU allocator setting that keeps freed
 memory for the next step."""
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.train.optim import Muon, orthogonalize
+from cnnlab.train.engine.optim import Muon, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(6, 20), (20, 6), (8, 8)])
@@ -134,7 +134,7 @@ def test_keep_freed_memory_keeps_a_freed_block_in_the_heap():
     but the kernel also faults pages for its own reasons, e.g. NUMA balancing's 256 MiB scans.)"""
     probe = (
         "import ctypes, sys, torch\n"
-        "from cnnlab.train.setup import keep_freed_memory\n"
+        "from cnnlab.train.engine.setup import keep_freed_memory\n"
         "class Info(ctypes.Structure):\n"
         "    _fields_ = [(name, ctypes.c_size_t) for name in\n"
         "               'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]\n"
@@ -166,7 +166,7 @@ def test_keep_freed_memory_keeps_a_freed_block_in_the_heap():
 
 def test_norm_bias_lr_scale_with_muon_is_a_config_error():
     from cnnlab.train.config import ConfigValueError
-    from cnnlab.train.setup import build_optimizer
+    from cnnlab.train.engine.setup import build_optimizer
     from tests.configs import compose_cfg
 
     cfg = compose_cfg("optimizer=muon", "+optimizer.norm_bias_lr_scale=64")

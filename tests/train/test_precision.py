@@ -8,7 +8,7 @@ import torch
 import cnnlab.nn as cnn
 from cnnlab.functional import native
 from cnnlab.train.config import validate_config
-from cnnlab.train.setup import select_precision
+from cnnlab.train.engine.setup import select_precision
 from tests.configs import compose_cfg
 
 

@@ -14,13 +14,13 @@ from torch import nn
 
 from cnnlab import nn as cnn
 from cnnlab.data import TensorImageLoader
-from cnnlab.train.callbacks import DiracInit, Lookahead, PatchWhitening
-from cnnlab.train.schedules import cosine, warmup_warmdown
-from cnnlab.train.steps import tta_logits
+from cnnlab.train.engine.callbacks import DiracInit, Lookahead, PatchWhitening
+from cnnlab.train.engine.schedules import cosine, warmup_warmdown
+from cnnlab.train.engine.steps import tta_logits
 
 
 def fake_run(model: nn.Module, images: torch.Tensor | None = None, step: int = 0, total_steps: int = 10):
-    """What the callbacks read of a :class:`cnnlab.train.state.Run`."""
+    """What the callbacks read of a :class:`cnnlab.train.engine.state.Run`."""
     return SimpleNamespace(
         model=model,
         train_loader=SimpleNamespace(images=images),
@@ -160,7 +160,7 @@ def test_warmup_warmdown_is_airbenchs_get_lr():
 def test_norm_bias_lr_scale_gives_batchnorm_biases_64x_the_rate_and_the_same_absolute_decay():
     from omegaconf import OmegaConf
 
-    from cnnlab.train.setup import build_optimizer
+    from cnnlab.train.engine.setup import build_optimizer
 
     model = nn.Sequential(cnn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.GroupNorm(2, 8), nn.Linear(8, 2))
     config = OmegaConf.create(
@@ -220,8 +220,8 @@ def test_fractional_epochs_stop_within_the_last_epoch_and_tta_runs_once_at_the_e
     """``trainer.max_epochs=1.5`` trains ceil(1.5 · steps per epoch) steps (airbench94: 9.9 epochs =
     476 steps of 48), and ``trainer.tta_final_only`` evaluates the epochs plain and the last time
     with the test-time views."""
-    import cnnlab.train.loop as loop
-    import cnnlab.train.state as state
+    import cnnlab.train.engine.loop as loop
+    import cnnlab.train.engine.state as state
     from tests.configs import compose_cfg
 
     views = []
@@ -239,8 +239,8 @@ def test_fractional_epochs_stop_within_the_last_epoch_and_tta_runs_once_at_the_e
 def test_check_val_every_n_epoch_evaluates_those_epochs_and_the_last(tmp_path, monkeypatch, every, evaluated):
     """``trainer.check_val_every_n_epoch=N`` evaluates after epochs N, 2N, … and the last (Lightning's
     key); ``null`` after the last only (cpu94: evaluation off the critical path)."""
-    import cnnlab.train.loop as loop
-    import cnnlab.train.state as state
+    import cnnlab.train.engine.loop as loop
+    import cnnlab.train.engine.state as state
     from tests.configs import compose_cfg
 
     calls = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cnnlab.train.summary import ERROR_FILE, find_failures, find_runs, write_summary
+from cnnlab.train.sweeps.summary import ERROR_FILE, find_failures, find_runs, write_summary
 
 
 def test_jobs_are_listed_by_number_and_failures_with_their_error(tmp_path):
@@ -43,7 +43,7 @@ def test_runs_are_grouped_by_their_resolved_configs_and_seeds_counted_once():
     import tempfile
     from pathlib import Path
 
-    from cnnlab.train.summary import seed_means
+    from cnnlab.train.sweeps.summary import seed_means
 
     fast = {"seed": 0, "model": {"name": "fast", "layers": [{"conv": {"out_channels": 24}}]}, "optimizer": {"lr": 0.1}}
     simple = {**fast, "model": {"name": "simple", "layers": [{"conv": {"out_channels": 32}}]}}
@@ -72,8 +72,8 @@ def test_tensorboards_config_text_names_the_whole_command_line():
 
     from omegaconf import OmegaConf
 
+    from cnnlab.train.engine.report import config_text
     from cnnlab.train.overrides import JobInfo
-    from cnnlab.train.report import config_text
 
     cfg = OmegaConf.create({"model": {"name": "fast"}, "conv": {"kind": "standard"}, "pool": {"kind": "max"}})
     job = JobInfo(["experiment=cpu94", "trainer.max_epochs=2", "seed=1"], [("seed", 1)], "cpu94")
@@ -109,7 +109,7 @@ def test_the_short_run_warning_only_where_evaluation_is_far_off():
 
     from torch import nn
 
-    from cnnlab.train.report import shortened_run_notes
+    from cnnlab.train.engine.report import shortened_run_notes
 
     options = SimpleNamespace(limit_train_batches=3, overfit_batches=0, max_steps=-1)
     run = SimpleNamespace(options=options, progress=SimpleNamespace(step=3), model=nn.BatchNorm2d(4))
@@ -130,7 +130,7 @@ def test_every_run_records_what_ran_and_a_comparison_says_where_runs_differ(tmp_
 
     from cnnlab.compare import main
     from cnnlab.functional import native
-    from cnnlab.train.record import CHECKOUT, PATCH_FILE, differences, run_record
+    from cnnlab.train.runs.record import CHECKOUT, PATCH_FILE, differences, run_record
 
     record = run_record(3, tmp_path)
     if (CHECKOUT / ".git").exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.train.tensorboard import class_accuracy, class_accuracy_figure, confusion_figure
+from cnnlab.train.engine.tensorboard import class_accuracy, class_accuracy_figure, confusion_figure
 
 
 def test_confusion_matrix_writes_every_count_and_class_accuracy_is_the_diagonal_share():

@@ -56,7 +56,7 @@ def log_analysis(
     logger, model: nn.Module, input_shape: Sequence[int], images: Tensor, classifier: bool, step: int
 ) -> dict[str, float]:
     """Analyse a CPU float copy of ``model`` on ``images`` and log it through ``logger``
-    (a :class:`cnnlab.train.tensorboard.RunLogger`); returns the numbers."""
+    (a :class:`cnnlab.train.engine.tensorboard.RunLogger`); returns the numbers."""
     model = copy.deepcopy(model).cpu().float().eval()
     images = images.cpu().float()
     report = analyze(model, input_shape, images, classifier)

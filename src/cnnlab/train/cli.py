@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 
 from ..errors import UserError
 from .overrides import JobInfo, swept_overrides
-from .record import PATCH_FILE, RECORD_FILE
-from .summary import ERROR_FILE
+from .runs.record import PATCH_FILE, RECORD_FILE
+from .sweeps.summary import ERROR_FILE
 
 __all__ = ["JobFailed", "hydra_main"]
 
@@ -57,7 +57,7 @@ class JobFailed(CompactHydraException):
 
 def hydra_main(cfg: DictConfig) -> float | None:
     """Run the job; return ``cfg.optimized_metric`` (for sweepers such as Optuna)."""
-    from .loop import run
+    from .engine.loop import run
 
     job = _job_info()
     run_dir = Path(HydraConfig.get().runtime.output_dir)

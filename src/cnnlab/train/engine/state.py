@@ -14,10 +14,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from ..data import TensorImageLoader
-from .checkpoint import CheckpointManager, capture_rng, restore_rng
-from .options import TrainerOptions
-from .overrides import JobInfo
+from ...data import TensorImageLoader
+from ..options import TrainerOptions
+from ..overrides import JobInfo
+from ..runs.checkpoint import CheckpointManager, capture_rng, restore_rng
 from .steps import NonFiniteLossError, StepOutput, evaluate, train_step
 from .tensorboard import RunLogger
 
@@ -82,7 +82,7 @@ class Progress:
 
 @dataclass
 class Run:
-    """Everything :func:`cnnlab.train.setup.build_run` builds from a config, passed to each stage."""
+    """Everything :func:`cnnlab.train.engine.setup.build_run` builds from a config, passed to each stage."""
 
     cfg: DictConfig
     options: TrainerOptions  # cfg.trainer, typed

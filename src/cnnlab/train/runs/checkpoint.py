@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ...errors import UserError
 
 __all__ = [
     "CheckpointManager",

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .overrides import ALWAYS_EXCLUDED, parse_overrides
+from ..overrides import ALWAYS_EXCLUDED, parse_overrides
 from .summary import write_summary
 
 __all__ = ["SweepSummary", "name_jobs_by_swept_keys"]

@@ -8,26 +8,23 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ..analysis.tensorboard import log_analysis
-from ..functional import native
-from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
-from .config import complete_config, validate_config
-from .directories import nothing_to_resume
+from ...analysis.tensorboard import log_analysis
+from ...functional import native
+from ..config import complete_config, validate_config
+from ..overrides import JobInfo
+from ..runs.checkpoint import save_checkpoint
+from ..runs.record import RECORD_FILE, run_record
+from ..runs.resume import load_run_checkpoint, resume_command
+from ..runs.signals import SecondInterrupt, StopRequested
 from .distributed import all_reduce_sum, close_distributed
-from .overrides import JobInfo
-from .record import RECORD_FILE, run_record
 from .report import analysis_images, config_text, counted, evaluate_checkpoint, finish, format_duration
-from .run_config import adopt_run_config, short_keys
 from .setup import build_run
-from .signals import SecondInterrupt, StopRequested
 from .state import Run
 from .steps import NonFiniteLossError, StepOutput
 
@@ -88,10 +85,6 @@ class RunLength:
             )  # fmt: skip
 
 
-def resume_command(run: Run) -> str:
-    return f"python train.py resume=auto hydra.run.dir={run.run_dir}"
-
-
 def train_epoch(run: Run, stop: StopRequested, length: RunLength | None = None) -> None:
     """Steps from where the epoch stands to its end (or to ``trainer.max_steps``); per-step
     scalars ``train/step_loss`` and ``train/lr``; step checkpoints; a stop signal checkpoints and exits."""
@@ -133,7 +126,7 @@ def train_epoch(run: Run, stop: StopRequested, length: RunLength | None = None) 
                     "Stopped by signal at step %d: checkpoint %s. Continue with:\n  %s",
                     progress.step,
                     run.last_checkpoint,
-                    resume_command(run),
+                    resume_command(run.run_dir),
                 )
             stop.hand_over()
         if progress.step >= run.total_steps:
@@ -192,7 +185,7 @@ def end_epoch(run: Run) -> None:
 
 def fit(run: Run) -> None:
     """Epochs until ``trainer.max_epochs`` or ``trainer.max_steps``; SIGINT/SIGTERM/SIGUSR1/SIGUSR2
-    stop after the current step with a checkpoint (:mod:`.signals`)."""
+    stop after the current step with a checkpoint (:mod:`..runs.signals`)."""
     for callback in run.callbacks.values():
         callback.on_fit_start(run)
     length = RunLength(run)
@@ -205,7 +198,8 @@ def fit(run: Run) -> None:
         except SecondInterrupt:
             if run.main:
                 where = (
-                    f"The last checkpoint is {run.last_checkpoint}; continue from it with:\n  {resume_command(run)}"
+                    f"The last checkpoint is {run.last_checkpoint}; continue from it with:\n"
+                    f"  {resume_command(run.run_dir)}"
                     if run.last_checkpoint
                     else "No checkpoint was written yet (the first comes at the end of epoch 1)."
                 )
@@ -213,39 +207,6 @@ def fit(run: Run) -> None:
                     "\nSecond Ctrl-C: stopped at once in step %d, not checkpointed. %s", run.progress.step + 1, where
                 )
             raise SystemExit(128 + signal.SIGINT) from None
-
-
-def load_run_checkpoint(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict | None, Path | None]:
-    """For ``resume=...`` or ``trainer.eval_only=true``: the checkpoint, and the config the run
-    continues with (its own, see :mod:`.run_config`)."""
-    evaluation = bool(cfg.trainer.eval_only)
-    if evaluation:
-        path = Path(cfg.ckpt_path)
-        saved = load_checkpoint(path)
-    elif cfg.resume in ("auto", "if_exists"):
-        run_dir = Path(cfg.paths.output_dir)
-        found = CheckpointManager(run_dir / "checkpoints").load_latest()
-        if found is None and cfg.resume == "auto":
-            raise nothing_to_resume(run_dir)
-        if found is None:
-            return cfg, None, None
-        saved, path = found
-    elif cfg.resume:
-        path = Path(cfg.resume)
-        saved = load_checkpoint(path)
-    else:
-        return cfg, None, None
-    if "config" not in saved:
-        return cfg, saved, path
-    cfg, taken = adopt_run_config(
-        cfg, OmegaConf.create(saved["config"]), overrides, evaluation=evaluation, source=str(path)
-    )
-    validate_config(cfg)
-    if taken:
-        keys = short_keys(taken)
-        shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
-        log.info("Using the run's own config from %s (it differs from the command line's defaults in %s)", path, shown)
-    return cfg, saved, path
 
 
 def run(cfg: DictConfig, job: JobInfo | None = None) -> dict[str, Any]:

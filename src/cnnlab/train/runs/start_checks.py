@@ -1,6 +1,6 @@
 """Checks before Hydra creates anything: what would otherwise fail after a run or sweep directory
 exists, with a traceback. Each refusal is one ``Error:`` line on stderr and exit status 2, as
-``train.py``'s config errors (:mod:`.cli`)."""
+``train.py``'s config errors (:mod:`cnnlab.train.cli`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 
-from .directories import has_checkpoint, nothing_to_resume
+from .resume import has_checkpoint, nothing_to_resume
 
 __all__ = ["StartChecks"]
 

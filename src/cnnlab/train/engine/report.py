@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import nn
 
-from ..analysis.tensorboard import log_analysis
-from ..errors import UserError
+from ...analysis.tensorboard import log_analysis
+from ...errors import UserError
 from .setup import class_names
 from .state import Run
 from .tensorboard import class_accuracy, first_conv_weight

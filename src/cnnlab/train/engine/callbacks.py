@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import normalize
-from ..errors import UserError
+from ...data import normalize
+from ...errors import UserError
 from .state import Callback, Run
 from .steps import StepOutput
 

@@ -1,6 +1,6 @@
 """Tables of finished runs: one row per run (what was swept, final and best val_acc, val_loss,
 images/s, wall time), mean ± std over seeds, as Markdown and CSV, and their validation curves in
-one figure. Used after a sweep (:class:`~cnnlab.train.sweep.SweepSummary`) and by
+one figure. Used after a sweep (:class:`~cnnlab.train.sweeps.sweep.SweepSummary`) and by
 ``python -m cnnlab.compare``."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .overrides import ALWAYS_EXCLUDED, swept_overrides
-from .record import differences
-from .run_config import RUNTIME_KEYS, config_leaves, under
+from ..overrides import ALWAYS_EXCLUDED, swept_overrides
+from ..runs.record import differences
+from ..runs.resume import RUNTIME_KEYS, config_leaves, under
 
 __all__ = [
     "ERROR_FILE",
@@ -40,7 +40,7 @@ METRIC_COLUMNS = ("val_acc", "best_val_acc", "val_loss", "images_per_sec", "wall
 class RunRecord:
     """A finished training run: its directory, what the command line that started it set, its
     ``metrics.json``, and what the run is (``config``: its resolved config's leaves, less
-    :data:`~.run_config.RUNTIME_KEYS` and ``seed``; empty for runs without a ``config.yaml``)."""
+    :data:`~cnnlab.train.runs.resume.RUNTIME_KEYS` and ``seed``; empty for runs without a ``config.yaml``)."""
 
     path: Path
     swept: dict[str, Any]

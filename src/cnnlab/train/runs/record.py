@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..functional import native
+from ...functional import native
 
 __all__ = ["PATCH_FILE", "RECORD_FILE", "differences", "run_record"]
 

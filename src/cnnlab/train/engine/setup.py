@@ -1,4 +1,4 @@
-"""Set-up: from a validated config to a :class:`~cnnlab.train.state.Run` (device, processes, data
+"""Set-up: from a validated config to a :class:`~cnnlab.train.engine.state.Run` (device, processes, data
 loaders, the model traced once, optimiser and schedule, logger, callbacks), restored from a
 checkpoint when one is given."""
 
@@ -17,15 +17,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import CIFAR10_CLASSES, TensorImageLoader, class_indices, load_cifar10, make_synthetic, select_classes
-from ..functional import native
-from ..models import build_model, format_shape_table
-from ..nn import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
-from .checkpoint import CheckpointManager
-from .config import NORM_BIAS_LR_SCALE, ConfigValueError
+from ...data import CIFAR10_CLASSES, TensorImageLoader, class_indices, load_cifar10, make_synthetic, select_classes
+from ...functional import native
+from ...models import build_model, format_shape_table
+from ...nn import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
+from ..config import NORM_BIAS_LR_SCALE, ConfigValueError
+from ..options import TrainerOptions
+from ..overrides import JobInfo
+from ..runs.checkpoint import CheckpointManager
 from .distributed import init_distributed
-from .options import TrainerOptions
-from .overrides import JobInfo
 from .state import Run
 from .tensorboard import RunLogger
 

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import TensorImageLoader
+from ...data import TensorImageLoader
+from ..options import TrainerOptions
 from .distributed import all_reduce_sum
-from .options import TrainerOptions
 from .tensorboard import confusion_matrix
 
 __all__ = ["NonFiniteLossError", "StepOutput", "compute_loss", "evaluate", "train_step", "tta_logits"]
@@ -24,7 +24,7 @@ __all__ = ["NonFiniteLossError", "StepOutput", "compute_loss", "evaluate", "trai
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or the gradients became NaN/inf; the message gives the step and what to try
-    (:meth:`cnnlab.train.state.Run.train_step` adds where and what to try to what went wrong)."""
+    (:meth:`cnnlab.train.engine.state.Run.train_step` adds where and what to try to what went wrong)."""
 
 
 @dataclass

@@ -1,22 +1,43 @@
-"""Resume and evaluation follow the run's own config, not whatever the command line composes.
+"""Resuming a run, in one place: which checkpoint a command continues, with which config, and
+the errors and advice about it.
 
-A checkpoint holds the resolved config it was trained with. ``resume=...`` and
-``trainer.eval_only=true ckpt_path=...`` take that config; from the command line they take only
-*where and how* to run (:data:`RUNTIME_KEYS`: output paths, device, progress bar, data location,
-and for evaluation the evaluation options). A command-line override that would change what the run
-is (``trainer.max_epochs=10``, ``model=resnet``) is refused with the keys it changes, unless
-``allow_config_change=true`` asks for it."""
+- ``resume=auto`` continues the run in ``hydra.run.dir`` from its newest checkpoint; where that
+  directory holds none it is an error (:class:`NothingToResumeError`, naming the directory, what it
+  holds and the runs beside it), raised before Hydra writes anything there (:mod:`.start_checks`).
+  ``resume=if_exists`` starts a new run instead: what a job that may be requeued (Slurm) asks for
+  on its first start. ``resume=PATH`` continues from that checkpoint file.
+- Resume and evaluation (``trainer.eval_only=true ckpt_path=...``) follow the run's own config, not
+  whatever the command line composes: a checkpoint holds the resolved config it was trained with,
+  and from the command line they take only *where and how* to run (:data:`RUNTIME_KEYS`: output
+  paths, device, progress bar, data location, and for evaluation the evaluation options). A
+  command-line override that would change what the run is (``trainer.max_epochs=10``,
+  ``model=resnet``) is refused with the keys it changes, unless ``allow_config_change=true`` asks
+  for it.
+- What a stopped run prints to continue it: :func:`resume_command`.
+
+Restoring the counters, weights and random state from the checkpoint is the run's own
+(:meth:`cnnlab.train.engine.state.Run.restore`)."""
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..errors import UserError
+from ...errors import UserError
+from ..config import validate_config
+from .checkpoint import CheckpointManager, load_checkpoint
 
-__all__ = ["RUNTIME_KEYS", "RunConfigMismatchError", "adopt_run_config", "config_leaves", "explicit_prefixes", "under"]
+__all__ = [
+    "RUNTIME_KEYS", "NothingToResumeError", "RunConfigMismatchError", "adopt_run_config", "config_leaves",
+    "explicit_prefixes", "has_checkpoint", "load_run_checkpoint", "nothing_to_resume", "resume_command", "under",
+]  # fmt: skip
+
+log = logging.getLogger("cnnlab")
 
 # Keys the command line decides for a resumed or evaluated run: where it writes, what it runs on.
 RUNTIME_KEYS = (
@@ -149,3 +170,77 @@ def adopt_run_config(
         OmegaConf.update(result, key, value, merge=False, force_add=True)
     taken = [key for key in differing if not (changed and under(key, asked))]
     return result, taken
+
+
+class NothingToResumeError(UserError, FileNotFoundError):
+    """``resume=auto`` where the run directory holds no checkpoint."""
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir/checkpoints`` holds ``last.pt`` or a step checkpoint."""
+    directory = run_dir / "checkpoints"
+    return (directory / "last.pt").is_file() or any(directory.glob("step-*.pt"))
+
+
+def nothing_to_resume(run_dir: Path) -> NothingToResumeError:
+    """The error for ``resume=auto`` in ``run_dir``: what the directory holds, the runs beside it
+    that hold a checkpoint (nearest name first), and what to do instead."""
+    if not run_dir.is_dir():
+        holds = "it does not exist"
+    elif not any(run_dir.iterdir()):
+        holds = "a new, empty directory (resume=auto continues the run whose directory hydra.run.dir names)"
+    else:
+        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir())
+        holds = f"it holds {', '.join(entries)} but no checkpoint"
+    beside = (
+        [p for p in run_dir.parent.glob("*") if p != run_dir and p.is_dir() and has_checkpoint(p)]
+        if run_dir.parent.is_dir()
+        else []
+    )
+    nearest = difflib.get_close_matches(run_dir.name, [p.name for p in beside], n=3, cutoff=0.0)
+    runs = (
+        f" Runs beside it with a checkpoint: {', '.join(str(run_dir.parent / n) for n in nearest)}." if nearest else ""
+    )
+    return NothingToResumeError(
+        f"resume=auto: nothing to resume in {run_dir}: {holds}.{runs} Give the run's directory as "
+        f"hydra.run.dir=..., start a new run without resume=auto, or use resume=if_exists to start one "
+        f"when there is nothing to resume."
+    )
+
+
+def load_run_checkpoint(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict | None, Path | None]:
+    """For ``resume=...`` or ``trainer.eval_only=true``: the checkpoint, and the config the run
+    continues with (its own: :func:`adopt_run_config`)."""
+    evaluation = bool(cfg.trainer.eval_only)
+    if evaluation:
+        path = Path(cfg.ckpt_path)
+        saved = load_checkpoint(path)
+    elif cfg.resume in ("auto", "if_exists"):
+        run_dir = Path(cfg.paths.output_dir)
+        found = CheckpointManager(run_dir / "checkpoints").load_latest()
+        if found is None and cfg.resume == "auto":
+            raise nothing_to_resume(run_dir)
+        if found is None:
+            return cfg, None, None
+        saved, path = found
+    elif cfg.resume:
+        path = Path(cfg.resume)
+        saved = load_checkpoint(path)
+    else:
+        return cfg, None, None
+    if "config" not in saved:
+        return cfg, saved, path
+    cfg, taken = adopt_run_config(
+        cfg, OmegaConf.create(saved["config"]), overrides, evaluation=evaluation, source=str(path)
+    )
+    validate_config(cfg)
+    if taken:
+        keys = short_keys(taken)
+        shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+        log.info("Using the run's own config from %s (it differs from the command line's defaults in %s)", path, shown)
+    return cfg, saved, path
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in ``run_dir``."""
+    return f"python train.py resume=auto hydra.run.dir={run_dir}"
