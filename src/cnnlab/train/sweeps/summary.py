@@ -23,6 +23,7 @@ from ..runs.resume import RUNTIME_KEYS, config_leaves, under
 __all__ = [
     "ERROR_FILE",
     "RunRecord",
+    "configurations",
     "find_failures",
     "find_runs",
     "format_markdown",
@@ -144,25 +145,33 @@ def _telling_first(key: str) -> tuple:
     return key.rsplit(".", 1)[-1] not in ("name", "kind"), key.count("."), key
 
 
+def configurations(records: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """The runs grouped by configuration, in the order first found: runs whose resolved configs
+    agree but for the seed and where/how they ran (runs without a ``config.yaml``: whose command
+    lines agree but for the seed)."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        what = record.config or {k: v for k, v in record.swept.items() if k != "seed"}
+        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in what.items())), []).append(record)
+    return list(groups.values())
+
+
 def seed_means(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]] | None:
     """Mean ± std (sample) of each metric over runs of the same configuration (their resolved
     configs agree but for the seed and where/how they ran; runs without a ``config.yaml`` by what
     their command lines set), with how many ``runs`` and how many distinct ``seeds``; None when no
     configuration ran more than once. Two configurations with the same command-line label get a
     ``differs`` column with the config keys that tell them apart."""
-    groups: dict[tuple, list[RunRecord]] = {}
-    for record in records:
-        what = record.config or {k: v for k, v in record.swept.items() if k != "seed"}
-        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in what.items())), []).append(record)
-    if not any(len(g) > 1 for g in groups.values()):
+    groups = configurations(records)
+    if not any(len(g) > 1 for g in groups):
         return None
     keys = list(dict.fromkeys(k for r in records for k in r.swept if k != "seed"))
-    labels = [tuple(str(group[0].swept.get(k)) for k in keys) for group in groups.values()]
+    labels = [tuple(str(group[0].swept.get(k)) for k in keys) for group in groups]
     shared = {label for label in labels if labels.count(label) > 1}
     columns = [*keys, *(["differs"] if shared else []), "runs", "seeds", *METRIC_COLUMNS[:-1]]
     rows = []
-    firsts = [group[0] for group in groups.values()]
-    for label, first, group in zip(labels, firsts, groups.values(), strict=True):
+    firsts = [group[0] for group in groups]
+    for label, first, group in zip(labels, firsts, groups, strict=True):
         cells: list[Any] = [first.swept.get(k) for k in keys]
         if shared:
             twins = [
