@@ -250,6 +250,35 @@ def test_a_failing_job_does_not_end_the_sweep(tmp_path):
     assert "Failed jobs (1):" in summary and "| 0_trainer.max_epochs=many | config key trainer.max_epochs:" in summary
 
 
+def test_a_sweep_run_again_keeps_finished_jobs_continues_stopped_reruns_failed_and_adds_new(tmp_path):
+    """The same -m command again with hydra.sweep.dir= its directory and a longer seed list: the
+    finished job is kept as it was, the stopped one continues from its checkpoint, the failed one
+    runs again, the new seed runs in a new directory, and the summary says which was which."""
+    sweep = [*QUIET, "trainer.max_epochs=2", f"hydra.sweep.dir={tmp_path}"]
+    train("-m", *sweep, "seed=0,1,2")
+    kept, failed, stopped = (tmp_path / f"{n}_seed={n}" for n in range(3))
+    kept_metrics = (kept / "metrics.json").read_text()
+    (failed / "metrics.json").unlink()
+    shutil.rmtree(failed / "checkpoints")
+    (failed / "error.txt").write_text("RuntimeError: out of memory\n")
+    (stopped / "metrics.json").unlink()
+    for newest in ("last.pt", "step-00000006.pt"):  # stopped in epoch 2: its newest checkpoint, epoch 1's end
+        (stopped / "checkpoints" / newest).unlink()
+    train("-m", *sweep, "seed=0,1,2,3")
+    assert (kept / "metrics.json").read_text() == kept_metrics  # not run again
+    assert json.loads((failed / "metrics.json").read_text())["history"] and not (failed / "error.txt").exists()
+    assert (
+        "Resumed from" in (stopped / "train.log").read_text()
+        and "at epoch 1, batch 0, step 3" in (stopped / "train.log").read_text()
+    )
+    assert json.loads((stopped / "metrics.json").read_text())["history"][-1]["epoch"] == 2
+    assert (tmp_path / "3_seed=3" / "metrics.json").is_file()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "- kept (had finished): 0_seed=0\n- continued (had stopped): 2_seed=2\n" in summary
+    assert "- run again (had failed): 1_seed=1\n- new: 3_seed=3" in summary
+    assert "Failed jobs" not in summary and len(find_runs([tmp_path])) == 4
+
+
 def test_two_runs_started_together_get_two_run_directories(tmp_path):
     """The default run directory goes through ``${cnnlab.unique_dir:...}``; two launches at the
     same moment (given the same path here, so that the same second is not left to chance) each

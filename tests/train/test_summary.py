@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from cnnlab.train.sweeps.summary import ERROR_FILE, find_failures, find_runs, write_summary
+from cnnlab.train.runs.directories import ERROR_FILE
+from cnnlab.train.sweeps.summary import find_failures, find_runs, write_summary
 
 
 def test_jobs_are_listed_by_number_and_failures_with_their_error(tmp_path):

@@ -18,8 +18,9 @@ from omegaconf import DictConfig
 
 from ..errors import UserError
 from .overrides import JobInfo, swept_overrides
+from .runs.directories import ERROR_FILE
 from .runs.record import PATCH_FILE, RECORD_FILE
-from .sweeps.summary import ERROR_FILE
+from .runs.resume import finished_earlier
 
 __all__ = ["JobFailed", "hydra_main"]
 
@@ -62,8 +63,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     job = _job_info()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    earlier = finished_earlier(cfg, run_dir) if in_sweep else None
     try:
-        metrics = run(cfg, job)
+        metrics = earlier or run(cfg, job)
     except UserError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         if in_sweep:

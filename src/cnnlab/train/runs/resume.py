@@ -15,12 +15,17 @@ the errors and advice about it.
   for it.
 - What a stopped run prints to continue it: :func:`resume_command`.
 
+- A sweep run again in its own directory keeps the jobs that had finished and runs the others
+  again, from their checkpoints where they have one (:func:`finished_earlier`; the jobs find their
+  directories by what they swept, :func:`~.directories.job_subdir`).
+
 Restoring the counters, weights and random state from the checkpoint is the run's own
 (:meth:`cnnlab.train.engine.state.Run.restore`)."""
 
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,10 +36,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ...errors import UserError
 from ..config import validate_config
 from .checkpoint import CheckpointManager, load_checkpoint
+from .directories import ERROR_FILE, earlier_jobs
 
 __all__ = [
     "RUNTIME_KEYS", "NothingToResumeError", "RunConfigMismatchError", "adopt_run_config", "config_leaves",
-    "explicit_prefixes", "has_checkpoint", "load_run_checkpoint", "nothing_to_resume", "resume_command", "under",
+    "explicit_prefixes", "finished_earlier", "has_checkpoint", "load_run_checkpoint", "nothing_to_resume",
+    "resume_command", "under",
 ]  # fmt: skip
 
 log = logging.getLogger("cnnlab")
@@ -244,3 +251,22 @@ def load_run_checkpoint(cfg: DictConfig, overrides: Sequence[str]) -> tuple[Dict
 def resume_command(run_dir: Path) -> str:
     """The command that continues the run in ``run_dir``."""
     return f"python train.py resume=auto hydra.run.dir={run_dir}"
+
+
+def finished_earlier(cfg: DictConfig, job_dir: Path) -> dict[str, Any] | None:
+    """A sweep run again in its own directory (the same ``-m`` command with ``hydra.sweep.dir=``
+    that directory, its value lists possibly longer): a job that had finished is kept, not run
+    again (its ``metrics.json`` is returned); one that stopped or failed runs again, from its last
+    checkpoint where it has one (``resume=if_exists``; a failed job's ``error.txt`` is removed). A
+    job new to the directory returns None and runs as any."""
+    state = earlier_jobs(job_dir.parent).get(job_dir.name)
+    if state == "finished":
+        log.info("Job %s had finished in this sweep directory: kept, not run again", job_dir.name)
+        return json.loads((job_dir / "metrics.json").read_text())
+    if state is not None:
+        (job_dir / ERROR_FILE).unlink(missing_ok=True)
+        if not cfg.get("resume"):
+            cfg.resume = "if_exists"
+        log.info("Job %s had %s in this sweep directory: running it again%s", job_dir.name, state,
+                 ", from its last checkpoint" if has_checkpoint(job_dir) else "")  # fmt: skip
+    return None

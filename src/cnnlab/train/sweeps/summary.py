@@ -17,11 +17,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..overrides import ALWAYS_EXCLUDED, swept_overrides
+from ..runs.directories import ERROR_FILE, earlier_jobs
 from ..runs.record import differences
 from ..runs.resume import RUNTIME_KEYS, config_leaves, under
 
 __all__ = [
-    "ERROR_FILE",
     "RunRecord",
     "configurations",
     "find_failures",
@@ -33,7 +33,6 @@ __all__ = [
     "write_summary",
 ]
 
-ERROR_FILE = "error.txt"  # what a sweep's failed job leaves in its directory (train/cli.py)
 METRIC_COLUMNS = ("val_acc", "best_val_acc", "val_loss", "images_per_sec", "wall_s", "epochs")
 
 
@@ -222,6 +221,18 @@ def format_summary(records: Sequence[RunRecord]) -> str:
     return text
 
 
+def _run_again(earlier: dict[str, str], finished: list[str]) -> str:
+    """Which jobs a sweep run again in its directory kept, continued, ran again or ran new."""
+    kinds = {
+        "kept (had finished)": [n for n, state in earlier.items() if state == "finished"],
+        "continued (had stopped)": [n for n, state in earlier.items() if state == "stopped"],
+        "run again (had failed)": [n for n, state in earlier.items() if state == "failed"],
+        "new": [n for n in finished if n not in earlier],
+    }
+    lines = [f"- {kind}: {', '.join(names)}" for kind, names in kinds.items() if names]
+    return "This sweep directory was run again; its jobs:\n\n" + "\n".join(lines)
+
+
 def write_summary(sweep_dir: Path) -> str:
     """``summary.csv`` (and ``summary_seeds.csv`` when seeds were swept) and ``summary.md`` in
     ``sweep_dir``, which also lists the jobs that failed and why; returns the Markdown ("" when
@@ -237,6 +248,9 @@ def write_summary(sweep_dir: Path) -> str:
     if failures:
         table = format_markdown(["job", "error"], [[name, error.replace("|", "\\|")] for name, error in failures])
         text += f"{chr(10) * 2 if text else ''}Failed jobs ({len(failures)}):\n\n{table}"
+    earlier = earlier_jobs(sweep_dir)
+    if earlier and text:
+        text += "\n\n" + _run_again(earlier, [r.path.name for r in records])
     if text:
         (sweep_dir / "summary.md").write_text(text + "\n")
     return text

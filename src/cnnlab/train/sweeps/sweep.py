@@ -5,11 +5,17 @@
 adds the fixed overrides to ``hydra.job.config.override_dirname.exclude_keys``. After each job
 :class:`SweepSummary` (a Hydra callback) writes ``summary.csv`` and ``summary.md`` into the sweep
 directory: one row per job, mean ± std over seeds when ``seed`` was swept, and the jobs that
-failed with their errors."""
+failed with their errors.
+
+The same command run again with ``hydra.sweep.dir=`` that directory (value lists may be longer:
+``seed=0,1`` then ``seed=0,1,2``) keeps the jobs that finished, runs the stopped and failed ones
+again from their last checkpoints, and the new ones; the summary says which was which
+(:func:`~cnnlab.train.runs.directories.note_earlier_jobs`, :func:`~cnnlab.train.runs.resume.finished_earlier`)."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ..overrides import ALWAYS_EXCLUDED, parse_overrides
+from ..runs.directories import note_earlier_jobs
 from .summary import write_summary
 
 __all__ = ["SweepSummary", "name_jobs_by_swept_keys"]
@@ -47,6 +54,13 @@ class SweepSummary(HydraCallback):
     """Hydra callback (``configs/hydra/default.yaml``): the summary table of every job in the
     sweep directory, rewritten after each job (so it exists even when a failed job makes the
     sweeper raise at the end) and logged after the sweep."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        earlier = note_earlier_jobs(Path(config.hydra.sweep.dir))
+        if earlier:
+            states = Counter(earlier.values())
+            log.info("%s already holds %s: finished ones are kept, the others run again (from their checkpoints)",
+                     config.hydra.sweep.dir, ", ".join(f"{n} {state}" for state, n in states.items()))  # fmt: skip
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:
