@@ -42,19 +42,19 @@ def test_amx_filter_packing_pairs_rows_of_k(shape, ldn):
             assert torch.equal(packed[..., p, :, e], expected)
 
 
-def _bfloat16_conv_errors(cases) -> list[float]:
-    """Largest error of output, ∂x and ∂w (channels-last bfloat16 through ``cnnlab.functional``)
+def _bfloat16_conv_errors(cases, dtype: torch.dtype = torch.bfloat16) -> list[float]:
+    """Largest error of output, ∂x and ∂w (channels-last ``dtype`` through ``cnnlab.functional``)
     against float64 torch on the same numbers, relative to the largest value of each."""
     errors = []
     for n, c, o, h, w, k, s, p, d, g in cases:
         torch.manual_seed(0)
-        x = torch.randn(n, c, h, w).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        weight = (torch.randn(o, c // g, k, k) * 0.2).to(torch.bfloat16)
+        x = torch.randn(n, c, h, w).to(dtype).contiguous(memory_format=torch.channels_last)
+        weight = (torch.randn(o, c // g, k, k) * 0.2).to(dtype)
         ours_in = [x.clone().requires_grad_(), weight.clone().requires_grad_()]
         exact_in = [x.double().requires_grad_(), weight.double().requires_grad_()]
         ours = CF.conv2d(*ours_in, None, s, p, d, g, algorithm="direct")
         exact = F.conv2d(*exact_in, None, s, p, d, g)
-        grad = torch.randn_like(exact).to(torch.bfloat16)
+        grad = torch.randn_like(exact).to(dtype)
         got = (ours, *torch.autograd.grad(ours, ours_in, grad))
         want = (exact, *torch.autograd.grad(exact, exact_in, grad.double()))
         errors.append(max(((a.double() - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want)))
@@ -82,6 +82,16 @@ def test_amx_kernels_match_torch_to_bfloat16_rounding():
     """Every path of the AMX kernels (padded products, gathered blocks, stride classes, groups) gives
     output and both gradients within bfloat16's rounding (2⁻⁸) of float64 torch."""
     assert max(_bfloat16_conv_errors(_AMX_CASES)) < 2**-8
+
+
+@needs_native
+def test_float32_tile_kernels_match_torch():
+    """The float32 channels-last products on this CPU's tiles (AVX-512, or AVX2 where the shape suits
+    them: ``native.float32_kernels()``) or brgemm, over the same paths, plus column counts that end
+    inside a vector (12 filters, an RGB stem's 3-channel ∂x, a gathered 27-column ∂w): float32
+    rounding of float64 torch."""
+    cases = [*_AMX_CASES, (2, 8, 12, 11, 13, 3, 1, 1, 1, 1), (3, 16, 32, 10, 10, 3, 1, 1, 1, 1)]
+    assert max(_bfloat16_conv_errors(cases, torch.float32)) < 1e-5
 
 
 @needs_amx

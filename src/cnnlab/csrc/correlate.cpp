@@ -165,16 +165,46 @@ std::string bfloat16_kernels() {
   return kAmx && amx::supported() ? "amx" : "avx512_bf16";
 }
 
-// Whether a channels-last product runs on the tile kernels: bfloat16 always (2-D, where the CPU
-// has AVX512-BF16; nothing else computes it here), float32 2-D where the CPU has them, else brgemm.
-bool on_tiles(const at::Tensor& a, const at::Tensor& b, const char* op) {
+// The CPU runs correlate_tiles_avx2.cpp (float32 tiles of two ymm registers).
+bool avx2_supported() {
+#if defined(__x86_64__)
+  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return supported;
+#else
+  return false;
+#endif
+}
+
+// One set of tile kernels: the three channels-last 2-D products.
+struct TileProducts {
+  decltype(&tiles::avx512::forward) forward;
+  decltype(&tiles::avx512::input_grad) input_grad;
+  decltype(&tiles::avx512::weight_grad) weight_grad;
+};
+constexpr TileProducts kAmxTiles{&amx::forward, &amx::input_grad, &amx::weight_grad};
+constexpr TileProducts kAvx512Tiles{&tiles::avx512::forward, &tiles::avx512::input_grad, &tiles::avx512::weight_grad};
+constexpr TileProducts kAvx2Tiles{&tiles::avx2::forward, &tiles::avx2::input_grad, &tiles::avx2::weight_grad};
+
+// Where the AVX2 tiles ran at least as fast as brgemm (AMD EPYC Zen 3, 3×3, batch 128, channels-last;
+// docs/benchmarks.md): forward and input gradient whose products fill whole 16-column vectors or
+// have fewer than 16 columns (3 → 24 to 256 → 256 @32² to 4²: 0.82–1.05× brgemm's time; 24 columns,
+// a vector and a half, 1.32×), and the weight gradient of thin inputs only, whose taps are gathered
+// into one product of at most 32 columns (3 → 24: 0.54×; from 24 input channels up 1.25–1.31×).
+bool avx2_columns_suit(int64_t columns) { return columns < 16 || columns % 16 == 0; }
+
+// The tile kernels that run a channels-last product, or nullptr for brgemm: bfloat16 always (2-D,
+// where the CPU has AVX512-BF16, on AMX where it has that; nothing else computes it here), float32
+// 2-D on the AVX-512 tiles where the CPU has them, else on the AVX2 ones where `avx2_suits` (the
+// product's shape: whether it ran at least as fast as brgemm there), else brgemm.
+const TileProducts* tile_products(const at::Tensor& a, const at::Tensor& b, const char* op, bool avx2_suits) {
   if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat) {
-    return a.dim() == 4 && kFloatTiles && tiles_supported();
+    if (a.dim() != 4 || !kFloatTiles) return nullptr;
+    return tiles_supported() ? &kAvx512Tiles : avx2_supported() && avx2_suits ? &kAvx2Tiles : nullptr;
   }
   TORCH_CHECK(a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 && a.dim() == 4 &&
                   tiles_supported(),
               op, ": float32 (2-D or 3-D), or bfloat16 (2-D, on a CPU with AVX512-BF16)");
-  return true;
+  return on_amx(a) ? &kAmxTiles : &kAvx512Tiles;
 }
 
 tiles::Geometry2d geometry2d(at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
@@ -185,9 +215,10 @@ tiles::Geometry2d geometry2d(at::IntArrayRef kernel, at::IntArrayRef stride, at:
 // Channels-last input (N, [D,] H, W, C); 2 or 3 spatial dims. Output (N, [OD,] OH, OW, O).
 at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef out_size) {
-  if (on_tiles(input, weight, "cnnlab_native::correlate_nhwc")) {
-    return (on_amx(input) ? amx::forward : tiles::forward)(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
-                         out_size[0], out_size[1]);
+  if (const TileProducts* kernels = tile_products(input, weight, "cnnlab_native::correlate_nhwc",
+                                                 avx2_columns_suit(weight.size(0) / groups))) {
+    return kernels->forward(input, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+                            out_size[0], out_size[1]);
   }
   const bool deep = input.dim() == 5;
   const at::Tensor x = input.contiguous();
@@ -254,9 +285,10 @@ at::Tensor correlate_nhwc(const at::Tensor& input, const at::Tensor& weight, at:
 at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& weight, at::IntArrayRef stride,
                                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                      at::IntArrayRef input_size) {
-  if (on_tiles(grad, weight, "cnnlab_native::correlate_nhwc_input_grad")) {
-    return (on_amx(grad) ? amx::input_grad : tiles::input_grad)(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
-                            input_size[0], input_size[1]);
+  if (const TileProducts* kernels = tile_products(grad, weight, "cnnlab_native::correlate_nhwc_input_grad",
+                                                 avx2_columns_suit(weight.size(1)))) {
+    return kernels->input_grad(grad, weight, geometry2d(weight.sizes().slice(2), stride, padding, dilation), groups,
+                               input_size[0], input_size[1]);
   }
   const bool deep = grad.dim() == 5;
   const at::Tensor dy = grad.contiguous();
@@ -305,9 +337,11 @@ at::Tensor correlate_nhwc_input_grad(const at::Tensor& grad, const at::Tensor& w
 at::Tensor correlate_nhwc_weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
                                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                       int64_t groups) {
-  if (on_tiles(input, grad, "cnnlab_native::correlate_nhwc_weight_grad")) {
-    return (on_amx(input) ? amx::weight_grad : tiles::weight_grad)(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
-                             groups);
+  const int64_t taps_width = c10::multiply_integers(weight_shape.slice(1));  // C/G · kh · kw
+  if (const TileProducts* kernels =
+          tile_products(input, grad, "cnnlab_native::correlate_nhwc_weight_grad", taps_width <= 32)) {
+    return kernels->weight_grad(input, grad, weight_shape, geometry2d(weight_shape.slice(2), stride, padding, dilation),
+                                groups);
   }
   const bool deep = input.dim() == 5;
   const at::Tensor x = input.contiguous(), dy = grad.contiguous();

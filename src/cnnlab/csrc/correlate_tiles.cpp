@@ -1,7 +1,10 @@
 // Direct convolution of float32 and bfloat16 data, channels-last (NHWC), 2-D: forward, input gradient
 // and weight gradient on cnnlab's own AVX-512 microkernel (float32 accumulators: vfmadd231ps for
 // float32, vdpbf16ps for bfloat16). Compiled into every x86-64 build; run where the CPU has
-// AVX512-BF16 (`tiles_supported` in correlate.cpp), else the float32 products run on brgemm.
+// AVX512-BF16 (`tiles_supported` in correlate.cpp). correlate_tiles_avx2.cpp compiles this file
+// again for AVX2 + FMA (namespace tiles::avx2, float32 only): a "vector" of 16 columns is two ymm
+// registers there, and tiles are 6 × 16 (12 accumulators of the 16 registers); CPUs with AVX2 but
+// not the AVX-512 set run those, others brgemm.
 //
 // The microkernel computes an MR × (16·NV) tile of C = Σ_terms A_term · B_term with the
 // accumulators in registers across every term (kernel tap) and the whole inner dimension K:
@@ -21,9 +24,19 @@
 
 #include "correlate_tiles.h"
 
+#if defined(CNNLAB_TILES_AVX2)
+#define CNNLAB_TILES_ISA avx2
+#else
+#define CNNLAB_TILES_ISA avx512
+#endif
+
 #if defined(__x86_64__)
 
+#if defined(CNNLAB_TILES_AVX2)
+#pragma GCC target("avx2,fma")  // only called where the CPU has them
+#else
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")  // only called where the CPU has them
+#endif
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -39,6 +52,7 @@
 
 namespace cnnlab {
 namespace tiles {
+namespace CNNLAB_TILES_ISA {
 namespace {
 
 using bits = uint16_t;  // bfloat16 as stored
@@ -49,16 +63,65 @@ constexpr int64_t kChunk = 16;       // tiles that share each block of filters w
 
 // Tile shape for products with n columns: 6 rows × 64 columns (24 accumulators; each k step loads
 // 4 B vectors and 6 broadcasts for 24 multiply-adds) where n allows, else 12 × 32 (12 row
-// pointers and 2 B vectors for 24).
+// pointers and 2 B vectors for 24). AVX2: 6 × 16 (12 ymm accumulators, 2 B vectors, 1 broadcast).
 struct Blocking {
   int64_t rows, columns;
 };
+#if defined(CNNLAB_TILES_AVX2)
+const int64_t kWideRows = knob("CNNLAB_TILE_ROWS", 6), kWideColumns = 16;
+Blocking blocking(int64_t) { return {kWideRows, kWideColumns}; }
+#else
 const int64_t kWideRows = knob("CNNLAB_TILE_ROWS", 6), kWideColumns = knob("CNNLAB_TILE_COLUMNS", 64);
 Blocking blocking(int64_t n) { return n >= 48 ? Blocking{kWideRows, kWideColumns} : Blocking{kMR, 32}; }
+#endif
 
 // How one k step multiplies: float32 one k at a time, bfloat16 a pair.
 template <typename T>
 struct Lanes;
+
+#if defined(CNNLAB_TILES_AVX2)
+using Accumulator = __m256;  // 8 columns: a "vector" of 16 columns is two of them
+constexpr int kLanes = 8;
+inline __m256 zero() { return _mm256_setzero_ps(); }
+
+// The first `left` of 8 lanes (left ≥ 8: all), as maskload/maskstore take them.
+inline __m256i first_lanes(int64_t left) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(std::min<int64_t>(left, 8))),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// out[0, left) += value (left ≤ 8 columns)
+inline void add_into(float* out, int64_t left, __m256 value) {
+  if (left >= 8) return _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), value));
+  const __m256i mask = first_lanes(left);
+  _mm256_maskstore_ps(out, mask, _mm256_add_ps(_mm256_maskload_ps(out, mask), value));
+}
+
+template <>
+struct Lanes<float> {
+  static constexpr int kStep = 1;
+  using Vector = __m256;
+  static Vector load(const float* p) { return _mm256_loadu_ps(p); }
+  static Vector broadcast(const float* p) { return _mm256_set1_ps(*p); }
+  static __m256 multiply_add(__m256 acc, Vector a, Vector b) { return _mm256_fmadd_ps(a, b, acc); }
+  static void store(float* out, int64_t left, __m256 value) {
+    if (left >= 8) return _mm256_storeu_ps(out, value);
+    _mm256_maskstore_ps(out, first_lanes(left), value);
+  }
+};
+#else
+using Accumulator = __m512;
+constexpr int kLanes = 16;
+inline __m512 zero() { return _mm512_setzero_ps(); }
+
+// The first `left` of 16 lanes (left ≥ 16: all).
+inline __mmask16 first_lanes(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
+
+// out[0, left) += value (left ≤ 16 columns)
+inline void add_into(float* out, int64_t left, __m512 value) {
+  const __mmask16 mask = first_lanes(left);
+  _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), value));
+}
 
 template <>
 struct Lanes<float> {
@@ -67,7 +130,7 @@ struct Lanes<float> {
   static Vector load(const float* p) { return _mm512_loadu_ps(p); }
   static Vector broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static __m512 multiply_add(__m512 acc, Vector a, Vector b) { return _mm512_fmadd_ps(a, b, acc); }
-  static void store(float* out, __mmask16 mask, __m512 value) { _mm512_mask_storeu_ps(out, mask, value); }
+  static void store(float* out, int64_t left, __m512 value) { _mm512_mask_storeu_ps(out, first_lanes(left), value); }
 };
 
 template <>
@@ -82,10 +145,11 @@ struct Lanes<bits> {
   }
   static Vector broadcast_last(const bits* p) { return (__m512bh)_mm512_set1_epi32(static_cast<int32_t>(*p)); }
   static __m512 multiply_add(__m512 acc, Vector a, Vector b) { return _mm512_dpbf16_ps(acc, a, b); }
-  static void store(bits* out, __mmask16 mask, __m512 value) {
-    _mm256_mask_storeu_epi16(out, mask, (__m256i)_mm512_cvtneps_pbh(value));
+  static void store(bits* out, int64_t left, __m512 value) {
+    _mm256_mask_storeu_epi16(out, first_lanes(left), (__m256i)_mm512_cvtneps_pbh(value));
   }
 };
+#endif
 
 // Offset of column n in a packed B row.
 template <typename T>
@@ -106,9 +170,10 @@ void tile(int64_t terms, const T* const* a, int64_t lda, const T* const* b, int6
   using L = Lanes<T>;
   constexpr int step = L::kStep;
   const int64_t ldk = ldb * step / 2;  // values between consecutive k steps of B
-  __m512 acc[MR][NV];
+  constexpr int NR = NV * 16 / kLanes;  // registers per row of the tile (16 columns per vector)
+  Accumulator acc[MR][NR];
   for (int m = 0; m < MR; ++m) {
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+    for (int v = 0; v < NR; ++v) acc[m][v] = zero();
   }
   const int64_t steps = K / step;
   for (int64_t t = 0; t < terms; ++t) {
@@ -116,34 +181,36 @@ void tile(int64_t terms, const T* const* a, int64_t lda, const T* const* b, int6
     const T* base = a[t];
     const T* bt = b[t];
     for (int64_t k = 0; k < steps; ++k) {
-      typename L::Vector bv[NV];
-      for (int v = 0; v < NV; ++v) bv[v] = L::load(bt + k * ldk + 16 * step * v);
+      typename L::Vector bv[NR];
+      for (int v = 0; v < NR; ++v) bv[v] = L::load(bt + k * ldk + kLanes * step * v);
       for (int m = 0; m < MR; ++m) {
         const auto av = L::broadcast(Strided ? base + k * lda + m * step : rows[m] + step * k);
-        for (int v = 0; v < NV; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
+        for (int v = 0; v < NR; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
       }
     }
     if constexpr (step == 2 && !Strided) {  // (strided A is packed in whole pairs: K even)
       if (K & 1) {  // the last k alone: its pair's second half is zero in A (and in packed B)
-        typename L::Vector bv[NV];
-        for (int v = 0; v < NV; ++v) bv[v] = L::load(bt + steps * ldk + 16 * step * v);
+        typename L::Vector bv[NR];
+        for (int v = 0; v < NR; ++v) bv[v] = L::load(bt + steps * ldk + kLanes * step * v);
         for (int m = 0; m < MR; ++m) {
           const auto av = L::broadcast_last(rows[m] + K - 1);
-          for (int v = 0; v < NV; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
+          for (int v = 0; v < NR; ++v) acc[m][v] = L::multiply_add(acc[m][v], av, bv[v]);
         }
       }
     }
   }
-  for (int v = 0; v < NV; ++v) {
-    const int64_t left = columns - 16 * v;
-    if (left <= 0) break;
-    const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+  // unrolled, with no early exit, so that every index is a constant and acc stays in registers (AVX2's
+  // 16 registers: a loop that may leave early made GCC store the accumulators on every k step)
+#pragma GCC unroll 8
+  for (int v = 0; v < NR; ++v) {
+    const int64_t left = columns - kLanes * v;
+    if (left <= 0) continue;
+#pragma GCC unroll 12
     for (int m = 0; m < MR; ++m) {
       if (epilogue == Epilogue::kStore) {
-        L::store(static_cast<T*>(c[m]) + 16 * v, mask, acc[m][v]);
+        L::store(static_cast<T*>(c[m]) + kLanes * v, left, acc[m][v]);
       } else {
-        float* out = static_cast<float*>(c[m]) + 16 * v;
-        _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), acc[m][v]));
+        add_into(static_cast<float*>(c[m]) + kLanes * v, left, acc[m][v]);
       }
     }
   }
@@ -160,12 +227,18 @@ constexpr std::array<TileFn<T>, sizeof...(MR)> tiles(std::integer_sequence<int, 
 
 template <typename T, bool Strided>
 const TileFn<T>* tile_table(int64_t vectors) {
+#if defined(CNNLAB_TILES_AVX2)  // one vector of 16 columns (two ymm registers) per tile
+  static constexpr auto one = tiles<T, 1, Strided>(std::make_integer_sequence<int, kMR>{});
+  TORCH_CHECK(vectors == 1, "cnnlab_native: AVX2 tiles are 16 columns wide");
+  return one.data();
+#else
   static constexpr auto one = tiles<T, 1, Strided>(std::make_integer_sequence<int, kMR>{});
   static constexpr auto two = tiles<T, 2, Strided>(std::make_integer_sequence<int, kMR>{});
   static constexpr auto three = tiles<T, 3, Strided>(std::make_integer_sequence<int, 8>{});
   static constexpr auto four = tiles<T, 4, Strided>(std::make_integer_sequence<int, 6>{});
   const TileFn<T>* table[] = {one.data(), two.data(), three.data(), four.data()};
   return table[vectors - 1];
+#endif
 }
 
 // C[mr × columns] (mr ≤ kMR rows, ≤ 32 columns; mr ≤ 6 rows, ≤ 64 columns) from `terms` products;
@@ -190,7 +263,7 @@ void pair_rows(const float* first, const float* second, int64_t count, float* ds
     dst += padded;
   }
 }
-using tiles::pair_rows;  // the bfloat16 one, declared in correlate_tiles.h
+using tiles::pair_rows;  // the bfloat16 one, declared in correlate_tiles.h (AVX-512 build)
 
 
 // The values of a contiguous float32 or bfloat16 tensor.
@@ -529,8 +602,28 @@ at::Tensor weight_grad_as(const at::Tensor& input, const at::Tensor& grad, at::I
 
 }  // namespace
 
+#if defined(CNNLAB_TILES_AVX2)
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
+                   int64_t OH, int64_t OW) {
+  return forward_as<float>(input, weight, g, groups, OH, OW);
+}
+
+at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
+                      int64_t H, int64_t W) {
+  return input_grad_as<float>(grad, weight, g, groups, H, W);
+}
+
+at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
+                       const Geometry2d& g, int64_t groups) {
+  return weight_grad_as<float>(input, grad, weight_shape, g, groups);
+}
+
+}  // namespace CNNLAB_TILES_ISA
+#else
+}  // namespace CNNLAB_TILES_ISA
+
 // Declared in correlate_tiles.h: two rows interleaved into pairs (bfloat16).
-void pair_rows(const bits* first, const bits* second, int64_t count, bits* dst) {
+void pair_rows(const uint16_t* first, const uint16_t* second, int64_t count, uint16_t* dst) {
   const __m512i low = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
                                        37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
   const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
@@ -542,6 +635,8 @@ void pair_rows(const bits* first, const bits* second, int64_t count, bits* dst) 
     if (left > 16) _mm512_storeu_si512(dst + 2 * c + 32, _mm512_permutex2var_epi16(a, high, b));
   }
 }
+
+namespace avx512 {
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
                    int64_t OH, int64_t OW) {
@@ -561,6 +656,9 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
                                            : weight_grad_as<bits>(input, grad, weight_shape, g, groups);
 }
 
+}  // namespace avx512
+#endif
+
 }  // namespace tiles
 }  // namespace cnnlab
 
@@ -568,6 +666,7 @@ at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntA
 
 namespace cnnlab {
 namespace tiles {
+namespace CNNLAB_TILES_ISA {
 
 at::Tensor forward(const at::Tensor&, const at::Tensor&, const Geometry2d&, int64_t, int64_t, int64_t) {
   TORCH_CHECK(false, "cnnlab_native: the tile kernels need an x86-64 CPU with AVX512-BF16");
@@ -579,6 +678,7 @@ at::Tensor weight_grad(const at::Tensor&, const at::Tensor&, at::IntArrayRef, co
   TORCH_CHECK(false, "cnnlab_native: the tile kernels need an x86-64 CPU with AVX512-BF16");
 }
 
+}  // namespace CNNLAB_TILES_ISA
 }  // namespace tiles
 }  // namespace cnnlab
 

@@ -1,5 +1,6 @@
 // cnnlab's tile kernels: channels-last 2-D direct convolution of float32 and bfloat16 data on an
-// AVX-512 microkernel, for CPUs with AVX512-BF16 (correlate_tiles.cpp), and of bfloat16 data on AMX
+// AVX-512 microkernel, for CPUs with AVX512-BF16 (correlate_tiles.cpp; of float32 data on its AVX2
+// build, correlate_tiles_avx2.cpp, for CPUs with AVX2), and of bfloat16 data on AMX
 // tiles, for CPUs with AMX-BF16 (correlate_amx.cpp); correlate.cpp checks which the CPU runs.
 #pragma once
 
@@ -23,15 +24,25 @@ inline int64_t knob(const char* name, int64_t fallback) {
   return value ? std::atoll(value) : fallback;
 }
 
-// Y (N, OH, OW, O) from X (N, H, W, C) and W (O, C/G, kh, kw); float32 or bfloat16 (both alike).
-at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
-                   int64_t OH, int64_t OW);
-// ∂X (N, H, W, C) from ∂Y (N, OH, OW, O).
-at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const Geometry2d& g, int64_t groups,
-                      int64_t H, int64_t W);
-// ∂W (O, C/G, kh, kw) from X and ∂Y.
-at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,
-                       const Geometry2d& g, int64_t groups);
+// The three products, one namespace per instruction set: avx512 (float32, and bfloat16 where the CPU
+// has AVX512-BF16; correlate_tiles.cpp) and avx2 (AVX2 + FMA, float32 only; correlate_tiles_avx2.cpp).
+#define CNNLAB_TILE_PRODUCTS                                                                                      \
+  /* Y (N, OH, OW, O) from X (N, H, W, C) and W (O, C/G, kh, kw) */                                               \
+  at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const Geometry2d& g, int64_t groups,      \
+                     int64_t OH, int64_t OW);                                                                     \
+  /* ∂X (N, H, W, C) from ∂Y (N, OH, OW, O) */                                                                    \
+  at::Tensor input_grad(const at::Tensor& grad, const at::Tensor& weight, const Geometry2d& g, int64_t groups,   \
+                        int64_t H, int64_t W);                                                                    \
+  /* ∂W (O, C/G, kh, kw) from X and ∂Y */                                                                         \
+  at::Tensor weight_grad(const at::Tensor& input, const at::Tensor& grad, at::IntArrayRef weight_shape,          \
+                         const Geometry2d& g, int64_t groups);
+namespace avx512 {
+CNNLAB_TILE_PRODUCTS
+}  // namespace avx512
+namespace avx2 {
+CNNLAB_TILE_PRODUCTS
+}  // namespace avx2
+#undef CNNLAB_TILE_PRODUCTS
 
 // The tap tables of a gathered product along one axis, [k][D] (D destination positions, a source of
 // S positions): forward, destination d reads source d·stride − pad + i·dilation through tap i;

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "cpu_model", "describe", "instruction_sets",
-           "main"]  # fmt: skip
+__all__ = ["available", "bfloat16_available", "bfloat16_kernels", "build", "cpu_model", "describe", "float32_kernels",
+           "instruction_sets", "main"]  # fmt: skip
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -121,6 +121,16 @@ def bfloat16_kernels() -> str:
     return _kernels
 
 
+@_constant_for_tracers
+def float32_kernels() -> str:
+    """Which kernels compute channels-last 2-D float32 convolutions here: ``"avx512"`` (cnnlab's
+    AVX-512 tiles, where the CPU has AVX512-BF16 too), ``"avx2"`` (its AVX2 tiles, for the shapes
+    they suit, else ATen's brgemm), or ``""`` (brgemm alone, or the kernels not built)."""
+    if not available():
+        return ""
+    return "avx512" if bfloat16_available() else "avx2" if "AVX2" in instruction_sets() else ""
+
+
 _sets: tuple[str, ...] | None = None
 
 
@@ -154,9 +164,11 @@ def describe() -> str:
     sets = ", ".join(instruction_sets()) or "no AVX2"
     if not available():
         return f"CPU with {sets}; cnnlab's compiled kernels not loaded: the Python algorithms run"
+    float32 = {"avx512": "on its AVX-512 tiles", "avx2": "on its AVX2 tiles and brgemm"}.get(float32_kernels(), "on brgemm")
     bfloat16 = {"amx": "on AMX tiles", "avx512_bf16": "on AVX512-BF16 (vdpbf16ps)"}.get(bfloat16_kernels())
-    return f"CPU with {sets}; cnnlab's compiled kernels built for {_capability()}, bfloat16 convolutions " + (
-        bfloat16 or "by the Python algorithms (no AVX512-BF16)"
+    return (
+        f"CPU with {sets}; cnnlab's compiled kernels built for {_capability()}, float32 convolutions {float32}, "
+        f"bfloat16 convolutions {bfloat16 or 'by the Python algorithms (no AVX512-BF16)'}"
     )
 
 

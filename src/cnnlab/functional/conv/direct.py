@@ -10,7 +10,11 @@ opaque custom ops under ``torch.compile``, 2-D). Contiguous (NCHW) 2-D input wit
 W and rows of at least ``_NCHW_MIN_ROW`` outputs runs the NCHW kernels, which need no layout copy;
 shorter rows make their products too thin (256→256 3×3 @8², batch 128: 1.60× torch's
 forward+backward in NCHW against 1.2× through the NHWC kernels; at 32² and 16² NCHW took
-0.76× and 0.98×), and they take the channels-last kernels too, as do contiguous 3-D inputs.
+0.76× and 0.98×), and they take the channels-last kernels too, as do contiguous 3-D inputs. So do
+all contiguous inputs where the channels-last products run on the AVX2 tiles
+(:func:`~cnnlab.functional.native.float32_kernels`): the NCHW kernels took 1.3–2.5× as long as the
+channels-last ones there (AMD EPYC Zen 3, the ``fast`` model's layers, batch 128), far more than the
+two layout copies.
 
 Double backward (``create_graph=True``) needs products that autograd records: there the
 traceable form (eager) or the :mod:`.gemm` products (the opaque ops, transposed convolutions) run
@@ -127,13 +131,13 @@ class _DirectConv(KernelConv):
 
 
 def _convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-    """NCHW kernels for contiguous 2-D input with stride 1 along W and long enough rows, else the
-    channels-last ones."""
+    """NCHW kernels for contiguous 2-D input with stride 1 along W and long enough rows, on CPUs
+    with the AVX-512 tiles; else the channels-last ones."""
     geometry = Geometry.of(weight, stride, dilation, groups)
     out_width = output_size(input.shape[2:], geometry, padding)[-1]
     nchw = input.dim() == 4 and input.dtype == torch.float32  # bfloat16 has channels-last kernels only
     nchw = nchw and memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
-    nchw = nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW
+    nchw = nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW and native.float32_kernels() == "avx512"
     return _DirectConv.apply(input, weight, list(stride), list(padding), list(dilation), groups, nchw)
 
 
