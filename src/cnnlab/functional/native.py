@@ -164,7 +164,8 @@ def describe() -> str:
     sets = ", ".join(instruction_sets()) or "no AVX2"
     if not available():
         return f"CPU with {sets}; cnnlab's compiled kernels not loaded: the Python algorithms run"
-    float32 = {"avx512": "on its AVX-512 tiles", "avx2": "on its AVX2 tiles and brgemm"}.get(float32_kernels(), "on brgemm")
+    tiles = {"avx512": "on its AVX-512 tiles", "avx2": "on its AVX2 tiles and brgemm"}
+    float32 = tiles.get(float32_kernels(), "on brgemm")
     bfloat16 = {"amx": "on AMX tiles", "avx512_bf16": "on AVX512-BF16 (vdpbf16ps)"}.get(bfloat16_kernels())
     return (
         f"CPU with {sets}; cnnlab's compiled kernels built for {_capability()}, float32 convolutions {float32}, "
