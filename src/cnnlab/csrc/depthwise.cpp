@@ -8,7 +8,7 @@
 // torch's CPU depthwise convolution is a known weak spot (pytorch issue 13716): it runs about as
 // long as a dense 3×3 convolution of a quarter of the channels. Here each layout loops so that
 // the innermost loop runs over contiguous values:
-// - NHWC: over the channels of a pixel (per output pixel, 16 channels' running sums in a register
+// - NHWC: over the channels of a pixel (per output pixel, kLanes channels' running sums in a register
 //   over every tap, the filters stored [kh][kw][C]), the input rows an image's outputs read first
 //   copied into a zero-bordered float32 band so that every tap is a fixed offset, with no test for
 //   the image's edges;
@@ -65,11 +65,27 @@ std::vector<float> filters(const at::Tensor& weight, bool by_tap) {
   return std::vector<float>(w.const_data_ptr<float>(), w.const_data_ptr<float>() + w.numel());
 }
 
-constexpr int64_t kLanes = 16;  // values per running-sum block: one AVX-512 register of float32 (two AVX2)
+// Values per running-sum block: one register of float32, 16 on AVX-512 builds, 8 elsewhere (GCC
+// vectors wider than the registers went through the stack on AVX2: every broadcast filter value and
+// running sum stored and reloaded, 4.3× torch's forward time at 128 channels @16², AMD EPYC Zen 3).
+// The index lists pick a block pair's even and odd values, and interleave two blocks' values.
+#if defined(__AVX512F__)
+constexpr int64_t kLanes = 16;
+#define CNNLAB_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define CNNLAB_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#define CNNLAB_LOW_PAIRS 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define CNNLAB_HIGH_PAIRS 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#else
+constexpr int64_t kLanes = 8;
+#define CNNLAB_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#define CNNLAB_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15
+#define CNNLAB_LOW_PAIRS 0, 8, 1, 9, 2, 10, 3, 11
+#define CNNLAB_HIGH_PAIRS 4, 12, 5, 13, 6, 14, 7, 15
+#endif
 constexpr int kChains = 4;      // blocks summed side by side: a multiply-add's latency is four of its issue slots
 static_assert(kChains == 4, "forward_nhwc names its four sums");
 
-// 16 float32 lanes as a GCC vector: the running sums stay in registers on AVX-512 and AVX2 alike.
+// kLanes float32 lanes as a GCC vector: the running sums stay in registers.
 using Lanes = float __attribute__((vector_size(4 * kLanes)));
 using Words = uint32_t __attribute__((vector_size(4 * kLanes)));
 using Halves = uint16_t __attribute__((vector_size(2 * kLanes)));
@@ -128,15 +144,13 @@ struct Plane {
       }
       int64_t done = 0;  // columns split so far (a multiple of sw)
 #if __has_builtin(__builtin_shufflevector)
-      if (sw == 2) {  // 2·16 values at a time, the even and the odd columns picked out in registers
+      if (sw == 2) {  // 2·kLanes values at a time, the even and the odd columns picked out in registers
         float* __restrict even = row + column_target[0];
         float* __restrict odd = row + column_target[1];
         for (; done + 2 * kLanes <= W; done += 2 * kLanes) {
           const Lanes a = load(src + done), b = load(src + done + kLanes);
-          store(even + done / 2, __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
-                                                         30));
-          store(odd + done / 2, __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
-                                                        31));
+          store(even + done / 2, __builtin_shufflevector(a, b, CNNLAB_EVEN_LANES));
+          store(odd + done / 2, __builtin_shufflevector(a, b, CNNLAB_ODD_LANES));
         }
       }
 #endif
@@ -168,7 +182,7 @@ void store(T* __restrict out, const float* __restrict in, int64_t n) {
 }
 
 // sums[q] = start + Σ_t taps[t] · src[q + offsets[t]] for q in [0, n) rounded up to whole blocks:
-// 16 consecutive positions are 16 running sums in a register over every tap.
+// kLanes consecutive positions are kLanes running sums in a register over every tap.
 void correlate_run(const float* src, const int64_t* offsets, const float* taps, int64_t count, float* sums,
                    int64_t n, float start = 0.0f) {
   for (int64_t q = 0; q < n; q += kChains * kLanes) {
@@ -254,7 +268,7 @@ std::vector<float> padded_taps(const float* w, int64_t taps, int64_t C) {
   return out;
 }
 
-// The first `n` ≤ 16 lanes of v into out (a row's last channels).
+// The first `n` ≤ kLanes lanes of v into out (a row's last channels).
 template <typename T>
 void store_first(T* out, Lanes v, int64_t n) {
   if (n == kLanes) return store(out, v);
@@ -275,7 +289,7 @@ void over_bands(const T* x, Band& band, int64_t H, int64_t OH, const Geometry2d&
   }
 }
 
-// NHWC: per output pixel and block of 16 channels, 16 running sums in a register over every tap
+// NHWC: per output pixel and block of kLanes channels, kLanes running sums in a register over every tap
 // (four pixels side by side), read from the band; the filters [kh][kw][C].
 template <typename T>
 void forward_nhwc(const T* x, const float* w, const float* bias, T* y, int64_t N, int64_t C, int64_t H, int64_t W,
@@ -326,7 +340,7 @@ void forward_nhwc(const T* x, const float* w, const float* bias, T* y, int64_t N
 
 // ∂x, NHWC. Stride 1 (and d·(k − 1) ≥ p): the forward's correlation of ∂y padded by d·(k − 1) − p
 // with the filters rotated by 180°. Otherwise per ∂x pixel, the (∂y pixel, tap) pairs that reach it
-// summed in registers per block of 16 channels, rounded once.
+// summed in registers per block of kLanes channels, rounded once.
 bool by_correlation(const Geometry2d& g) {
   return g.sh == 1 && g.sw == 1 && g.dh * (g.kh - 1) >= g.ph && g.dw * (g.kw - 1) >= g.pw;
 }
@@ -352,9 +366,8 @@ void interleave(T* __restrict out, const float* const* from, int64_t sw, int64_t
   if (sw == 2) {
     for (; done + 2 * kLanes <= W; done += 2 * kLanes) {
       const Lanes even = load(from[0] + done / 2), odd = load(from[1] + done / 2);
-      store(out + done, __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23));
-      store(out + done + kLanes,
-            __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31));
+      store(out + done, __builtin_shufflevector(even, odd, CNNLAB_LOW_PAIRS));
+      store(out + done + kLanes, __builtin_shufflevector(even, odd, CNNLAB_HIGH_PAIRS));
     }
   }
 #endif
@@ -454,8 +467,8 @@ void input_grad_nhwc(const T* dy, const float* w, const float* zeros, T* dx, int
 // ∂w[c, i, j] = Σ_{n, oh, ow} ∂y[n, c, oh, ow] · x[n, c, ih, iw]. NCHW: one channel per task, its
 // planes in turn (in stride phases, as the forward's); ∂y laid out on the output positions q = oh·Wq + ow
 // (zero at the dropped ones), each
-// tap a dot product over them, 16 lanes wide in a register. NHWC: per task over rows of the
-// batch, per block of 16 channels, the running sums of up to 9 taps in registers across a row.
+// tap a dot product over them, kLanes wide in a register. NHWC: per task over rows of the
+// batch, per block of kLanes channels, the running sums of up to 9 taps in registers across a row.
 template <typename T>
 at::Tensor weight_grad_nchw(const T* x, const T* dy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                             int64_t OW, const Geometry2d& g) {
