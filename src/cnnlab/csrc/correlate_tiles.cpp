@@ -79,60 +79,59 @@ Blocking blocking(int64_t n) { return n >= 48 ? Blocking{kWideRows, kWideColumns
 template <typename T>
 struct Lanes;
 
+// One register of float32 sums per instruction set (AVX2: 8 columns, a "vector" of 16 columns is
+// two of them; AVX-512: 16), and what the tiles do with it; `left` counts the valid columns.
 #if defined(CNNLAB_TILES_AVX2)
-using Accumulator = __m256;  // 8 columns: a "vector" of 16 columns is two of them
+using Accumulator = __m256;
 constexpr int kLanes = 8;
 inline __m256 zero() { return _mm256_setzero_ps(); }
-
-// The first `left` of 8 lanes (left ≥ 8: all), as maskload/maskstore take them.
+inline __m256 load_all(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 broadcast_value(float value) { return _mm256_set1_ps(value); }
+inline __m256 multiply_add_lanes(__m256 acc, __m256 a, __m256 b) { return _mm256_fmadd_ps(a, b, acc); }
+inline __m256 add_lanes(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+// The first `left` lanes (left ≥ 8: all), as maskload/maskstore take them.
 inline __m256i first_lanes(int64_t left) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(std::min<int64_t>(left, 8))),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-
-// out[0, left) += value (left ≤ 8 columns)
-inline void add_into(float* out, int64_t left, __m256 value) {
-  if (left >= 8) return _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), value));
-  const __m256i mask = first_lanes(left);
-  _mm256_maskstore_ps(out, mask, _mm256_add_ps(_mm256_maskload_ps(out, mask), value));
+inline __m256 load_first(const float* p, int64_t left) {
+  return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first_lanes(left));
 }
-
-template <>
-struct Lanes<float> {
-  static constexpr int kStep = 1;
-  using Vector = __m256;
-  static Vector load(const float* p) { return _mm256_loadu_ps(p); }
-  static Vector broadcast(const float* p) { return _mm256_set1_ps(*p); }
-  static __m256 multiply_add(__m256 acc, Vector a, Vector b) { return _mm256_fmadd_ps(a, b, acc); }
-  static void store(float* out, int64_t left, __m256 value) {
-    if (left >= 8) return _mm256_storeu_ps(out, value);
-    _mm256_maskstore_ps(out, first_lanes(left), value);
-  }
-};
+inline void store_first(float* p, int64_t left, __m256 value) {
+  if (left >= 8) return _mm256_storeu_ps(p, value);
+  _mm256_maskstore_ps(p, first_lanes(left), value);
+}
 #else
 using Accumulator = __m512;
 constexpr int kLanes = 16;
 inline __m512 zero() { return _mm512_setzero_ps(); }
-
-// The first `left` of 16 lanes (left ≥ 16: all).
+inline __m512 load_all(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 broadcast_value(float value) { return _mm512_set1_ps(value); }
+inline __m512 multiply_add_lanes(__m512 acc, __m512 a, __m512 b) { return _mm512_fmadd_ps(a, b, acc); }
+inline __m512 add_lanes(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+// The first `left` lanes (left ≥ 16: all).
 inline __mmask16 first_lanes(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
+inline __m512 load_first(const float* p, int64_t left) { return _mm512_maskz_loadu_ps(first_lanes(left), p); }
+inline void store_first(float* p, int64_t left, __m512 value) { _mm512_mask_storeu_ps(p, first_lanes(left), value); }
+#endif
 
-// out[0, left) += value (left ≤ 16 columns)
-inline void add_into(float* out, int64_t left, __m512 value) {
-  const __mmask16 mask = first_lanes(left);
-  _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), value));
+// out[0, left) += value
+inline void add_into(float* out, int64_t left, Accumulator value) {
+  store_first(out, left, add_lanes(load_first(out, left), value));
 }
 
 template <>
 struct Lanes<float> {
   static constexpr int kStep = 1;
-  using Vector = __m512;
-  static Vector load(const float* p) { return _mm512_loadu_ps(p); }
-  static Vector broadcast(const float* p) { return _mm512_set1_ps(*p); }
-  static __m512 multiply_add(__m512 acc, Vector a, Vector b) { return _mm512_fmadd_ps(a, b, acc); }
-  static void store(float* out, int64_t left, __m512 value) { _mm512_mask_storeu_ps(out, first_lanes(left), value); }
+  using Vector = Accumulator;
+  static Vector load(const float* p) { return load_all(p); }
+  // by value: _mm256_broadcast_ss(p) made GCC store every accumulator on each k step
+  static Vector broadcast(const float* p) { return broadcast_value(*p); }
+  static Accumulator multiply_add(Accumulator acc, Vector a, Vector b) { return multiply_add_lanes(acc, a, b); }
+  static void store(float* out, int64_t left, Accumulator value) { store_first(out, left, value); }
 };
 
+#if !defined(CNNLAB_TILES_AVX2)
 template <>
 struct Lanes<bits> {
   static constexpr int kStep = 2;
