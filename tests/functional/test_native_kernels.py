@@ -94,6 +94,24 @@ def test_float32_tile_kernels_match_torch():
     assert max(_bfloat16_conv_errors(cases, torch.float32)) < 1e-5
 
 
+@pytest.mark.parametrize(
+    ("bfloat16", "sets", "expected"),
+    [
+        (True, ["AVX2", "AVX-512", "AVX512-BF16", "AMX"], "avx512"),  # Xeon from Sapphire Rapids on
+        (True, ["AVX2", "AVX-512", "AVX512-BF16"], "avx512"),  # AMD Zen 4/5
+        (False, ["AVX2", "AVX-512"], ""),  # Skylake to Ice Lake: brgemm's AVX-512 code, not the AVX2 tiles
+        (False, ["AVX2"], "avx2"),  # AMD Zen 2/3, older Intel
+        (False, [], ""),
+    ],
+)
+def test_float32_kernels_follow_the_cpu_kind(monkeypatch, bfloat16, sets, expected):
+    """Which float32 kernels run, per CPU kind: the AVX2 tiles only where AVX-512 is missing."""
+    monkeypatch.setattr(native, "available", lambda: True)
+    monkeypatch.setattr(native, "bfloat16_available", lambda: bfloat16)
+    monkeypatch.setattr(native, "instruction_sets", lambda: sets)
+    assert native.float32_kernels() == expected
+
+
 @needs_amx
 def test_avx512_bf16_kernels_still_run_where_amx_is():
     """``CNNLAB_AMX=0`` keeps the AVX512-BF16 kernels on an AMX CPU (what CPUs without AMX run);

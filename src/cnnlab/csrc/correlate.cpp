@@ -165,10 +165,13 @@ std::string bfloat16_kernels() {
   return kAmx && amx::supported() ? "amx" : "avx512_bf16";
 }
 
-// The CPU runs correlate_tiles_avx2.cpp (float32 tiles of two ymm registers).
-bool avx2_supported() {
+// The CPU runs correlate_tiles_avx2.cpp (float32 tiles of ymm registers) and has no AVX-512 (where
+// it has, brgemm's AVX-512 code runs what the AVX-512 tiles do not: the AVX2 tiles were measured
+// against brgemm's AVX2 code only).
+bool avx2_only() {
 #if defined(__x86_64__)
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool supported =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !__builtin_cpu_supports("avx512f");
   return supported;
 #else
   return false;
@@ -194,12 +197,12 @@ bool avx2_columns_suit(int64_t columns) { return columns < 16 || columns % 16 ==
 
 // The tile kernels that run a channels-last product, or nullptr for brgemm: bfloat16 always (2-D,
 // where the CPU has AVX512-BF16, on AMX where it has that; nothing else computes it here), float32
-// 2-D on the AVX-512 tiles where the CPU has them, else on the AVX2 ones where `avx2_suits` (the
-// product's shape: whether it ran at least as fast as brgemm there), else brgemm.
+// 2-D on the AVX-512 tiles where the CPU has them, else (AVX2 CPUs) on the AVX2 ones where
+// `avx2_suits` (the product's shape: whether it ran at least as fast as brgemm there), else brgemm.
 const TileProducts* tile_products(const at::Tensor& a, const at::Tensor& b, const char* op, bool avx2_suits) {
   if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat) {
     if (a.dim() != 4 || !kFloatTiles) return nullptr;
-    return tiles_supported() ? &kAvx512Tiles : avx2_supported() && avx2_suits ? &kAvx2Tiles : nullptr;
+    return tiles_supported() ? &kAvx512Tiles : avx2_only() && avx2_suits ? &kAvx2Tiles : nullptr;
   }
   TORCH_CHECK(a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 && a.dim() == 4 &&
                   tiles_supported(),

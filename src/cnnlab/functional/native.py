@@ -125,10 +125,14 @@ def bfloat16_kernels() -> str:
 def float32_kernels() -> str:
     """Which kernels compute channels-last 2-D float32 convolutions here: ``"avx512"`` (cnnlab's
     AVX-512 tiles, where the CPU has AVX512-BF16 too), ``"avx2"`` (its AVX2 tiles, for the shapes
-    they suit, else ATen's brgemm), or ``""`` (brgemm alone, or the kernels not built)."""
+    they suit, else ATen's brgemm; CPUs with AVX2 and no AVX-512), or ``""`` (brgemm alone, or the
+    kernels not built)."""
     if not available():
         return ""
-    return "avx512" if bfloat16_available() else "avx2" if "AVX2" in instruction_sets() else ""
+    if bfloat16_available():
+        return "avx512"
+    sets = instruction_sets()
+    return "avx2" if "AVX2" in sets and "AVX-512" not in sets else ""
 
 
 _sets: tuple[str, ...] | None = None

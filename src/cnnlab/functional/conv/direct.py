@@ -131,13 +131,13 @@ class _DirectConv(KernelConv):
 
 
 def _convolve(input: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-    """NCHW kernels for contiguous 2-D input with stride 1 along W and long enough rows, on CPUs
-    with the AVX-512 tiles; else the channels-last ones."""
+    """NCHW kernels for contiguous 2-D input with stride 1 along W and long enough rows, except on
+    CPUs with the AVX2 tiles; else the channels-last ones."""
     geometry = Geometry.of(weight, stride, dilation, groups)
     out_width = output_size(input.shape[2:], geometry, padding)[-1]
     nchw = input.dim() == 4 and input.dtype == torch.float32  # bfloat16 has channels-last kernels only
     nchw = nchw and memory_format_of(input) == torch.contiguous_format and input.is_contiguous()
-    nchw = nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW and native.float32_kernels() == "avx512"
+    nchw = nchw and stride[1] == 1 and out_width >= _NCHW_MIN_ROW and native.float32_kernels() != "avx2"
     return _DirectConv.apply(input, weight, list(stride), list(padding), list(dilation), groups, nchw)
 
 
