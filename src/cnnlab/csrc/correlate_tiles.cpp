@@ -3,8 +3,8 @@
 // float32, vdpbf16ps for bfloat16). Compiled into every x86-64 build; run where the CPU has
 // AVX512-BF16 (`tiles_supported` in correlate.cpp). correlate_tiles_avx2.cpp compiles this file
 // again for AVX2 + FMA (namespace tiles::avx2, float32 only): a "vector" of 16 columns is two ymm
-// registers there, and tiles are 6 × 16 (12 accumulators of the 16 registers); CPUs with AVX2 but
-// not the AVX-512 set run those, others brgemm.
+// registers there, and tiles are 6 × 16 (12 accumulators of the 16 registers); CPUs with AVX2 and
+// no AVX-512 run those where the product's shape suits them (correlate.cpp), brgemm the rest.
 //
 // The microkernel computes an MR × (16·NV) tile of C = Σ_terms A_term · B_term with the
 // accumulators in registers across every term (kernel tap) and the whole inner dimension K:

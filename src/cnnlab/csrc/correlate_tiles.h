@@ -1,6 +1,6 @@
 // cnnlab's tile kernels: channels-last 2-D direct convolution of float32 and bfloat16 data on an
 // AVX-512 microkernel, for CPUs with AVX512-BF16 (correlate_tiles.cpp; of float32 data on its AVX2
-// build, correlate_tiles_avx2.cpp, for CPUs with AVX2), and of bfloat16 data on AMX
+// build, correlate_tiles_avx2.cpp, for CPUs with AVX2 and no AVX-512), and of bfloat16 data on AMX
 // tiles, for CPUs with AMX-BF16 (correlate_amx.cpp); correlate.cpp checks which the CPU runs.
 #pragma once
 
