@@ -8,14 +8,18 @@ import json
 import logging
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from ...analysis.tensorboard import log_analysis
 from ...functional import native
+from ...functional.conv.base import ConvCall
+from ...functional.conv.dispatch import select_algorithm
 from ..config import complete_config, validate_config
 from ..overrides import JobInfo
 from ..runs.checkpoint import save_checkpoint
@@ -51,22 +55,65 @@ def _count(run: Run, step: StepOutput, seconds: float) -> None:
     progress.train_seconds += seconds
 
 
+def auto_would_pick(module: nn.Module, input: Tensor) -> str | None:
+    """For a cnnlab convolution whose algorithm was chosen (not ``auto``): the algorithm ``auto``
+    would run on ``input`` (its batched input) where that is another one, else None."""
+    algorithm = getattr(module, "algorithm", None)
+    if not isinstance(module, nn.modules.conv._ConvNd) or module.transposed or algorithm in (None, "auto"):
+        return None
+    padding = module.padding if isinstance(module.padding, tuple) else (0,) * (input.dim() - 2)
+    call = ConvCall(input, module.weight, module.stride, padding, module.dilation, module.groups)
+    choice = select_algorithm(call)
+    return choice if choice != algorithm else None
+
+
 class RunLength:
     """How long the rest of a run will take, from its own steps on this machine: said once the
     first ``MEASURED`` steps after the first (which pays the warm-up) are timed, and again after
-    the first epoch this process trains."""
+    the first epoch this process trains. Where the first estimate is past ``LONG_MINUTES`` and some
+    convolutions run an algorithm that ``auto`` would not pick for them (seen in the first step),
+    a warning names them and what ``auto`` would run."""
 
     MEASURED = 3
+    LONG_MINUTES = 15
 
     def __init__(self, run: Run) -> None:
         self.step_seconds: list[float] = []
         self.epoch_started = (run.progress.epoch, time.perf_counter())
+        self.not_auto: dict[str, tuple[str, str]] = {}  # layer → (its algorithm, auto's)
+        self.hooks = [  # (not under torch.compile: a hook removed after the first step would recompile)
+            module.register_forward_pre_hook(partial(self._note, name))
+            for name, module in run.model.named_modules()
+            if getattr(module, "algorithm", "auto") != "auto" and not run.options.compile
+        ]
+
+    def _note(self, name: str, module: nn.Module, args: tuple) -> None:
+        choice = auto_would_pick(module, args[0]) if args and isinstance(args[0], Tensor) else None
+        if choice is not None:
+            self.not_auto[name] = (module.algorithm, choice)
 
     def step_done(self, run: Run, seconds: float) -> None:
         self.step_seconds.append(seconds)
+        for hook in self.hooks:  # the first step has shown every layer its input
+            hook.remove()
+        self.hooks = []
         if len(self.step_seconds) == 1 + self.MEASURED and run.main:
             per_step = sorted(self.step_seconds[1:])[self.MEASURED // 2]
             self._say(run, per_step, f"{per_step:.2f} s a step, the median of steps 2–{1 + self.MEASURED}")
+            self._warn_if_long(run, per_step)
+
+    def _warn_if_long(self, run: Run, per_step: float) -> None:
+        left = per_step * (run.total_steps - run.progress.step)
+        if left < self.LONG_MINUTES * 60 or not self.not_auto:
+            return
+        named = [f"{name} {ours} (auto: {auto})" for name, (ours, auto) in self.not_auto.items()]
+        more = f", {len(named) - 3} more" if len(named) > 3 else ""
+        log.warning(
+            "A long run: about %s to go, and %s an algorithm that auto would not pick on this CPU: %s%s. "
+            "conv=standard (algorithm auto) picks the fastest measured one per layer.",
+            format_duration(left), counted(len(named), "convolution") + (" runs" if len(named) == 1 else " run"),
+            "; ".join(named[:3]), more,
+        )  # fmt: skip
 
     def epoch_done(self, run: Run) -> None:
         epoch, began = self.epoch_started
