@@ -1,5 +1,6 @@
-"""The run-length estimate's warning: a long run whose convolutions run an algorithm that ``auto``
-would not pick names them and ``auto``'s choice (issue 45); short runs and ``auto`` models get none."""
+"""How long a run takes and how fast it went (issue 45): the estimate's warning where a long run's
+convolutions run an algorithm that ``auto`` would not pick (naming them and ``auto``'s choice; short
+runs and ``auto`` models get none), and images/s after the warm-up."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from torch import nn
 import cnnlab.nn as cnn
 from cnnlab.functional.conv.base import ConvCall
 from cnnlab.functional.conv.dispatch import select_algorithm
-from cnnlab.train.engine.loop import RunLength, auto_would_pick
+from cnnlab.train.engine.loop import RunLength, _count, auto_would_pick
+from cnnlab.train.engine.state import Progress
+from cnnlab.train.engine.steps import StepOutput
 
 
 def test_auto_would_pick_names_autos_choice_only_where_it_differs():
@@ -51,3 +54,18 @@ def test_a_long_run_on_an_algorithm_auto_would_not_pick_is_warned(caplog, algori
     else:
         assert warnings == []
     assert not model[0]._forward_pre_hooks  # the hooks are gone after the first step
+
+
+@pytest.mark.parametrize("resumed_at_step", [None, 5])
+def test_images_per_second_leave_out_each_processs_first_step(resumed_at_step):
+    """Steps of 8 images: the first of this process takes 10 s (the warm-up), the others 1 s each:
+    8 images/s, where all steps together would give 3.2."""
+    progress = Progress(step=resumed_at_step or 0)
+    run = SimpleNamespace(progress=progress, task="classification", world_size=1, resumed_at_step=resumed_at_step)
+    for seconds in (10.0, 1.0, 1.0, 1.0):
+        step = StepOutput(loss=torch.tensor(1.0), output=torch.zeros(8, 10), labels=torch.zeros(8, dtype=torch.long),
+                          finite=True)  # fmt: skip
+        _count(run, step, seconds)
+    assert progress.images_per_sec == pytest.approx(8.0)
+    assert progress.train_images / progress.train_seconds == pytest.approx(32 / 13)  # wall_s keeps every step
+    assert Progress(train_images=8, train_seconds=4.0, warmup_images=8, warmup_seconds=4.0).images_per_sec == 2.0

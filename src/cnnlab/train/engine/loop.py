@@ -49,9 +49,13 @@ def _count(run: Run, step: StepOutput, seconds: float) -> None:
             progress.running_correct += int((step.output.argmax(1) == hard).sum())
     else:
         progress.skipped_steps += 1
+    images = len(step.labels) * run.world_size
+    if progress.step == (run.resumed_at_step or 0):  # this process's first step: the warm-up
+        progress.warmup_images += images
+        progress.warmup_seconds += seconds
     progress.step += 1
     progress.batch += 1
-    progress.train_images += len(step.labels) * run.world_size
+    progress.train_images += images
     progress.train_seconds += seconds
 
 

@@ -57,6 +57,8 @@ class Progress:
     best_epoch: int = 0
     train_images: int = 0
     train_seconds: float = 0.0
+    warmup_images: int = 0  # of the first step of each process (which pays the warm-up): left out of images/s
+    warmup_seconds: float = 0.0
     running_loss: float = 0.0  # sums over the current epoch
     running_correct: int = 0
     running_seen: int = 0
@@ -77,6 +79,10 @@ class Progress:
 
     @property
     def images_per_sec(self) -> float:
+        """Training images per second after the warm-up: without each process's first step (where
+        there are other steps)."""
+        if self.train_images > self.warmup_images:
+            return (self.train_images - self.warmup_images) / max(self.train_seconds - self.warmup_seconds, 1e-9)
         return self.train_images / max(self.train_seconds, 1e-9)
 
 
