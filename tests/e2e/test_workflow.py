@@ -97,6 +97,7 @@ def test_resume_continues_with_the_runs_own_config(trained_run, tmp_path):
     assert "batch_size: 32" in saved and "label_smoothing: 0.1" in saved and "name: synthetic" in saved
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 1  # nothing left to do
+    assert metrics["val_images"] == 2 * 256  # trainer.limit_val_batches=2 of data.eval_batch_size=256
     # the run keeps the command line that started it (its label), not the resume's
     assert "data.batch_size=32" in metrics["job"]["overrides"] and "resume=auto" not in metrics["job"]["overrides"]
     assert "data.batch_size=32" in find_runs([run_dir])[0].label

@@ -37,6 +37,15 @@ def _finished_run(directory, config: dict, swept: dict, val_acc: float) -> None:
     (directory / "metrics.json").write_text(json.dumps(metrics))
 
 
+def test_the_summary_says_how_many_validation_images_each_runs_figures_are_over(tmp_path):
+    """metrics.json's val_images (5 batches of a shortened run against the whole test set) in one line."""
+    for name, images in (("0_pool=max", 512), ("1_pool=avg", 10000)):
+        _finished_run(tmp_path / name, {"seed": 0, "pool": {"kind": name[2:]}}, {"pool": name[7:]}, 0.5)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**metrics, "val_images": images}))
+    assert "Validation images behind each run's figures: 512, 10,000." in write_summary(tmp_path)
+
+
 def test_runs_are_grouped_by_their_resolved_configs_and_seeds_counted_once():
     """Three repeats of one config with the same seed are 3 runs of 1 seed; a run of another model
     with the same (empty) command-line label is its own row, told apart by what differs; where the

@@ -126,6 +126,7 @@ def finish(run: Run, started: float) -> dict[str, Any]:
         "train_loss": history[-1]["train_loss"] if history else math.nan,
         "val_loss": final["loss"],
         "val_acc": final["acc"],
+        "val_images": final.get("images"),  # how many validation images the figures above are over
         "best_val_acc": progress.best_val_acc if classifier else None,
         "best_epoch": progress.best_epoch,
         "epochs": progress.epoch,

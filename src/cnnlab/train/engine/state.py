@@ -162,7 +162,7 @@ class Run:
             ) from None
 
     def evaluate(self, model: nn.Module | None = None, tta: bool = True) -> dict[str, Any]:
-        """``{"loss", "acc", "confusion"}`` of ``model`` (default: the run's) on the validation set,
+        """``{"loss", "acc", "confusion", "images"}`` of ``model`` (default: the run's) on the validation set,
         with the ``trainer.tta_*`` views unless ``tta=False``."""
         model = self.model if model is None else model
         return evaluate(model, self.val_loader, self.task, self.options, self.autocast, self.num_classes, tta)

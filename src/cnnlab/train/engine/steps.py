@@ -138,6 +138,7 @@ def evaluate(
             confusion += confusion_matrix(predicted, labels, num_classes).to(confusion)
     model.train(was_training)
     loss_sum, correct, seen, confusion = all_reduce_sum(loss_sum, correct, seen, confusion, device=device)
+    images = int(seen)
     seen = max(float(seen), 1.0)
     accuracy = float(correct) / seen if task == "classification" else None
-    return {"loss": float(loss_sum) / seen, "acc": accuracy, "confusion": confusion.cpu()}
+    return {"loss": float(loss_sum) / seen, "acc": accuracy, "confusion": confusion.cpu(), "images": images}

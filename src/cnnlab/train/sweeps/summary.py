@@ -214,6 +214,10 @@ def format_summary(records: Sequence[RunRecord]) -> str:
     else:
         text += ("\n\nEach row is one run of one seed: a difference smaller than the seed-to-seed spread is noise "
                  "(sweep seed=0,1,2 for a mean ± std per configuration).")  # fmt: skip
+    counts = {r.metrics.get("val_images") for r in records} - {None}
+    if counts:  # (runs from before val_images was recorded say nothing)
+        shown = ", ".join(f"{n:,}" for n in sorted(counts))
+        text += f"\n\nValidation images behind each run's figures: {shown}."
     differ = differences([r.metrics.get("record") for r in records])
     if differ:
         listed = "; ".join(f"{key}: {', '.join(map(str, values))}" for key, values in differ.items())
